@@ -1,0 +1,205 @@
+//! Configuration, layered: built-in defaults, then an optional TOML file, then
+//! `PAYBRIDGE_*` environment variables, then flags (clap reads env and flags; a flag
+//! wins over its variable). Secrets are held as `SecretString`, whose `Debug` is
+//! redacted, so printing the configuration never prints them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DbArgs {
+    /// Database URL: sqlite://<file> (default sqlite://paybridge.db) or postgres://…
+    #[arg(long, env = "PAYBRIDGE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// TOML file with any of the settings below (keys as the flags, with underscores).
+    #[arg(long, env = "PAYBRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on (default 127.0.0.1:4242).
+    #[arg(long, env = "PAYBRIDGE_LISTEN")]
+    pub listen: Option<String>,
+    /// Base of the URLs paybridge hands out (default http://<listen address>).
+    #[arg(long, env = "PAYBRIDGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Base URL of Stripe's API (default https://api.stripe.com).
+    #[arg(long, env = "PAYBRIDGE_STRIPE_API_BASE")]
+    pub stripe_api_base: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "PAYBRIDGE_JSON_LOGS")]
+    pub json_logs: bool,
+    /// Do not create the demo app on first start.
+    #[arg(long, env = "PAYBRIDGE_NO_DEMO")]
+    pub no_demo: bool,
+    /// Seconds an idempotency key is kept (default 86400; keep it at least a day).
+    #[arg(long, env = "PAYBRIDGE_IDEMPOTENCY_TTL")]
+    pub idempotency_ttl: Option<u64>,
+    /// Seconds a replaced webhook signing secret stays valid (default 86400).
+    #[arg(long, env = "PAYBRIDGE_SIGNING_SECRET_GRACE")]
+    pub signing_secret_grace: Option<u64>,
+    /// Seconds between housekeeping rounds (default 60).
+    #[arg(long, env = "PAYBRIDGE_HOUSEKEEPING_INTERVAL")]
+    pub housekeeping_interval: Option<u64>,
+}
+
+/// The optional TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub stripe_api_base: Option<String>,
+    pub root_key: Option<SecretString>,
+    pub master_key: Option<SecretString>,
+    pub master_key_file: Option<PathBuf>,
+    pub json_logs: Option<bool>,
+    pub no_demo: Option<bool>,
+    pub idempotency_ttl: Option<u64>,
+    pub signing_secret_grace: Option<u64>,
+    pub housekeeping_interval: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&PathBuf>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://paybridge.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4242";
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug)]
+pub struct Resolved {
+    pub listen: String,
+    pub database_url: String,
+    pub public_url: Option<String>,
+    pub stripe_api_base: String,
+    pub root_key: Option<SecretString>,
+    pub master_key: Option<SecretString>,
+    pub master_key_file: Option<PathBuf>,
+    pub json_logs: bool,
+    pub no_demo: bool,
+    pub idempotency_ttl: Duration,
+    pub signing_secret_grace: Duration,
+    pub housekeeping_interval: Duration,
+}
+
+fn env_secret(name: &str) -> Option<SecretString> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(SecretString::from)
+}
+
+/// The database URL alone, for the subcommands that only need storage.
+pub fn database_url(args: &DbArgs) -> anyhow::Result<String> {
+    let file = FileConfig::load(args.config.as_ref())?;
+    Ok(args
+        .database_url
+        .clone()
+        .or(file.database_url)
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()))
+}
+
+impl Resolved {
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Resolved> {
+        let file = FileConfig::load(args.db.config.as_ref())?;
+        let secs = |flag: Option<u64>, file: Option<u64>, default: u64| {
+            Duration::from_secs(flag.or(file).unwrap_or(default))
+        };
+        Ok(Resolved {
+            listen: args
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            database_url: args
+                .db
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            public_url: args.public_url.clone().or(file.public_url),
+            stripe_api_base: args
+                .stripe_api_base
+                .clone()
+                .or(file.stripe_api_base)
+                .unwrap_or_else(|| "https://api.stripe.com".to_owned()),
+            // Secrets come from the environment or the file, never from flags: a flag
+            // would show in `ps` and shell history.
+            root_key: env_secret("PAYBRIDGE_ROOT_KEY").or(file.root_key),
+            master_key: env_secret("PAYBRIDGE_MASTER_KEY").or(file.master_key),
+            master_key_file: std::env::var("PAYBRIDGE_MASTER_KEY_FILE")
+                .ok()
+                .map(PathBuf::from)
+                .or(file.master_key_file),
+            json_logs: args.json_logs || file.json_logs.unwrap_or(false),
+            no_demo: args.no_demo || file.no_demo.unwrap_or(false),
+            idempotency_ttl: secs(args.idempotency_ttl, file.idempotency_ttl, 86_400),
+            signing_secret_grace: secs(
+                args.signing_secret_grace,
+                file.signing_secret_grace,
+                86_400,
+            ),
+            housekeeping_interval: secs(args.housekeeping_interval, file.housekeeping_interval, 60),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn file_values_fill_what_flags_leave_unset() {
+        let dir = std::env::temp_dir().join(format!("pbcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("paybridge.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\ndatabase_url = \"sqlite://x.db\"\nmaster_key = \"c2VjcmV0\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            db: DbArgs {
+                database_url: Some("sqlite://flag.db".into()),
+                config: Some(path.clone()),
+            },
+            ..Default::default()
+        };
+        let r = Resolved::from_args(&args).unwrap();
+        assert_eq!(r.listen, "127.0.0.1:9999");
+        assert_eq!(r.database_url, "sqlite://flag.db");
+        assert_eq!(r.idempotency_ttl, Duration::from_secs(86_400));
+        assert_eq!(
+            r.master_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned())
+                .as_deref(),
+            Some("c2VjcmV0")
+        );
+        assert!(
+            !format!("{r:?}").contains("c2VjcmV0"),
+            "secrets are redacted in Debug"
+        );
+        std::fs::write(&path, "nonsense = 1\n").unwrap();
+        assert!(Resolved::from_args(&args).is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,304 @@
+//! The `paybridge` command: `serve`, and the operator's tools that work without HTTP.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use paybridge_core::keys::Role;
+use paybridge_core::vault::MasterKey;
+use paybridge_core::Environment;
+use paybridge_server::{bootstrap, service, AppState, Settings};
+use paybridge_store::{sqlite_path, Db, DbOptions};
+use secrecy::ExposeSecret;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{DbArgs, Resolved, ServeArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "paybridge",
+    version,
+    about = "Self-hosted payments backend: Stripe payments for any app through one small API."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and its workers.
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(DbArgs),
+    /// Manage apps.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an app and print its keys (shown once) as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// test or live
+        #[arg(long, default_value = "test")]
+        environment: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Mint a key for an app and print it (shown once) as JSON.
+    Create {
+        #[arg(long)]
+        app: String,
+        /// admin, server or publishable
+        #[arg(long)]
+        role: String,
+        /// Extra permission for a server key (repeatable), e.g. refunds:write
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = EnvFilter::try_from_env("PAYBRIDGE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(db) => {
+            init_logs(false);
+            let db = open_db(&config::database_url(&db)?).await?;
+            db.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::App {
+            command:
+                AppCommand::Create {
+                    name,
+                    environment,
+                    db,
+                },
+        } => {
+            let env =
+                Environment::parse(&environment).context("--environment must be test or live")?;
+            let db = open_db(&config::database_url(&db)?).await?;
+            let created = service::apps::create_app(&db, &name, env, false)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": created.app.id,
+                    "name": created.app.name,
+                    "environment": created.app.environment,
+                    "keys": {
+                        "admin": created.admin.expose(),
+                        "server": created.server.expose(),
+                        "publishable": created.publishable.expose(),
+                    }
+                })
+            );
+            Ok(())
+        }
+        Command::Key {
+            command:
+                KeyCommand::Create {
+                    app,
+                    role,
+                    permissions,
+                    db,
+                },
+        } => {
+            let role = Role::parse(&role).context("--role must be admin, server or publishable")?;
+            let db = open_db(&config::database_url(&db)?).await?;
+            let key = service::apps::mint_key(&db, &app, role, &permissions)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            println!(
+                "{}",
+                serde_json::json!({"id": key.row.id, "app": app, "role": key.row.role, "key": key.expose()})
+            );
+            Ok(())
+        }
+        Command::Key {
+            command: KeyCommand::Revoke { id, db },
+        } => {
+            let db = open_db(&config::database_url(&db)?).await?;
+            paybridge_store::keys::revoke(&db, None, &id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+            println!("{}", serde_json::json!({"id": id, "revoked": true}));
+            Ok(())
+        }
+    }
+}
+
+async fn open_db(url: &str) -> anyhow::Result<Db> {
+    let db = Db::connect(url, DbOptions::default())
+        .await
+        .with_context(|| format!("cannot open the database ({})", redact_url(url)))?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// The URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn master_key(cfg: &Resolved) -> anyhow::Result<(MasterKey, Option<PathBuf>)> {
+    if let Some(k) = &cfg.master_key {
+        return Ok((
+            MasterKey::from_base64(k.expose_secret()).context("PAYBRIDGE_MASTER_KEY")?,
+            None,
+        ));
+    }
+    let path = cfg.master_key_file.clone().unwrap_or_else(|| {
+        sqlite_path(&cfg.database_url)
+            .map(|p| {
+                let mut s = p.into_os_string();
+                s.push(".key");
+                PathBuf::from(s)
+            })
+            .unwrap_or_else(|| PathBuf::from("paybridge-master.key"))
+    });
+    let (key, created) = bootstrap::load_or_create_key_file(&path)
+        .with_context(|| format!("master key file {}", path.display()))?;
+    Ok((key, created.then_some(path)))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = Resolved::from_args(&args)?;
+    init_logs(cfg.json_logs);
+    let db = open_db(&cfg.database_url).await?;
+    let (vault, new_key_file) = master_key(&cfg)?;
+    bootstrap::check_master_key(&db, &vault).await?;
+    let (root_hash, new_root_key) =
+        bootstrap::root_key(&db, cfg.root_key.as_ref().map(|k| k.expose_secret())).await?;
+
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let public_url = cfg.public_url.clone().unwrap_or_else(|| {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        format!("http://{host}:{}", addr.port())
+    });
+    let mut settings = Settings::new(public_url.clone(), root_hash);
+    settings.idempotency_ttl = cfg.idempotency_ttl;
+    settings.signing_secret_grace = cfg.signing_secret_grace;
+    settings.housekeeping_interval = cfg.housekeeping_interval;
+    settings.stripe_api_base = cfg.stripe_api_base.clone();
+    let state = AppState::new(db, vault, settings);
+
+    let demo = if cfg.no_demo {
+        None
+    } else {
+        Some(bootstrap::ensure_demo(&state).await?)
+    };
+
+    // The banner goes to stdout, apart from the logs: it is the one place a generated
+    // key is shown, once.
+    println!(
+        "paybridge {} listening on {public_url}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("  database   {}", redact_url(&cfg.database_url));
+    println!("  API docs   {public_url}/docs");
+    if let Some(path) = new_key_file {
+        println!("  master key created in {} (mode 0600): back it up; without it stored secrets are lost", path.display());
+    }
+    if let Some(k) = new_root_key {
+        println!(
+            "  root key   {}   (shown once; set PAYBRIDGE_ROOT_KEY to choose your own)",
+            k.expose_secret()
+        );
+    }
+    if let Some(d) = demo {
+        println!("  demo app   {} on the sandbox provider", d.app_id);
+        println!("  storefront {public_url}/   dashboard {public_url}/admin");
+        println!("  publishable key {}", d.publishable_key);
+        match (d.admin_key, d.server_key) {
+            (Some(a), Some(s)) => {
+                println!("  admin key       {a}   (shown once)");
+                println!("  server key      {s}   (shown once)");
+            }
+            _ => println!("  (the demo's admin and server keys were shown at first start; `paybridge key create` mints more)"),
+        }
+    }
+    tracing::info!(%addr, "listening");
+    paybridge_server::serve(state, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

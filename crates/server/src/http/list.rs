@@ -1,0 +1,67 @@
+//! List responses and their query parameters, shaped as Stripe's.
+
+use paybridge_store::{ListParams, Page};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+
+#[derive(Serialize, ToSchema)]
+pub struct List<T: ToSchema> {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T: ToSchema> List<T> {
+    pub fn from_page<R>(page: Page<R>, f: impl FnMut(R) -> T) -> List<T> {
+        let page = page.map(f);
+        List {
+            object: "list",
+            data: page.data,
+            has_more: page.has_more,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// How many objects to return, 1 to 100 (default 10).
+    pub limit: Option<i64>,
+    /// The id of the last object of the previous page.
+    pub starting_after: Option<String>,
+}
+
+impl ListQuery {
+    pub fn params(&self) -> Result<ListParams, ApiError> {
+        to_params(self.limit, self.starting_after.clone())
+    }
+}
+
+pub fn to_params(
+    limit: Option<i64>,
+    starting_after: Option<String>,
+) -> Result<ListParams, ApiError> {
+    let limit = limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(
+            ApiError::bad_request("parameter_invalid", "limit must be between 1 and 100")
+                .with_param("limit"),
+        );
+    }
+    Ok(ListParams {
+        limit,
+        starting_after: starting_after.filter(|s| !s.is_empty()),
+    })
+}
+
+/// The answer to a DELETE.
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    pub id: String,
+    pub object: String,
+    pub deleted: bool,
+}

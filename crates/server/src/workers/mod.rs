@@ -1,0 +1,27 @@
+//! Background workers, in the same process as the API. Each loops until the stop
+//! token is cancelled; `wait` lets the current round finish on shutdown.
+
+mod housekeeping;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+pub struct Workers {
+    handles: Vec<JoinHandle<()>>,
+}
+
+pub fn spawn(state: AppState, stop: CancellationToken) -> Workers {
+    Workers {
+        handles: vec![tokio::spawn(housekeeping::run(state, stop))],
+    }
+}
+
+impl Workers {
+    pub async fn wait(self) {
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Connecting, migrating, and the few places where SQLite and PostgreSQL differ.
+//!
+//! Both backends run the same SQL through sqlx's `Any` driver; `$1` placeholders work
+//! on both. Types are kept to what both agree on: BIGINT for numbers and flags, TEXT
+//! for strings and JSON, so every row decodes the same way on either database.
+//!
+//! SQLite gets one writer connection (every write transaction is serialized there, so
+//! no transaction ever meets SQLITE_BUSY half-way) and a pool of readers; WAL lets the
+//! readers run beside the writer. `synchronous=FULL` makes each commit durable before
+//! it returns, which is what an acknowledged webhook promises.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    /// Where writes go. On SQLite a pool of exactly one connection.
+    pub(crate) write: AnyPool,
+    /// Where plain reads go. On PostgreSQL the same pool as `write`.
+    pub(crate) read: AnyPool,
+    pub backend: Backend,
+}
+
+static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Normalises what an operator may type: `sqlite://file.db`, `sqlite:file.db`,
+/// `postgres://…`, `postgresql://…`. SQLite files are created if missing.
+pub fn normalize_url(url: &str) -> Result<(Backend, String), StoreError> {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if rest.is_empty() {
+            return Err(StoreError::Config("the SQLite URL names no file".into()));
+        }
+        let with_mode = if rest.contains("mode=") {
+            format!("sqlite://{rest}")
+        } else if rest.contains('?') {
+            format!("sqlite://{rest}&mode=rwc")
+        } else {
+            format!("sqlite://{rest}?mode=rwc")
+        };
+        return Ok((Backend::Sqlite, with_mode));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    Err(StoreError::Config(format!(
+        "unsupported database URL `{}`: use sqlite://<file> or postgres://…",
+        url.split('@').next_back().unwrap_or("")
+    )))
+}
+
+/// The SQLite file a URL points at, if it is one (for the key file made beside it).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+impl Db {
+    pub async fn connect(url: &str, opts: DbOptions) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = normalize_url(url)?;
+        let connect = AnyConnectOptions::from_str(&url).map_err(StoreError::from)?;
+        match backend {
+            Backend::Sqlite => {
+                let write = sqlite_pool(1, &opts).connect_with(connect.clone()).await?;
+                // The first connection switches the file to WAL; it stays so.
+                write.execute("PRAGMA journal_mode=WAL").await?;
+                let read = sqlite_pool(opts.max_connections.clamp(1, 8), &opts)
+                    .connect_with(connect)
+                    .await?;
+                Ok(Db {
+                    write,
+                    read,
+                    backend,
+                })
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(opts.max_connections)
+                    .acquire_timeout(opts.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                Ok(Db {
+                    write: pool.clone(),
+                    read: pool,
+                    backend,
+                })
+            }
+        }
+    }
+
+    /// Applies the migrations that are not yet applied. On PostgreSQL sqlx holds an
+    /// advisory lock meanwhile, so two nodes starting together do not race.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &MIGRATE_SQLITE,
+            Backend::Postgres => &MIGRATE_POSTGRES,
+        };
+        migrator.run(&self.write).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// ` FOR UPDATE` where row locks exist; SQLite's single writer already serializes.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(opts.acquire_timeout)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+}
+
+/// Unix seconds, the unit of every `created` paybridge shows (as Stripe's).
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds, for schedules and leases.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_normalise() {
+        assert_eq!(
+            normalize_url("sqlite://paybridge.db").unwrap(),
+            (Backend::Sqlite, "sqlite://paybridge.db?mode=rwc".into())
+        );
+        assert_eq!(
+            normalize_url("sqlite:x.db?cache=shared").unwrap().1,
+            "sqlite://x.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            normalize_url("postgres://u@h/db").unwrap().0,
+            Backend::Postgres
+        );
+        assert!(normalize_url("mysql://x").is_err());
+        assert!(normalize_url("sqlite://").is_err());
+        assert_eq!(
+            sqlite_path("sqlite://data/p.db?mode=rwc"),
+            Some("data/p.db".into())
+        );
+        assert_eq!(sqlite_path("postgres://x"), None);
+    }
+}

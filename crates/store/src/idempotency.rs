@@ -1,0 +1,128 @@
+//! Idempotency keys, as Stripe's: the first request with a key runs; a repeat with the
+//! same fingerprint gets the stored response; another body is refused; a repeat while
+//! the first still runs is told so. Claiming is one `INSERT … ON CONFLICT DO NOTHING`,
+//! so of two concurrent requests (on one node or two) exactly one runs.
+
+use crate::{now, now_ms, Db, Result};
+
+/// What to do with a request that carries an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the key: run it, then `complete` or `release`.
+    Run,
+    /// Done before: send this status and body again.
+    Replay { status: u16, body: String },
+    /// The key was used with another request.
+    Mismatch,
+    /// The first request with this key is still running.
+    InFlight,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    fingerprint: String,
+    state: String,
+    status: Option<i64>,
+    body: Option<String>,
+    locked_ms: i64,
+}
+
+/// Claims `key` within `scope` (an app id, or `root`). A running claim older than
+/// `stale_after_ms` is taken over: its owner died (a crash between claim and
+/// completion), and every money path behind it is itself idempotent at the provider.
+pub async fn claim(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+    stale_after_ms: i64,
+) -> Result<Claim> {
+    let now_ms = now_ms();
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, state, created, locked_ms) \
+         VALUES ($1, $2, $3, 'running', $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(now())
+    .bind(now_ms)
+    .execute(&db.write)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Claim::Run);
+    }
+    let Some(row) = sqlx::query_as::<_, Row>(
+        "SELECT fingerprint, state, status, body, locked_ms FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(&db.write)
+    .await?
+    else {
+        // Released between our insert and read: try once more.
+        return Box::pin(claim(db, scope, key, fingerprint, stale_after_ms)).await;
+    };
+    if row.fingerprint != fingerprint {
+        return Ok(Claim::Mismatch);
+    }
+    if row.state == "done" {
+        return Ok(Claim::Replay {
+            status: row.status.unwrap_or(200) as u16,
+            body: row.body.unwrap_or_default(),
+        });
+    }
+    if row.locked_ms < now_ms - stale_after_ms {
+        let took = sqlx::query(
+            "UPDATE idempotency_keys SET locked_ms = $3 \
+             WHERE scope = $1 AND key = $2 AND state = 'running' AND locked_ms = $4",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(now_ms)
+        .bind(row.locked_ms)
+        .execute(&db.write)
+        .await?
+        .rows_affected();
+        if took == 1 {
+            return Ok(Claim::Run);
+        }
+    }
+    Ok(Claim::InFlight)
+}
+
+/// Stores the response of the request that ran.
+pub async fn complete(db: &Db, scope: &str, key: &str, status: u16, body: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4 WHERE scope = $1 AND key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(i64::from(status))
+    .bind(body)
+    .execute(&db.write)
+    .await?;
+    Ok(())
+}
+
+/// Forgets a claim whose request failed on our side, so a retry runs again.
+pub async fn release(db: &Db, scope: &str, key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'running'")
+        .bind(scope)
+        .bind(key)
+        .execute(&db.write)
+        .await?;
+    Ok(())
+}
+
+/// Removes keys created before `older_than` (unix seconds); returns how many.
+pub async fn purge(db: &Db, older_than: i64) -> Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM idempotency_keys WHERE created < $1")
+            .bind(older_than)
+            .execute(&db.write)
+            .await?
+            .rows_affected(),
+    )
+}

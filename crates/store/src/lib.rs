@@ -1,0 +1,43 @@
+//! paybridge's storage: repository functions over sqlx, the same SQL on SQLite and
+//! PostgreSQL. Every function that touches an app's data takes the app's id, so no
+//! query can forget the tenant. Secrets arrive here already sealed by the vault.
+
+pub mod apps;
+pub mod config;
+mod db;
+pub mod idempotency;
+pub mod keys;
+mod page;
+pub mod products;
+pub mod settings;
+
+pub use db::{normalize_url, now, now_ms, sqlite_path, Backend, Db, DbOptions};
+pub use page::{ListParams, Page};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                StoreError::Conflict(d.message().to_owned())
+            }
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

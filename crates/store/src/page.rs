@@ -1,0 +1,94 @@
+//! Cursor pagination as Stripe does it: newest first, `limit` 1–100, and
+//! `starting_after=<id>` for the next page. Ids sort by creation time (see
+//! `paybridge_core::ids`), so the cursor is a plain `id < $cursor`.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, FromRow};
+
+use crate::Result;
+
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub limit: i64,
+    pub starting_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            data: self.data.into_iter().map(f).collect(),
+            has_more: self.has_more,
+        }
+    }
+}
+
+pub(crate) enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// A `SELECT` assembled from optional filters; `?` in a condition becomes the next
+/// `$n` placeholder.
+pub(crate) struct Select {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Select {
+    pub fn new(base: &str) -> Select {
+        Select {
+            sql: base.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn and(mut self, condition: &str, arg: Arg) -> Select {
+        self.args.push(arg);
+        let placeholder = format!("${}", self.args.len());
+        self.sql.push_str(" AND ");
+        self.sql.push_str(&condition.replace('?', &placeholder));
+        self
+    }
+
+    pub fn and_opt(self, condition: &str, arg: Option<Arg>) -> Select {
+        match arg {
+            Some(a) => self.and(condition, a),
+            None => self,
+        }
+    }
+
+    pub async fn page<T>(self, pool: &AnyPool, params: &ListParams) -> Result<Page<T>>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let limit = params.limit.clamp(1, 100);
+        let mut s = self.and_opt("id < ?", params.starting_after.clone().map(Arg::Text));
+        s.sql
+            .push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+        let mut data = s.fetch_all::<T>(pool).await?;
+        let has_more = data.len() as i64 > limit;
+        data.truncate(limit as usize);
+        Ok(Page { data, has_more })
+    }
+
+    pub async fn fetch_all<T>(self, pool: &AnyPool) -> Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let mut q = sqlx::query_as::<_, T>(&self.sql);
+        for a in self.args {
+            q = match a {
+                Arg::Int(i) => q.bind(i),
+                Arg::Text(t) => q.bind(t),
+            };
+        }
+        Ok(q.fetch_all(pool).await?)
+    }
+}
