@@ -248,10 +248,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // The banner goes to stdout, apart from the logs: it is the one place a generated
     // key is shown, once.
-    println!(
-        "paybridge {} listening on {public_url}",
-        env!("CARGO_PKG_VERSION")
-    );
     println!("  database   {}", redact_url(&cfg.database_url));
     println!("  API docs   {public_url}/docs");
     if let Some(path) = new_key_file {
@@ -275,6 +271,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ => println!("  (the demo's admin and server keys were shown at first start; `paybridge key create` mints more)"),
         }
     }
+    // Last, so whoever waits for this line has the whole banner.
+    println!(
+        "paybridge {} listening on {public_url}",
+        env!("CARGO_PKG_VERSION")
+    );
     tracing::info!(%addr, "listening");
     paybridge_server::serve(state, listener, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -64,32 +64,51 @@ pub async fn claim(
         // Released between our insert and read: try once more.
         return Box::pin(claim(db, scope, key, fingerprint, stale_after_ms)).await;
     };
+    if row.state == "running" {
+        // Busy wins over a body mismatch: the caller should wait, then learn the rest.
+        if row.locked_ms >= now_ms - stale_after_ms {
+            return Ok(Claim::InFlight);
+        }
+        if row.fingerprint == fingerprint
+            && take_over(db, scope, key, row.locked_ms, now_ms).await?
+        {
+            return Ok(Claim::Run);
+        }
+        return Ok(if row.fingerprint == fingerprint {
+            Claim::InFlight
+        } else {
+            Claim::Mismatch
+        });
+    }
     if row.fingerprint != fingerprint {
         return Ok(Claim::Mismatch);
     }
-    if row.state == "done" {
-        return Ok(Claim::Replay {
-            status: row.status.unwrap_or(200) as u16,
-            body: row.body.unwrap_or_default(),
-        });
-    }
-    if row.locked_ms < now_ms - stale_after_ms {
-        let took = sqlx::query(
-            "UPDATE idempotency_keys SET locked_ms = $3 \
-             WHERE scope = $1 AND key = $2 AND state = 'running' AND locked_ms = $4",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(now_ms)
-        .bind(row.locked_ms)
-        .execute(&db.write)
-        .await?
-        .rows_affected();
-        if took == 1 {
-            return Ok(Claim::Run);
-        }
-    }
-    Ok(Claim::InFlight)
+    Ok(Claim::Replay {
+        status: row.status.unwrap_or(200) as u16,
+        body: row.body.unwrap_or_default(),
+    })
+}
+
+/// Takes over a claim whose owner stopped renewing it; only one taker wins.
+async fn take_over(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    seen_locked_ms: i64,
+    now_ms: i64,
+) -> Result<bool> {
+    let took = sqlx::query(
+        "UPDATE idempotency_keys SET locked_ms = $3 \
+         WHERE scope = $1 AND key = $2 AND state = 'running' AND locked_ms = $4",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(now_ms)
+    .bind(seen_locked_ms)
+    .execute(&db.write)
+    .await?
+    .rows_affected();
+    Ok(took == 1)
 }
 
 /// Stores the response of the request that ran.

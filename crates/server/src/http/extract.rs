@@ -30,7 +30,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 let mime = v.split(';').next().unwrap_or("").trim();
                 mime.eq_ignore_ascii_case("application/json")
             });
-        let bytes = Bytes::from_request(req, state)
+        let _ = state;
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
             .map_err(|_| body_too_large())?;
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -1,0 +1,318 @@
+//! The test harness: a throwaway database (a temporary SQLite file, or a fresh
+//! PostgreSQL database dropped afterwards), the real `paybridge` binary started on a
+//! random port, and a small JSON client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub use paybridge_testkit::{random_suffix, Backend, TestDb};
+
+/// A running `paybridge serve`.
+pub struct Server {
+    pub base: String,
+    pub root: String,
+    pub db_url: String,
+    pub stdout: Arc<Mutex<String>>,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+    workdir: PathBuf,
+    master_key: String,
+    pub http: reqwest::Client,
+}
+
+pub const ROOT_KEY_LEN: usize = 24;
+
+impl Server {
+    pub async fn start(db: &TestDb) -> Server {
+        Server::start_with(db, &[]).await
+    }
+
+    /// Starts a server on `db` with extra environment (`PAYBRIDGE_*` overrides).
+    pub async fn start_with(db: &TestDb, env: &[(&str, &str)]) -> Server {
+        let root = format!("pb_root_test_{}", random_suffix()) + &random_suffix();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut s = Server {
+            base: String::new(),
+            root,
+            db_url: db.url.clone(),
+            stdout: Arc::new(Mutex::new(String::new())),
+            log_path: db
+                .dir
+                .path()
+                .join(format!("server-{}.log", random_suffix())),
+            child: None,
+            env,
+            workdir: db.dir.path().to_path_buf(),
+            master_key: db.master_key.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        s.spawn(None).await;
+        s
+    }
+
+    fn command(&self, listen: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paybridge"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(listen)
+            .arg("--database-url")
+            .arg(&self.db_url)
+            .current_dir(&self.workdir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PAYBRIDGE_ROOT_KEY", &self.root)
+            .env("PAYBRIDGE_NO_DEMO", "true")
+            .env("PAYBRIDGE_LOG", "info,sqlx=warn")
+            .env("RUST_BACKTRACE", "1");
+        if self.db_url.starts_with("postgres") {
+            cmd.env("PAYBRIDGE_MASTER_KEY", &self.master_key);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    async fn spawn(&mut self, listen: Option<String>) {
+        let listen = listen.unwrap_or_else(|| "127.0.0.1:0".into());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let mut child = self
+            .command(&listen)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start paybridge");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let buf = self.stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                buf.lock().unwrap().push_str(&line);
+                buf.lock().unwrap().push('\n');
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        break rest.trim().to_owned();
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "paybridge exited ({status}) before listening:\n{}",
+                            self.logs()
+                        );
+                    }
+                    if std::time::Instant::now() > deadline {
+                        panic!("paybridge did not start in time:\n{}", self.logs());
+                    }
+                }
+            }
+        };
+        self.base = base;
+        self.child = Some(child);
+    }
+
+    /// The server's log output so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn banner(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// `kill -9`: no shutdown, no flush, nothing finished.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited cleanly in time.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the process again on the same database and port.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        let listen = self.base.trim_start_matches("http://").to_owned();
+        self.spawn(Some(listen)).await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        self.call_with(method, path, key, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Resp::from(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Resp {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, key: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(key), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Creates an app with the root key and returns its keys.
+    pub async fn app(&self, environment: &str) -> AppKeys {
+        let r = self
+            .post(
+                "/v1/apps",
+                &self.root,
+                serde_json::json!({"name": "test app", "environment": environment}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        AppKeys {
+            id: r.json["id"].as_str().unwrap().to_owned(),
+            admin: r.json["keys"]["admin"].as_str().unwrap().to_owned(),
+            server: r.json["keys"]["server"].as_str().unwrap().to_owned(),
+            publishable: r.json["keys"]["publishable"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppKeys {
+    pub id: String,
+    pub admin: String,
+    pub server: String,
+    pub publishable: String,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+    pub json: Value,
+}
+
+impl Resp {
+    pub async fn from(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    /// Asserts the one error shape and returns (type, code, param).
+    pub fn error(&self) -> (String, String, Option<String>) {
+        let e = &self.json["error"];
+        assert!(
+            e.is_object(),
+            "not an error body ({}): {}",
+            self.status,
+            self.body
+        );
+        let s = |k: &str| e[k].as_str().map(str::to_owned);
+        assert!(
+            s("message").is_some_and(|m| !m.is_empty()),
+            "error without message: {}",
+            self.body
+        );
+        (s("type").unwrap(), s("code").unwrap(), s("param"))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}

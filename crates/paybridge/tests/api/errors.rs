@@ -1,0 +1,260 @@
+//! Every bad input gets its 4xx in the one error shape and changes nothing.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::{Backend, Server, TestDb};
+
+paybridge_testkit::on_both!(bad_input_gets_a_clear_4xx_and_changes_nothing);
+
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = Server::start(&db).await;
+    let a = s.app("test").await;
+    let good = s
+        .post(
+            "/v1/products",
+            &a.admin,
+            json!({"name": "Keep", "unit_amount": 100, "currency": "usd"}),
+        )
+        .await;
+    let before = s.get("/v1/products", &a.admin).await.body;
+
+    let raw = |method: Method, path: &str, ctype: Option<&str>, body: Vec<u8>| {
+        let mut req = s
+            .http
+            .request(method, s.url(path))
+            .bearer_auth(&a.admin)
+            .body(body);
+        if let Some(c) = ctype {
+            req = req.header("content-type", c);
+        }
+        req
+    };
+    let send = |req: reqwest::RequestBuilder| async move {
+        crate::common::Resp::from(req.send().await.unwrap()).await
+    };
+
+    let cases: Vec<(
+        &str,
+        reqwest::RequestBuilder,
+        StatusCode,
+        &str,
+        Option<&str>,
+    )> = vec![
+        (
+            "malformed JSON",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                b"{\"name\": ".to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            None,
+        ),
+        (
+            "not an object",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                b"[1,2]".to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            None,
+        ),
+        (
+            "wrong content type",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("text/plain"),
+                b"{\"name\":\"x\"}".to_vec(),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "form body",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/x-www-form-urlencoded"),
+                b"name=x".to_vec(),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "unknown field",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                br#"{"name":"x","unit_amount":1,"currency":"usd","colour":"red"}"#.to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "parameter_unknown",
+            Some("colour"),
+        ),
+        (
+            "missing field",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                br#"{"unit_amount":1,"currency":"usd"}"#.to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "parameter_missing",
+            Some("name"),
+        ),
+        (
+            "wrong type",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                br#"{"name":1,"unit_amount":1,"currency":"usd"}"#.to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("name"),
+        ),
+        (
+            "bad value",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                br#"{"name":"x","unit_amount":1,"currency":"usdx"}"#.to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_currency",
+            Some("currency"),
+        ),
+        (
+            "huge number",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                br#"{"name":"x","unit_amount":1e400,"currency":"usd"}"#.to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            None,
+        ),
+        (
+            "body over 1 MiB",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                vec![b' '; 1024 * 1024 + 10],
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            None,
+        ),
+        (
+            "unknown route",
+            raw(Method::GET, "/v1/nothing/here", None, vec![]),
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            None,
+        ),
+        (
+            "wrong method",
+            raw(
+                Method::PUT,
+                "/v1/products",
+                Some("application/json"),
+                b"{}".to_vec(),
+            ),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            None,
+        ),
+        (
+            "bad query",
+            raw(Method::GET, "/v1/products?limit=ten", None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("limit"),
+        ),
+        (
+            "unknown id",
+            raw(Method::GET, "/v1/products/product_nope", None, vec![]),
+            StatusCode::NOT_FOUND,
+            "resource_missing",
+            None,
+        ),
+        (
+            "bad idempotency key",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                b"{}".to_vec(),
+            )
+            .header("idempotency-key", "x".repeat(300)),
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_invalid",
+            Some("Idempotency-Key"),
+        ),
+    ];
+    for (what, req, status, code, param) in cases {
+        let r = send(req).await;
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        let (_, c, p) = r.error();
+        assert_eq!(c, code, "{what}: {}", r.body);
+        if param.is_some() {
+            assert_eq!(p.as_deref(), param, "{what}: {}", r.body);
+        }
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json"),
+            "{what}"
+        );
+    }
+
+    // A body over the limit sent without Content-Length (chunked) is refused as well.
+    let chunks =
+        futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
+    let r = send(
+        s.http
+            .post(s.url("/v1/products"))
+            .bearer_auth(&a.admin)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(chunks)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+
+    // Bad updates to an existing object leave it as it was.
+    let path = format!("/v1/products/{}", good.json["id"].as_str().unwrap());
+    let r = send(raw(
+        Method::PATCH,
+        &path,
+        Some("application/json"),
+        b"{\"unit_amount\": \"lots\"}".to_vec(),
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(s.get("/v1/products", &a.admin).await.body, before);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM products").await, 1);
+    // None of this was a 500, and the server is fine.
+    assert!(!s.logs().contains("panicked"));
+    assert_eq!(
+        s.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK
+    );
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real `paybridge` binary on a random port, driven over HTTP,
+//! each test on SQLite and on PostgreSQL.
+
+mod common;
+
+mod apps;
+mod config;
+mod errors;
+mod idempotency;
+mod ops;
+mod products;

@@ -1,0 +1,36 @@
+# Shared helpers of the project's scripts.
+
+step() { printf '\n==> %s\n' "$*"; }
+
+pg_ready() {
+  python3 - "$PAYBRIDGE_TEST_PG_URL" <<'PY' >/dev/null 2>&1
+import socket, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+socket.create_connection((u.hostname or "127.0.0.1", u.port or 5432), timeout=2).close()
+PY
+}
+
+# Starts the machine's PostgreSQL cluster if it is installed but stopped. With CI=true
+# an unreachable server is an error; elsewhere the PostgreSQL tests are skipped.
+ensure_postgres() {
+  if pg_ready; then return 0; fi
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    for _ in $(seq 1 30); do pg_ready && return 0; sleep 1; done
+  fi
+  if [ "${CI:-}" = "true" ]; then
+    echo "ERROR: PostgreSQL is unreachable at $PAYBRIDGE_TEST_PG_URL and CI=true" >&2
+    exit 1
+  fi
+  echo "WARNING: PostgreSQL is unreachable at $PAYBRIDGE_TEST_PG_URL: its half of the tests will be SKIPPED" >&2
+}
+
+# Drops the databases a test run left behind (tests drop their own; this is for crashes).
+drop_test_databases() {
+  local run="$1"
+  command -v psql >/dev/null 2>&1 || return 0
+  pg_ready || return 0
+  psql "$PAYBRIDGE_TEST_PG_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'pbt\_${run}\_%'" 2>/dev/null |
+    while read -r db; do psql "$PAYBRIDGE_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+}
