@@ -1,0 +1,153 @@
+//! `paybridge-bench`: starts the release `paybridge` binary on a fresh database, drives
+//! it with a closed-loop load generator (N connections, each sending its next request
+//! when the last one answered) and prints throughput and latency percentiles, for
+//! several runs, with the median of each figure. See BENCHMARKS.md for results.
+//!
+//!     cargo build --release -p paybridge -p paybridge-bench
+//!     target/release/paybridge-bench products --backend sqlite --runs 5
+//!     target/release/paybridge-bench startup --runs 10
+
+mod load;
+mod server;
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use paybridge_testkit::Backend;
+use serde_json::json;
+
+use crate::load::{median, Stats};
+use crate::server::BenchServer;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks for paybridge")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl From<Db> for Backend {
+    fn from(d: Db) -> Backend {
+        match d {
+            Db::Sqlite => Backend::Sqlite,
+            Db::Postgres => Backend::Postgres,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Authenticated `GET /v1/products` (publishable key, 10 products per page).
+    Products {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        backend: Db,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Time from starting `paybridge serve` to its first 200 on `/healthz`.
+    Startup {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        backend: Db,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Products {
+            backend,
+            connections,
+            seconds,
+            runs,
+        } => {
+            products(
+                backend.into(),
+                connections,
+                Duration::from_secs(seconds),
+                runs,
+            )
+            .await
+        }
+        Command::Startup { backend, runs } => startup(backend.into(), runs).await,
+    }
+}
+
+async fn products(
+    backend: Backend,
+    connections: usize,
+    dur: Duration,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let mut results: Vec<Stats> = Vec::new();
+    for run in 1..=runs {
+        let s = BenchServer::start(backend, &[]).await?;
+        let app = s.app().await?;
+        for i in 0..10 {
+            s.post(
+                "/v1/products",
+                &app.admin,
+                json!({"name": format!("Product {i}"), "unit_amount": 100 + i, "currency": "usd"}),
+            )
+            .await?;
+        }
+        let url = s.url("/v1/products");
+        let key = app.publishable.clone();
+        let stats = load::run(connections, dur, move |c, _| c.get(&url).bearer_auth(&key)).await;
+        println!("run {run}: {stats}");
+        results.push(stats);
+    }
+    println!(
+        "GET /v1/products on {backend:?}, {connections} connections, {runs} runs of {}s: median {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+        dur.as_secs(),
+        median(results.iter().map(|s| s.rps)),
+        median(results.iter().map(|s| s.p50_ms)),
+        median(results.iter().map(|s| s.p99_ms)),
+        results.iter().map(|s| s.errors).sum::<u64>(),
+    );
+    Ok(())
+}
+
+async fn startup(backend: Backend, runs: usize) -> anyhow::Result<()> {
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for run in 1..=runs {
+        let db = paybridge_testkit::TestDb::new(backend)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("database unavailable"))?;
+        for (label, out) in [("first start", &mut cold), ("restart", &mut warm)] {
+            let started = Instant::now();
+            let s = BenchServer::start_on(&db, &[("PAYBRIDGE_NO_DEMO", "false")]).await?;
+            let client = reqwest::Client::new();
+            loop {
+                if let Ok(r) = client.get(s.url("/healthz")).send().await {
+                    if r.status().is_success() {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            println!("run {run} {label}: {ms:.1} ms to the first 200 on /healthz");
+            out.push(ms);
+            drop(s);
+        }
+    }
+    println!(
+        "startup on {backend:?}, {runs} runs: median {:.1} ms on a new database (migrations + demo app), {:.1} ms on an existing one",
+        median(cold.into_iter()),
+        median(warm.into_iter())
+    );
+    Ok(())
+}
