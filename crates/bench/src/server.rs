@@ -16,7 +16,6 @@ pub struct BenchServer {
 
 pub struct AppKeys {
     pub admin: String,
-    pub server: String,
     pub publishable: String,
 }
 
@@ -103,7 +102,6 @@ impl BenchServer {
         let k = |r: &str| v["keys"][r].as_str().unwrap_or_default().to_owned();
         Ok(AppKeys {
             admin: k("admin"),
-            server: k("server"),
             publishable: k("publishable"),
         })
     }
