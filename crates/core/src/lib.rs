@@ -7,6 +7,8 @@ pub mod config;
 pub mod ids;
 pub mod keys;
 pub mod money;
+pub mod payment;
+pub mod stripe;
 pub mod vault;
 
 pub use config::{Environment, ProviderKind};

@@ -1,0 +1,595 @@
+//! The payment, checkout and order state machines, as pure functions that only move
+//! forward.
+//!
+//! A payment's state is the *join* of everything learned about it: each field moves
+//! along its own order, and applying a fact takes the larger of what is known and what
+//! the fact says. So applying the same facts in any order, any number of times, gives
+//! the same state — which is exactly what a webhook consumer needs when Stripe delivers
+//! events late, twice, or out of order.
+//!
+//! The lifecycle's order is chosen so that every real payment's history climbs it:
+//! `initiated < pending < processing < failed < requires_capture < expired < canceled
+//! < succeeded`. A declined attempt (`failed`) can still be followed by a successful
+//! retry on the same session or intent; an authorisation (`requires_capture`) ends
+//! captured (`succeeded`) or voided (`canceled`); a session that was never paid ends
+//! `expired`. Nothing that really happened later can rank lower than what happened
+//! before it, so a late or repeated event never moves a payment back.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    Initiated,
+    Pending,
+    Processing,
+    Failed,
+    RequiresCapture,
+    Expired,
+    Canceled,
+    Succeeded,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Initiated => "initiated",
+            Lifecycle::Pending => "pending",
+            Lifecycle::Processing => "processing",
+            Lifecycle::Failed => "failed",
+            Lifecycle::RequiresCapture => "requires_capture",
+            Lifecycle::Expired => "expired",
+            Lifecycle::Canceled => "canceled",
+            Lifecycle::Succeeded => "succeeded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lifecycle> {
+        [
+            Lifecycle::Initiated,
+            Lifecycle::Pending,
+            Lifecycle::Processing,
+            Lifecycle::Failed,
+            Lifecycle::RequiresCapture,
+            Lifecycle::Expired,
+            Lifecycle::Canceled,
+            Lifecycle::Succeeded,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+    }
+
+    /// No further money can move in: the payment will not succeed any more.
+    pub fn is_final_without_money(self) -> bool {
+        matches!(self, Lifecycle::Expired | Lifecycle::Canceled)
+    }
+}
+
+/// The state of a dispute on the payment: none, open, then closed won or lost.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Dispute {
+    #[default]
+    None,
+    Open,
+    Won,
+    Lost,
+}
+
+impl Dispute {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dispute::None => "none",
+            Dispute::Open => "open",
+            Dispute::Won => "won",
+            Dispute::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Dispute> {
+        [Dispute::None, Dispute::Open, Dispute::Won, Dispute::Lost]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// Why the latest attempt failed, as the provider said it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Failure {
+    /// When the provider reported it (unix seconds); the latest report wins.
+    pub at: i64,
+    pub code: Option<String>,
+    pub decline_code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A fact about a payment, learned from a verified provider event or from the
+/// provider's own answer to a question we asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentFact {
+    Pending,
+    Processing,
+    Failed(Failure),
+    RequiresCapture {
+        amount_capturable: i64,
+    },
+    Succeeded {
+        amount_captured: i64,
+    },
+    Canceled,
+    Expired,
+    /// The total refunded so far on the charge (Stripe reports it cumulatively).
+    Refunded {
+        amount_refunded: i64,
+    },
+    Dispute(Dispute),
+}
+
+/// The public status of a payment, derived from its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Initiated,
+    Pending,
+    Processing,
+    RequiresCapture,
+    Succeeded,
+    PartiallyRefunded,
+    Refunded,
+    Failed,
+    Canceled,
+    Expired,
+    Disputed,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Initiated => "initiated",
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Processing => "processing",
+            PaymentStatus::RequiresCapture => "requires_capture",
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::PartiallyRefunded => "partially_refunded",
+            PaymentStatus::Refunded => "refunded",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Canceled => "canceled",
+            PaymentStatus::Expired => "expired",
+            PaymentStatus::Disputed => "disputed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentState {
+    pub lifecycle: Lifecycle,
+    /// The largest amount ever reported capturable.
+    pub amount_capturable: i64,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub dispute: Dispute,
+    pub failure: Option<Failure>,
+}
+
+impl PaymentState {
+    pub fn new() -> PaymentState {
+        PaymentState {
+            lifecycle: Lifecycle::Initiated,
+            amount_capturable: 0,
+            amount_captured: 0,
+            amount_refunded: 0,
+            dispute: Dispute::None,
+            failure: None,
+        }
+    }
+
+    pub fn status(&self) -> PaymentStatus {
+        match self.lifecycle {
+            Lifecycle::Initiated => PaymentStatus::Initiated,
+            Lifecycle::Pending => PaymentStatus::Pending,
+            Lifecycle::Processing => PaymentStatus::Processing,
+            Lifecycle::Failed => PaymentStatus::Failed,
+            Lifecycle::RequiresCapture => PaymentStatus::RequiresCapture,
+            Lifecycle::Expired => PaymentStatus::Expired,
+            Lifecycle::Canceled => PaymentStatus::Canceled,
+            Lifecycle::Succeeded => {
+                if matches!(self.dispute, Dispute::Open | Dispute::Lost) {
+                    PaymentStatus::Disputed
+                } else if self.amount_captured > 0 && self.amount_refunded >= self.amount_captured {
+                    PaymentStatus::Refunded
+                } else if self.amount_refunded > 0 {
+                    PaymentStatus::PartiallyRefunded
+                } else {
+                    PaymentStatus::Succeeded
+                }
+            }
+        }
+    }
+
+    /// What can still be captured: only while the payment awaits capture.
+    pub fn capturable(&self) -> i64 {
+        if self.lifecycle == Lifecycle::RequiresCapture {
+            self.amount_capturable
+        } else {
+            0
+        }
+    }
+
+    /// What can still be refunded.
+    pub fn refundable(&self) -> i64 {
+        if self.lifecycle == Lifecycle::Succeeded {
+            (self.amount_captured - self.amount_refunded).max(0)
+        } else {
+            0
+        }
+    }
+}
+
+impl Default for PaymentState {
+    fn default() -> Self {
+        PaymentState::new()
+    }
+}
+
+/// Applies one fact. Every field only grows along its order, so the result does not
+/// depend on the order or repetition of facts.
+pub fn apply(state: &PaymentState, fact: &PaymentFact) -> PaymentState {
+    let mut next = state.clone();
+    let mut raise = |l: Lifecycle| next.lifecycle = next.lifecycle.max(l);
+    match fact {
+        PaymentFact::Pending => raise(Lifecycle::Pending),
+        PaymentFact::Processing => raise(Lifecycle::Processing),
+        PaymentFact::Failed(f) => {
+            raise(Lifecycle::Failed);
+            if next.failure.as_ref().is_none_or(|old| f > old) {
+                next.failure = Some(f.clone());
+            }
+        }
+        PaymentFact::RequiresCapture { amount_capturable } => {
+            raise(Lifecycle::RequiresCapture);
+            next.amount_capturable = next.amount_capturable.max(*amount_capturable);
+        }
+        PaymentFact::Succeeded { amount_captured } => {
+            raise(Lifecycle::Succeeded);
+            next.amount_captured = next.amount_captured.max(*amount_captured);
+        }
+        PaymentFact::Canceled => raise(Lifecycle::Canceled),
+        PaymentFact::Expired => raise(Lifecycle::Expired),
+        PaymentFact::Refunded { amount_refunded } => {
+            next.amount_refunded = next.amount_refunded.max(*amount_refunded);
+        }
+        PaymentFact::Dispute(d) => next.dispute = next.dispute.max(*d),
+    }
+    next
+}
+
+/// A checkout session's status: open, then expired or complete. `complete` outranks
+/// `expired`: a late "expired" cannot undo a completed payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckoutStatus {
+    Open,
+    Expired,
+    Complete,
+}
+
+impl CheckoutStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckoutStatus::Open => "open",
+            CheckoutStatus::Expired => "expired",
+            CheckoutStatus::Complete => "complete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CheckoutStatus> {
+        [
+            CheckoutStatus::Open,
+            CheckoutStatus::Expired,
+            CheckoutStatus::Complete,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
+    pub fn apply(self, fact: CheckoutStatus) -> CheckoutStatus {
+        self.max(fact)
+    }
+}
+
+/// An order's status, derived from what its payments have brought in and given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Open,
+    Paid,
+    PartiallyRefunded,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Open => "open",
+            OrderStatus::Paid => "paid",
+            OrderStatus::PartiallyRefunded => "partially_refunded",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    /// Paid once the succeeded payments cover the total (a zero total is paid at once).
+    pub fn derive(amount_total: i64, amount_paid: i64, amount_refunded: i64) -> OrderStatus {
+        if amount_paid < amount_total {
+            return OrderStatus::Open;
+        }
+        if amount_refunded > 0 && amount_refunded >= amount_paid {
+            OrderStatus::Refunded
+        } else if amount_refunded > 0 {
+            OrderStatus::PartiallyRefunded
+        } else {
+            OrderStatus::Paid
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fail(at: i64, code: &str) -> PaymentFact {
+        PaymentFact::Failed(Failure {
+            at,
+            code: Some("card_declined".into()),
+            decline_code: Some(code.into()),
+            message: None,
+        })
+    }
+
+    fn run(facts: &[PaymentFact]) -> PaymentState {
+        facts.iter().fold(PaymentState::new(), |s, f| apply(&s, f))
+    }
+
+    #[test]
+    fn statuses_follow_money() {
+        let s = run(&[
+            PaymentFact::Pending,
+            PaymentFact::Succeeded {
+                amount_captured: 1000,
+            },
+        ]);
+        assert_eq!(s.status(), PaymentStatus::Succeeded);
+        assert_eq!(s.refundable(), 1000);
+        let s = apply(
+            &s,
+            &PaymentFact::Refunded {
+                amount_refunded: 300,
+            },
+        );
+        assert_eq!(s.status(), PaymentStatus::PartiallyRefunded);
+        assert_eq!(s.refundable(), 700);
+        let s = apply(
+            &s,
+            &PaymentFact::Refunded {
+                amount_refunded: 1000,
+            },
+        );
+        assert_eq!(s.status(), PaymentStatus::Refunded);
+        let s = apply(&s, &PaymentFact::Dispute(Dispute::Open));
+        assert_eq!(s.status(), PaymentStatus::Disputed);
+        let won = apply(&s, &PaymentFact::Dispute(Dispute::Won));
+        assert_eq!(
+            won.status(),
+            PaymentStatus::Refunded,
+            "a won dispute goes back"
+        );
+        let lost = apply(&s, &PaymentFact::Dispute(Dispute::Lost));
+        assert_eq!(lost.status(), PaymentStatus::Disputed);
+    }
+
+    #[test]
+    fn late_events_never_move_back() {
+        let done = run(&[PaymentFact::Succeeded {
+            amount_captured: 500,
+        }]);
+        for late in [
+            PaymentFact::Pending,
+            PaymentFact::Processing,
+            fail(1, "generic_decline"),
+            PaymentFact::RequiresCapture {
+                amount_capturable: 500,
+            },
+            PaymentFact::Expired,
+            PaymentFact::Canceled,
+            PaymentFact::Succeeded {
+                amount_captured: 100,
+            },
+        ] {
+            let s = apply(&done, &late);
+            assert_eq!(s.status(), PaymentStatus::Succeeded, "{late:?}");
+            assert_eq!(s.amount_captured, 500);
+        }
+        let auth = run(&[PaymentFact::RequiresCapture {
+            amount_capturable: 800,
+        }]);
+        assert_eq!(auth.capturable(), 800);
+        assert_eq!(
+            apply(&auth, &PaymentFact::Processing).status(),
+            PaymentStatus::RequiresCapture
+        );
+        let captured = apply(
+            &auth,
+            &PaymentFact::Succeeded {
+                amount_captured: 600,
+            },
+        );
+        assert_eq!(
+            (
+                captured.status(),
+                captured.capturable(),
+                captured.amount_captured
+            ),
+            (PaymentStatus::Succeeded, 0, 600)
+        );
+        let retried = run(&[
+            fail(1, "generic_decline"),
+            PaymentFact::Succeeded { amount_captured: 5 },
+        ]);
+        assert_eq!(
+            retried.status(),
+            PaymentStatus::Succeeded,
+            "a retry after a decline succeeds"
+        );
+    }
+
+    #[test]
+    fn orders_are_paid_when_covered() {
+        assert_eq!(OrderStatus::derive(1000, 0, 0), OrderStatus::Open);
+        assert_eq!(OrderStatus::derive(1000, 999, 0), OrderStatus::Open);
+        assert_eq!(OrderStatus::derive(1000, 1000, 0), OrderStatus::Paid);
+        assert_eq!(
+            OrderStatus::derive(1000, 1000, 1),
+            OrderStatus::PartiallyRefunded
+        );
+        assert_eq!(OrderStatus::derive(1000, 1000, 1000), OrderStatus::Refunded);
+        assert_eq!(OrderStatus::derive(0, 0, 0), OrderStatus::Paid);
+        assert_eq!(
+            CheckoutStatus::Complete.apply(CheckoutStatus::Expired),
+            CheckoutStatus::Complete
+        );
+        assert_eq!(
+            CheckoutStatus::Open.apply(CheckoutStatus::Expired),
+            CheckoutStatus::Expired
+        );
+    }
+
+    /// Real payment histories, in the order they happen, with event times rising.
+    fn history() -> impl Strategy<Value = Vec<PaymentFact>> {
+        let amount = 50i64..100_000;
+        let declines = proptest::collection::vec(
+            prop_oneof![
+                Just("generic_decline"),
+                Just("insufficient_funds"),
+                Just("expired_card")
+            ],
+            0..3,
+        );
+        (amount, declines, 0u8..7, any::<bool>(), 0u8..3, 0i64..100).prop_map(
+            |(amount, declines, shape, pending, dispute, refund_pct)| {
+                let mut h = Vec::new();
+                let mut at = 1;
+                if pending {
+                    h.push(PaymentFact::Pending);
+                }
+                for d in &declines {
+                    at += 1;
+                    h.push(fail(at, d));
+                }
+                let paid = match shape {
+                    0 => {
+                        h.push(PaymentFact::Succeeded {
+                            amount_captured: amount,
+                        });
+                        true
+                    }
+                    1 => {
+                        h.push(PaymentFact::Processing);
+                        h.push(PaymentFact::Succeeded {
+                            amount_captured: amount,
+                        });
+                        true
+                    }
+                    2 => {
+                        h.push(PaymentFact::RequiresCapture {
+                            amount_capturable: amount,
+                        });
+                        h.push(PaymentFact::Succeeded {
+                            amount_captured: amount / 2 + 1,
+                        });
+                        true
+                    }
+                    3 => {
+                        h.push(PaymentFact::RequiresCapture {
+                            amount_capturable: amount,
+                        });
+                        h.push(PaymentFact::Canceled);
+                        false
+                    }
+                    4 => {
+                        h.push(PaymentFact::Expired);
+                        false
+                    }
+                    5 => {
+                        h.push(PaymentFact::Processing);
+                        at += 1;
+                        h.push(fail(at, "generic_decline"));
+                        false
+                    }
+                    _ => false,
+                };
+                if paid {
+                    let captured = match h.last() {
+                        Some(PaymentFact::Succeeded { amount_captured }) => *amount_captured,
+                        _ => amount,
+                    };
+                    let refunded = captured * refund_pct / 100;
+                    if refunded > 0 {
+                        h.push(PaymentFact::Refunded {
+                            amount_refunded: refunded / 2,
+                        });
+                        h.push(PaymentFact::Refunded {
+                            amount_refunded: refunded,
+                        });
+                    }
+                    if dispute > 0 {
+                        h.push(PaymentFact::Dispute(Dispute::Open));
+                        h.push(PaymentFact::Dispute(if dispute == 1 {
+                            Dispute::Won
+                        } else {
+                            Dispute::Lost
+                        }));
+                    }
+                }
+                h
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Every permutation and duplication of a payment's events ends in the same
+        /// state as the events in the order they happened.
+        #[test]
+        fn any_order_and_any_repetition_gives_the_same_state(
+            (h, shuffled) in history().prop_flat_map(|h| {
+                let n = h.len();
+                // Each event delivered 1 to 3 times, then all of them shuffled.
+                (Just(h.clone()), proptest::collection::vec(1usize..4, n))
+                    .prop_map(|(h, times)| {
+                        let copies: Vec<PaymentFact> = h.iter().zip(times).flat_map(|(f, t)| std::iter::repeat_n(f.clone(), t)).collect();
+                        (h, copies)
+                    })
+                    .prop_flat_map(|(h, copies)| (Just(h), Just(copies).prop_shuffle()))
+            })
+        ) {
+            prop_assert_eq!(run(&shuffled), run(&h));
+        }
+
+        /// Whatever the state and the fact, nothing moves backwards.
+        #[test]
+        fn facts_only_move_forward(h in history(), i in 0usize..10) {
+            let s = run(&h[..h.len().min(i)]);
+            for f in &h {
+                let n = apply(&s, f);
+                prop_assert!(n.lifecycle >= s.lifecycle);
+                prop_assert!(n.amount_captured >= s.amount_captured);
+                prop_assert!(n.amount_refunded >= s.amount_refunded);
+                prop_assert!(n.dispute >= s.dispute);
+                prop_assert_eq!(apply(&n, f), n.clone(), "applying a fact twice changes nothing");
+            }
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! Stripe events: parsing the envelope, and reading each event's object into the facts
+//! it establishes about our payments and checkouts. Pure, and total: any byte string
+//! either parses or is refused with an error, and interpretation never panics (both are
+//! fuzzed, see `fuzz/`).
+//!
+//! Interpretation works from the object's own state, never from the event's position
+//! in a stream: a `payment_intent.succeeded` says "this intent succeeded with this much
+//! captured", true whenever it arrives.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::objects::{Charge, CheckoutSession, ErrorObject, Metadata, PaymentIntent};
+use crate::payment::{CheckoutStatus, Failure, PaymentFact};
+
+/// Metadata keys paybridge puts on every provider object it creates, so that an event
+/// finds our records even before our own call to create the object has returned.
+pub const META_APP: &str = "pb_app";
+pub const META_ORDER: &str = "pb_order";
+pub const META_PAYMENT: &str = "pb_payment";
+pub const META_CHECKOUT: &str = "pb_checkout";
+
+/// Largest event body accepted (Stripe's are a few kB; Checkout sessions ~10 kB).
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("the event is not valid JSON: {0}")]
+    Json(String),
+    #[error("the event has no `{0}`")]
+    Missing(&'static str),
+    #[error("the event is too large")]
+    TooLarge,
+}
+
+/// An event's envelope, with its object kept as JSON for storage and interpretation.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub created: i64,
+    pub livemode: bool,
+    /// The connected account the event is about (Connect), if any.
+    pub account: Option<String>,
+    pub object: Value,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    created: i64,
+    #[serde(default)]
+    livemode: bool,
+    account: Option<String>,
+    data: Option<Data>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    object: Option<Value>,
+}
+
+pub fn parse(bytes: &[u8]) -> Result<Event, EventError> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(EventError::TooLarge);
+    }
+    let env: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
+    let id = env
+        .id
+        .filter(|i| !i.is_empty() && i.len() <= 255)
+        .ok_or(EventError::Missing("id"))?;
+    let kind = env
+        .kind
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or(EventError::Missing("type"))?;
+    let object = env
+        .data
+        .and_then(|d| d.object)
+        .filter(Value::is_object)
+        .ok_or(EventError::Missing("data.object"))?;
+    Ok(Event {
+        id,
+        kind,
+        created: env.created,
+        livemode: env.livemode,
+        account: env.account,
+        object,
+    })
+}
+
+/// Which of our records an event is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refs {
+    /// Our ids, from the metadata we set on the provider's objects.
+    pub payment: Option<String>,
+    pub order: Option<String>,
+    pub checkout: Option<String>,
+    /// The provider's ids.
+    pub checkout_session: Option<String>,
+    pub payment_intent: Option<String>,
+    pub charge: Option<String>,
+    pub customer: Option<String>,
+}
+
+impl Refs {
+    fn take_metadata(&mut self, m: Option<&Metadata>) {
+        let Some(m) = m else { return };
+        let get = |k: &str| m.get(k).filter(|v| !v.is_empty()).cloned();
+        self.payment = self.payment.take().or_else(|| get(META_PAYMENT));
+        self.order = self.order.take().or_else(|| get(META_ORDER));
+        self.checkout = self.checkout.take().or_else(|| get(META_CHECKOUT));
+    }
+
+    /// True when nothing in the event can point at a record of ours.
+    pub fn is_empty(&self) -> bool {
+        self.payment.is_none()
+            && self.checkout.is_none()
+            && self.checkout_session.is_none()
+            && self.payment_intent.is_none()
+            && self.charge.is_none()
+    }
+}
+
+/// A card as seen on a charge or payment method, for saving to a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenCard {
+    pub payment_method: String,
+    pub brand: Option<String>,
+    pub last4: Option<String>,
+    pub exp_month: Option<i64>,
+    pub exp_year: Option<i64>,
+}
+
+/// What one event establishes.
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    pub refs: Refs,
+    pub payment: Vec<PaymentFact>,
+    pub checkout: Option<CheckoutStatus>,
+    pub card: Option<SeenCard>,
+    /// The amount and currency the object is about, to check against our record.
+    pub amount: Option<(i64, String)>,
+}
+
+/// The event types whose objects move payments and checkouts.
+pub const HANDLED: &[&str] = &[
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "payment_intent.created",
+    "payment_intent.succeeded",
+    "payment_intent.processing",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.requires_action",
+    "payment_intent.amount_capturable_updated",
+    "charge.succeeded",
+    "charge.failed",
+    "charge.captured",
+    "charge.refunded",
+];
+
+/// Reads an event. `None` for an event type paybridge does not act on (it is still
+/// stored and acknowledged), or an object that does not parse as its type says.
+pub fn read(ev: &Event) -> Option<Reading> {
+    let kind = ev.kind.as_str();
+    if let Some(rest) = kind.strip_prefix("checkout.session.") {
+        let s: CheckoutSession = serde_json::from_value(ev.object.clone()).ok()?;
+        return read_checkout(rest, &s, ev.created);
+    }
+    if let Some(rest) = kind.strip_prefix("payment_intent.") {
+        let pi: PaymentIntent = serde_json::from_value(ev.object.clone()).ok()?;
+        return read_intent(rest, &pi, ev.created);
+    }
+    if let Some(rest) = kind.strip_prefix("charge.") {
+        let ch: Charge = serde_json::from_value(ev.object.clone()).ok()?;
+        return read_charge(rest, &ch, ev.created);
+    }
+    None
+}
+
+fn failure(at: i64, e: Option<&ErrorObject>) -> Failure {
+    Failure {
+        at,
+        code: e.and_then(|e| e.code.clone()),
+        decline_code: e.and_then(|e| e.decline_code.clone()),
+        message: e.and_then(|e| e.message.clone()),
+    }
+}
+
+fn read_checkout(what: &str, s: &CheckoutSession, at: i64) -> Option<Reading> {
+    let mut r = Reading::default();
+    r.refs.checkout_session = Some(s.id.clone());
+    r.refs.payment_intent = s.payment_intent.as_ref().map(|p| p.id().to_owned());
+    r.refs.customer = s.customer.as_ref().map(|c| c.id().to_owned());
+    r.refs.take_metadata(s.metadata.as_ref());
+    if r.refs.order.is_none() {
+        r.refs.order = s.client_reference_id.clone();
+    }
+    let total = s.amount_total.unwrap_or(0);
+    r.amount = s.currency.clone().map(|c| (total, c));
+    let paid = s.payment_status.as_deref() == Some("paid");
+    match what {
+        "completed" => {
+            r.checkout = Some(CheckoutStatus::Complete);
+            // Unpaid at completion: an authorisation awaiting capture or a payment
+            // method that settles later; the intent's own events say which.
+            r.payment.push(if paid {
+                PaymentFact::Succeeded {
+                    amount_captured: total,
+                }
+            } else {
+                PaymentFact::Processing
+            });
+        }
+        "async_payment_succeeded" => {
+            r.checkout = Some(CheckoutStatus::Complete);
+            r.payment.push(PaymentFact::Succeeded {
+                amount_captured: total,
+            });
+        }
+        "async_payment_failed" => {
+            r.checkout = Some(CheckoutStatus::Complete);
+            r.payment.push(PaymentFact::Failed(failure(at, None)));
+        }
+        "expired" => {
+            r.checkout = Some(CheckoutStatus::Expired);
+            r.payment.push(PaymentFact::Expired);
+        }
+        _ => return None,
+    }
+    Some(r)
+}
+
+/// The facts an intent's current state establishes, whatever event carried it. The
+/// reconciler reads intents it fetched through this too.
+pub fn intent_facts(pi: &PaymentIntent, at: i64) -> Vec<PaymentFact> {
+    match pi.status.as_str() {
+        "succeeded" => vec![PaymentFact::Succeeded {
+            amount_captured: pi.captured(),
+        }],
+        "processing" => vec![PaymentFact::Processing],
+        "requires_capture" => vec![PaymentFact::RequiresCapture {
+            amount_capturable: if pi.amount_capturable > 0 {
+                pi.amount_capturable
+            } else {
+                pi.amount
+            },
+        }],
+        "canceled" => vec![PaymentFact::Canceled],
+        "requires_payment_method" if pi.last_payment_error.is_some() => {
+            vec![PaymentFact::Failed(failure(
+                at,
+                pi.last_payment_error.as_ref(),
+            ))]
+        }
+        "requires_payment_method" | "requires_confirmation" | "requires_action" => {
+            vec![PaymentFact::Pending]
+        }
+        _ => vec![],
+    }
+}
+
+fn read_intent(what: &str, pi: &PaymentIntent, at: i64) -> Option<Reading> {
+    let mut r = Reading::default();
+    r.refs.payment_intent = Some(pi.id.clone());
+    r.refs.customer = pi.customer.as_ref().map(|c| c.id().to_owned());
+    r.refs.take_metadata(pi.metadata.as_ref());
+    r.amount = Some((pi.amount, pi.currency.clone()));
+    r.payment = match what {
+        "payment_failed" => vec![PaymentFact::Failed(failure(
+            at,
+            pi.last_payment_error.as_ref(),
+        ))],
+        "succeeded"
+        | "processing"
+        | "canceled"
+        | "requires_action"
+        | "amount_capturable_updated"
+        | "created" => intent_facts(pi, at),
+        _ => return None,
+    };
+    if let Some(ch) = pi.charge() {
+        r.refs.charge = Some(ch.id.clone());
+        r.card = seen_card(ch);
+    }
+    Some(r)
+}
+
+fn seen_card(ch: &Charge) -> Option<SeenCard> {
+    let pm = ch.payment_method.clone()?;
+    let card = ch
+        .payment_method_details
+        .as_ref()
+        .and_then(|d| d.card.as_ref());
+    Some(SeenCard {
+        payment_method: pm,
+        brand: card.and_then(|c| c.brand.clone()),
+        last4: card.and_then(|c| c.last4.clone()),
+        exp_month: card.and_then(|c| c.exp_month),
+        exp_year: card.and_then(|c| c.exp_year),
+    })
+}
+
+fn read_charge(what: &str, ch: &Charge, at: i64) -> Option<Reading> {
+    let mut r = Reading::default();
+    r.refs.charge = Some(ch.id.clone());
+    r.refs.payment_intent = ch.payment_intent.as_ref().map(|p| p.id().to_owned());
+    r.refs.customer = ch.customer.as_ref().map(|c| c.id().to_owned());
+    r.refs.take_metadata(ch.metadata.as_ref());
+    r.amount = ch.currency.clone().map(|c| (ch.amount, c));
+    r.card = seen_card(ch);
+    let captured = ch
+        .amount_captured
+        .unwrap_or(if ch.captured { ch.amount } else { 0 });
+    r.payment = match what {
+        "succeeded" if ch.captured => vec![PaymentFact::Succeeded {
+            amount_captured: captured,
+        }],
+        "succeeded" => vec![PaymentFact::RequiresCapture {
+            amount_capturable: ch.amount,
+        }],
+        "captured" => vec![PaymentFact::Succeeded {
+            amount_captured: captured,
+        }],
+        "failed" => vec![PaymentFact::Failed(Failure {
+            at,
+            code: ch.failure_code.clone(),
+            decline_code: ch.outcome.as_ref().and_then(|o| o.reason.clone()),
+            message: ch.failure_message.clone(),
+        })],
+        "refunded" => vec![PaymentFact::Refunded {
+            amount_refunded: ch.amount_refunded,
+        }],
+        _ => return None,
+    };
+    Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, object: Value) -> Event {
+        let body = serde_json::json!({"id": "evt_1", "type": kind, "created": 100, "livemode": false, "data": {"object": object}});
+        parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn envelopes_need_an_id_a_type_and_an_object() {
+        assert!(parse(b"not json").is_err());
+        assert_eq!(
+            parse(br#"{"type":"x","data":{"object":{}}}"#).unwrap_err(),
+            EventError::Missing("id")
+        );
+        assert_eq!(
+            parse(br#"{"id":"evt_1","data":{"object":{}}}"#).unwrap_err(),
+            EventError::Missing("type")
+        );
+        assert_eq!(
+            parse(br#"{"id":"evt_1","type":"x","data":{"object":3}}"#).unwrap_err(),
+            EventError::Missing("data.object")
+        );
+        assert!(parse(br#"{"id":"evt_1","type":"x","data":{"object":{}}}"#).is_ok());
+    }
+
+    #[test]
+    fn a_completed_checkout_pays_the_payment_its_metadata_names() {
+        let r = read(&event(
+            "checkout.session.completed",
+            serde_json::json!({"id": "cs_1", "payment_status": "paid", "amount_total": 500, "currency": "jpy",
+                "payment_intent": "pi_1", "metadata": {"pb_payment": "payment_9", "pb_checkout": "checkout_9"}}),
+        ))
+        .unwrap();
+        assert_eq!(r.refs.payment.as_deref(), Some("payment_9"));
+        assert_eq!(r.refs.payment_intent.as_deref(), Some("pi_1"));
+        assert_eq!(
+            r.payment,
+            vec![PaymentFact::Succeeded {
+                amount_captured: 500
+            }]
+        );
+        assert_eq!(r.checkout, Some(CheckoutStatus::Complete));
+        assert_eq!(r.amount, Some((500, "jpy".into())));
+    }
+
+    #[test]
+    fn declines_carry_their_codes() {
+        let r = read(&event(
+            "payment_intent.payment_failed",
+            serde_json::json!({"id": "pi_1", "status": "requires_payment_method", "amount": 1000, "currency": "usd",
+                "last_payment_error": {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds"}}),
+        ))
+        .unwrap();
+        match &r.payment[0] {
+            PaymentFact::Failed(f) => {
+                assert_eq!(f.decline_code.as_deref(), Some("insufficient_funds"));
+                assert_eq!(f.at, 100);
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = read(&event(
+            "charge.failed",
+            serde_json::json!({"id": "ch_1", "amount": 1000, "currency": "usd", "payment_intent": "pi_1",
+                "failure_code": "expired_card", "outcome": {"reason": "expired_card"}}),
+        ))
+        .unwrap();
+        assert!(
+            matches!(&r.payment[0], PaymentFact::Failed(f) if f.code.as_deref() == Some("expired_card"))
+        );
+    }
+
+    #[test]
+    fn authorisations_and_captures() {
+        let auth = read(&event(
+            "charge.succeeded",
+            serde_json::json!({"id": "ch_1", "amount": 800, "captured": false, "currency": "usd", "payment_intent": "pi_1",
+                "payment_method": "pm_1", "payment_method_details": {"card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034}}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            auth.payment,
+            vec![PaymentFact::RequiresCapture {
+                amount_capturable: 800
+            }]
+        );
+        assert_eq!(auth.card.unwrap().last4.as_deref(), Some("4242"));
+        let cap = read(&event(
+            "charge.captured",
+            serde_json::json!({"id": "ch_1", "amount": 800, "amount_captured": 600, "captured": true, "currency": "usd"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            cap.payment,
+            vec![PaymentFact::Succeeded {
+                amount_captured: 600
+            }]
+        );
+    }
+
+    #[test]
+    fn unhandled_or_mistyped_events_read_as_nothing() {
+        assert!(read(&event(
+            "customer.created",
+            serde_json::json!({"id": "cus_1"})
+        ))
+        .is_none());
+        assert!(read(&event(
+            "payment_intent.succeeded",
+            serde_json::json!({"id": 5})
+        ))
+        .is_none());
+        assert!(read(&event(
+            "checkout.session.unknown",
+            serde_json::json!({"id": "cs_1"})
+        ))
+        .is_none());
+    }
+}
