@@ -61,7 +61,7 @@ id_type!(AppId, "app");
 id_type!(KeyId, "key");
 id_type!(ProductId, "product");
 id_type!(CustomerId, "customer");
-id_type!(PaymentMethodId, "card");
+id_type!(CardId, "savedcard");
 id_type!(OrderId, "order");
 id_type!(PaymentId, "payment");
 id_type!(CheckoutId, "checkout");

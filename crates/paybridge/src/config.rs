@@ -48,6 +48,24 @@ pub struct ServeArgs {
     /// Seconds between housekeeping rounds (default 60).
     #[arg(long, env = "PAYBRIDGE_HOUSEKEEPING_INTERVAL")]
     pub housekeeping_interval: Option<u64>,
+    /// Seconds between reconciler rounds (default 300).
+    #[arg(long, env = "PAYBRIDGE_RECONCILE_INTERVAL")]
+    pub reconcile_interval: Option<u64>,
+    /// Seconds a payment must have been pending before the reconciler asks about it (default 60).
+    #[arg(long, env = "PAYBRIDGE_RECONCILE_AFTER")]
+    pub reconcile_after: Option<u64>,
+    /// Seconds a call to Stripe may take (default 30).
+    #[arg(long, env = "PAYBRIDGE_STRIPE_TIMEOUT")]
+    pub stripe_timeout: Option<u64>,
+    /// Retries of a failed call to Stripe (default 3).
+    #[arg(long, env = "PAYBRIDGE_STRIPE_MAX_RETRIES")]
+    pub stripe_max_retries: Option<u32>,
+    /// First backoff of a retried call to Stripe, in milliseconds (default 500).
+    #[arg(long, env = "PAYBRIDGE_STRIPE_RETRY_BASE_MS")]
+    pub stripe_retry_base_ms: Option<u64>,
+    /// Milliseconds the sandbox waits before sending the events of a change (default 0).
+    #[arg(long, env = "PAYBRIDGE_SANDBOX_WEBHOOK_DELAY_MS")]
+    pub sandbox_webhook_delay_ms: Option<u64>,
 }
 
 /// The optional TOML file.
@@ -66,6 +84,12 @@ pub struct FileConfig {
     pub idempotency_ttl: Option<u64>,
     pub signing_secret_grace: Option<u64>,
     pub housekeeping_interval: Option<u64>,
+    pub reconcile_interval: Option<u64>,
+    pub reconcile_after: Option<u64>,
+    pub stripe_timeout: Option<u64>,
+    pub stripe_max_retries: Option<u32>,
+    pub stripe_retry_base_ms: Option<u64>,
+    pub sandbox_webhook_delay_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -97,6 +121,12 @@ pub struct Resolved {
     pub idempotency_ttl: Duration,
     pub signing_secret_grace: Duration,
     pub housekeeping_interval: Duration,
+    pub reconcile_interval: Duration,
+    pub reconcile_after: Duration,
+    pub stripe_timeout: Duration,
+    pub stripe_max_retries: u32,
+    pub stripe_retry_base: Duration,
+    pub sandbox_webhook_delay: Duration,
 }
 
 fn env_secret(name: &str) -> Option<SecretString> {
@@ -157,6 +187,14 @@ impl Resolved {
                 86_400,
             ),
             housekeeping_interval: secs(args.housekeeping_interval, file.housekeeping_interval, 60),
+            reconcile_interval: secs(args.reconcile_interval, file.reconcile_interval, 300),
+            reconcile_after: secs(args.reconcile_after, file.reconcile_after, 60),
+            stripe_timeout: secs(args.stripe_timeout, file.stripe_timeout, 30),
+            stripe_max_retries: args.stripe_max_retries.or(file.stripe_max_retries).unwrap_or(3),
+            stripe_retry_base: Duration::from_millis(args.stripe_retry_base_ms.or(file.stripe_retry_base_ms).unwrap_or(500)),
+            sandbox_webhook_delay: Duration::from_millis(
+                args.sandbox_webhook_delay_ms.or(file.sandbox_webhook_delay_ms).unwrap_or(0),
+            ),
         })
     }
 }

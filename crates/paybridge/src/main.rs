@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use paybridge_core::keys::Role;
 use paybridge_core::vault::MasterKey;
 use paybridge_core::Environment;
+use paybridge_provider::stripe::RetryPolicy;
 use paybridge_server::{bootstrap, service, AppState, Settings};
 use paybridge_store::{sqlite_path, Db, DbOptions};
 use secrecy::ExposeSecret;
@@ -44,6 +45,35 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Ask the provider about payments left pending or processing, once, and apply the answers.
+    Reconcile(ServeArgs),
+    /// Work with an app's catalog.
+    Products {
+        #[command(subcommand)]
+        command: ProductsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProductsCommand {
+    /// Import the provider's active prices as products of an app.
+    Import {
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({elapsed})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
 }
 
 #[derive(Subcommand)]
@@ -162,6 +192,41 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Reconcile(args) => {
+            init_logs(false);
+            let p = prepare(&args, None, "http://127.0.0.1".into()).await?;
+            let bar = progress_bar("reconciling");
+            let report = service::reconcile::run_once(&p.state, 10_000, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+            bar.finish();
+            println!(
+                "{}",
+                serde_json::json!({"checked": report.checked, "changed": report.changed, "failed": report.failed})
+            );
+            p.state.db.close().await;
+            Ok(())
+        }
+        Command::Products {
+            command: ProductsCommand::Import { app, serve },
+        } => {
+            init_logs(false);
+            let p = prepare(&serve, None, "http://127.0.0.1".into()).await?;
+            let bar = progress_bar("importing prices");
+            let report = service::catalog::import(&p.state, &app, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+            bar.finish();
+            println!("{}", serde_json::to_string(&report)?);
+            p.state.db.close().await;
+            Ok(())
+        }
         Command::Key {
             command: KeyCommand::Revoke { id, db },
         } => {
@@ -212,33 +277,66 @@ fn master_key(cfg: &Resolved) -> anyhow::Result<(MasterKey, Option<PathBuf>)> {
     Ok((key, created.then_some(path)))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = Resolved::from_args(&args)?;
-    init_logs(cfg.json_logs);
+/// What `serve` and the offline commands share: storage, the vault, the root key and
+/// the settings, assembled into the server's state.
+struct Prepared {
+    cfg: Resolved,
+    state: AppState,
+    new_key_file: Option<PathBuf>,
+    new_root_key: Option<secrecy::SecretString>,
+}
+
+async fn prepare(args: &ServeArgs, public_url: Option<String>, internal_url: String) -> anyhow::Result<Prepared> {
+    let cfg = Resolved::from_args(args)?;
     let db = open_db(&cfg.database_url).await?;
     let (vault, new_key_file) = master_key(&cfg)?;
     bootstrap::check_master_key(&db, &vault).await?;
     let (root_hash, new_root_key) =
         bootstrap::root_key(&db, cfg.root_key.as_ref().map(|k| k.expose_secret())).await?;
-
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let addr: SocketAddr = listener.local_addr()?;
-    let public_url = cfg.public_url.clone().unwrap_or_else(|| {
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            addr.ip().to_string()
-        };
-        format!("http://{host}:{}", addr.port())
-    });
-    let mut settings = Settings::new(public_url.clone(), root_hash);
+    let public_url = cfg.public_url.clone().or(public_url).unwrap_or_else(|| internal_url.clone());
+    let mut settings = Settings::new(public_url, root_hash);
     settings.idempotency_ttl = cfg.idempotency_ttl;
     settings.signing_secret_grace = cfg.signing_secret_grace;
     settings.housekeeping_interval = cfg.housekeeping_interval;
     settings.stripe_api_base = cfg.stripe_api_base.clone();
-    let state = AppState::new(db, vault, settings);
+    settings.stripe_timeout = cfg.stripe_timeout;
+    settings.stripe_retry = RetryPolicy {
+        max_retries: cfg.stripe_max_retries,
+        base_delay: cfg.stripe_retry_base,
+        max_delay: cfg.stripe_retry_base * 16,
+    };
+    settings.internal_url = internal_url;
+    settings.reconcile_interval = cfg.reconcile_interval;
+    settings.reconcile_after = cfg.reconcile_after;
+    settings.sandbox_webhook_delay = cfg.sandbox_webhook_delay;
+    Ok(Prepared {
+        state: AppState::new(db, vault, settings),
+        cfg,
+        new_key_file,
+        new_root_key,
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let resolved = Resolved::from_args(&args)?;
+    init_logs(resolved.json_logs);
+    let listener = tokio::net::TcpListener::bind(&resolved.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", resolved.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let internal_url = format!("http://{host}:{}", addr.port());
+    let Prepared {
+        cfg,
+        state,
+        new_key_file,
+        new_root_key,
+    } = prepare(&args, None, internal_url).await?;
+    let public_url = state.settings.public_url.clone();
 
     let demo = if cfg.no_demo {
         None

@@ -16,6 +16,12 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `processed`, `duplicate` or `rejected`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: String,
 }
@@ -24,6 +30,7 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_latency: Family<RouteLabels, Histogram>,
+    pub webhook_events: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -45,10 +52,20 @@ impl Metrics {
             "HTTP request latency by route",
             http_latency.clone(),
         );
+        let webhook_events = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "Provider webhook events received, by outcome",
+            webhook_events.clone(),
+        );
+        for outcome in ["processed", "duplicate", "rejected"] {
+            let _ = webhook_events.get_or_create(&OutcomeLabels { outcome });
+        }
         Metrics {
             registry,
             http_requests,
             http_latency,
+            webhook_events,
         }
     }
 

@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paybridge_core::vault::MasterKey;
+use paybridge_provider::sandbox::Sandbox;
+use paybridge_provider::stripe::{RetryPolicy, Stripe};
+use tokio::sync::Notify;
 use paybridge_store::Db;
 
 use crate::metrics::Metrics;
@@ -25,6 +28,18 @@ pub struct Settings {
     pub housekeeping_interval: Duration,
     /// Base URL of Stripe's API (a local fake in tests).
     pub stripe_api_base: String,
+    /// Per-request timeout of calls to Stripe.
+    pub stripe_timeout: Duration,
+    /// Retries of calls to Stripe that failed in a retryable way.
+    pub stripe_retry: RetryPolicy,
+    /// Where this process itself listens, for the sandbox to deliver its events to.
+    pub internal_url: String,
+    /// How often the reconciler runs.
+    pub reconcile_interval: Duration,
+    /// How long a payment must have been pending before the reconciler asks about it.
+    pub reconcile_after: Duration,
+    /// How long after a change the sandbox sends its events.
+    pub sandbox_webhook_delay: Duration,
 }
 
 impl Settings {
@@ -37,6 +52,12 @@ impl Settings {
             signing_secret_grace: Duration::from_secs(24 * 3600),
             housekeeping_interval: Duration::from_secs(60),
             stripe_api_base: "https://api.stripe.com".to_owned(),
+            stripe_timeout: Duration::from_secs(30),
+            stripe_retry: RetryPolicy::default(),
+            internal_url: String::new(),
+            reconcile_interval: Duration::from_secs(300),
+            reconcile_after: Duration::from_secs(60),
+            sandbox_webhook_delay: Duration::ZERO,
         }
     }
 }
@@ -49,15 +70,34 @@ pub struct Inner {
     pub vault: MasterKey,
     pub settings: Settings,
     pub metrics: Metrics,
+    pub stripe: Arc<Stripe>,
+    pub sandbox: Arc<Sandbox>,
+    /// Wakes the sandbox's event delivery when it has something to send.
+    pub sandbox_wake: Arc<Notify>,
 }
 
 impl AppState {
     pub fn new(db: Db, vault: MasterKey, settings: Settings) -> AppState {
+        let sandbox_wake = Arc::new(Notify::new());
+        let stripe = Arc::new(Stripe::new(
+            &settings.stripe_api_base,
+            settings.stripe_timeout,
+            settings.stripe_retry.clone(),
+        ));
+        let sandbox = Arc::new(Sandbox::new(
+            db.clone(),
+            &settings.public_url,
+            sandbox_wake.clone(),
+            settings.sandbox_webhook_delay,
+        ));
         AppState(Arc::new(Inner {
             db,
             vault,
             settings,
             metrics: Metrics::new(),
+            stripe,
+            sandbox,
+            sandbox_wake,
         }))
     }
 }

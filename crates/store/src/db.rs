@@ -17,6 +17,11 @@ use sqlx::{AnyPool, Executor};
 
 use crate::StoreError;
 
+/// A write transaction. Repository functions take `&mut Conn` (a transaction derefs
+/// to one) or any executor, so one change can span several of them atomically.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub type Conn = sqlx::AnyConnection;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -132,6 +137,21 @@ impl Db {
         Ok(())
     }
 
+    /// Starts a write transaction (on SQLite, on the one writer connection).
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(self.write.begin().await?)
+    }
+
+    /// The pool for reads outside a transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// The pool for single-statement writes outside a transaction.
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
@@ -143,11 +163,25 @@ impl Db {
     }
 
     /// ` FOR UPDATE` where row locks exist; SQLite's single writer already serializes.
-    pub(crate) fn for_update(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
-        }
+    pub fn for_update(&self) -> &'static str {
+        for_update(self.backend)
+    }
+}
+
+/// ` FOR UPDATE` on PostgreSQL, nothing on SQLite.
+pub fn for_update(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    }
+}
+
+/// ` FOR UPDATE` for the database behind `conn`.
+pub(crate) fn lock_clause(conn: &Conn) -> &'static str {
+    if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
     }
 }
 

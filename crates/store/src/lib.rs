@@ -3,15 +3,22 @@
 //! query can forget the tenant. Secrets arrive here already sealed by the vault.
 
 pub mod apps;
+pub mod checkouts;
 pub mod config;
+pub mod customers;
 mod db;
 pub mod idempotency;
+pub mod events;
 pub mod keys;
+pub mod orders;
 mod page;
+pub mod payments;
 pub mod products;
+pub mod provider_events;
+pub mod sandbox;
 pub mod settings;
 
-pub use db::{normalize_url, now, now_ms, sqlite_path, Backend, Db, DbOptions};
+pub use db::{for_update, normalize_url, now, now_ms, sqlite_path, Backend, Conn, Db, DbOptions, Tx};
 pub use page::{ListParams, Page};
 
 #[derive(Debug, thiserror::Error)]

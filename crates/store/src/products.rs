@@ -145,3 +145,15 @@ pub async fn count(db: &Db, app: &str) -> Result<i64> {
             .await?,
     )
 }
+
+/// The live product standing for a provider price.
+pub async fn by_provider_price(db: &Db, app: &str, price: &str) -> Result<ProductRow> {
+    sqlx::query_as::<_, ProductRow>(&format!(
+        "SELECT {COLUMNS} FROM products WHERE app_id = $1 AND provider_price_id = $2 AND deleted = 0"
+    ))
+    .bind(app)
+    .bind(price)
+    .fetch_optional(&db.read)
+    .await?
+    .ok_or(StoreError::NotFound)
+}

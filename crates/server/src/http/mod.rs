@@ -4,12 +4,18 @@
 mod apps;
 mod auth;
 mod config;
+mod customers;
 mod docs;
+mod events;
 pub mod extract;
 mod idempotency;
 mod list;
 mod ops;
+mod orders;
+mod payments;
 mod products;
+mod sandbox;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +53,12 @@ use crate::state::AppState;
         (name = "apps", description = "Apps (tenants) and their API keys; root key"),
         (name = "payment_config", description = "The app's provider keys and webhook signing secret"),
         (name = "products", description = "The catalog"),
+        (name = "customers", description = "The app's users and their saved cards"),
+        (name = "orders", description = "Orders and hosted checkout sessions"),
+        (name = "payments", description = "Payment links, payment intents, saved-card charges, capture, cancel"),
+        (name = "webhooks", description = "Signed events from Stripe (or the sandbox), and what became of them"),
+        (name = "events", description = "paybridge's own events"),
+        (name = "sandbox", description = "Test helpers of the offline sandbox provider"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -74,6 +86,12 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(apps::routes())
         .merge(config::routes())
         .merge(products::routes())
+        .merge(customers::routes())
+        .merge(orders::routes())
+        .merge(payments::routes())
+        .merge(webhooks::routes())
+        .merge(events::routes())
+        .merge(sandbox::routes())
         .merge(ops::routes())
 }
 
@@ -82,6 +100,7 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(doc);
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
+        .merge(sandbox::pages())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -18,12 +18,25 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
 use crate::http::extract::{Body, Caller, Query};
 use crate::http::list::{to_params, Deleted, List};
+use crate::service::catalog::ImportReport;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_product, list_products))
         .routes(routes!(get_product, update_product, delete_product))
+        .routes(routes!(import_products))
+}
+
+/// Import the provider's active prices as products (admin). Products already standing
+/// for a price are updated.
+#[utoipa::path(post, path = "/v1/products/import", tag = "products",
+    security(("bearer" = [])),
+    responses((status = 200, body = ImportReport), (status = "4XX", body = ErrorBody)))]
+async fn import_products(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<ImportReport>> {
+    let app = caller.app(Permission::ProductsWrite)?;
+    let report = crate::service::catalog::import(&state, app.as_str(), |_, _| {}).await?;
+    Ok(axum::Json(report))
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Clone)]

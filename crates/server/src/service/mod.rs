@@ -1,5 +1,14 @@
-//! Use cases shared by the HTTP API and the command line: each takes the state it
-//! needs and returns domain rows or an `ApiError`.
+//! Use cases shared by the HTTP API, the workers and the command line: each takes the
+//! state it needs and returns domain rows or an `ApiError`.
 
 pub mod apps;
+pub mod catalog;
 pub mod config;
+pub mod customers;
+pub mod ledger;
+pub mod orders;
+pub mod payments;
+pub mod provider;
+pub mod reconcile;
+pub mod views;
+pub mod webhooks;

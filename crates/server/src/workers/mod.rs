@@ -1,7 +1,9 @@
 //! Background workers, in the same process as the API. Each loops until the stop
 //! token is cancelled; `wait` lets the current round finish on shutdown.
 
-mod housekeeping;
+pub mod housekeeping;
+mod reconciler;
+mod sandbox;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +16,11 @@ pub struct Workers {
 
 pub fn spawn(state: AppState, stop: CancellationToken) -> Workers {
     Workers {
-        handles: vec![tokio::spawn(housekeeping::run(state, stop))],
+        handles: vec![
+            tokio::spawn(housekeeping::run(state.clone(), stop.clone())),
+            tokio::spawn(reconciler::run(state.clone(), stop.clone())),
+            tokio::spawn(sandbox::run(state, stop)),
+        ],
     }
 }
 

@@ -1,0 +1,161 @@
+//! What paybridge needs from a payment provider (`Provider`), with two
+//! implementations: `stripe` (Stripe's REST API over reqwest + rustls) and `sandbox`
+//! (an offline test mode that behaves like Stripe's test mode and sends Stripe-shaped
+//! signed events through the same webhook endpoint).
+//!
+//! Both answer with Stripe's own object shapes (`paybridge_core::stripe::objects`), so
+//! everything from the answer or the webhook on is one code path. Every creating or
+//! money-moving call carries an idempotency key derived from our own operation id: a
+//! retry of the same operation can never charge, capture or refund twice.
+
+mod form;
+pub mod sandbox;
+pub mod stripe;
+
+use async_trait::async_trait;
+use paybridge_core::stripe::objects::{CheckoutSession, Customer, Metadata, PaymentIntent, PaymentMethod, Price};
+use secrecy::SecretString;
+
+pub use form::Form;
+
+/// One call to the provider: which app, with which key, under which idempotency key.
+pub struct Call {
+    pub app_id: String,
+    /// The app's provider secret key (Stripe); the sandbox needs none.
+    pub secret_key: Option<SecretString>,
+    /// Derived from our operation id (`pb_<our id>_<operation>`); the same operation
+    /// always sends the same key.
+    pub idempotency_key: String,
+}
+
+impl Call {
+    pub fn new(app_id: &str, secret_key: Option<SecretString>, operation: &str) -> Call {
+        Call {
+            app_id: app_id.to_owned(),
+            secret_key,
+            idempotency_key: format!("pb_{operation}"),
+        }
+    }
+
+    /// The same app and key, for another operation.
+    pub fn op(&self, operation: &str) -> Call {
+        Call {
+            app_id: self.app_id.clone(),
+            secret_key: self.secret_key.clone(),
+            idempotency_key: format!("pb_{operation}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCustomer {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub metadata: Metadata,
+}
+
+/// One line of a checkout. With `price`, the provider's price is used (and the total
+/// the provider computes is checked against ours); otherwise the amount is sent inline.
+#[derive(Debug, Clone)]
+pub struct LineItem {
+    pub name: String,
+    pub unit_amount: i64,
+    pub currency: String,
+    pub quantity: i64,
+    pub price: Option<String>,
+    /// `(interval, interval_count)` for subscription prices.
+    pub recurring: Option<(String, i64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCheckout {
+    /// `payment` or `subscription`.
+    pub mode: String,
+    pub line_items: Vec<LineItem>,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub expires_at: i64,
+    pub customer: Option<String>,
+    pub client_reference_id: String,
+    pub manual_capture: bool,
+    pub save_card: bool,
+    pub metadata: Metadata,
+    pub application_fee_amount: Option<i64>,
+    pub transfer_destination: Option<String>,
+    /// Further Stripe parameters, validated by the caller (`provider_options`).
+    pub extra: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPaymentIntent {
+    pub amount: i64,
+    pub currency: String,
+    pub customer: Option<String>,
+    /// A saved card to charge now, off-session.
+    pub payment_method: Option<String>,
+    pub manual_capture: bool,
+    pub save_card: bool,
+    pub payment_method_types: Vec<String>,
+    pub metadata: Metadata,
+    pub application_fee_amount: Option<i64>,
+    pub transfer_destination: Option<String>,
+    pub extra: Vec<(String, String)>,
+}
+
+/// How a provider call failed, in terms the API can answer with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The card was declined (HTTP 402). For a charge attempted on an intent, the
+    /// intent as it now stands (carrying `last_payment_error`).
+    #[error("card declined: {message}")]
+    Card {
+        code: Option<String>,
+        decline_code: Option<String>,
+        message: String,
+        payment_intent: Option<Box<PaymentIntent>>,
+    },
+    /// The provider refused the request as invalid.
+    #[error("the provider refused the request: {message}")]
+    Invalid {
+        code: Option<String>,
+        param: Option<String>,
+        message: String,
+    },
+    #[error("the provider has no such object: {message}")]
+    NotFound { message: String },
+    /// The app's key was refused.
+    #[error("the provider refused the app's secret key: {message}")]
+    Authentication { message: String },
+    /// Still failing after the retries: network errors, timeouts, 429s or 5xx.
+    #[error("the provider is unavailable: {message}")]
+    Unavailable { message: String },
+    /// A state the operation cannot apply to (a completed session, an intent not awaiting capture).
+    #[error("{message}")]
+    Conflict { code: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, ProviderError>;
+
+/// What paybridge needs from a payment provider.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    async fn create_customer(&self, call: &Call, c: &NewCustomer) -> Result<Customer>;
+    /// Attaches a payment method (`pm_…`, or a test token such as `pm_card_visa`).
+    async fn attach_payment_method(&self, call: &Call, customer: &str, payment_method: &str) -> Result<PaymentMethod>;
+    async fn detach_payment_method(&self, call: &Call, payment_method: &str) -> Result<()>;
+    async fn set_default_payment_method(&self, call: &Call, customer: &str, payment_method: &str) -> Result<()>;
+
+    async fn create_checkout_session(&self, call: &Call, s: &NewCheckout) -> Result<CheckoutSession>;
+    async fn retrieve_checkout_session(&self, call: &Call, id: &str) -> Result<CheckoutSession>;
+    async fn expire_checkout_session(&self, call: &Call, id: &str) -> Result<CheckoutSession>;
+
+    async fn create_payment_intent(&self, call: &Call, p: &NewPaymentIntent) -> Result<PaymentIntent>;
+    async fn retrieve_payment_intent(&self, call: &Call, id: &str) -> Result<PaymentIntent>;
+    async fn capture_payment_intent(&self, call: &Call, id: &str, amount: Option<i64>) -> Result<PaymentIntent>;
+    async fn cancel_payment_intent(&self, call: &Call, id: &str) -> Result<PaymentIntent>;
+
+    /// Active prices, with their products, for `POST /v1/products/import`.
+    async fn list_prices(&self, call: &Call) -> Result<Vec<Price>>;
+}

@@ -1,0 +1,205 @@
+//! Payments: one attempt to take money for an order. The money state (lifecycle and
+//! amounts) is written only through `save_state`, after the domain's forward-only
+//! machine (`paybridge_core::payment::apply`) has computed it.
+
+use sqlx::{Any, Executor};
+
+use crate::db::lock_clause;
+use crate::page::{Arg, Select};
+use crate::{now, Conn, Db, ListParams, Page, Result, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PaymentRow {
+    pub id: String,
+    pub app_id: String,
+    pub order_id: String,
+    pub customer_id: Option<String>,
+    pub method: String,
+    pub capture_method: String,
+    pub provider: String,
+    pub lifecycle: String,
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub amount_capturable: i64,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub dispute: String,
+    pub failure_code: Option<String>,
+    pub decline_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub failure_at: Option<i64>,
+    pub save_card: i64,
+    pub payment_method_id: Option<String>,
+    pub provider_payment_intent: Option<String>,
+    pub provider_checkout_session: Option<String>,
+    pub provider_charge: Option<String>,
+    pub client_secret_sealed: Option<String>,
+    pub payment_url: Option<String>,
+    pub application_fee_amount: Option<i64>,
+    pub transfer_destination: Option<String>,
+    pub metadata: String,
+    pub created: i64,
+    pub updated: i64,
+}
+
+const COLUMNS: &str = "id, app_id, order_id, customer_id, method, capture_method, provider, lifecycle, status, \
+    amount, currency, amount_capturable, amount_captured, amount_refunded, dispute, failure_code, decline_code, \
+    failure_message, failure_at, save_card, payment_method_id, provider_payment_intent, provider_checkout_session, \
+    provider_charge, client_secret_sealed, payment_url, application_fee_amount, transfer_destination, metadata, \
+    created, updated";
+
+pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, p: &PaymentRow) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)"
+    ))
+    .bind(&p.id)
+    .bind(&p.app_id)
+    .bind(&p.order_id)
+    .bind(&p.customer_id)
+    .bind(&p.method)
+    .bind(&p.capture_method)
+    .bind(&p.provider)
+    .bind(&p.lifecycle)
+    .bind(&p.status)
+    .bind(p.amount)
+    .bind(&p.currency)
+    .bind(p.amount_capturable)
+    .bind(p.amount_captured)
+    .bind(p.amount_refunded)
+    .bind(&p.dispute)
+    .bind(&p.failure_code)
+    .bind(&p.decline_code)
+    .bind(&p.failure_message)
+    .bind(p.failure_at)
+    .bind(p.save_card)
+    .bind(&p.payment_method_id)
+    .bind(&p.provider_payment_intent)
+    .bind(&p.provider_checkout_session)
+    .bind(&p.provider_charge)
+    .bind(&p.client_secret_sealed)
+    .bind(&p.payment_url)
+    .bind(p.application_fee_amount)
+    .bind(&p.transfer_destination)
+    .bind(&p.metadata)
+    .bind(p.created)
+    .bind(p.updated)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn get<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str) -> Result<PaymentRow> {
+    sqlx::query_as::<_, PaymentRow>(&format!("SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND id = $2"))
+        .bind(app)
+        .bind(id)
+        .fetch_optional(e)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// Finds and locks the payment an event is about: by our id (from the provider
+/// object's metadata), else by the provider's intent or checkout session id.
+pub async fn lock_by_refs(
+    conn: &mut Conn,
+    app: &str,
+    id: Option<&str>,
+    intent: Option<&str>,
+    session: Option<&str>,
+) -> Result<Option<PaymentRow>> {
+    let lock = lock_clause(conn);
+    for (column, value) in [("id", id), ("provider_payment_intent", intent), ("provider_checkout_session", session)] {
+        let Some(value) = value else { continue };
+        let sql = format!("SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND {column} = $2{lock}");
+        if let Some(p) = sqlx::query_as::<_, PaymentRow>(&sql)
+            .bind(app)
+            .bind(value)
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+pub async fn lock(conn: &mut Conn, app: &str, id: &str) -> Result<PaymentRow> {
+    lock_by_refs(conn, app, Some(id), None, None).await?.ok_or(StoreError::NotFound)
+}
+
+/// Writes the money state and the provider references of a payment.
+pub async fn save_state(conn: &mut Conn, p: &PaymentRow) -> Result<()> {
+    sqlx::query(
+        "UPDATE payments SET lifecycle = $3, status = $4, amount_capturable = $5, amount_captured = $6, \
+             amount_refunded = $7, dispute = $8, failure_code = $9, decline_code = $10, failure_message = $11, \
+             failure_at = $12, provider_payment_intent = $13, provider_checkout_session = $14, provider_charge = $15, \
+             payment_method_id = $16, client_secret_sealed = $17, payment_url = $18, customer_id = $19, updated = $20 \
+         WHERE app_id = $1 AND id = $2",
+    )
+    .bind(&p.app_id)
+    .bind(&p.id)
+    .bind(&p.lifecycle)
+    .bind(&p.status)
+    .bind(p.amount_capturable)
+    .bind(p.amount_captured)
+    .bind(p.amount_refunded)
+    .bind(&p.dispute)
+    .bind(&p.failure_code)
+    .bind(&p.decline_code)
+    .bind(&p.failure_message)
+    .bind(p.failure_at)
+    .bind(&p.provider_payment_intent)
+    .bind(&p.provider_checkout_session)
+    .bind(&p.provider_charge)
+    .bind(&p.payment_method_id)
+    .bind(&p.client_secret_sealed)
+    .bind(&p.payment_url)
+    .bind(&p.customer_id)
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The payments of one order (to total what it has been paid).
+pub async fn of_order<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, order: &str) -> Result<Vec<PaymentRow>> {
+    Ok(sqlx::query_as::<_, PaymentRow>(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND order_id = $2 ORDER BY id"
+    ))
+    .bind(app)
+    .bind(order)
+    .fetch_all(e)
+    .await?)
+}
+
+#[derive(Debug, Default)]
+pub struct Filter<'a> {
+    pub order: Option<&'a str>,
+    pub customer: Option<&'a str>,
+    pub status: Option<&'a str>,
+}
+
+pub async fn list(db: &Db, app: &str, f: &Filter<'_>, params: &ListParams) -> Result<Page<PaymentRow>> {
+    let text = |v: Option<&str>| v.map(|s| Arg::Text(s.to_owned()));
+    Select::new(&format!("SELECT {COLUMNS} FROM payments WHERE 1 = 1"))
+        .and("app_id = ?", Arg::Text(app.to_owned()))
+        .and_opt("order_id = ?", text(f.order))
+        .and_opt("customer_id = ?", text(f.customer))
+        .and_opt("status = ?", text(f.status))
+        .page(&db.read, params)
+        .await
+}
+
+/// Payments of any app left in `lifecycles` since before `updated_before`, oldest
+/// first: what the reconciler asks the provider about.
+pub async fn stuck(db: &Db, lifecycles: &[&str], updated_before: i64, limit: i64) -> Result<Vec<PaymentRow>> {
+    let list = lifecycles.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ");
+    Ok(sqlx::query_as::<_, PaymentRow>(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE lifecycle IN ({list}) AND updated < $1 ORDER BY updated LIMIT $2"
+    ))
+    .bind(updated_before)
+    .bind(limit)
+    .fetch_all(&db.read)
+    .await?)
+}

@@ -1,0 +1,131 @@
+//! The provider's events as received: stored once per (app, event id) before the
+//! webhook is acknowledged, with a count of deliveries and what processing made of it.
+
+use sqlx::{Any, Executor};
+
+use crate::{Conn, Db, Result, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProviderEventRow {
+    pub app_id: String,
+    pub id: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub created: i64,
+    pub livemode: i64,
+    pub object_id: Option<String>,
+    pub payload: String,
+    pub received_count: i64,
+    pub first_received: i64,
+    pub last_received: i64,
+    /// `processed`, `ignored` (a type or object paybridge does not act on), `pending`
+    /// (about an object not known yet; retried) or `failed` (retried).
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub attempts: i64,
+    pub processed_at: Option<i64>,
+}
+
+const COLUMNS: &str = "app_id, id, type, created, livemode, object_id, payload, received_count, first_received, \
+    last_received, outcome, detail, attempts, processed_at";
+
+/// Stores a received event, or counts one more delivery of it. Returns the delivery
+/// count: 1 means this is the first time, and the caller applies it.
+pub async fn record(conn: &mut Conn, e: &ProviderEventRow) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO provider_events (app_id, id, type, created, livemode, object_id, payload, received_count, \
+             first_received, last_received, outcome, attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, 0) \
+         ON CONFLICT (app_id, id) DO UPDATE SET received_count = provider_events.received_count + 1, \
+             last_received = excluded.last_received \
+         RETURNING received_count",
+    )
+    .bind(&e.app_id)
+    .bind(&e.id)
+    .bind(&e.kind)
+    .bind(e.created)
+    .bind(e.livemode)
+    .bind(&e.object_id)
+    .bind(&e.payload)
+    .bind(e.first_received)
+    .bind(&e.outcome)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+pub async fn set_outcome(conn: &mut Conn, app: &str, id: &str, outcome: &str, detail: Option<&str>, at: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE provider_events SET outcome = $3, detail = $4, attempts = attempts + 1, processed_at = $5 \
+         WHERE app_id = $1 AND id = $2",
+    )
+    .bind(app)
+    .bind(id)
+    .bind(outcome)
+    .bind(detail)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str) -> Result<ProviderEventRow> {
+    sqlx::query_as::<_, ProviderEventRow>(&format!("SELECT {COLUMNS} FROM provider_events WHERE app_id = $1 AND id = $2"))
+        .bind(app)
+        .bind(id)
+        .fetch_optional(e)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// Newest first; `starting_after` is an event id of the previous page.
+pub async fn list(db: &Db, app: &str, kind: Option<&str>, limit: i64, starting_after: Option<&str>) -> Result<(Vec<ProviderEventRow>, bool)> {
+    let mut sql = format!("SELECT {COLUMNS} FROM provider_events WHERE app_id = $1");
+    let mut n = 1;
+    if kind.is_some() {
+        n += 1;
+        sql.push_str(&format!(" AND type = ${n}"));
+    }
+    if starting_after.is_some() {
+        n += 1;
+        sql.push_str(&format!(
+            " AND (first_received, id) < (SELECT first_received, id FROM provider_events WHERE app_id = $1 AND id = ${n})"
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY first_received DESC, id DESC LIMIT {}", limit + 1));
+    let mut q = sqlx::query_as::<_, ProviderEventRow>(&sql).bind(app);
+    if let Some(k) = kind {
+        q = q.bind(k);
+    }
+    if let Some(s) = starting_after {
+        q = q.bind(s);
+    }
+    let mut rows = q.fetch_all(&db.read).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
+
+/// Events of any app still waiting to be applied (their object was unknown, or
+/// processing failed), oldest first.
+pub async fn retryable(db: &Db, received_after: i64, limit: i64) -> Result<Vec<ProviderEventRow>> {
+    Ok(sqlx::query_as::<_, ProviderEventRow>(&format!(
+        "SELECT {COLUMNS} FROM provider_events WHERE outcome IN ('pending', 'failed') AND first_received > $1 \
+         ORDER BY first_received LIMIT $2"
+    ))
+    .bind(received_after)
+    .bind(limit)
+    .fetch_all(&db.read)
+    .await?)
+}
+
+/// Gives up on events that stayed unapplicable too long: they become `ignored`.
+pub async fn expire_pending(db: &Db, received_before: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE provider_events SET outcome = 'ignored', detail = COALESCE(detail, '') || ' (gave up)' \
+         WHERE outcome IN ('pending', 'failed') AND first_received <= $1",
+    )
+    .bind(received_before)
+    .execute(&db.write)
+    .await?
+    .rows_affected())
+}
