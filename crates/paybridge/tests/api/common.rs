@@ -255,6 +255,63 @@ impl Server {
     }
 }
 
+impl Server {
+    /// An app on the sandbox provider, ready to take payments.
+    pub async fn sandbox_app(&self) -> AppKeys {
+        let a = self.app("test").await;
+        let r = self.put("/v1/payment_config", &a.admin, serde_json::json!({"provider": "sandbox"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.json["configured"], true);
+        a
+    }
+
+    pub async fn product(&self, admin: &str, name: &str, amount: i64, currency: &str) -> String {
+        let r = self
+            .post("/v1/products", admin, serde_json::json!({"name": name, "unit_amount": amount, "currency": currency}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.json["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a checkout for one product; returns the checkout's JSON.
+    pub async fn checkout(&self, key: &str, product: &str, quantity: i64, extra: Value) -> Value {
+        let mut body = serde_json::json!({
+            "line_items": [{"product": product, "quantity": quantity}],
+            "success_url": "https://shop.example/thanks?session={CHECKOUT_SESSION_ID}",
+            "cancel_url": "https://shop.example/cart",
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let r = self.post("/v1/checkout/sessions", key, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.json
+    }
+
+    /// Polls `path` until `done` holds of its JSON, for up to 15 s; returns the last JSON.
+    pub async fn until(&self, path: &str, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = self.get(path, key).await;
+            if done(&r.json) {
+                return r.json;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("{path} never got there; last: {}\nlogs:\n{}", r.body, self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The types of the app's events about an object, oldest first.
+    pub async fn event_types(&self, key: &str, filter: &str) -> Vec<String> {
+        let r = self.get(&format!("/v1/events?limit=100&{filter}"), key).await;
+        let mut v: Vec<String> = r.json["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+        v.reverse();
+        v
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();

@@ -4,6 +4,7 @@
 mod common;
 
 mod apps;
+mod checkout;
 mod config;
 mod errors;
 mod idempotency;

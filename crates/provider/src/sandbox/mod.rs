@@ -55,12 +55,35 @@ impl From<StoreError> for ProviderError {
     }
 }
 
+/// An object as the sandbox answers and sends it. A payment intent's client secret is
+/// derived from its id rather than stored, so no client secret rests in the database.
 fn public(v: &Value) -> Value {
+    let mut v = at_rest(v);
+    if v["object"] == "payment_intent" {
+        if let Some(id) = v["id"].as_str() {
+            v["client_secret"] = json!(client_secret(id));
+        }
+    }
+    v
+}
+
+/// An object as the sandbox keeps it: without its hidden state or client secret.
+fn at_rest(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
         o.remove(PRIVATE);
+        if o.get("client_secret").is_some_and(Value::is_string) {
+            o.insert("client_secret".into(), Value::Null);
+        }
     }
     v
+}
+
+fn client_secret(intent: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("paybridge-sandbox:{intent}").as_bytes());
+    let tail: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("{intent}_secret_{tail}")
 }
 
 fn parse<T: DeserializeOwned>(v: &Value) -> Result<T> {
@@ -129,7 +152,9 @@ impl Change {
         if stored.is_empty() {
             return Err(conflict("idempotency_key_in_use", "a request with this idempotency key is in progress"));
         }
-        serde_json::from_str(&stored).map(Some).map_err(|e| ProviderError::Unavailable { message: e.to_string() })
+        serde_json::from_str::<Value>(&stored)
+            .map(|v| Some(public(&v)))
+            .map_err(|e| ProviderError::Unavailable { message: e.to_string() })
     }
 
     async fn load(&mut self, id: &str) -> Result<Option<Value>> {
@@ -142,12 +167,17 @@ impl Change {
     async fn save(&mut self, kind: &str, v: &Value) -> Result<()> {
         let app = self.app.clone();
         let id = v["id"].as_str().unwrap_or_default().to_owned();
-        store::put(self.conn(), &app, &id, kind, &v.to_string()).await?;
+        let mut kept = v.clone();
+        if kept.get("client_secret").is_some_and(Value::is_string) {
+            kept["client_secret"] = Value::Null;
+        }
+        store::put(self.conn(), &app, &id, kind, &kept.to_string()).await?;
         Ok(())
     }
 
     async fn emit(&mut self, kind: &str, object: &Value) -> Result<()> {
-        let ev = event(kind, &public(object), now(), self.idempotency_key.as_deref());
+        // Sent without the client secret (Stripe includes it; paybridge would redact it).
+        let ev = event(kind, &at_rest(object), now(), self.idempotency_key.as_deref());
         let app = self.app.clone();
         let id = ev["id"].as_str().unwrap_or_default().to_owned();
         let due = now_ms() + self.delay_ms;
@@ -160,7 +190,7 @@ impl Change {
     async fn commit(mut self, response: &Value, wake: &Notify) -> Result<()> {
         if let Some(key) = self.idempotency_key.clone() {
             let app = self.app.clone();
-            store::put(self.conn(), &app, &format!("idem:{key}"), "idempotency", &public(response).to_string()).await?;
+            store::put(self.conn(), &app, &format!("idem:{key}"), "idempotency", &at_rest(response).to_string()).await?;
         }
         self.tx.commit().await.map_err(StoreError::from)?;
         if self.events > 0 {
@@ -325,7 +355,7 @@ impl Sandbox {
                 "status": "requires_payment_method",
                 "capture_method": if manual { "manual" } else { "automatic" },
                 "confirmation_method": "automatic",
-                "client_secret": format!("{pi_id}_secret_{}", id("x").trim_start_matches("x_")),
+                "client_secret": null,
                 "customer": customer,
                 "metadata": metadata,
                 "payment_method_types": ["card"],

@@ -30,7 +30,7 @@ pub async fn ingest(state: &AppState, app: &str, ev: &Event, raw: &str) -> Resul
             created: ev.created,
             livemode: i64::from(ev.livemode),
             object_id: ev.object.get("id").and_then(|v| v.as_str()).map(str::to_owned),
-            payload: raw.to_owned(),
+            payload: redact_client_secrets(raw),
             received_count: 1,
             first_received: ts,
             last_received: ts,
@@ -74,4 +74,33 @@ pub async fn retry_pending(state: &AppState) -> Result<usize, StoreError> {
         }
     }
     Ok(applied)
+}
+
+/// Stripe's payment intent events carry the intent's client secret; it is not kept.
+pub fn redact_client_secrets(raw: &str) -> String {
+    if !raw.contains("\"client_secret\"") {
+        return raw.to_owned();
+    }
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    if k == "client_secret" && x.is_string() {
+                        *x = serde_json::Value::String("[redacted]".into());
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(mut v) => {
+            walk(&mut v);
+            v.to_string()
+        }
+        Err(_) => raw.to_owned(),
+    }
 }
