@@ -34,3 +34,14 @@ drop_test_databases() {
   psql "$PAYBRIDGE_TEST_PG_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'pbt\_${run}\_%'" 2>/dev/null |
     while read -r db; do psql "$PAYBRIDGE_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
 }
+
+# The Python virtualenv of the tests (.venv-test), made or brought up to date from
+# scripts/requirements-test.txt. It is rebuilt only when that file changes.
+ensure_test_venv() {
+  local venv=.venv-test stamp=.venv-test/.requirements
+  if [ -x "$venv/bin/python" ] && cmp -s scripts/requirements-test.txt "$stamp"; then return 0; fi
+  echo "installing the test tools into $venv (localstripe, stripe, standardwebhooks, schemathesis)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  cp scripts/requirements-test.txt "$stamp"
+}

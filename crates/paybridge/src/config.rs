@@ -190,10 +190,19 @@ impl Resolved {
             reconcile_interval: secs(args.reconcile_interval, file.reconcile_interval, 300),
             reconcile_after: secs(args.reconcile_after, file.reconcile_after, 60),
             stripe_timeout: secs(args.stripe_timeout, file.stripe_timeout, 30),
-            stripe_max_retries: args.stripe_max_retries.or(file.stripe_max_retries).unwrap_or(3),
-            stripe_retry_base: Duration::from_millis(args.stripe_retry_base_ms.or(file.stripe_retry_base_ms).unwrap_or(500)),
+            stripe_max_retries: args
+                .stripe_max_retries
+                .or(file.stripe_max_retries)
+                .unwrap_or(3),
+            stripe_retry_base: Duration::from_millis(
+                args.stripe_retry_base_ms
+                    .or(file.stripe_retry_base_ms)
+                    .unwrap_or(500),
+            ),
             sandbox_webhook_delay: Duration::from_millis(
-                args.sandbox_webhook_delay_ms.or(file.sandbox_webhook_delay_ms).unwrap_or(0),
+                args.sandbox_webhook_delay_ms
+                    .or(file.sandbox_webhook_delay_ms)
+                    .unwrap_or(0),
             ),
         })
     }

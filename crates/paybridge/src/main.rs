@@ -286,14 +286,22 @@ struct Prepared {
     new_root_key: Option<secrecy::SecretString>,
 }
 
-async fn prepare(args: &ServeArgs, public_url: Option<String>, internal_url: String) -> anyhow::Result<Prepared> {
+async fn prepare(
+    args: &ServeArgs,
+    public_url: Option<String>,
+    internal_url: String,
+) -> anyhow::Result<Prepared> {
     let cfg = Resolved::from_args(args)?;
     let db = open_db(&cfg.database_url).await?;
     let (vault, new_key_file) = master_key(&cfg)?;
     bootstrap::check_master_key(&db, &vault).await?;
     let (root_hash, new_root_key) =
         bootstrap::root_key(&db, cfg.root_key.as_ref().map(|k| k.expose_secret())).await?;
-    let public_url = cfg.public_url.clone().or(public_url).unwrap_or_else(|| internal_url.clone());
+    let public_url = cfg
+        .public_url
+        .clone()
+        .or(public_url)
+        .unwrap_or_else(|| internal_url.clone());
     let mut settings = Settings::new(public_url, root_hash);
     settings.idempotency_ttl = cfg.idempotency_ttl;
     settings.signing_secret_grace = cfg.signing_secret_grace;

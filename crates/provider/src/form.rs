@@ -22,7 +22,11 @@ impl Form {
     }
 
     /// `prefix[k]=v` for each entry (metadata).
-    pub fn push_map<'a>(&mut self, prefix: &str, map: impl IntoIterator<Item = (&'a String, &'a String)>) -> &mut Form {
+    pub fn push_map<'a>(
+        &mut self,
+        prefix: &str,
+        map: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> &mut Form {
         for (k, v) in map {
             self.push(format!("{prefix}[{k}]"), v);
         }
@@ -34,7 +38,10 @@ impl Form {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn encode(&self) -> String {
@@ -56,7 +63,8 @@ mod tests {
         f.push("line_items[0][price_data][currency]", "usd")
             .push("line_items[0][quantity]", 2)
             .push_opt("customer", None::<String>);
-        let m: std::collections::BTreeMap<String, String> = [("pb_order".to_string(), "order_1 &x".to_string())].into();
+        let m: std::collections::BTreeMap<String, String> =
+            [("pb_order".to_string(), "order_1 &x".to_string())].into();
         f.push_map("metadata", &m);
         assert_eq!(
             f.encode(),

@@ -13,7 +13,9 @@ pub mod sandbox;
 pub mod stripe;
 
 use async_trait::async_trait;
-use paybridge_core::stripe::objects::{CheckoutSession, Customer, Metadata, PaymentIntent, PaymentMethod, Price};
+use paybridge_core::stripe::objects::{
+    CheckoutSession, Customer, Metadata, PaymentIntent, PaymentMethod, Price,
+};
 use secrecy::SecretString;
 
 pub use form::Form;
@@ -143,17 +145,40 @@ pub trait Provider: Send + Sync {
 
     async fn create_customer(&self, call: &Call, c: &NewCustomer) -> Result<Customer>;
     /// Attaches a payment method (`pm_…`, or a test token such as `pm_card_visa`).
-    async fn attach_payment_method(&self, call: &Call, customer: &str, payment_method: &str) -> Result<PaymentMethod>;
+    async fn attach_payment_method(
+        &self,
+        call: &Call,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<PaymentMethod>;
     async fn detach_payment_method(&self, call: &Call, payment_method: &str) -> Result<()>;
-    async fn set_default_payment_method(&self, call: &Call, customer: &str, payment_method: &str) -> Result<()>;
+    async fn set_default_payment_method(
+        &self,
+        call: &Call,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<()>;
 
-    async fn create_checkout_session(&self, call: &Call, s: &NewCheckout) -> Result<CheckoutSession>;
+    async fn create_checkout_session(
+        &self,
+        call: &Call,
+        s: &NewCheckout,
+    ) -> Result<CheckoutSession>;
     async fn retrieve_checkout_session(&self, call: &Call, id: &str) -> Result<CheckoutSession>;
     async fn expire_checkout_session(&self, call: &Call, id: &str) -> Result<CheckoutSession>;
 
-    async fn create_payment_intent(&self, call: &Call, p: &NewPaymentIntent) -> Result<PaymentIntent>;
+    async fn create_payment_intent(
+        &self,
+        call: &Call,
+        p: &NewPaymentIntent,
+    ) -> Result<PaymentIntent>;
     async fn retrieve_payment_intent(&self, call: &Call, id: &str) -> Result<PaymentIntent>;
-    async fn capture_payment_intent(&self, call: &Call, id: &str, amount: Option<i64>) -> Result<PaymentIntent>;
+    async fn capture_payment_intent(
+        &self,
+        call: &Call,
+        id: &str,
+        amount: Option<i64>,
+    ) -> Result<PaymentIntent>;
     async fn cancel_payment_intent(&self, call: &Call, id: &str) -> Result<PaymentIntent>;
 
     /// Active prices, with their products, for `POST /v1/products/import`.

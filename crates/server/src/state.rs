@@ -6,8 +6,8 @@ use std::time::Duration;
 use paybridge_core::vault::MasterKey;
 use paybridge_provider::sandbox::Sandbox;
 use paybridge_provider::stripe::{RetryPolicy, Stripe};
-use tokio::sync::Notify;
 use paybridge_store::Db;
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 

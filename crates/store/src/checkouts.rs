@@ -25,7 +25,8 @@ pub struct CheckoutRow {
     pub updated: i64,
 }
 
-const COLUMNS: &str = "id, app_id, order_id, payment_id, customer_id, mode, status, url, success_url, cancel_url, \
+const COLUMNS: &str =
+    "id, app_id, order_id, payment_id, customer_id, mode, status, url, success_url, cancel_url, \
     save_card, expires_at, provider_session_id, created, updated";
 
 pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, c: &CheckoutRow) -> Result<()> {
@@ -52,21 +53,34 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, c: &CheckoutRow) 
     Ok(())
 }
 
-pub async fn get<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str) -> Result<CheckoutRow> {
-    sqlx::query_as::<_, CheckoutRow>(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = $1 AND id = $2"))
-        .bind(app)
-        .bind(id)
-        .fetch_optional(e)
-        .await?
-        .ok_or(StoreError::NotFound)
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    id: &str,
+) -> Result<CheckoutRow> {
+    sqlx::query_as::<_, CheckoutRow>(&format!(
+        "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(e)
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 /// Locks the checkout an event is about: by our id, else by the provider's session id.
-pub async fn lock_by_refs(conn: &mut Conn, app: &str, id: Option<&str>, session: Option<&str>) -> Result<Option<CheckoutRow>> {
+pub async fn lock_by_refs(
+    conn: &mut Conn,
+    app: &str,
+    id: Option<&str>,
+    session: Option<&str>,
+) -> Result<Option<CheckoutRow>> {
     let lock = lock_clause(conn);
     for (column, value) in [("id", id), ("provider_session_id", session)] {
         let Some(value) = value else { continue };
-        let sql = format!("SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = $1 AND {column} = $2{lock}");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = $1 AND {column} = $2{lock}"
+        );
         if let Some(c) = sqlx::query_as::<_, CheckoutRow>(&sql)
             .bind(app)
             .bind(value)
@@ -79,7 +93,13 @@ pub async fn lock_by_refs(conn: &mut Conn, app: &str, id: Option<&str>, session:
     Ok(None)
 }
 
-pub async fn set_provider(conn: &mut Conn, app: &str, id: &str, session: &str, url: &str) -> Result<()> {
+pub async fn set_provider(
+    conn: &mut Conn,
+    app: &str,
+    id: &str,
+    session: &str,
+    url: &str,
+) -> Result<()> {
     sqlx::query("UPDATE checkout_sessions SET provider_session_id = $3, url = $4, updated = $5 WHERE app_id = $1 AND id = $2")
         .bind(app)
         .bind(id)
@@ -92,13 +112,15 @@ pub async fn set_provider(conn: &mut Conn, app: &str, id: &str, session: &str, u
 }
 
 pub async fn set_status(conn: &mut Conn, app: &str, id: &str, status: &str) -> Result<()> {
-    sqlx::query("UPDATE checkout_sessions SET status = $3, updated = $4 WHERE app_id = $1 AND id = $2")
-        .bind(app)
-        .bind(id)
-        .bind(status)
-        .bind(now())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE checkout_sessions SET status = $3, updated = $4 WHERE app_id = $1 AND id = $2",
+    )
+    .bind(app)
+    .bind(id)
+    .bind(status)
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -114,7 +136,11 @@ pub async fn overdue(db: &Db, now: i64, limit: i64) -> Result<Vec<CheckoutRow>> 
 }
 
 /// The open checkouts of an order (a new one for the same order supersedes them).
-pub async fn open_of_order<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, order: &str) -> Result<Vec<CheckoutRow>> {
+pub async fn open_of_order<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    order: &str,
+) -> Result<Vec<CheckoutRow>> {
     Ok(sqlx::query_as::<_, CheckoutRow>(&format!(
         "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = $1 AND order_id = $2 AND status = 'open'"
     ))

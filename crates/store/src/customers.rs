@@ -49,16 +49,26 @@ pub async fn upsert(db: &Db, c: &CustomerRow) -> Result<(CustomerRow, bool)> {
     Ok((row, new))
 }
 
-pub async fn get<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str) -> Result<CustomerRow> {
-    sqlx::query_as::<_, CustomerRow>(&format!("SELECT {COLUMNS} FROM customers WHERE app_id = $1 AND id = $2"))
-        .bind(app)
-        .bind(id)
-        .fetch_optional(e)
-        .await?
-        .ok_or(StoreError::NotFound)
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    id: &str,
+) -> Result<CustomerRow> {
+    sqlx::query_as::<_, CustomerRow>(&format!(
+        "SELECT {COLUMNS} FROM customers WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(e)
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
-pub async fn find_by_provider<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, provider_id: &str) -> Result<Option<CustomerRow>> {
+pub async fn find_by_provider<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    provider_id: &str,
+) -> Result<Option<CustomerRow>> {
     Ok(sqlx::query_as::<_, CustomerRow>(&format!(
         "SELECT {COLUMNS} FROM customers WHERE app_id = $1 AND provider_customer_id = $2"
     ))
@@ -68,10 +78,18 @@ pub async fn find_by_provider<'e, E: Executor<'e, Database = Any>>(e: E, app: &s
     .await?)
 }
 
-pub async fn list(db: &Db, app: &str, external_id: Option<&str>, params: &ListParams) -> Result<Page<CustomerRow>> {
+pub async fn list(
+    db: &Db,
+    app: &str,
+    external_id: Option<&str>,
+    params: &ListParams,
+) -> Result<Page<CustomerRow>> {
     Select::new(&format!("SELECT {COLUMNS} FROM customers WHERE 1 = 1"))
         .and("app_id = ?", Arg::Text(app.to_owned()))
-        .and_opt("external_id = ?", external_id.map(|e| Arg::Text(e.to_owned())))
+        .and_opt(
+            "external_id = ?",
+            external_id.map(|e| Arg::Text(e.to_owned())),
+        )
         .page(&db.read, params)
         .await
 }

@@ -21,7 +21,8 @@ pub struct EventRow {
     pub created: i64,
 }
 
-const COLUMNS: &str = "seq, id, app_id, type, object_id, order_id, payment_id, customer_id, data, created";
+const COLUMNS: &str =
+    "seq, id, app_id, type, object_id, order_id, payment_id, customer_id, data, created";
 
 /// Appends an event; its `seq` is assigned by the database.
 pub async fn append(conn: &mut Conn, e: &EventRow) -> Result<i64> {
@@ -51,10 +52,21 @@ pub struct Filter<'a> {
 }
 
 /// Newest first; `starting_after` is an event id of the previous page.
-pub async fn list(db: &Db, app: &str, f: &Filter<'_>, limit: i64, starting_after: Option<&str>) -> Result<(Vec<EventRow>, bool)> {
+pub async fn list(
+    db: &Db,
+    app: &str,
+    f: &Filter<'_>,
+    limit: i64,
+    starting_after: Option<&str>,
+) -> Result<(Vec<EventRow>, bool)> {
     let mut args = vec![Arg::Text(app.to_owned())];
     let mut sql = format!("SELECT {COLUMNS} FROM events WHERE app_id = $1");
-    for (col, v) in [("type", f.kind), ("customer_id", f.customer), ("order_id", f.order), ("payment_id", f.payment)] {
+    for (col, v) in [
+        ("type", f.kind),
+        ("customer_id", f.customer),
+        ("order_id", f.order),
+        ("payment_id", f.payment),
+    ] {
         if let Some(v) = v {
             args.push(Arg::Text(v.to_owned()));
             sql.push_str(&format!(" AND {col} = ${}", args.len()));
@@ -62,7 +74,10 @@ pub async fn list(db: &Db, app: &str, f: &Filter<'_>, limit: i64, starting_after
     }
     if let Some(s) = starting_after {
         args.push(Arg::Text(s.to_owned()));
-        sql.push_str(&format!(" AND seq < (SELECT seq FROM events WHERE app_id = $1 AND id = ${})", args.len()));
+        sql.push_str(&format!(
+            " AND seq < (SELECT seq FROM events WHERE app_id = $1 AND id = ${})",
+            args.len()
+        ));
     }
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));
     let mut q = sqlx::query_as::<_, EventRow>(&sql);
@@ -79,10 +94,12 @@ pub async fn list(db: &Db, app: &str, f: &Filter<'_>, limit: i64, starting_after
 }
 
 pub async fn count_of(db: &Db, app: &str, kind: &str, object_id: &str) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE app_id = $1 AND type = $2 AND object_id = $3")
-        .bind(app)
-        .bind(kind)
-        .bind(object_id)
-        .fetch_one(&db.read)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE app_id = $1 AND type = $2 AND object_id = $3",
+    )
+    .bind(app)
+    .bind(kind)
+    .bind(object_id)
+    .fetch_one(&db.read)
+    .await?)
 }

@@ -7,8 +7,8 @@ pub mod checkouts;
 pub mod config;
 pub mod customers;
 mod db;
-pub mod idempotency;
 pub mod events;
+pub mod idempotency;
 pub mod keys;
 pub mod orders;
 mod page;
@@ -18,7 +18,9 @@ pub mod provider_events;
 pub mod sandbox;
 pub mod settings;
 
-pub use db::{for_update, normalize_url, now, now_ms, sqlite_path, Backend, Conn, Db, DbOptions, Tx};
+pub use db::{
+    for_update, normalize_url, now, now_ms, sqlite_path, Backend, Conn, Db, DbOptions, Tx,
+};
 pub use page::{ListParams, Page};
 
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,8 @@ pub struct OrderRow {
     pub updated: i64,
 }
 
-const COLUMNS: &str = "id, app_id, customer_id, currency, amount_total, amount_paid, amount_refunded, status, \
+const COLUMNS: &str =
+    "id, app_id, customer_id, currency, amount_total, amount_paid, amount_refunded, status, \
     line_items, metadata, client_secret, subscription_id, created, updated";
 
 pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, o: &OrderRow) -> Result<()> {
@@ -52,18 +53,27 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, o: &OrderRow) -> 
     Ok(())
 }
 
-pub async fn get<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str) -> Result<OrderRow> {
-    sqlx::query_as::<_, OrderRow>(&format!("SELECT {COLUMNS} FROM orders WHERE app_id = $1 AND id = $2"))
-        .bind(app)
-        .bind(id)
-        .fetch_optional(e)
-        .await?
-        .ok_or(StoreError::NotFound)
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    id: &str,
+) -> Result<OrderRow> {
+    sqlx::query_as::<_, OrderRow>(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(e)
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 /// Reads the order for update inside a transaction.
 pub async fn lock(conn: &mut Conn, app: &str, id: &str) -> Result<OrderRow> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE app_id = $1 AND id = $2{}", lock_clause(conn));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE app_id = $1 AND id = $2{}",
+        lock_clause(conn)
+    );
     sqlx::query_as::<_, OrderRow>(&sql)
         .bind(app)
         .bind(id)
@@ -72,7 +82,14 @@ pub async fn lock(conn: &mut Conn, app: &str, id: &str) -> Result<OrderRow> {
         .ok_or(StoreError::NotFound)
 }
 
-pub async fn set_amounts(conn: &mut Conn, app: &str, id: &str, paid: i64, refunded: i64, status: &str) -> Result<()> {
+pub async fn set_amounts(
+    conn: &mut Conn,
+    app: &str,
+    id: &str,
+    paid: i64,
+    refunded: i64,
+    status: &str,
+) -> Result<()> {
     sqlx::query(
         "UPDATE orders SET amount_paid = $3, amount_refunded = $4, status = $5, updated = $6 WHERE app_id = $1 AND id = $2",
     )

@@ -90,13 +90,19 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, p: &PaymentRow) -
     Ok(())
 }
 
-pub async fn get<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str) -> Result<PaymentRow> {
-    sqlx::query_as::<_, PaymentRow>(&format!("SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND id = $2"))
-        .bind(app)
-        .bind(id)
-        .fetch_optional(e)
-        .await?
-        .ok_or(StoreError::NotFound)
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    id: &str,
+) -> Result<PaymentRow> {
+    sqlx::query_as::<_, PaymentRow>(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(e)
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 /// Finds and locks the payment an event is about: by our id (from the provider
@@ -109,9 +115,14 @@ pub async fn lock_by_refs(
     session: Option<&str>,
 ) -> Result<Option<PaymentRow>> {
     let lock = lock_clause(conn);
-    for (column, value) in [("id", id), ("provider_payment_intent", intent), ("provider_checkout_session", session)] {
+    for (column, value) in [
+        ("id", id),
+        ("provider_payment_intent", intent),
+        ("provider_checkout_session", session),
+    ] {
         let Some(value) = value else { continue };
-        let sql = format!("SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND {column} = $2{lock}");
+        let sql =
+            format!("SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND {column} = $2{lock}");
         if let Some(p) = sqlx::query_as::<_, PaymentRow>(&sql)
             .bind(app)
             .bind(value)
@@ -125,7 +136,9 @@ pub async fn lock_by_refs(
 }
 
 pub async fn lock(conn: &mut Conn, app: &str, id: &str) -> Result<PaymentRow> {
-    lock_by_refs(conn, app, Some(id), None, None).await?.ok_or(StoreError::NotFound)
+    lock_by_refs(conn, app, Some(id), None, None)
+        .await?
+        .ok_or(StoreError::NotFound)
 }
 
 /// Writes the money state and the provider references of a payment.
@@ -163,7 +176,11 @@ pub async fn save_state(conn: &mut Conn, p: &PaymentRow) -> Result<()> {
 }
 
 /// The payments of one order (to total what it has been paid).
-pub async fn of_order<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, order: &str) -> Result<Vec<PaymentRow>> {
+pub async fn of_order<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    order: &str,
+) -> Result<Vec<PaymentRow>> {
     Ok(sqlx::query_as::<_, PaymentRow>(&format!(
         "SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND order_id = $2 ORDER BY id"
     ))
@@ -180,7 +197,12 @@ pub struct Filter<'a> {
     pub status: Option<&'a str>,
 }
 
-pub async fn list(db: &Db, app: &str, f: &Filter<'_>, params: &ListParams) -> Result<Page<PaymentRow>> {
+pub async fn list(
+    db: &Db,
+    app: &str,
+    f: &Filter<'_>,
+    params: &ListParams,
+) -> Result<Page<PaymentRow>> {
     let text = |v: Option<&str>| v.map(|s| Arg::Text(s.to_owned()));
     Select::new(&format!("SELECT {COLUMNS} FROM payments WHERE 1 = 1"))
         .and("app_id = ?", Arg::Text(app.to_owned()))
@@ -193,8 +215,17 @@ pub async fn list(db: &Db, app: &str, f: &Filter<'_>, params: &ListParams) -> Re
 
 /// Payments of any app left in `lifecycles` since before `updated_before`, oldest
 /// first: what the reconciler asks the provider about.
-pub async fn stuck(db: &Db, lifecycles: &[&str], updated_before: i64, limit: i64) -> Result<Vec<PaymentRow>> {
-    let list = lifecycles.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ");
+pub async fn stuck(
+    db: &Db,
+    lifecycles: &[&str],
+    updated_before: i64,
+    limit: i64,
+) -> Result<Vec<PaymentRow>> {
+    let list = lifecycles
+        .iter()
+        .map(|l| format!("'{l}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     Ok(sqlx::query_as::<_, PaymentRow>(&format!(
         "SELECT {COLUMNS} FROM payments WHERE lifecycle IN ({list}) AND updated < $1 ORDER BY updated LIMIT $2"
     ))

@@ -26,7 +26,8 @@ pub struct ProviderEventRow {
     pub processed_at: Option<i64>,
 }
 
-const COLUMNS: &str = "app_id, id, type, created, livemode, object_id, payload, received_count, first_received, \
+const COLUMNS: &str =
+    "app_id, id, type, created, livemode, object_id, payload, received_count, first_received, \
     last_received, outcome, detail, attempts, processed_at";
 
 /// Stores a received event, or counts one more delivery of it. Returns the delivery
@@ -53,7 +54,14 @@ pub async fn record(conn: &mut Conn, e: &ProviderEventRow) -> Result<i64> {
     .await?)
 }
 
-pub async fn set_outcome(conn: &mut Conn, app: &str, id: &str, outcome: &str, detail: Option<&str>, at: i64) -> Result<()> {
+pub async fn set_outcome(
+    conn: &mut Conn,
+    app: &str,
+    id: &str,
+    outcome: &str,
+    detail: Option<&str>,
+    at: i64,
+) -> Result<()> {
     sqlx::query(
         "UPDATE provider_events SET outcome = $3, detail = $4, attempts = attempts + 1, processed_at = $5 \
          WHERE app_id = $1 AND id = $2",
@@ -68,17 +76,29 @@ pub async fn set_outcome(conn: &mut Conn, app: &str, id: &str, outcome: &str, de
     Ok(())
 }
 
-pub async fn get<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str) -> Result<ProviderEventRow> {
-    sqlx::query_as::<_, ProviderEventRow>(&format!("SELECT {COLUMNS} FROM provider_events WHERE app_id = $1 AND id = $2"))
-        .bind(app)
-        .bind(id)
-        .fetch_optional(e)
-        .await?
-        .ok_or(StoreError::NotFound)
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    id: &str,
+) -> Result<ProviderEventRow> {
+    sqlx::query_as::<_, ProviderEventRow>(&format!(
+        "SELECT {COLUMNS} FROM provider_events WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(e)
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 /// Newest first; `starting_after` is an event id of the previous page.
-pub async fn list(db: &Db, app: &str, kind: Option<&str>, limit: i64, starting_after: Option<&str>) -> Result<(Vec<ProviderEventRow>, bool)> {
+pub async fn list(
+    db: &Db,
+    app: &str,
+    kind: Option<&str>,
+    limit: i64,
+    starting_after: Option<&str>,
+) -> Result<(Vec<ProviderEventRow>, bool)> {
     let mut sql = format!("SELECT {COLUMNS} FROM provider_events WHERE app_id = $1");
     let mut n = 1;
     if kind.is_some() {
@@ -91,7 +111,10 @@ pub async fn list(db: &Db, app: &str, kind: Option<&str>, limit: i64, starting_a
             " AND (first_received, id) < (SELECT first_received, id FROM provider_events WHERE app_id = $1 AND id = ${n})"
         ));
     }
-    sql.push_str(&format!(" ORDER BY first_received DESC, id DESC LIMIT {}", limit + 1));
+    sql.push_str(&format!(
+        " ORDER BY first_received DESC, id DESC LIMIT {}",
+        limit + 1
+    ));
     let mut q = sqlx::query_as::<_, ProviderEventRow>(&sql).bind(app);
     if let Some(k) = kind {
         q = q.bind(k);

@@ -8,7 +8,13 @@ use sqlx::{Any, Executor};
 use crate::db::lock_clause;
 use crate::{now, Conn, Db, Result};
 
-pub async fn put<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str, kind: &str, data: &str) -> Result<()> {
+pub async fn put<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    id: &str,
+    kind: &str,
+    data: &str,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO sandbox_objects (app_id, id, kind, data, created) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (app_id, id) DO UPDATE SET data = excluded.data",
@@ -23,26 +29,41 @@ pub async fn put<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str,
     Ok(())
 }
 
-pub async fn get<'e, E: Executor<'e, Database = Any>>(e: E, app: &str, id: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT data FROM sandbox_objects WHERE app_id = $1 AND id = $2")
-        .bind(app)
-        .bind(id)
-        .fetch_optional(e)
-        .await?)
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    app: &str,
+    id: &str,
+) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT data FROM sandbox_objects WHERE app_id = $1 AND id = $2")
+            .bind(app)
+            .bind(id)
+            .fetch_optional(e)
+            .await?,
+    )
 }
 
 /// Reads an object for update inside a transaction.
 pub async fn lock(conn: &mut Conn, app: &str, id: &str) -> Result<Option<String>> {
-    let sql = format!("SELECT data FROM sandbox_objects WHERE app_id = $1 AND id = $2{}", lock_clause(conn));
-    Ok(sqlx::query_scalar(&sql).bind(app).bind(id).fetch_optional(&mut *conn).await?)
+    let sql = format!(
+        "SELECT data FROM sandbox_objects WHERE app_id = $1 AND id = $2{}",
+        lock_clause(conn)
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?)
 }
 
 pub async fn list_kind(db: &Db, app: &str, kind: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT data FROM sandbox_objects WHERE app_id = $1 AND kind = $2 ORDER BY created, id")
-        .bind(app)
-        .bind(kind)
-        .fetch_all(&db.read)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT data FROM sandbox_objects WHERE app_id = $1 AND kind = $2 ORDER BY created, id",
+    )
+    .bind(app)
+    .bind(kind)
+    .fetch_all(&db.read)
+    .await?)
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -54,7 +75,13 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
-pub async fn push_event(conn: &mut Conn, app: &str, event_id: &str, payload: &str, due_ms: i64) -> Result<()> {
+pub async fn push_event(
+    conn: &mut Conn,
+    app: &str,
+    event_id: &str,
+    payload: &str,
+    due_ms: i64,
+) -> Result<()> {
     sqlx::query("INSERT INTO sandbox_outbox (app_id, event_id, payload, next_attempt_ms) VALUES ($1, $2, $3, $4)")
         .bind(app)
         .bind(event_id)
@@ -85,17 +112,25 @@ pub async fn mark_delivered(db: &Db, seq: i64) -> Result<()> {
 }
 
 pub async fn retry_later(db: &Db, seq: i64, next_attempt_ms: i64) -> Result<()> {
-    sqlx::query("UPDATE sandbox_outbox SET attempts = attempts + 1, next_attempt_ms = $2 WHERE seq = $1")
-        .bind(seq)
-        .bind(next_attempt_ms)
-        .execute(&db.write)
-        .await?;
+    sqlx::query(
+        "UPDATE sandbox_outbox SET attempts = attempts + 1, next_attempt_ms = $2 WHERE seq = $1",
+    )
+    .bind(seq)
+    .bind(next_attempt_ms)
+    .execute(&db.write)
+    .await?;
     Ok(())
 }
 
 /// Inserts an object only if its id is new; returns whether it did. Two transactions
 /// racing on one id: the second waits for the first and then inserts nothing.
-pub async fn insert_new(conn: &mut Conn, app: &str, id: &str, kind: &str, data: &str) -> Result<bool> {
+pub async fn insert_new(
+    conn: &mut Conn,
+    app: &str,
+    id: &str,
+    kind: &str,
+    data: &str,
+) -> Result<bool> {
     Ok(sqlx::query(
         "INSERT INTO sandbox_objects (app_id, id, kind, data, created) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (app_id, id) DO NOTHING",

@@ -198,3 +198,92 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// The repository's root (where `scripts/` and the test virtualenv live).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/testkit sits two levels below the root")
+        .to_path_buf()
+}
+
+/// The Python of the test virtualenv that `scripts/test` makes (with `stripe`,
+/// `localstripe` and `standardwebhooks` installed): `PAYBRIDGE_TEST_VENV`, or
+/// `.venv-test` at the repository's root.
+pub fn venv_bin(program: &str) -> std::path::PathBuf {
+    let venv = std::env::var("PAYBRIDGE_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv-test"));
+    let path = venv.join("bin").join(program);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test (it creates the test virtualenv), or set PAYBRIDGE_TEST_VENV",
+        path.display()
+    );
+    path
+}
+
+/// Runs a Python snippet in the test virtualenv; returns its stdout.
+pub fn python(code: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(venv_bin("python"))
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A `localstripe` (PyPI) process on a free loopback port, stopped on drop.
+pub struct LocalStripe {
+    pub base: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalStripe {
+    pub async fn start() -> LocalStripe {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let child = std::process::Command::new(venv_bin("localstripe"))
+            .args(["--port", &port.to_string(), "--from-scratch"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start localstripe");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "localstripe did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        LocalStripe {
+            base,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 
 pub type Metadata = BTreeMap<String, String>;
 
+/// `null` reads as the type's default (fakes and older API versions send `null` where
+/// Stripe documents a value).
+fn nullable<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Any Stripe object, when all we need is its id.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Ref {
@@ -134,9 +142,12 @@ pub struct Outcome {
 #[serde(default)]
 pub struct Charge {
     pub id: String,
+    #[serde(deserialize_with = "nullable")]
     pub amount: i64,
     pub amount_captured: Option<i64>,
+    #[serde(deserialize_with = "nullable")]
     pub amount_refunded: i64,
+    #[serde(deserialize_with = "nullable")]
     pub captured: bool,
     pub paid: Option<bool>,
     pub status: Option<String>,
@@ -148,9 +159,11 @@ pub struct Charge {
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
     pub outcome: Option<Outcome>,
+    #[serde(deserialize_with = "nullable")]
     pub refunded: bool,
     pub disputed: Option<bool>,
     pub metadata: Option<Metadata>,
+    #[serde(deserialize_with = "nullable")]
     pub created: i64,
 }
 
@@ -158,10 +171,14 @@ pub struct Charge {
 #[serde(default)]
 pub struct PaymentIntent {
     pub id: String,
+    #[serde(deserialize_with = "nullable")]
     pub status: String,
+    #[serde(deserialize_with = "nullable")]
     pub amount: i64,
+    #[serde(deserialize_with = "nullable")]
     pub amount_capturable: i64,
     pub amount_received: Option<i64>,
+    #[serde(deserialize_with = "nullable")]
     pub currency: String,
     pub client_secret: Option<String>,
     pub capture_method: Option<String>,
@@ -173,6 +190,7 @@ pub struct PaymentIntent {
     pub last_payment_error: Option<ErrorObject>,
     pub metadata: Option<Metadata>,
     pub application_fee_amount: Option<i64>,
+    #[serde(deserialize_with = "nullable")]
     pub created: i64,
 }
 
@@ -282,5 +300,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cs.amount_total, None);
+    }
+}
+
+#[cfg(test)]
+mod null_tests {
+    use super::*;
+
+    #[test]
+    fn nulls_read_as_defaults() {
+        let pi: PaymentIntent =
+            serde_json::from_str(r#"{"id":"pi_1","status":"requires_capture","amount":1000,"amount_capturable":null,"currency":"usd","created":null}"#)
+                .unwrap();
+        assert_eq!(pi.amount_capturable, 0);
+        let ch: Charge = serde_json::from_str(
+            r#"{"id":"ch_1","amount":5,"amount_refunded":null,"captured":null}"#,
+        )
+        .unwrap();
+        assert!(!ch.captured);
     }
 }

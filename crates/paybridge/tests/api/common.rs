@@ -259,7 +259,13 @@ impl Server {
     /// An app on the sandbox provider, ready to take payments.
     pub async fn sandbox_app(&self) -> AppKeys {
         let a = self.app("test").await;
-        let r = self.put("/v1/payment_config", &a.admin, serde_json::json!({"provider": "sandbox"})).await;
+        let r = self
+            .put(
+                "/v1/payment_config",
+                &a.admin,
+                serde_json::json!({"provider": "sandbox"}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.json["configured"], true);
         a
@@ -267,7 +273,11 @@ impl Server {
 
     pub async fn product(&self, admin: &str, name: &str, amount: i64, currency: &str) -> String {
         let r = self
-            .post("/v1/products", admin, serde_json::json!({"name": name, "unit_amount": amount, "currency": currency}))
+            .post(
+                "/v1/products",
+                admin,
+                serde_json::json!({"name": name, "unit_amount": amount, "currency": currency}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.json["id"].as_str().unwrap().to_owned()
@@ -297,7 +307,11 @@ impl Server {
                 return r.json;
             }
             if std::time::Instant::now() > deadline {
-                panic!("{path} never got there; last: {}\nlogs:\n{}", r.body, self.logs());
+                panic!(
+                    "{path} never got there; last: {}\nlogs:\n{}",
+                    r.body,
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -305,8 +319,15 @@ impl Server {
 
     /// The types of the app's events about an object, oldest first.
     pub async fn event_types(&self, key: &str, filter: &str) -> Vec<String> {
-        let r = self.get(&format!("/v1/events?limit=100&{filter}"), key).await;
-        let mut v: Vec<String> = r.json["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+        let r = self
+            .get(&format!("/v1/events?limit=100&{filter}"), key)
+            .await;
+        let mut v: Vec<String> = r.json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect();
         v.reverse();
         v
     }

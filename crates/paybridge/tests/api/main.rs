@@ -10,3 +10,6 @@ mod errors;
 mod idempotency;
 mod ops;
 mod products;
+mod stripe;
+mod stub;
+mod webhooks;

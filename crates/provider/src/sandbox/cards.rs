@@ -47,9 +47,27 @@ pub struct TestCard {
 }
 
 pub const CARDS: &[TestCard] = &[
-    TestCard { number: "4242424242424242", token: "pm_card_visa", brand: "visa", on_attach: None, on_charge: None },
-    TestCard { number: "5555555555554444", token: "pm_card_mastercard", brand: "mastercard", on_attach: None, on_charge: None },
-    TestCard { number: "4000000000000002", token: "pm_card_chargeDeclined", brand: "visa", on_attach: Some(GENERIC), on_charge: Some(GENERIC) },
+    TestCard {
+        number: "4242424242424242",
+        token: "pm_card_visa",
+        brand: "visa",
+        on_attach: None,
+        on_charge: None,
+    },
+    TestCard {
+        number: "5555555555554444",
+        token: "pm_card_mastercard",
+        brand: "mastercard",
+        on_attach: None,
+        on_charge: None,
+    },
+    TestCard {
+        number: "4000000000000002",
+        token: "pm_card_chargeDeclined",
+        brand: "visa",
+        on_attach: Some(GENERIC),
+        on_charge: Some(GENERIC),
+    },
     TestCard {
         number: "4000000000009995",
         token: "pm_card_chargeDeclinedInsufficientFunds",
@@ -76,11 +94,21 @@ pub const CARDS: &[TestCard] = &[
 /// The card a number or token names. A number that is not a test card is declined as
 /// Stripe's test mode declines real cards; one that fails the Luhn check is incorrect.
 pub fn lookup(number_or_token: &str) -> Result<TestCard, Decline> {
-    let digits: String = number_or_token.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
-    if let Some(c) = CARDS.iter().find(|c| c.number == digits || c.token == number_or_token) {
+    let digits: String = number_or_token
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    if let Some(c) = CARDS
+        .iter()
+        .find(|c| c.number == digits || c.token == number_or_token)
+    {
         return Ok(*c);
     }
-    if digits.len() >= 12 && digits.len() <= 19 && digits.chars().all(|c| c.is_ascii_digit()) && luhn(&digits) {
+    if digits.len() >= 12
+        && digits.len() <= 19
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && luhn(&digits)
+    {
         Err(LIVE_CARD)
     } else {
         Err(BAD_NUMBER)
@@ -93,9 +121,20 @@ fn luhn(digits: &str) -> bool {
         .rev()
         .filter_map(|c| c.to_digit(10))
         .enumerate()
-        .map(|(i, d)| if i % 2 == 1 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { d })
+        .map(|(i, d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 impl TestCard {
@@ -112,10 +151,30 @@ mod tests {
     fn test_cards_and_their_outcomes() {
         assert_eq!(lookup("4242 4242 4242 4242").unwrap().on_charge, None);
         assert_eq!(lookup("pm_card_visa").unwrap().last4(), "4242");
-        assert_eq!(lookup("4000000000000002").unwrap().on_charge.unwrap().decline_code, Some("generic_decline"));
-        assert_eq!(lookup("4000-0000-0000-9995").unwrap().on_charge.unwrap().decline_code, Some("insufficient_funds"));
-        assert_eq!(lookup("4000000000000069").unwrap().on_charge.unwrap().code, "expired_card");
-        assert_eq!(lookup("4111111111111111").unwrap_err().decline_code, Some("test_mode_live_card"));
+        assert_eq!(
+            lookup("4000000000000002")
+                .unwrap()
+                .on_charge
+                .unwrap()
+                .decline_code,
+            Some("generic_decline")
+        );
+        assert_eq!(
+            lookup("4000-0000-0000-9995")
+                .unwrap()
+                .on_charge
+                .unwrap()
+                .decline_code,
+            Some("insufficient_funds")
+        );
+        assert_eq!(
+            lookup("4000000000000069").unwrap().on_charge.unwrap().code,
+            "expired_card"
+        );
+        assert_eq!(
+            lookup("4111111111111111").unwrap_err().decline_code,
+            Some("test_mode_live_card")
+        );
         assert_eq!(lookup("1234").unwrap_err().code, "incorrect_number");
         assert!(CARDS.iter().all(|c| luhn(c.number)));
     }

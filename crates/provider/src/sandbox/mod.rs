@@ -14,7 +14,9 @@ pub mod objects;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use paybridge_core::stripe::objects::{CheckoutSession, Customer, PaymentIntent, PaymentMethod, Price};
+use paybridge_core::stripe::objects::{
+    CheckoutSession, Customer, PaymentIntent, PaymentMethod, Price,
+};
 use paybridge_store::{now, now_ms, sandbox as store, Conn, Db, StoreError};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -110,7 +112,9 @@ fn card_error(d: Decline, pi: Option<&Value>) -> ProviderError {
         code: Some(d.code.to_owned()),
         decline_code: d.decline_code.map(str::to_owned),
         message: d.message.to_owned(),
-        payment_intent: pi.and_then(|p| parse::<PaymentIntent>(p).ok()).map(Box::new),
+        payment_intent: pi
+            .and_then(|p| parse::<PaymentIntent>(p).ok())
+            .map(Box::new),
     }
 }
 
@@ -142,19 +146,28 @@ impl Change {
     /// The response stored for this idempotency key by an earlier call, if any; else
     /// claims the key for this change.
     async fn replayed(&mut self) -> Result<Option<Value>> {
-        let Some(key) = self.idempotency_key.clone() else { return Ok(None) };
+        let Some(key) = self.idempotency_key.clone() else {
+            return Ok(None);
+        };
         let slot = format!("idem:{key}");
         let app = self.app.clone();
         if sqlx_claim(&mut self.tx, &app, &slot).await? {
             return Ok(None);
         }
-        let stored = store::get(&mut *self.tx, &app, &slot).await?.unwrap_or_default();
+        let stored = store::get(&mut *self.tx, &app, &slot)
+            .await?
+            .unwrap_or_default();
         if stored.is_empty() {
-            return Err(conflict("idempotency_key_in_use", "a request with this idempotency key is in progress"));
+            return Err(conflict(
+                "idempotency_key_in_use",
+                "a request with this idempotency key is in progress",
+            ));
         }
         serde_json::from_str::<Value>(&stored)
             .map(|v| Some(public(&v)))
-            .map_err(|e| ProviderError::Unavailable { message: e.to_string() })
+            .map_err(|e| ProviderError::Unavailable {
+                message: e.to_string(),
+            })
     }
 
     async fn load(&mut self, id: &str) -> Result<Option<Value>> {
@@ -177,7 +190,12 @@ impl Change {
 
     async fn emit(&mut self, kind: &str, object: &Value) -> Result<()> {
         // Sent without the client secret (Stripe includes it; paybridge would redact it).
-        let ev = event(kind, &at_rest(object), now(), self.idempotency_key.as_deref());
+        let ev = event(
+            kind,
+            &at_rest(object),
+            now(),
+            self.idempotency_key.as_deref(),
+        );
         let app = self.app.clone();
         let id = ev["id"].as_str().unwrap_or_default().to_owned();
         let due = now_ms() + self.delay_ms;
@@ -190,7 +208,14 @@ impl Change {
     async fn commit(mut self, response: &Value, wake: &Notify) -> Result<()> {
         if let Some(key) = self.idempotency_key.clone() {
             let app = self.app.clone();
-            store::put(self.conn(), &app, &format!("idem:{key}"), "idempotency", &at_rest(response).to_string()).await?;
+            store::put(
+                self.conn(),
+                &app,
+                &format!("idem:{key}"),
+                "idempotency",
+                &at_rest(response).to_string(),
+            )
+            .await?;
         }
         self.tx.commit().await.map_err(StoreError::from)?;
         if self.events > 0 {
@@ -255,7 +280,9 @@ impl Sandbox {
         let raw = store::get(self.db.reader(), app, session)
             .await?
             .ok_or_else(|| no_such("checkout.session", session))?;
-        serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable { message: e.to_string() })
+        serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
+            message: e.to_string(),
+        })
     }
 
     /// Tries to charge `pi` with a card: writes the charge, updates the intent, and
@@ -309,7 +336,9 @@ impl Sandbox {
         );
         ch.save("charge", &charge).await?;
         pi["latest_charge"] = charge["id"].clone();
-        pi["payment_method"] = payment_method.map(|p| p["id"].clone()).unwrap_or(Value::Null);
+        pi["payment_method"] = payment_method
+            .map(|p| p["id"].clone())
+            .unwrap_or(Value::Null);
         if let Some(d) = decline {
             pi["status"] = json!("requires_payment_method");
             pi["last_payment_error"] = json!({
@@ -333,7 +362,11 @@ impl Sandbox {
         ch.save("payment_intent", pi).await?;
         ch.emit("charge.succeeded", &charge).await?;
         ch.emit(
-            if manual { "payment_intent.amount_capturable_updated" } else { "payment_intent.succeeded" },
+            if manual {
+                "payment_intent.amount_capturable_updated"
+            } else {
+                "payment_intent.succeeded"
+            },
             pi,
         )
         .await?;
@@ -341,7 +374,16 @@ impl Sandbox {
     }
 
     fn new_intent(&self, s: IntentSpec<'_>) -> Value {
-        let IntentSpec { amount, currency, customer, manual, save_card, metadata, fee, destination } = s;
+        let IntentSpec {
+            amount,
+            currency,
+            customer,
+            manual,
+            save_card,
+            metadata,
+            fee,
+            destination,
+        } = s;
         let pi_id = id("pi");
         shape(
             "payment_intent",
@@ -370,21 +412,45 @@ impl Sandbox {
 
     /// Pays (or fails to pay) an open checkout session with a test card, as the hosted
     /// page does. A declined card leaves the session open for another try.
-    pub async fn complete_checkout(&self, app: &str, session: &str, card_number: &str) -> Result<CheckoutSession> {
+    pub async fn complete_checkout(
+        &self,
+        app: &str,
+        session: &str,
+        card_number: &str,
+    ) -> Result<CheckoutSession> {
         let mut ch = Change::begin(self, app, None).await?;
-        let mut cs = ch.load(session).await?.ok_or_else(|| no_such("checkout.session", session))?;
+        let mut cs = ch
+            .load(session)
+            .await?
+            .ok_or_else(|| no_such("checkout.session", session))?;
         match cs["status"].as_str() {
             Some("open") => {}
-            Some("complete") => return Err(conflict("checkout_session_complete", "This Checkout Session is already complete.")),
-            _ => return Err(conflict("checkout_session_expired", "This Checkout Session has expired.")),
+            Some("complete") => {
+                return Err(conflict(
+                    "checkout_session_complete",
+                    "This Checkout Session is already complete.",
+                ))
+            }
+            _ => {
+                return Err(conflict(
+                    "checkout_session_expired",
+                    "This Checkout Session has expired.",
+                ))
+            }
         }
         if cs["expires_at"].as_i64().unwrap_or(i64::MAX) <= now() {
-            return Err(conflict("checkout_session_expired", "This Checkout Session has expired."));
+            return Err(conflict(
+                "checkout_session_expired",
+                "This Checkout Session has expired.",
+            ));
         }
         let private = cs[PRIVATE].clone();
         let save_card = private["save_card"].as_bool().unwrap_or(false);
         let mut pi = match cs["payment_intent"].as_str() {
-            Some(pi_id) => ch.load(pi_id).await?.ok_or_else(|| no_such("payment_intent", pi_id))?,
+            Some(pi_id) => ch
+                .load(pi_id)
+                .await?
+                .ok_or_else(|| no_such("payment_intent", pi_id))?,
             None => {
                 let pi = self.new_intent(IntentSpec {
                     amount: cs["amount_total"].as_i64().unwrap_or(0),
@@ -408,7 +474,10 @@ impl Sandbox {
             cs["customer"] = c["id"].clone();
             pi["customer"] = c["id"].clone();
         }
-        let pm = card.as_ref().ok().map(|c| new_payment_method(c, if save_card { customer.as_deref() } else { None }));
+        let pm = card
+            .as_ref()
+            .ok()
+            .map(|c| new_payment_method(c, if save_card { customer.as_deref() } else { None }));
         if let Some(pm) = &pm {
             ch.save("payment_method", pm).await?;
         }
@@ -424,7 +493,11 @@ impl Sandbox {
             }
         }
         cs["status"] = json!("complete");
-        cs["payment_status"] = json!(if pi["status"] == "succeeded" { "paid" } else { "unpaid" });
+        cs["payment_status"] = json!(if pi["status"] == "succeeded" {
+            "paid"
+        } else {
+            "unpaid"
+        });
         ch.save("checkout.session", &cs).await?;
         ch.emit("checkout.session.completed", &cs).await?;
         ch.commit(&cs, &self.wake).await?;
@@ -432,19 +505,36 @@ impl Sandbox {
     }
 
     /// Confirms an intent with a test card, as Stripe.js would in a custom card form.
-    pub async fn confirm_intent(&self, app: &str, intent: &str, card_number: &str) -> Result<PaymentIntent> {
+    pub async fn confirm_intent(
+        &self,
+        app: &str,
+        intent: &str,
+        card_number: &str,
+    ) -> Result<PaymentIntent> {
         let mut ch = Change::begin(self, app, None).await?;
-        let mut pi = ch.load(intent).await?.ok_or_else(|| no_such("payment_intent", intent))?;
-        if !matches!(pi["status"].as_str(), Some("requires_payment_method" | "requires_confirmation" | "requires_action")) {
+        let mut pi = ch
+            .load(intent)
+            .await?
+            .ok_or_else(|| no_such("payment_intent", intent))?;
+        if !matches!(
+            pi["status"].as_str(),
+            Some("requires_payment_method" | "requires_confirmation" | "requires_action")
+        ) {
             return Err(conflict(
                 "payment_intent_unexpected_state",
-                format!("This PaymentIntent's status is {}; it cannot be confirmed.", pi["status"]),
+                format!(
+                    "This PaymentIntent's status is {}; it cannot be confirmed.",
+                    pi["status"]
+                ),
             ));
         }
         let card = cards::lookup(card_number);
         let save = pi["setup_future_usage"].is_string();
         let customer = pi["customer"].as_str().map(str::to_owned);
-        let pm = card.as_ref().ok().map(|c| new_payment_method(c, if save { customer.as_deref() } else { None }));
+        let pm = card
+            .as_ref()
+            .ok()
+            .map(|c| new_payment_method(c, if save { customer.as_deref() } else { None }));
         if let Some(pm) = &pm {
             ch.save("payment_method", pm).await?;
         }
@@ -456,7 +546,13 @@ impl Sandbox {
         }
     }
 
-    async fn new_customer(&self, ch: &mut Change, email: Option<&str>, name: Option<&str>, metadata: &Value) -> Result<Value> {
+    async fn new_customer(
+        &self,
+        ch: &mut Change,
+        email: Option<&str>,
+        name: Option<&str>,
+        metadata: &Value,
+    ) -> Result<Value> {
         let c = shape(
             "customer",
             json!({
@@ -482,14 +578,22 @@ impl Sandbox {
         if let Some(r) = ch.replayed().await? {
             return parse(&r);
         }
-        let mut cs = ch.load(session).await?.ok_or_else(|| no_such("checkout.session", session))?;
+        let mut cs = ch
+            .load(session)
+            .await?
+            .ok_or_else(|| no_such("checkout.session", session))?;
         match cs["status"].as_str() {
             Some("open") => {
                 cs["status"] = json!("expired");
                 ch.save("checkout.session", &cs).await?;
                 ch.emit("checkout.session.expired", &cs).await?;
             }
-            Some("complete") => return Err(conflict("checkout_session_complete", "This Checkout Session is already complete.")),
+            Some("complete") => {
+                return Err(conflict(
+                    "checkout_session_complete",
+                    "This Checkout Session is already complete.",
+                ))
+            }
             _ => {}
         }
         ch.commit(&cs, &self.wake).await?;
@@ -514,18 +618,30 @@ impl Provider for Sandbox {
             return parse(&r);
         }
         let cus = self
-            .new_customer(&mut ch, c.email.as_deref(), c.name.as_deref(), &json!(c.metadata))
+            .new_customer(
+                &mut ch,
+                c.email.as_deref(),
+                c.name.as_deref(),
+                &json!(c.metadata),
+            )
             .await?;
         ch.commit(&cus, &self.wake).await?;
         parse(&cus)
     }
 
-    async fn attach_payment_method(&self, call: &Call, customer: &str, payment_method: &str) -> Result<PaymentMethod> {
+    async fn attach_payment_method(
+        &self,
+        call: &Call,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<PaymentMethod> {
         let mut ch = Change::begin(self, &call.app_id, Some(&call.idempotency_key)).await?;
         if let Some(r) = ch.replayed().await? {
             return parse(&r);
         }
-        ch.load(customer).await?.ok_or_else(|| no_such("customer", customer))?;
+        ch.load(customer)
+            .await?
+            .ok_or_else(|| no_such("customer", customer))?;
         let mut pm = match ch.load(payment_method).await? {
             Some(pm) => pm,
             None => {
@@ -551,7 +667,10 @@ impl Provider for Sandbox {
         if ch.replayed().await?.is_some() {
             return Ok(());
         }
-        let mut pm = ch.load(payment_method).await?.ok_or_else(|| no_such("payment_method", payment_method))?;
+        let mut pm = ch
+            .load(payment_method)
+            .await?
+            .ok_or_else(|| no_such("payment_method", payment_method))?;
         pm["customer"] = Value::Null;
         ch.save("payment_method", &pm).await?;
         ch.emit("payment_method.detached", &pm).await?;
@@ -559,12 +678,20 @@ impl Provider for Sandbox {
         Ok(())
     }
 
-    async fn set_default_payment_method(&self, call: &Call, customer: &str, payment_method: &str) -> Result<()> {
+    async fn set_default_payment_method(
+        &self,
+        call: &Call,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<()> {
         let mut ch = Change::begin(self, &call.app_id, Some(&call.idempotency_key)).await?;
         if ch.replayed().await?.is_some() {
             return Ok(());
         }
-        let mut c = ch.load(customer).await?.ok_or_else(|| no_such("customer", customer))?;
+        let mut c = ch
+            .load(customer)
+            .await?
+            .ok_or_else(|| no_such("customer", customer))?;
         c["invoice_settings"]["default_payment_method"] = json!(payment_method);
         ch.save("customer", &c).await?;
         ch.emit("customer.updated", &c).await?;
@@ -572,13 +699,25 @@ impl Provider for Sandbox {
         Ok(())
     }
 
-    async fn create_checkout_session(&self, call: &Call, s: &NewCheckout) -> Result<CheckoutSession> {
+    async fn create_checkout_session(
+        &self,
+        call: &Call,
+        s: &NewCheckout,
+    ) -> Result<CheckoutSession> {
         let mut ch = Change::begin(self, &call.app_id, Some(&call.idempotency_key)).await?;
         if let Some(r) = ch.replayed().await? {
             return parse(&r);
         }
-        let currency = s.line_items.first().map(|l| l.currency.clone()).unwrap_or_else(|| "usd".into());
-        let total: i64 = s.line_items.iter().map(|l| l.unit_amount.saturating_mul(l.quantity)).sum();
+        let currency = s
+            .line_items
+            .first()
+            .map(|l| l.currency.clone())
+            .unwrap_or_else(|| "usd".into());
+        let total: i64 = s
+            .line_items
+            .iter()
+            .map(|l| l.unit_amount.saturating_mul(l.quantity))
+            .sum();
         let cs_id = id("cs_test");
         let cs = shape(
             "checkout.session",
@@ -623,7 +762,9 @@ impl Provider for Sandbox {
         let raw = store::get(self.db.reader(), &call.app_id, id)
             .await?
             .ok_or_else(|| no_such("checkout.session", id))?;
-        let mut cs: Value = serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable { message: e.to_string() })?;
+        let mut cs: Value = serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
+            message: e.to_string(),
+        })?;
         // Retrieve expands the intent, as the Stripe provider asks for.
         if let Some(pi_id) = cs["payment_intent"].as_str().map(str::to_owned) {
             if let Some(pi) = store::get(self.db.reader(), &call.app_id, &pi_id).await? {
@@ -634,10 +775,15 @@ impl Provider for Sandbox {
     }
 
     async fn expire_checkout_session(&self, call: &Call, id: &str) -> Result<CheckoutSession> {
-        self.expire(&call.app_id, id, Some(&call.idempotency_key)).await
+        self.expire(&call.app_id, id, Some(&call.idempotency_key))
+            .await
     }
 
-    async fn create_payment_intent(&self, call: &Call, p: &NewPaymentIntent) -> Result<PaymentIntent> {
+    async fn create_payment_intent(
+        &self,
+        call: &Call,
+        p: &NewPaymentIntent,
+    ) -> Result<PaymentIntent> {
         let mut ch = Change::begin(self, &call.app_id, Some(&call.idempotency_key)).await?;
         if let Some(r) = ch.replayed().await? {
             return match r.get("error") {
@@ -669,7 +815,10 @@ impl Provider for Sandbox {
             ch.commit(&pi, &self.wake).await?;
             return parse(&pi);
         };
-        let pm = ch.load(pm_id).await?.ok_or_else(|| no_such("payment_method", pm_id))?;
+        let pm = ch
+            .load(pm_id)
+            .await?
+            .ok_or_else(|| no_such("payment_method", pm_id))?;
         if pm["customer"].as_str() != p.customer.as_deref() || p.customer.is_none() {
             return Err(ProviderError::Invalid {
                 code: Some("resource_missing".into()),
@@ -699,19 +848,34 @@ impl Provider for Sandbox {
         let raw = store::get(self.db.reader(), &call.app_id, id)
             .await?
             .ok_or_else(|| no_such("payment_intent", id))?;
-        parse(&serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable { message: e.to_string() })?)
+        parse(
+            &serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
+                message: e.to_string(),
+            })?,
+        )
     }
 
-    async fn capture_payment_intent(&self, call: &Call, id: &str, amount: Option<i64>) -> Result<PaymentIntent> {
+    async fn capture_payment_intent(
+        &self,
+        call: &Call,
+        id: &str,
+        amount: Option<i64>,
+    ) -> Result<PaymentIntent> {
         let mut ch = Change::begin(self, &call.app_id, Some(&call.idempotency_key)).await?;
         if let Some(r) = ch.replayed().await? {
             return parse(&r);
         }
-        let mut pi = ch.load(id).await?.ok_or_else(|| no_such("payment_intent", id))?;
+        let mut pi = ch
+            .load(id)
+            .await?
+            .ok_or_else(|| no_such("payment_intent", id))?;
         if pi["status"] != "requires_capture" {
             return Err(conflict(
                 "payment_intent_unexpected_state",
-                format!("This PaymentIntent could not be captured because it has a status of {}.", pi["status"].as_str().unwrap_or("?")),
+                format!(
+                    "This PaymentIntent could not be captured because it has a status of {}.",
+                    pi["status"].as_str().unwrap_or("?")
+                ),
             ));
         }
         let capturable = pi["amount_capturable"].as_i64().unwrap_or(0);
@@ -745,9 +909,17 @@ impl Provider for Sandbox {
         if let Some(r) = ch.replayed().await? {
             return parse(&r);
         }
-        let mut pi = ch.load(id).await?.ok_or_else(|| no_such("payment_intent", id))?;
+        let mut pi = ch
+            .load(id)
+            .await?
+            .ok_or_else(|| no_such("payment_intent", id))?;
         match pi["status"].as_str() {
-            Some("requires_payment_method" | "requires_capture" | "requires_confirmation" | "requires_action") => {}
+            Some(
+                "requires_payment_method"
+                | "requires_capture"
+                | "requires_confirmation"
+                | "requires_action",
+            ) => {}
             Some("canceled") => {
                 ch.commit(&pi, &self.wake).await?;
                 return parse(&pi);
@@ -755,7 +927,10 @@ impl Provider for Sandbox {
             other => {
                 return Err(conflict(
                     "payment_intent_unexpected_state",
-                    format!("You cannot cancel this PaymentIntent because it has a status of {}.", other.unwrap_or("?")),
+                    format!(
+                        "You cannot cancel this PaymentIntent because it has a status of {}.",
+                        other.unwrap_or("?")
+                    ),
                 ))
             }
         }
@@ -771,6 +946,9 @@ impl Provider for Sandbox {
 
     async fn list_prices(&self, call: &Call) -> Result<Vec<Price>> {
         let rows = store::list_kind(&self.db, &call.app_id, "price").await?;
-        Ok(rows.iter().filter_map(|r| serde_json::from_str(r).ok()).collect())
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect())
     }
 }

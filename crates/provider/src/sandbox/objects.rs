@@ -16,7 +16,8 @@ static FIXTURES: &str = include_str!("../../fixtures/stripe_objects.json");
 
 fn fixtures() -> &'static Map<String, Value> {
     static PARSED: OnceLock<Map<String, Value>> = OnceLock::new();
-    PARSED.get_or_init(|| serde_json::from_str(FIXTURES).expect("the bundled Stripe fixtures parse"))
+    PARSED
+        .get_or_init(|| serde_json::from_str(FIXTURES).expect("the bundled Stripe fixtures parse"))
 }
 
 /// `own` laid over the full key set of Stripe's `kind` object (other keys `null`).

@@ -43,7 +43,10 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with full jitter, at least `base_delay / 2`.
     fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.base_delay.saturating_mul(1 << attempt.min(16)).min(self.max_delay);
+        let exp = self
+            .base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max_delay);
         let half = exp / 2;
         let jittered = half + rand::thread_rng().gen_range(Duration::ZERO..=half);
         retry_after.map_or(jittered, |r| r.min(self.max_delay).max(jittered))
@@ -77,11 +80,21 @@ impl Client {
         }
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, call: &Call, path: &str, query: &Form) -> Result<T> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        call: &Call,
+        path: &str,
+        query: &Form,
+    ) -> Result<T> {
         self.send(Method::GET, call, path, query).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, call: &Call, path: &str, form: &Form) -> Result<T> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        call: &Call,
+        path: &str,
+        form: &Form,
+    ) -> Result<T> {
         self.send(Method::POST, call, path, form).await
     }
 
@@ -89,10 +102,19 @@ impl Client {
         self.send(Method::DELETE, call, path, &Form::new()).await
     }
 
-    async fn send<T: DeserializeOwned>(&self, method: Method, call: &Call, path: &str, form: &Form) -> Result<T> {
-        let key = call.secret_key.as_ref().ok_or_else(|| ProviderError::Authentication {
-            message: "the app has no Stripe secret key configured".into(),
-        })?;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        call: &Call,
+        path: &str,
+        form: &Form,
+    ) -> Result<T> {
+        let key = call
+            .secret_key
+            .as_ref()
+            .ok_or_else(|| ProviderError::Authentication {
+                message: "the app has no Stripe secret key configured".into(),
+            })?;
         let url = format!("{}{path}", self.base);
         let body = form.encode();
         let mut attempt = 0;
@@ -172,7 +194,11 @@ impl Client {
             .unwrap_or_else(|| format!("Stripe answered {status}"));
         let retryable = match should_retry {
             Some(s) => s,
-            None => status == StatusCode::CONFLICT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            None => {
+                status == StatusCode::CONFLICT
+                    || status == StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error()
+            }
         };
         let mapped = match status {
             StatusCode::PAYMENT_REQUIRED => ProviderError::Card {
@@ -184,7 +210,9 @@ impl Client {
                     .and_then(|v| serde_json::from_value(v["error"]["payment_intent"].clone()).ok())
                     .map(Box::new),
             },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Authentication { message },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                ProviderError::Authentication { message }
+            }
             StatusCode::NOT_FOUND => ProviderError::NotFound { message },
             s if s.is_client_error() && !retryable => ProviderError::Invalid {
                 code: err.code,
@@ -234,7 +262,10 @@ mod tests {
             let cap = (p.base_delay * (1 << attempt)).min(p.max_delay);
             assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
         }
-        assert_eq!(p.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
         assert_eq!(p.delay(0, Some(Duration::from_secs(60))), p.max_delay);
     }
 }

@@ -12,7 +12,9 @@ mod client;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use paybridge_core::stripe::objects::{CheckoutSession, Customer, List, PaymentIntent, PaymentMethod, Price};
+use paybridge_core::stripe::objects::{
+    CheckoutSession, Customer, List, PaymentIntent, PaymentMethod, Price,
+};
 
 pub use client::{Client, RetryPolicy, STRIPE_VERSION};
 
@@ -69,8 +71,14 @@ pub fn checkout_form(s: &NewCheckout) -> Form {
             }
         }
         f.push_map("payment_intent_data[metadata]", &s.metadata)
-            .push_opt("payment_intent_data[application_fee_amount]", s.application_fee_amount)
-            .push_opt("payment_intent_data[transfer_data][destination]", s.transfer_destination.as_ref());
+            .push_opt(
+                "payment_intent_data[application_fee_amount]",
+                s.application_fee_amount,
+            )
+            .push_opt(
+                "payment_intent_data[transfer_data][destination]",
+                s.transfer_destination.as_ref(),
+            );
     } else {
         f.push_map("subscription_data[metadata]", &s.metadata);
     }
@@ -96,7 +104,9 @@ pub fn payment_intent_form(p: &NewPaymentIntent) -> Form {
         f.push(format!("payment_method_types[{i}]"), t);
     }
     if let Some(pm) = &p.payment_method {
-        f.push("payment_method", pm).push("confirm", "true").push("off_session", "true");
+        f.push("payment_method", pm)
+            .push("confirm", "true")
+            .push("off_session", "true");
     } else if p.save_card {
         f.push("setup_future_usage", "off_session");
     }
@@ -105,7 +115,10 @@ pub fn payment_intent_form(p: &NewPaymentIntent) -> Form {
     }
     f.push_map("metadata", &p.metadata)
         .push_opt("application_fee_amount", p.application_fee_amount)
-        .push_opt("transfer_data[destination]", p.transfer_destination.as_ref());
+        .push_opt(
+            "transfer_data[destination]",
+            p.transfer_destination.as_ref(),
+        );
     for (k, v) in &p.extra {
         f.push(k.clone(), v);
     }
@@ -126,62 +139,114 @@ impl Provider for Stripe {
         self.client.post(call, "/v1/customers", &f).await
     }
 
-    async fn attach_payment_method(&self, call: &Call, customer: &str, payment_method: &str) -> Result<PaymentMethod> {
+    async fn attach_payment_method(
+        &self,
+        call: &Call,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<PaymentMethod> {
         let mut f = Form::new();
         f.push("customer", customer);
         self.client
-            .post(call, &format!("/v1/payment_methods/{payment_method}/attach"), &f)
+            .post(
+                call,
+                &format!("/v1/payment_methods/{payment_method}/attach"),
+                &f,
+            )
             .await
     }
 
     async fn detach_payment_method(&self, call: &Call, payment_method: &str) -> Result<()> {
         let _: PaymentMethod = self
             .client
-            .post(call, &format!("/v1/payment_methods/{payment_method}/detach"), &Form::new())
+            .post(
+                call,
+                &format!("/v1/payment_methods/{payment_method}/detach"),
+                &Form::new(),
+            )
             .await?;
         Ok(())
     }
 
-    async fn set_default_payment_method(&self, call: &Call, customer: &str, payment_method: &str) -> Result<()> {
+    async fn set_default_payment_method(
+        &self,
+        call: &Call,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<()> {
         let mut f = Form::new();
         f.push("invoice_settings[default_payment_method]", payment_method);
-        let _: Customer = self.client.post(call, &format!("/v1/customers/{customer}"), &f).await?;
+        let _: Customer = self
+            .client
+            .post(call, &format!("/v1/customers/{customer}"), &f)
+            .await?;
         Ok(())
     }
 
-    async fn create_checkout_session(&self, call: &Call, s: &NewCheckout) -> Result<CheckoutSession> {
-        self.client.post(call, "/v1/checkout/sessions", &checkout_form(s)).await
+    async fn create_checkout_session(
+        &self,
+        call: &Call,
+        s: &NewCheckout,
+    ) -> Result<CheckoutSession> {
+        self.client
+            .post(call, "/v1/checkout/sessions", &checkout_form(s))
+            .await
     }
 
     async fn retrieve_checkout_session(&self, call: &Call, id: &str) -> Result<CheckoutSession> {
         let mut q = Form::new();
         q.push("expand[]", "payment_intent");
-        self.client.get(call, &format!("/v1/checkout/sessions/{id}"), &q).await
+        self.client
+            .get(call, &format!("/v1/checkout/sessions/{id}"), &q)
+            .await
     }
 
     async fn expire_checkout_session(&self, call: &Call, id: &str) -> Result<CheckoutSession> {
         self.client
-            .post(call, &format!("/v1/checkout/sessions/{id}/expire"), &Form::new())
+            .post(
+                call,
+                &format!("/v1/checkout/sessions/{id}/expire"),
+                &Form::new(),
+            )
             .await
     }
 
-    async fn create_payment_intent(&self, call: &Call, p: &NewPaymentIntent) -> Result<PaymentIntent> {
-        self.client.post(call, "/v1/payment_intents", &payment_intent_form(p)).await
+    async fn create_payment_intent(
+        &self,
+        call: &Call,
+        p: &NewPaymentIntent,
+    ) -> Result<PaymentIntent> {
+        self.client
+            .post(call, "/v1/payment_intents", &payment_intent_form(p))
+            .await
     }
 
     async fn retrieve_payment_intent(&self, call: &Call, id: &str) -> Result<PaymentIntent> {
-        self.client.get(call, &format!("/v1/payment_intents/{id}"), &Form::new()).await
+        self.client
+            .get(call, &format!("/v1/payment_intents/{id}"), &Form::new())
+            .await
     }
 
-    async fn capture_payment_intent(&self, call: &Call, id: &str, amount: Option<i64>) -> Result<PaymentIntent> {
+    async fn capture_payment_intent(
+        &self,
+        call: &Call,
+        id: &str,
+        amount: Option<i64>,
+    ) -> Result<PaymentIntent> {
         let mut f = Form::new();
         f.push_opt("amount_to_capture", amount);
-        self.client.post(call, &format!("/v1/payment_intents/{id}/capture"), &f).await
+        self.client
+            .post(call, &format!("/v1/payment_intents/{id}/capture"), &f)
+            .await
     }
 
     async fn cancel_payment_intent(&self, call: &Call, id: &str) -> Result<PaymentIntent> {
         self.client
-            .post(call, &format!("/v1/payment_intents/{id}/cancel"), &Form::new())
+            .post(
+                call,
+                &format!("/v1/payment_intents/{id}/cancel"),
+                &Form::new(),
+            )
             .await
     }
 
@@ -190,7 +255,9 @@ impl Provider for Stripe {
         let mut after: Option<String> = None;
         loop {
             let mut q = Form::new();
-            q.push("active", "true").push("limit", 100).push("expand[]", "data.product");
+            q.push("active", "true")
+                .push("limit", 100)
+                .push("expand[]", "data.product");
             q.push_opt("starting_after", after.as_ref());
             let page: List<Price> = self.client.get(call, "/v1/prices", &q).await?;
             after = page.data.last().map(|p| p.id.clone());
@@ -244,16 +311,32 @@ mod tests {
         };
         let f = checkout_form(&s);
         assert_eq!(f.get("line_items[0][price_data][unit_amount]"), Some("500"));
-        assert_eq!(f.get("line_items[0][price_data][product_data][name]"), Some("Tea"));
+        assert_eq!(
+            f.get("line_items[0][price_data][product_data][name]"),
+            Some("Tea")
+        );
         assert_eq!(f.get("line_items[0][quantity]"), Some("2"));
         assert_eq!(f.get("line_items[1][price]"), Some("price_123"));
         assert_eq!(f.get("payment_intent_data[capture_method]"), Some("manual"));
-        assert_eq!(f.get("payment_intent_data[setup_future_usage]"), Some("off_session"));
-        assert_eq!(f.get("payment_intent_data[metadata][pb_payment]"), Some("payment_1"));
+        assert_eq!(
+            f.get("payment_intent_data[setup_future_usage]"),
+            Some("off_session")
+        );
+        assert_eq!(
+            f.get("payment_intent_data[metadata][pb_payment]"),
+            Some("payment_1")
+        );
         assert_eq!(f.get("metadata[pb_payment]"), Some("payment_1"));
-        assert_eq!(f.get("payment_intent_data[transfer_data][destination]"), Some("acct_1"));
+        assert_eq!(
+            f.get("payment_intent_data[transfer_data][destination]"),
+            Some("acct_1")
+        );
         assert_eq!(f.get("locale"), Some("fr"));
-        assert_eq!(f.get("customer_creation"), None, "a known customer needs none created");
+        assert_eq!(
+            f.get("customer_creation"),
+            None,
+            "a known customer needs none created"
+        );
     }
 
     #[test]

@@ -76,7 +76,11 @@ async fn upsert_customer(
         },
     )
     .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, axum::Json(CustomerView::of(&row))))
 }
 
@@ -90,16 +94,28 @@ async fn list_customers(
     Query(q): Query<CustomerQuery>,
 ) -> ApiResult<axum::Json<List<CustomerView>>> {
     let app = caller.app(Permission::CustomersRead)?;
-    let page = customers::list(&state.db, app.as_str(), q.external_id.as_deref(), &to_params(q.limit, q.starting_after)?).await?;
+    let page = customers::list(
+        &state.db,
+        app.as_str(),
+        q.external_id.as_deref(),
+        &to_params(q.limit, q.starting_after)?,
+    )
+    .await?;
     Ok(axum::Json(List::from_page(page, |c| CustomerView::of(&c))))
 }
 
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", params(("id" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = CustomerView), (status = "4XX", body = ErrorBody)))]
-async fn get_customer(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<axum::Json<CustomerView>> {
+async fn get_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<CustomerView>> {
     let app = caller.app(Permission::CustomersRead)?;
-    let row = customers::get(state.db.reader(), app.as_str(), &id).await.or_404("customer")?;
+    let row = customers::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("customer")?;
     Ok(axum::Json(CustomerView::of(&row)))
 }
 
@@ -107,13 +123,22 @@ async fn get_customer(State(state): State<AppState>, caller: Caller, Path(id): P
 #[utoipa::path(get, path = "/v1/customers/{id}/payment_methods", tag = "customers", params(("id" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = List<CardView>), (status = "4XX", body = ErrorBody)))]
-async fn list_cards(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<axum::Json<List<CardView>>> {
+async fn list_cards(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<List<CardView>>> {
     let app = caller.app(Permission::CustomersRead)?;
-    let c = customers::get(state.db.reader(), app.as_str(), &id).await.or_404("customer")?;
+    let c = customers::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("customer")?;
     let cards = customers::cards(&state.db, app.as_str(), &id).await?;
     Ok(axum::Json(List {
         object: "list",
-        data: cards.iter().map(|card| CardView::of(card, c.default_payment_method.as_deref())).collect(),
+        data: cards
+            .iter()
+            .map(|card| CardView::of(card, c.default_payment_method.as_deref()))
+            .collect(),
         has_more: false,
     }))
 }
@@ -129,8 +154,18 @@ async fn attach_card(
     Body(body): Body<AttachCard>,
 ) -> ApiResult<(StatusCode, axum::Json<CardView>)> {
     let app = caller.app(Permission::CustomersWrite)?;
-    let (card, default) = service::attach_card(&state, app.as_str(), &id, &body.payment_method, body.default).await?;
-    Ok((StatusCode::CREATED, axum::Json(CardView::of(&card, default.as_deref()))))
+    let (card, default) = service::attach_card(
+        &state,
+        app.as_str(),
+        &id,
+        &body.payment_method,
+        body.default,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CardView::of(&card, default.as_deref())),
+    ))
 }
 
 /// Remove a saved card.
@@ -162,6 +197,8 @@ async fn set_default_card(
 ) -> ApiResult<axum::Json<CustomerView>> {
     let app = caller.app(Permission::CustomersWrite)?;
     service::set_default(&state, app.as_str(), &id, &pm).await?;
-    let row = customers::get(state.db.reader(), app.as_str(), &id).await.or_404("customer")?;
+    let row = customers::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("customer")?;
     Ok(axum::Json(CustomerView::of(&row)))
 }

@@ -35,7 +35,11 @@ pub struct EventQuery {
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
     security(("bearer" = [])),
     responses((status = 200, body = List<EventView>), (status = "4XX", body = ErrorBody)))]
-async fn list_events(State(state): State<AppState>, caller: Caller, Query(q): Query<EventQuery>) -> ApiResult<axum::Json<List<EventView>>> {
+async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<EventQuery>,
+) -> ApiResult<axum::Json<List<EventView>>> {
     let app = caller.app(Permission::EventsRead)?;
     let params = to_params(q.limit, q.starting_after)?;
     let filter = Filter {
@@ -44,7 +48,14 @@ async fn list_events(State(state): State<AppState>, caller: Caller, Query(q): Qu
         order: q.order.as_deref(),
         payment: q.payment.as_deref(),
     };
-    let (rows, has_more) = events::list(&state.db, app.as_str(), &filter, params.limit, params.starting_after.as_deref()).await?;
+    let (rows, has_more) = events::list(
+        &state.db,
+        app.as_str(),
+        &filter,
+        params.limit,
+        params.starting_after.as_deref(),
+    )
+    .await?;
     Ok(axum::Json(List {
         object: "list",
         data: rows.iter().map(EventView::of).collect(),

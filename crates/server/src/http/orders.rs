@@ -115,18 +115,40 @@ async fn create_order(
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderQuery),
     security(("bearer" = [])),
     responses((status = 200, body = List<OrderView>), (status = "4XX", body = ErrorBody)))]
-async fn list_orders(State(state): State<AppState>, caller: Caller, Query(q): Query<OrderQuery>) -> ApiResult<axum::Json<List<OrderView>>> {
+async fn list_orders(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<OrderQuery>,
+) -> ApiResult<axum::Json<List<OrderView>>> {
     let app = caller.app(Permission::OrdersRead)?;
-    let page = orders::list(&state.db, app.as_str(), q.customer.as_deref(), q.status.as_deref(), &to_params(q.limit, q.starting_after)?).await?;
+    let page = orders::list(
+        &state.db,
+        app.as_str(),
+        q.customer.as_deref(),
+        q.status.as_deref(),
+        &to_params(q.limit, q.starting_after)?,
+    )
+    .await?;
     Ok(axum::Json(List::from_page(page, |o| OrderView::of(&o))))
 }
 
 /// The caller may read this order: an order key, or a publishable key with the
 /// order's client secret.
-pub async fn readable_order(state: &AppState, caller: &Caller, id: &str, secret: Option<&str>) -> ApiResult<orders::OrderRow> {
+pub async fn readable_order(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    secret: Option<&str>,
+) -> ApiResult<orders::OrderRow> {
     if caller.0.role == Role::Publishable {
-        let app = caller.0.app_id.as_ref().ok_or_else(|| ApiError::not_found("order"))?;
-        let order = orders::get(state.db.reader(), app.as_str(), id).await.or_404("order")?;
+        let app = caller
+            .0
+            .app_id
+            .as_ref()
+            .ok_or_else(|| ApiError::not_found("order"))?;
+        let order = orders::get(state.db.reader(), app.as_str(), id)
+            .await
+            .or_404("order")?;
         let given = secret.unwrap_or_default();
         if !bool::from(given.as_bytes().ct_eq(order.client_secret.as_bytes())) {
             return Err(ApiError::not_found("order"));
@@ -134,7 +156,9 @@ pub async fn readable_order(state: &AppState, caller: &Caller, id: &str, secret:
         return Ok(order);
     }
     let app = caller.app(Permission::OrdersRead)?;
-    orders::get(state.db.reader(), app.as_str(), id).await.or_404("order")
+    orders::get(state.db.reader(), app.as_str(), id)
+        .await
+        .or_404("order")
 }
 
 /// Read an order with its payments (server key; publishable with `?client_secret=`).
@@ -172,8 +196,20 @@ async fn create_checkout(
     let manual = match body.capture.as_deref() {
         None | Some("automatic") => false,
         Some("manual") if caller.0.role != Role::Publishable => true,
-        Some("manual") => return Err(ApiError::forbidden("only a server key may ask for manual capture").with_param("capture")),
-        Some(_) => return Err(Invalid::new("capture", "parameter_invalid", "capture is `automatic` or `manual`").into()),
+        Some("manual") => {
+            return Err(
+                ApiError::forbidden("only a server key may ask for manual capture")
+                    .with_param("capture"),
+            )
+        }
+        Some(_) => {
+            return Err(Invalid::new(
+                "capture",
+                "parameter_invalid",
+                "capture is `automatic` or `manual`",
+            )
+            .into())
+        }
     };
     let (new_order, order_id) = match (&body.order, &body.line_items) {
         (Some(o), None) => (None, o.clone()),
@@ -194,9 +230,17 @@ async fn create_checkout(
             let id = order.id.clone();
             (Some(order), id)
         }
-        _ => return Err(Invalid::new("line_items", "parameter_invalid", "give either `line_items` or `order`").into()),
+        _ => {
+            return Err(Invalid::new(
+                "line_items",
+                "parameter_invalid",
+                "give either `line_items` or `order`",
+            )
+            .into())
+        }
     };
-    let options = crate::service::payments::provider_options(&body.provider_options.unwrap_or_default())?;
+    let options =
+        crate::service::payments::provider_options(&body.provider_options.unwrap_or_default())?;
     let (checkout, payment, order) = start_hosted(
         &state,
         app.as_str(),
@@ -233,8 +277,14 @@ async fn create_checkout(
 #[utoipa::path(get, path = "/v1/checkout/sessions/{id}", tag = "orders", params(("id" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = CheckoutView), (status = "4XX", body = ErrorBody)))]
-async fn get_checkout(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<axum::Json<CheckoutView>> {
+async fn get_checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<CheckoutView>> {
     let app = caller.app(Permission::CheckoutWrite)?;
-    let c = checkouts::get(state.db.reader(), app.as_str(), &id).await.or_404("checkout session")?;
+    let c = checkouts::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("checkout session")?;
     Ok(axum::Json(CheckoutView::of(&c)))
 }

@@ -108,18 +108,40 @@ async fn create_payment(
         "payment_link" => "payment_link",
         "payment_intent" => "payment_intent",
         "card" => "card",
-        _ => return Err(Invalid::new("method", "parameter_invalid", "method is `payment_link`, `payment_intent` or `card`").into()),
+        _ => {
+            return Err(Invalid::new(
+                "method",
+                "parameter_invalid",
+                "method is `payment_link`, `payment_intent` or `card`",
+            )
+            .into())
+        }
     };
     let manual_capture = match body.capture.as_deref() {
         None | Some("automatic") => false,
         Some("manual") => true,
-        Some(_) => return Err(Invalid::new("capture", "parameter_invalid", "capture is `automatic` or `manual`").into()),
+        Some(_) => {
+            return Err(Invalid::new(
+                "capture",
+                "parameter_invalid",
+                "capture is `automatic` or `manual`",
+            )
+            .into())
+        }
     };
     let (new_order, order_id, amount) = match (&body.order, body.amount) {
         (Some(o), amount) => {
-            if let (Some(c), Ok(order)) = (&body.currency, paybridge_store::orders::get(state.db.reader(), app.as_str(), o).await) {
+            if let (Some(c), Ok(order)) = (
+                &body.currency,
+                paybridge_store::orders::get(state.db.reader(), app.as_str(), o).await,
+            ) {
                 if !c.eq_ignore_ascii_case(&order.currency) {
-                    return Err(Invalid::new("currency", "currency_mismatch", format!("the order is in {}", order.currency)).into());
+                    return Err(Invalid::new(
+                        "currency",
+                        "currency_mismatch",
+                        format!("the order is in {}", order.currency),
+                    )
+                    .into());
                 }
             }
             (None, o.clone(), amount)
@@ -136,7 +158,11 @@ async fn create_payment(
                 &state.db,
                 app.as_str(),
                 &OrderSpec {
-                    currency: Some(body.currency.as_deref().ok_or_else(|| Invalid::missing("currency"))?),
+                    currency: Some(
+                        body.currency
+                            .as_deref()
+                            .ok_or_else(|| Invalid::missing("currency"))?,
+                    ),
                     items: &items,
                     customer: body.customer.as_deref(),
                     metadata: BTreeMap::new(),
@@ -146,7 +172,10 @@ async fn create_payment(
             )
             .await
             .map_err(|mut e| {
-                if e.param.as_deref().is_some_and(|p| p.ends_with("unit_amount")) {
+                if e.param
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with("unit_amount"))
+                {
                     e.param = Some("amount".into());
                 }
                 e
@@ -154,7 +183,14 @@ async fn create_payment(
             let id = order.id.clone();
             (Some(order), id, None)
         }
-        (None, None) => return Err(Invalid::new("order", "parameter_missing", "give `order`, or `amount` and `currency`").into()),
+        (None, None) => {
+            return Err(Invalid::new(
+                "order",
+                "parameter_missing",
+                "give `order`, or `amount` and `currency`",
+            )
+            .into())
+        }
     };
     let spec = PaymentSpec {
         method,
@@ -171,11 +207,17 @@ async fn create_payment(
     };
     let p = if method == "payment_link" {
         let hosted = HostedSpec {
-            success_url: body.success_url.ok_or_else(|| Invalid::missing("success_url"))?,
-            cancel_url: body.cancel_url.ok_or_else(|| Invalid::missing("cancel_url"))?,
+            success_url: body
+                .success_url
+                .ok_or_else(|| Invalid::missing("success_url"))?,
+            cancel_url: body
+                .cancel_url
+                .ok_or_else(|| Invalid::missing("cancel_url"))?,
             expires_in: body.expires_in.unwrap_or(MAX_EXPIRES_IN),
         };
-        service::start_hosted(&state, app.as_str(), new_order, &order_id, spec, hosted).await?.1
+        service::start_hosted(&state, app.as_str(), new_order, &order_id, spec, hosted)
+            .await?
+            .1
     } else {
         service::start_intent(&state, app.as_str(), new_order, &order_id, spec).await?
     };
@@ -185,23 +227,39 @@ async fn create_payment(
 #[utoipa::path(get, path = "/v1/payments", tag = "payments", params(PaymentQuery),
     security(("bearer" = [])),
     responses((status = 200, body = List<PaymentView>), (status = "4XX", body = ErrorBody)))]
-async fn list_payments(State(state): State<AppState>, caller: Caller, Query(q): Query<PaymentQuery>) -> ApiResult<axum::Json<List<PaymentView>>> {
+async fn list_payments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<PaymentQuery>,
+) -> ApiResult<axum::Json<List<PaymentView>>> {
     let app = caller.app(Permission::PaymentsRead)?;
     let filter = Filter {
         order: q.order.as_deref(),
         customer: q.customer.as_deref(),
         status: q.status.as_deref(),
     };
-    let page = payments::list(&state.db, app.as_str(), &filter, &to_params(q.limit, q.starting_after)?).await?;
+    let page = payments::list(
+        &state.db,
+        app.as_str(),
+        &filter,
+        &to_params(q.limit, q.starting_after)?,
+    )
+    .await?;
     Ok(axum::Json(List::from_page(page, |p| PaymentView::of(&p))))
 }
 
 #[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments", params(("id" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = PaymentView), (status = "4XX", body = ErrorBody)))]
-async fn get_payment(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<axum::Json<PaymentView>> {
+async fn get_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<PaymentView>> {
     let app = caller.app(Permission::PaymentsRead)?;
-    let p = payments::get(state.db.reader(), app.as_str(), &id).await.or_404("payment")?;
+    let p = payments::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("payment")?;
     Ok(axum::Json(with_secret(&state, &p)))
 }
 

@@ -33,7 +33,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/v1/products/import", tag = "products",
     security(("bearer" = [])),
     responses((status = 200, body = ImportReport), (status = "4XX", body = ErrorBody)))]
-async fn import_products(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<ImportReport>> {
+async fn import_products(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<ImportReport>> {
     let app = caller.app(Permission::ProductsWrite)?;
     let report = crate::service::catalog::import(&state, app.as_str(), |_, _| {}).await?;
     Ok(axum::Json(report))

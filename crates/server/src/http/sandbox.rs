@@ -61,16 +61,26 @@ async fn sandbox_app(state: &AppState, caller: &Caller) -> ApiResult<String> {
     let cfg = config::get(&state.db, &app).await?;
     match cfg.and_then(|c| ProviderKind::parse(&c.provider)) {
         Some(ProviderKind::Sandbox) => Ok(app),
-        _ => Err(ApiError::not_found("sandbox (this app's provider is not the sandbox)")),
+        _ => Err(ApiError::not_found(
+            "sandbox (this app's provider is not the sandbox)",
+        )),
     }
 }
 
-async fn session_of(state: &AppState, app: &str, checkout: &str) -> ApiResult<(checkouts::CheckoutRow, String)> {
-    let c = checkouts::get(state.db.reader(), app, checkout).await.or_404("checkout session")?;
-    let session = c
-        .provider_session_id
-        .clone()
-        .ok_or_else(|| ApiError::conflict("checkout_not_started", "this checkout never reached the sandbox"))?;
+async fn session_of(
+    state: &AppState,
+    app: &str,
+    checkout: &str,
+) -> ApiResult<(checkouts::CheckoutRow, String)> {
+    let c = checkouts::get(state.db.reader(), app, checkout)
+        .await
+        .or_404("checkout session")?;
+    let session = c.provider_session_id.clone().ok_or_else(|| {
+        ApiError::conflict(
+            "checkout_not_started",
+            "this checkout never reached the sandbox",
+        )
+    })?;
     Ok((c, session))
 }
 
@@ -111,7 +121,11 @@ async fn expire(
 ) -> ApiResult<axum::Json<SandboxResult>> {
     let app = sandbox_app(&state, &caller).await?;
     let (c, session) = session_of(&state, &app, &id).await?;
-    let s = state.sandbox.expire_checkout(&app, &session).await.map_err(provider_error)?;
+    let s = state
+        .sandbox
+        .expire_checkout(&app, &session)
+        .await
+        .map_err(provider_error)?;
     Ok(axum::Json(SandboxResult {
         provider_status: s.status,
         checkout: CheckoutView::of(&c),
@@ -130,11 +144,15 @@ async fn confirm(
     Body(body): Body<CardInput>,
 ) -> ApiResult<axum::Json<PaymentView>> {
     let app = sandbox_app(&state, &caller).await?;
-    let p = payments::get(state.db.reader(), &app, &id).await.or_404("payment")?;
-    let intent = p
-        .provider_payment_intent
-        .clone()
-        .ok_or_else(|| ApiError::conflict("payment_not_confirmable", "this payment has no payment intent"))?;
+    let p = payments::get(state.db.reader(), &app, &id)
+        .await
+        .or_404("payment")?;
+    let intent = p.provider_payment_intent.clone().ok_or_else(|| {
+        ApiError::conflict(
+            "payment_not_confirmable",
+            "this payment has no payment intent",
+        )
+    })?;
     state
         .sandbox
         .confirm_intent(&app, &intent, &body.card_number)
@@ -170,7 +188,11 @@ fn origin(url: &str) -> String {
 fn render(session: &Value, message: Option<&str>, status: StatusCode) -> Response {
     let currency = session["currency"].as_str().unwrap_or("usd");
     let mut rows = String::new();
-    for li in session["_sandbox"]["line_items"].as_array().into_iter().flatten() {
+    for li in session["_sandbox"]["line_items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let qty = li["quantity"].as_i64().unwrap_or(1);
         let unit = li["unit_amount"].as_i64().unwrap_or(0);
         rows.push_str(&format!(
@@ -231,17 +253,31 @@ fn render(session: &Value, message: Option<&str>, status: StatusCode) -> Respons
 }
 
 fn page_error(status: StatusCode, message: &str) -> Response {
-    (status, Html(format!("<!doctype html><title>Sandbox checkout</title><p>{}</p>", esc(message)))).into_response()
+    (
+        status,
+        Html(format!(
+            "<!doctype html><title>Sandbox checkout</title><p>{}</p>",
+            esc(message)
+        )),
+    )
+        .into_response()
 }
 
-async fn page(State(state): State<AppState>, Path((app, session)): Path<(String, String)>) -> Response {
+async fn page(
+    State(state): State<AppState>,
+    Path((app, session)): Path<(String, String)>,
+) -> Response {
     match state.sandbox.checkout_page(&app, &session).await {
         Ok(s) => render(&s, None, StatusCode::OK),
         Err(_) => page_error(StatusCode::NOT_FOUND, "No such checkout session."),
     }
 }
 
-async fn pay(State(state): State<AppState>, Path((app, session)): Path<(String, String)>, req: Request) -> Response {
+async fn pay(
+    State(state): State<AppState>,
+    Path((app, session)): Path<(String, String)>,
+    req: Request,
+) -> Response {
     let body: Bytes = match to_bytes(req.into_body(), 16 * 1024).await {
         Ok(b) => b,
         Err(_) => return page_error(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
@@ -250,7 +286,10 @@ async fn pay(State(state): State<AppState>, Path((app, session)): Path<(String, 
         .find(|(k, _)| k == "card_number")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let result = state.sandbox.complete_checkout(&app, &session, &number).await;
+    let result = state
+        .sandbox
+        .complete_checkout(&app, &session, &number)
+        .await;
     let current = match state.sandbox.checkout_page(&app, &session).await {
         Ok(s) => s,
         Err(_) => return page_error(StatusCode::NOT_FOUND, "No such checkout session."),
@@ -263,8 +302,12 @@ async fn pay(State(state): State<AppState>, Path((app, session)): Path<(String, 
                 .replace("{CHECKOUT_SESSION_ID}", &session);
             Redirect::to(&target).into_response()
         }
-        Err(ProviderError::Card { message, .. }) => render(&current, Some(&message), StatusCode::PAYMENT_REQUIRED),
-        Err(ProviderError::Conflict { message, .. }) => render(&current, Some(&message), StatusCode::CONFLICT),
+        Err(ProviderError::Card { message, .. }) => {
+            render(&current, Some(&message), StatusCode::PAYMENT_REQUIRED)
+        }
+        Err(ProviderError::Conflict { message, .. }) => {
+            render(&current, Some(&message), StatusCode::CONFLICT)
+        }
         Err(e) => render(&current, Some(&e.to_string()), StatusCode::BAD_GATEWAY),
     }
 }

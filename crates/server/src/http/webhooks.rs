@@ -38,7 +38,13 @@ pub struct Received {
 }
 
 fn rejected(state: &AppState, code: &str, message: impl Into<String>) -> ApiError {
-    state.metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: "rejected" }).inc();
+    state
+        .metrics
+        .webhook_events
+        .get_or_create(&OutcomeLabels {
+            outcome: "rejected",
+        })
+        .inc();
     ApiError::bad_request(code, message)
 }
 
@@ -47,7 +53,11 @@ fn rejected(state: &AppState, code: &str, message: impl Into<String>) -> ApiErro
     params(("app_id" = String, Path), ("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<hex HMAC-SHA256>")),
     request_body(content = Object, description = "A Stripe event, as Stripe sends it"),
     responses((status = 200, body = Received), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn receive(State(state): State<AppState>, Path(app_id): Path<String>, req: Request) -> ApiResult<axum::Json<Received>> {
+async fn receive(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    req: Request,
+) -> ApiResult<axum::Json<Received>> {
     let header = req
         .headers()
         .get("stripe-signature")
@@ -59,14 +69,31 @@ async fn receive(State(state): State<AppState>, Path(app_id): Path<String>, req:
     let cfg = config::get(&state.db, &app.id)
         .await?
         .filter(|c| c.signing_secret_sealed.is_some())
-        .ok_or_else(|| rejected(&state, "webhook_not_configured", "This app has no webhook signing secret: PUT /v1/payment_config/signing_secret"))?;
+        .ok_or_else(|| {
+            rejected(
+                &state,
+                "webhook_not_configured",
+                "This app has no webhook signing secret: PUT /v1/payment_config/signing_secret",
+            )
+        })?;
     let secrets = crate::service::config::signing_secrets(&state, &cfg)?;
-    let keys: Vec<&[u8]> = secrets.iter().map(|s| s.expose_secret().as_bytes()).collect();
-    let header = header.ok_or_else(|| rejected(&state, "signature_missing", SignatureError::Missing.to_string()))?;
+    let keys: Vec<&[u8]> = secrets
+        .iter()
+        .map(|s| s.expose_secret().as_bytes())
+        .collect();
+    let header = header.ok_or_else(|| {
+        rejected(
+            &state,
+            "signature_missing",
+            SignatureError::Missing.to_string(),
+        )
+    })?;
     signature::verify(&header, &body, &keys, now()).map_err(|e| {
         let code = match e {
             SignatureError::Stale => "timestamp_out_of_tolerance",
-            SignatureError::Malformed | SignatureError::NoSignature | SignatureError::Missing => "signature_invalid_header",
+            SignatureError::Malformed | SignatureError::NoSignature | SignatureError::Missing => {
+                "signature_invalid_header"
+            }
             SignatureError::Mismatch => "signature_mismatch",
         };
         rejected(&state, code, e.to_string())
@@ -77,15 +104,26 @@ async fn receive(State(state): State<AppState>, Path(app_id): Path<String>, req:
         return Err(rejected(
             &state,
             "livemode_mismatch",
-            format!("a {} event sent to a {} app", if ev.livemode { "live" } else { "test" }, app.environment),
+            format!(
+                "a {} event sent to a {} app",
+                if ev.livemode { "live" } else { "test" },
+                app.environment
+            ),
         ));
     }
     let raw = String::from_utf8_lossy(&body);
     let outcome = ingest(&state, &app.id, &ev, &raw).await?;
     let duplicate = outcome == Ingested::Duplicate;
     let label = if duplicate { "duplicate" } else { "processed" };
-    state.metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: label }).inc();
-    Ok(axum::Json(Received { received: true, duplicate }))
+    state
+        .metrics
+        .webhook_events
+        .get_or_create(&OutcomeLabels { outcome: label })
+        .inc();
+    Ok(axum::Json(Received {
+        received: true,
+        duplicate,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -110,11 +148,20 @@ async fn list_provider_events(
 ) -> ApiResult<axum::Json<List<ProviderEventView>>> {
     let app = caller.app(Permission::ProviderEventsRead)?;
     let params = to_params(q.limit, q.starting_after)?;
-    let (rows, has_more) =
-        provider_events::list(&state.db, app.as_str(), q.kind.as_deref(), params.limit, params.starting_after.as_deref()).await?;
+    let (rows, has_more) = provider_events::list(
+        &state.db,
+        app.as_str(),
+        q.kind.as_deref(),
+        params.limit,
+        params.starting_after.as_deref(),
+    )
+    .await?;
     Ok(axum::Json(List {
         object: "list",
-        data: rows.iter().map(|r| ProviderEventView::of(r, false)).collect(),
+        data: rows
+            .iter()
+            .map(|r| ProviderEventView::of(r, false))
+            .collect(),
         has_more,
     }))
 }
@@ -129,6 +176,8 @@ async fn get_provider_event(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ProviderEventView>> {
     let app = caller.app(Permission::ProviderEventsRead)?;
-    let row = provider_events::get(state.db.reader(), app.as_str(), &id).await.or_404("provider event")?;
+    let row = provider_events::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("provider event")?;
     Ok(axum::Json(ProviderEventView::of(&row, true)))
 }

@@ -22,7 +22,11 @@ pub struct ImportReport {
     pub skipped: usize,
 }
 
-pub async fn import(state: &AppState, app: &str, progress: impl Fn(usize, usize)) -> ApiResult<ImportReport> {
+pub async fn import(
+    state: &AppState,
+    app: &str,
+    progress: impl Fn(usize, usize),
+) -> ApiResult<ImportReport> {
     let bound = bind(state, app).await?;
     let prices = bound
         .provider

@@ -21,14 +21,28 @@ pub struct CustomerInput {
 
 /// Creates the customer, or updates the one with the same `external_id`, and makes
 /// sure the provider knows it.
-pub async fn upsert(state: &AppState, app: &str, input: CustomerInput) -> ApiResult<(CustomerRow, bool)> {
+pub async fn upsert(
+    state: &AppState,
+    app: &str,
+    input: CustomerInput,
+) -> ApiResult<(CustomerRow, bool)> {
     let external_id = input.external_id.trim().to_owned();
     if external_id.is_empty() || external_id.len() > 255 {
-        return Err(Invalid::new("external_id", "parameter_invalid", "external_id must be 1 to 255 characters").into());
+        return Err(Invalid::new(
+            "external_id",
+            "parameter_invalid",
+            "external_id must be 1 to 255 characters",
+        )
+        .into());
     }
     if let Some(e) = &input.email {
         if e.len() > 320 || !e.contains('@') || e.chars().any(char::is_whitespace) {
-            return Err(Invalid::new("email", "email_invalid", "email must be an address like name@example.com").into());
+            return Err(Invalid::new(
+                "email",
+                "email_invalid",
+                "email must be an address like name@example.com",
+            )
+            .into());
         }
     }
     catalog::validate_metadata(&input.metadata)?;
@@ -55,7 +69,11 @@ pub async fn upsert(state: &AppState, app: &str, input: CustomerInput) -> ApiRes
 }
 
 /// The provider's customer for ours, created (idempotently) if it does not exist yet.
-pub async fn ensure_provider_customer(state: &AppState, bound: &Bound, mut row: CustomerRow) -> ApiResult<CustomerRow> {
+pub async fn ensure_provider_customer(
+    state: &AppState,
+    bound: &Bound,
+    mut row: CustomerRow,
+) -> ApiResult<CustomerRow> {
     if row.provider_customer_id.is_some() {
         return Ok(row);
     }
@@ -80,17 +98,37 @@ pub async fn ensure_provider_customer(state: &AppState, bound: &Bound, mut row: 
 }
 
 /// Attaches a payment method (a provider id, or a test token like `pm_card_visa`).
-pub async fn attach_card(state: &AppState, app: &str, customer: &str, payment_method: &str, make_default: bool) -> ApiResult<(CardRow, Option<String>)> {
-    if payment_method.is_empty() || payment_method.len() > 255 || payment_method.chars().any(char::is_whitespace) {
-        return Err(Invalid::new("payment_method", "parameter_invalid", "payment_method must be a provider payment method id").into());
+pub async fn attach_card(
+    state: &AppState,
+    app: &str,
+    customer: &str,
+    payment_method: &str,
+    make_default: bool,
+) -> ApiResult<(CardRow, Option<String>)> {
+    if payment_method.is_empty()
+        || payment_method.len() > 255
+        || payment_method.chars().any(char::is_whitespace)
+    {
+        return Err(Invalid::new(
+            "payment_method",
+            "parameter_invalid",
+            "payment_method must be a provider payment method id",
+        )
+        .into());
     }
-    let row = customers::get(state.db.reader(), app, customer).await.or_404("customer")?;
+    let row = customers::get(state.db.reader(), app, customer)
+        .await
+        .or_404("customer")?;
     let bound = bind(state, app).await?;
     let row = ensure_provider_customer(state, &bound, row).await?;
     let provider_customer = row.provider_customer_id.clone().unwrap_or_default();
     let pm = bound
         .provider
-        .attach_payment_method(&bound.call(&format!("{customer}_attach_{payment_method}")), &provider_customer, payment_method)
+        .attach_payment_method(
+            &bound.call(&format!("{customer}_attach_{payment_method}")),
+            &provider_customer,
+            payment_method,
+        )
         .await
         .map_err(|e| provider_error(e).with_param("payment_method"))?;
     let card = pm.card.unwrap_or_default();
@@ -120,13 +158,21 @@ pub async fn attach_card(state: &AppState, app: &str, customer: &str, payment_me
 }
 
 pub async fn set_default(state: &AppState, app: &str, customer: &str, card: &str) -> ApiResult<()> {
-    let row = customers::get(state.db.reader(), app, customer).await.or_404("customer")?;
-    let c = customers::card(&state.db, app, customer, card).await.or_404("payment_method")?;
+    let row = customers::get(state.db.reader(), app, customer)
+        .await
+        .or_404("customer")?;
+    let c = customers::card(&state.db, app, customer, card)
+        .await
+        .or_404("payment_method")?;
     let bound = bind(state, app).await?;
     if let Some(pc) = &row.provider_customer_id {
         bound
             .provider
-            .set_default_payment_method(&bound.call(&format!("{customer}_default_{card}")), pc, &c.provider_payment_method_id)
+            .set_default_payment_method(
+                &bound.call(&format!("{customer}_default_{card}")),
+                pc,
+                &c.provider_payment_method_id,
+            )
             .await
             .map_err(provider_error)?;
     }
@@ -135,13 +181,20 @@ pub async fn set_default(state: &AppState, app: &str, customer: &str, card: &str
 }
 
 pub async fn detach_card(state: &AppState, app: &str, customer: &str, card: &str) -> ApiResult<()> {
-    let c = customers::card(&state.db, app, customer, card).await.or_404("payment_method")?;
+    let c = customers::card(&state.db, app, customer, card)
+        .await
+        .or_404("payment_method")?;
     let bound = bind(state, app).await?;
     bound
         .provider
-        .detach_payment_method(&bound.call(&format!("{card}_detach")), &c.provider_payment_method_id)
+        .detach_payment_method(
+            &bound.call(&format!("{card}_detach")),
+            &c.provider_payment_method_id,
+        )
         .await
         .map_err(provider_error)?;
-    customers::detach_card(&state.db, app, customer, card).await.or_404("payment_method")?;
+    customers::detach_card(&state.db, app, customer, card)
+        .await
+        .or_404("payment_method")?;
     Ok(())
 }

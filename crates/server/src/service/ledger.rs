@@ -7,7 +7,9 @@
 //! event exists exactly when its change does.
 
 use paybridge_core::ids::{CardId, EventId};
-use paybridge_core::payment::{apply, CheckoutStatus, Dispute, Failure, Lifecycle, OrderStatus, PaymentFact, PaymentState};
+use paybridge_core::payment::{
+    apply, CheckoutStatus, Dispute, Failure, Lifecycle, OrderStatus, PaymentFact, PaymentState,
+};
 use paybridge_core::stripe::event::{self, Event, SeenCard};
 use paybridge_store::customers::{self, CardRow};
 use paybridge_store::events::{self, EventRow};
@@ -81,7 +83,12 @@ pub async fn emit(
 /// Applies facts to a payment already locked in this transaction (its provider
 /// references may have been filled in by the caller), saves it if anything changed,
 /// re-totals its order, and emits `payment.<status>` when the status changed.
-pub async fn apply_payment_facts(conn: &mut Conn, before: &PaymentRow, mut p: PaymentRow, facts: &[PaymentFact]) -> Result<PaymentRow, StoreError> {
+pub async fn apply_payment_facts(
+    conn: &mut Conn,
+    before: &PaymentRow,
+    mut p: PaymentRow,
+    facts: &[PaymentFact],
+) -> Result<PaymentRow, StoreError> {
     let old = state_of(before);
     let new = facts.iter().fold(old.clone(), |s, f| apply(&s, f));
     write_state(&mut p, &new);
@@ -113,10 +120,20 @@ pub async fn apply_payment_facts(conn: &mut Conn, before: &PaymentRow, mut p: Pa
 pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result<(), StoreError> {
     let order = orders::lock(conn, app, order_id).await?;
     let ps = payments::of_order(&mut *conn, app, order_id).await?;
-    let paid: i64 = ps.iter().filter(|p| p.lifecycle == "succeeded").map(|p| p.amount_captured).sum();
+    let paid: i64 = ps
+        .iter()
+        .filter(|p| p.lifecycle == "succeeded")
+        .map(|p| p.amount_captured)
+        .sum();
     let refunded: i64 = ps.iter().map(|p| p.amount_refunded).sum();
     let status = OrderStatus::derive(order.amount_total, paid, refunded);
-    if (paid, refunded, status.as_str()) == (order.amount_paid, order.amount_refunded, order.status.as_str()) {
+    if (paid, refunded, status.as_str())
+        == (
+            order.amount_paid,
+            order.amount_refunded,
+            order.status.as_str(),
+        )
+    {
         return Ok(());
     }
     orders::set_amounts(conn, app, order_id, paid, refunded, status.as_str()).await?;
@@ -139,7 +156,11 @@ pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result
 }
 
 /// Moves a checkout forward (open → complete | expired); emits `checkout.<status>`.
-pub async fn apply_checkout_status(conn: &mut Conn, c: &checkouts::CheckoutRow, fact: CheckoutStatus) -> Result<(), StoreError> {
+pub async fn apply_checkout_status(
+    conn: &mut Conn,
+    c: &checkouts::CheckoutRow,
+    fact: CheckoutStatus,
+) -> Result<(), StoreError> {
     let old = CheckoutStatus::parse(&c.status).unwrap_or(CheckoutStatus::Open);
     let new = old.apply(fact);
     if new == old {
@@ -157,15 +178,25 @@ pub async fn apply_checkout_status(conn: &mut Conn, c: &checkouts::CheckoutRow, 
             CheckoutStatus::Open => "checkout.opened",
         },
         &c.id,
-        (Some(&c.order_id), Some(&c.payment_id), c.customer_id.as_deref()),
+        (
+            Some(&c.order_id),
+            Some(&c.payment_id),
+            c.customer_id.as_deref(),
+        ),
         &CheckoutView::of(&after),
     )
     .await
 }
 
 /// Saves the card a payment was made with as its customer's default (`save_card`).
-pub async fn save_card(conn: &mut Conn, p: &PaymentRow, card: &SeenCard) -> Result<Option<String>, StoreError> {
-    let Some(customer) = p.customer_id.as_deref() else { return Ok(None) };
+pub async fn save_card(
+    conn: &mut Conn,
+    p: &PaymentRow,
+    card: &SeenCard,
+) -> Result<Option<String>, StoreError> {
+    let Some(customer) = p.customer_id.as_deref() else {
+        return Ok(None);
+    };
     let row = customers::save_card(
         &mut *conn,
         &CardRow {
@@ -212,9 +243,18 @@ impl Outcome {
 /// Applies a verified provider event, inside the caller's transaction.
 pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outcome, StoreError> {
     let Some(r) = event::read(ev) else {
-        return Ok(Outcome::Ignored(format!("{} is not an event paybridge acts on", ev.kind)));
+        return Ok(Outcome::Ignored(format!(
+            "{} is not an event paybridge acts on",
+            ev.kind
+        )));
     };
-    let checkout = checkouts::lock_by_refs(conn, app, r.refs.checkout.as_deref(), r.refs.checkout_session.as_deref()).await?;
+    let checkout = checkouts::lock_by_refs(
+        conn,
+        app,
+        r.refs.checkout.as_deref(),
+        r.refs.checkout_session.as_deref(),
+    )
+    .await?;
     let mut payment = payments::lock_by_refs(
         conn,
         app,
@@ -253,7 +293,12 @@ pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outco
     if r.refs.charge.is_some() {
         p.provider_charge = r.refs.charge.clone();
     }
-    let takes_money = r.payment.iter().any(|f| matches!(f, PaymentFact::Succeeded { .. } | PaymentFact::RequiresCapture { .. }));
+    let takes_money = r.payment.iter().any(|f| {
+        matches!(
+            f,
+            PaymentFact::Succeeded { .. } | PaymentFact::RequiresCapture { .. }
+        )
+    });
     if p.save_card == 1 && takes_money {
         if let Some(card) = &r.card {
             if let Some(id) = save_card(conn, &p, card).await? {
@@ -265,5 +310,8 @@ pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outco
     if let (Some(c), Some(status)) = (&checkout, r.checkout) {
         apply_checkout_status(conn, c, status).await?;
     }
-    Ok(Outcome::Processed(format!("payment {} is {}", p.id, p.status)))
+    Ok(Outcome::Processed(format!(
+        "payment {} is {}",
+        p.id, p.status
+    )))
 }

@@ -49,12 +49,22 @@ pub struct OrderSpec<'a> {
     pub mode: &'a str,
 }
 
-async fn product_for(db: &Db, app: &str, item: &LineItemInput, param: &str) -> ApiResult<ProductRow> {
+async fn product_for(
+    db: &Db,
+    app: &str,
+    item: &LineItemInput,
+    param: &str,
+) -> ApiResult<ProductRow> {
     let found = match (&item.product, &item.price) {
         (Some(id), None) => products::get(db, app, id).await,
         (None, Some(price)) => products::by_provider_price(db, app, price).await,
         _ => {
-            return Err(Invalid::new(param, "parameter_invalid", "give either `product` or `price`").into());
+            return Err(Invalid::new(
+                param,
+                "parameter_invalid",
+                "give either `product` or `price`",
+            )
+            .into());
         }
     };
     let p = found.map_err(|e| match e {
@@ -62,7 +72,12 @@ async fn product_for(db: &Db, app: &str, item: &LineItemInput, param: &str) -> A
         other => other.into(),
     })?;
     if p.active != 1 {
-        return Err(Invalid::new(param, "product_inactive", format!("product {} is not active", p.id)).into());
+        return Err(Invalid::new(
+            param,
+            "product_inactive",
+            format!("product {} is not active", p.id),
+        )
+        .into());
     }
     Ok(p)
 }
@@ -70,7 +85,12 @@ async fn product_for(db: &Db, app: &str, item: &LineItemInput, param: &str) -> A
 /// Prices each line and totals the order. Nothing is stored.
 pub async fn build(db: &Db, app: &str, spec: &OrderSpec<'_>) -> ApiResult<OrderRow> {
     if spec.items.is_empty() || spec.items.len() > MAX_LINE_ITEMS {
-        return Err(Invalid::new("line_items", "parameter_invalid", format!("give 1 to {MAX_LINE_ITEMS} line items")).into());
+        return Err(Invalid::new(
+            "line_items",
+            "parameter_invalid",
+            format!("give 1 to {MAX_LINE_ITEMS} line items"),
+        )
+        .into());
     }
     if let Some(c) = spec.customer {
         customers::get(db.reader(), app, c)
@@ -83,11 +103,21 @@ pub async fn build(db: &Db, app: &str, spec: &OrderSpec<'_>) -> ApiResult<OrderR
         let param = format!("line_items[{i}]");
         let quantity = item.quantity.unwrap_or(1);
         if !(1..=MAX_QUANTITY).contains(&quantity) {
-            return Err(Invalid::new(format!("{param}.quantity"), "parameter_invalid", format!("quantity must be 1 to {MAX_QUANTITY}")).into());
+            return Err(Invalid::new(
+                format!("{param}.quantity"),
+                "parameter_invalid",
+                format!("quantity must be 1 to {MAX_QUANTITY}"),
+            )
+            .into());
         }
         let line = if item.product.is_some() || item.price.is_some() {
             if item.name.is_some() || item.unit_amount.is_some() {
-                return Err(Invalid::new(&param, "parameter_invalid", "a catalog line takes no `name` or `unit_amount`").into());
+                return Err(Invalid::new(
+                    &param,
+                    "parameter_invalid",
+                    "a catalog line takes no `name` or `unit_amount`",
+                )
+                .into());
             }
             let p = product_for(db, app, item, &param).await?;
             let recurring = p.recurring_interval.clone().map(|interval| RecurringView {
@@ -95,11 +125,28 @@ pub async fn build(db: &Db, app: &str, spec: &OrderSpec<'_>) -> ApiResult<OrderR
                 interval_count: p.recurring_interval_count.unwrap_or(1),
             });
             if (spec.mode == "subscription") != recurring.is_some() {
-                let need = if spec.mode == "subscription" { "a recurring product" } else { "a one-time product (this one is a subscription: use mode `subscription`)" };
-                return Err(Invalid::new(&param, "parameter_invalid", format!("mode `{}` needs {need}", spec.mode)).into());
+                let need = if spec.mode == "subscription" {
+                    "a recurring product"
+                } else {
+                    "a one-time product (this one is a subscription: use mode `subscription`)"
+                };
+                return Err(Invalid::new(
+                    &param,
+                    "parameter_invalid",
+                    format!("mode `{}` needs {need}", spec.mode),
+                )
+                .into());
             }
             let c = Currency::parse(&p.currency)?;
-            LineDraft { product: Some(p.id), name: p.name, unit_amount: p.unit_amount, currency: c, quantity, price: p.provider_price_id, recurring }
+            LineDraft {
+                product: Some(p.id),
+                name: p.name,
+                unit_amount: p.unit_amount,
+                currency: c,
+                quantity,
+                price: p.provider_price_id,
+                recurring,
+            }
         } else {
             if !spec.allow_ad_hoc {
                 return Err(Invalid::new(
@@ -111,10 +158,21 @@ pub async fn build(db: &Db, app: &str, spec: &OrderSpec<'_>) -> ApiResult<OrderR
             }
             let name = catalog::validate_name(item.name.as_deref().unwrap_or(""))
                 .map_err(|e| Invalid::new(format!("{param}.name"), e.code, e.message))?;
-            let amount = item.unit_amount.ok_or_else(|| Invalid::missing(&format!("{param}.unit_amount")))?;
+            let amount = item
+                .unit_amount
+                .ok_or_else(|| Invalid::missing(&format!("{param}.unit_amount")))?;
             let c = currency.ok_or_else(|| Invalid::missing("currency"))?;
-            catalog::validate_unit_amount(amount, c).map_err(|e| Invalid::new(format!("{param}.unit_amount"), e.code, e.message))?;
-            LineDraft { product: None, name, unit_amount: amount, currency: c, quantity, price: None, recurring: None }
+            catalog::validate_unit_amount(amount, c)
+                .map_err(|e| Invalid::new(format!("{param}.unit_amount"), e.code, e.message))?;
+            LineDraft {
+                product: None,
+                name,
+                unit_amount: amount,
+                currency: c,
+                quantity,
+                price: None,
+                recurring: None,
+            }
         };
         match currency {
             None => currency = Some(line.currency),
@@ -122,7 +180,10 @@ pub async fn build(db: &Db, app: &str, spec: &OrderSpec<'_>) -> ApiResult<OrderR
                 return Err(Invalid::new(
                     &param,
                     "currency_mismatch",
-                    format!("this line is in {}, the order in {c}: one order has one currency", line.currency),
+                    format!(
+                        "this line is in {}, the order in {c}: one order has one currency",
+                        line.currency
+                    ),
                 )
                 .into())
             }
@@ -193,7 +254,11 @@ fn too_large() -> ApiError {
 }
 
 pub fn random(n: usize) -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
 }
 
 /// What an order can still be paid: its total, less what succeeded payments brought,

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use paybridge_core::ids::{CheckoutId, PaymentId};
 use paybridge_core::payment::{Failure, PaymentFact};
-use paybridge_core::stripe::event::{intent_facts, META_APP, META_CHECKOUT, META_ORDER, META_PAYMENT};
+use paybridge_core::stripe::event::{
+    intent_facts, META_APP, META_CHECKOUT, META_ORDER, META_PAYMENT,
+};
 use paybridge_core::stripe::objects::{CheckoutSession, PaymentIntent};
 use paybridge_core::{Currency, Invalid, Money, ProviderKind};
 use paybridge_provider::{LineItem, NewCheckout, NewPaymentIntent, ProviderError};
@@ -57,19 +59,44 @@ pub struct HostedSpec {
 
 /// Parameters `provider_options` may never set: they are paybridge's to decide.
 const RESERVED: &[&str] = &[
-    "amount", "currency", "line_items", "metadata", "mode", "success_url", "cancel_url", "client_reference_id",
-    "customer", "customer_creation", "expires_at", "payment_method", "confirm", "off_session", "capture_method",
-    "setup_future_usage", "application_fee_amount", "transfer_data", "payment_intent_data[metadata]",
-    "payment_intent_data[capture_method]", "payment_intent_data[setup_future_usage]",
-    "payment_intent_data[application_fee_amount]", "payment_intent_data[transfer_data]",
-    "subscription_data[metadata]", "amount_to_capture",
+    "amount",
+    "currency",
+    "line_items",
+    "metadata",
+    "mode",
+    "success_url",
+    "cancel_url",
+    "client_reference_id",
+    "customer",
+    "customer_creation",
+    "expires_at",
+    "payment_method",
+    "confirm",
+    "off_session",
+    "capture_method",
+    "setup_future_usage",
+    "application_fee_amount",
+    "transfer_data",
+    "payment_intent_data[metadata]",
+    "payment_intent_data[capture_method]",
+    "payment_intent_data[setup_future_usage]",
+    "payment_intent_data[application_fee_amount]",
+    "payment_intent_data[transfer_data]",
+    "subscription_data[metadata]",
+    "amount_to_capture",
 ];
 
 /// Validates pass-through Stripe parameters: `key[sub]=value` pairs that cannot touch
 /// the amount, currency, line items or our metadata.
-pub fn provider_options(options: &BTreeMap<String, serde_json::Value>) -> Result<Vec<(String, String)>, Invalid> {
+pub fn provider_options(
+    options: &BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<(String, String)>, Invalid> {
     if options.len() > 50 {
-        return Err(Invalid::new("provider_options", "parameter_invalid", "at most 50 provider options"));
+        return Err(Invalid::new(
+            "provider_options",
+            "parameter_invalid",
+            "at most 50 provider options",
+        ));
     }
     let mut out = Vec::with_capacity(options.len());
     for (k, v) in options {
@@ -77,23 +104,48 @@ pub fn provider_options(options: &BTreeMap<String, serde_json::Value>) -> Result
         let well_formed = !k.is_empty()
             && k.len() <= 100
             && k.split('[').enumerate().all(|(i, part)| {
-                let part = if i == 0 { part } else { part.strip_suffix(']').unwrap_or("!") };
-                !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                let part = if i == 0 {
+                    part
+                } else {
+                    part.strip_suffix(']').unwrap_or("!")
+                };
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             });
         if !well_formed {
             return Err(Invalid::new(param, "parameter_invalid", "a provider option is a Stripe parameter name like `locale` or `payment_intent_data[description]`"));
         }
-        if RESERVED.iter().any(|r| k == r || k.starts_with(&format!("{r}[")) || (!r.contains('[') && k.starts_with(&format!("{r}_"))) && k != "customer_email") {
-            return Err(Invalid::new(param, "parameter_reserved", format!("`{k}` is set by paybridge and cannot be overridden")));
+        if RESERVED.iter().any(|r| {
+            k == r
+                || k.starts_with(&format!("{r}["))
+                || (!r.contains('[') && k.starts_with(&format!("{r}_"))) && k != "customer_email"
+        }) {
+            return Err(Invalid::new(
+                param,
+                "parameter_reserved",
+                format!("`{k}` is set by paybridge and cannot be overridden"),
+            ));
         }
         let value = match v {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Bool(b) => b.to_string(),
             serde_json::Value::Number(n) => n.to_string(),
-            _ => return Err(Invalid::new(param, "parameter_invalid", "a provider option's value is a string, number or boolean")),
+            _ => {
+                return Err(Invalid::new(
+                    param,
+                    "parameter_invalid",
+                    "a provider option's value is a string, number or boolean",
+                ))
+            }
         };
         if value.len() > 500 {
-            return Err(Invalid::new(param, "parameter_invalid", "a provider option's value is at most 500 characters"));
+            return Err(Invalid::new(
+                param,
+                "parameter_invalid",
+                "a provider option's value is at most 500 characters",
+            ));
         }
         out.push((k.clone(), value));
     }
@@ -106,7 +158,11 @@ pub fn validate_url(param: &str, url: &str) -> Result<(), Invalid> {
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .is_some();
     if !ok || url.len() > 2048 {
-        return Err(Invalid::new(param, "url_invalid", "give an absolute http(s) URL"));
+        return Err(Invalid::new(
+            param,
+            "url_invalid",
+            "give an absolute http(s) URL",
+        ));
     }
     Ok(())
 }
@@ -137,11 +193,20 @@ async fn reserve(
     }
     let order = orders::lock(conn, app, order_id).await.or_404("order")?;
     if order.amount_total > 0 && order.amount_paid >= order.amount_total {
-        return Err(ApiError::conflict("order_already_paid", format!("order {} is already paid", order.id)).with_param("order"));
+        return Err(ApiError::conflict(
+            "order_already_paid",
+            format!("order {} is already paid", order.id),
+        )
+        .with_param("order"));
     }
     if let (Some(c), Some(oc)) = (&spec.customer, &order.customer_id) {
         if c != oc {
-            return Err(Invalid::new("customer", "customer_mismatch", "the order belongs to another customer").into());
+            return Err(Invalid::new(
+                "customer",
+                "customer_mismatch",
+                "the order belongs to another customer",
+            )
+            .into());
         }
     }
     let left = outstanding(conn, &order).await?;
@@ -150,7 +215,10 @@ async fn reserve(
         return Err(Invalid::new(
             "amount",
             "amount_too_large",
-            format!("the order has {left} {} left to pay (payments in flight count against it)", order.currency),
+            format!(
+                "the order has {left} {} left to pay (payments in flight count against it)",
+                order.currency
+            ),
         )
         .into());
     }
@@ -160,7 +228,12 @@ async fn reserve(
         .validate_charge("amount")?;
     if let Some(fee) = spec.application_fee_amount {
         if fee < 0 || fee > amount {
-            return Err(Invalid::new("application_fee_amount", "invalid_amount", "the fee must be between 0 and the amount").into());
+            return Err(Invalid::new(
+                "application_fee_amount",
+                "invalid_amount",
+                "the fee must be between 0 and the amount",
+            )
+            .into());
         }
     }
     let ts = now();
@@ -170,7 +243,12 @@ async fn reserve(
         order_id: order.id.clone(),
         customer_id: spec.customer.clone().or_else(|| order.customer_id.clone()),
         method: spec.method.to_owned(),
-        capture_method: if spec.manual_capture { "manual" } else { "automatic" }.to_owned(),
+        capture_method: if spec.manual_capture {
+            "manual"
+        } else {
+            "automatic"
+        }
+        .to_owned(),
         provider: bound.kind.as_str().to_owned(),
         lifecycle: "initiated".into(),
         status: "initiated".into(),
@@ -202,9 +280,15 @@ async fn reserve(
 }
 
 /// The provider customer id of a payment's customer (created at the provider if new).
-async fn provider_customer(state: &AppState, bound: &Bound, customer: Option<&str>) -> ApiResult<Option<String>> {
+async fn provider_customer(
+    state: &AppState,
+    bound: &Bound,
+    customer: Option<&str>,
+) -> ApiResult<Option<String>> {
     let Some(c) = customer else { return Ok(None) };
-    let row = customers::get(state.db.reader(), &bound.app_id, c).await.or_404("customer")?;
+    let row = customers::get(state.db.reader(), &bound.app_id, c)
+        .await
+        .or_404("customer")?;
     let row = super::customers::ensure_provider_customer(state, bound, row).await?;
     Ok(row.provider_customer_id)
 }
@@ -214,7 +298,12 @@ async fn provider_customer(state: &AppState, bound: &Bound, customer: Option<&st
 async fn record_failure(state: &AppState, p: &PaymentRow, e: &ProviderError) -> ApiResult<()> {
     let fact = match e {
         ProviderError::Unavailable { .. } => PaymentFact::Pending,
-        ProviderError::Card { code, decline_code, message, .. } => PaymentFact::Failed(Failure {
+        ProviderError::Card {
+            code,
+            decline_code,
+            message,
+            ..
+        } => PaymentFact::Failed(Failure {
             at: now(),
             code: code.clone(),
             decline_code: decline_code.clone(),
@@ -232,22 +321,40 @@ async fn record_failure(state: &AppState, p: &PaymentRow, e: &ProviderError) -> 
     ledger::apply_payment_facts(&mut tx, &before, before.clone(), &[fact]).await?;
     if let Some(c) = checkout_of(&mut tx, &before).await? {
         if !matches!(e, ProviderError::Unavailable { .. }) {
-            ledger::apply_checkout_status(&mut tx, &c, paybridge_core::payment::CheckoutStatus::Expired).await?;
+            ledger::apply_checkout_status(
+                &mut tx,
+                &c,
+                paybridge_core::payment::CheckoutStatus::Expired,
+            )
+            .await?;
         }
     }
-    tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+    tx.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     Ok(())
 }
 
 async fn checkout_of(conn: &mut Conn, p: &PaymentRow) -> ApiResult<Option<CheckoutRow>> {
-    Ok(checkouts::lock_by_refs(conn, &p.app_id, None, p.provider_checkout_session.as_deref())
-        .await?
-        .filter(|c| c.payment_id == p.id))
+    Ok(checkouts::lock_by_refs(
+        conn,
+        &p.app_id,
+        None,
+        p.provider_checkout_session.as_deref(),
+    )
+    .await?
+    .filter(|c| c.payment_id == p.id))
 }
 
 /// Records an intent the provider answered with: its ids, the client secret (sealed)
 /// and the facts its state establishes.
-pub async fn record_intent(state: &AppState, app: &str, payment: &str, pi: &PaymentIntent, keep_secret: bool) -> ApiResult<PaymentRow> {
+pub async fn record_intent(
+    state: &AppState,
+    app: &str,
+    payment: &str,
+    pi: &PaymentIntent,
+    keep_secret: bool,
+) -> ApiResult<PaymentRow> {
     let mut tx = state.db.begin().await?;
     let before = payments::lock(&mut tx, app, payment).await?;
     if !pi.currency.eq_ignore_ascii_case(&before.currency) || pi.amount != before.amount {
@@ -255,7 +362,10 @@ pub async fn record_intent(state: &AppState, app: &str, payment: &str, pi: &Paym
             axum::http::StatusCode::BAD_GATEWAY,
             crate::error::ErrorType::ProviderError,
             "provider_amount_mismatch",
-            format!("the provider answered for {} {}, not {} {}", pi.amount, pi.currency, before.amount, before.currency),
+            format!(
+                "the provider answered for {} {}, not {} {}",
+                pi.amount, pi.currency, before.amount, before.currency
+            ),
         ));
     }
     let mut p = before.clone();
@@ -265,12 +375,18 @@ pub async fn record_intent(state: &AppState, app: &str, payment: &str, pi: &Paym
     }
     if keep_secret {
         if let Some(s) = &pi.client_secret {
-            p.client_secret_sealed = Some(state.vault.seal(s, &format!("{app}/{payment}/client_secret")));
+            p.client_secret_sealed = Some(
+                state
+                    .vault
+                    .seal(s, &format!("{app}/{payment}/client_secret")),
+            );
         }
     }
     let facts = intent_facts(pi, now());
     let p = ledger::apply_payment_facts(&mut tx, &before, p, &facts).await?;
-    tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+    tx.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     Ok(p)
 }
 
@@ -297,10 +413,26 @@ pub async fn start_hosted(
     validate_url("success_url", &hosted.success_url)?;
     validate_url("cancel_url", &hosted.cancel_url)?;
     if !(MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&hosted.expires_in) {
-        return Err(Invalid::new("expires_in", "parameter_invalid", "expires_in must be 1800 to 86400 seconds").into());
+        return Err(Invalid::new(
+            "expires_in",
+            "parameter_invalid",
+            "expires_in must be 1800 to 86400 seconds",
+        )
+        .into());
     }
-    if spec.save_card && spec.customer.is_none() && new_order.as_ref().and_then(|o| o.customer_id.as_ref()).is_none() {
-        return Err(Invalid::new("save_card", "customer_required", "saving a card needs a `customer`").into());
+    if spec.save_card
+        && spec.customer.is_none()
+        && new_order
+            .as_ref()
+            .and_then(|o| o.customer_id.as_ref())
+            .is_none()
+    {
+        return Err(Invalid::new(
+            "save_card",
+            "customer_required",
+            "saving a card needs a `customer`",
+        )
+        .into());
     }
     let bound = bind(state, app).await?;
     let mut tx = state.db.begin().await?;
@@ -325,7 +457,9 @@ pub async fn start_hosted(
         updated: ts,
     };
     checkouts::insert(&mut *tx, &checkout).await?;
-    tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+    tx.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
 
     // One open checkout per order: the older ones are expired, so an order cannot be
     // paid twice through two pages.
@@ -345,7 +479,10 @@ pub async fn start_hosted(
                 unit_amount: l.unit_amount,
                 currency: order.currency.clone(),
                 quantity: l.quantity,
-                price: l.provider_price_id.clone().filter(|_| bound.kind == ProviderKind::Stripe),
+                price: l
+                    .provider_price_id
+                    .clone()
+                    .filter(|_| bound.kind == ProviderKind::Stripe),
                 recurring: None,
             })
             .collect()
@@ -388,7 +525,10 @@ pub async fn start_hosted(
         }
     };
     if session.amount_total.is_some_and(|t| t != p.amount)
-        || session.currency.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(&p.currency))
+        || session
+            .currency
+            .as_deref()
+            .is_some_and(|c| !c.eq_ignore_ascii_case(&p.currency))
     {
         let _ = bound
             .provider
@@ -409,19 +549,36 @@ pub async fn start_hosted(
     Ok((checkout, p, order))
 }
 
-async fn record_failure_hosted(state: &AppState, c: &CheckoutRow, p: &PaymentRow, e: &ProviderError) -> ApiResult<()> {
+async fn record_failure_hosted(
+    state: &AppState,
+    c: &CheckoutRow,
+    p: &PaymentRow,
+    e: &ProviderError,
+) -> ApiResult<()> {
     record_failure(state, p, e).await?;
     if !matches!(e, ProviderError::Unavailable { .. }) {
         let mut tx = state.db.begin().await?;
         if let Some(c) = checkouts::lock_by_refs(&mut tx, &c.app_id, Some(&c.id), None).await? {
-            ledger::apply_checkout_status(&mut tx, &c, paybridge_core::payment::CheckoutStatus::Expired).await?;
+            ledger::apply_checkout_status(
+                &mut tx,
+                &c,
+                paybridge_core::payment::CheckoutStatus::Expired,
+            )
+            .await?;
         }
-        tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+        tx.commit()
+            .await
+            .map_err(paybridge_store::StoreError::from)?;
     }
     Ok(())
 }
 
-async fn record_session(state: &AppState, c: &CheckoutRow, p: &PaymentRow, s: &CheckoutSession) -> ApiResult<(CheckoutRow, PaymentRow)> {
+async fn record_session(
+    state: &AppState,
+    c: &CheckoutRow,
+    p: &PaymentRow,
+    s: &CheckoutSession,
+) -> ApiResult<(CheckoutRow, PaymentRow)> {
     let url = s.url.clone().unwrap_or_default();
     let mut tx = state.db.begin().await?;
     checkouts::set_provider(&mut tx, &c.app_id, &c.id, &s.id, &url).await?;
@@ -429,9 +586,12 @@ async fn record_session(state: &AppState, c: &CheckoutRow, p: &PaymentRow, s: &C
     let mut after = before.clone();
     after.provider_checkout_session = Some(s.id.clone());
     after.payment_url = Some(url.clone());
-    let after = ledger::apply_payment_facts(&mut tx, &before, after, &[PaymentFact::Pending]).await?;
+    let after =
+        ledger::apply_payment_facts(&mut tx, &before, after, &[PaymentFact::Pending]).await?;
     let checkout = checkouts::get(&mut *tx, &c.app_id, &c.id).await?;
-    tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+    tx.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     Ok((checkout, after))
 }
 
@@ -439,12 +599,21 @@ async fn record_session(state: &AppState, c: &CheckoutRow, p: &PaymentRow, s: &C
 pub async fn expire_checkout(state: &AppState, bound: &Bound, c: &CheckoutRow) -> ApiResult<()> {
     let Some(session) = &c.provider_session_id else {
         let mut tx = state.db.begin().await?;
-        if let Some(locked) = checkouts::lock_by_refs(&mut tx, &c.app_id, Some(&c.id), None).await? {
-            ledger::apply_checkout_status(&mut tx, &locked, paybridge_core::payment::CheckoutStatus::Expired).await?;
+        if let Some(locked) = checkouts::lock_by_refs(&mut tx, &c.app_id, Some(&c.id), None).await?
+        {
+            ledger::apply_checkout_status(
+                &mut tx,
+                &locked,
+                paybridge_core::payment::CheckoutStatus::Expired,
+            )
+            .await?;
             let before = payments::lock(&mut tx, &c.app_id, &c.payment_id).await?;
-            ledger::apply_payment_facts(&mut tx, &before, before.clone(), &[PaymentFact::Expired]).await?;
+            ledger::apply_payment_facts(&mut tx, &before, before.clone(), &[PaymentFact::Expired])
+                .await?;
         }
-        tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+        tx.commit()
+            .await
+            .map_err(paybridge_store::StoreError::from)?;
         return Ok(());
     };
     let s = match bound
@@ -496,26 +665,48 @@ pub async fn apply_session(state: &AppState, app: &str, s: &CheckoutSession) -> 
             ledger::apply_checkout_status(&mut tx, c, st).await?;
         }
     }
-    tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+    tx.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     Ok(())
 }
 
 /// Creates a payment intent (for a custom card form) or charges a saved card
 /// off-session. A declined card is a 402; the payment is recorded as failed.
-pub async fn start_intent(state: &AppState, app: &str, new_order: Option<OrderRow>, order_id: &str, spec: PaymentSpec) -> ApiResult<PaymentRow> {
+pub async fn start_intent(
+    state: &AppState,
+    app: &str,
+    new_order: Option<OrderRow>,
+    order_id: &str,
+    spec: PaymentSpec,
+) -> ApiResult<PaymentRow> {
     let bound = bind(state, app).await?;
     let card = if spec.method == "card" {
         let customer = spec
             .customer
             .clone()
             .or_else(|| new_order.as_ref().and_then(|o| o.customer_id.clone()))
-            .ok_or_else(|| Invalid::new("customer", "customer_required", "charging a saved card needs a `customer`"))?;
-        let c = customers::get(state.db.reader(), app, &customer).await.or_404("customer")?;
+            .ok_or_else(|| {
+                Invalid::new(
+                    "customer",
+                    "customer_required",
+                    "charging a saved card needs a `customer`",
+                )
+            })?;
+        let c = customers::get(state.db.reader(), app, &customer)
+            .await
+            .or_404("customer")?;
         let card_id = spec
             .payment_method
             .clone()
             .or(c.default_payment_method.clone())
-            .ok_or_else(|| Invalid::new("payment_method", "payment_method_missing", "the customer has no saved card: give `payment_method` or save one first"))?;
+            .ok_or_else(|| {
+                Invalid::new(
+                    "payment_method",
+                    "payment_method_missing",
+                    "the customer has no saved card: give `payment_method` or save one first",
+                )
+            })?;
         let card = customers::card(&state.db, app, &customer, &card_id)
             .await
             .map_err(|_| ApiError::not_found("payment_method").with_param("payment_method"))?;
@@ -524,7 +715,12 @@ pub async fn start_intent(state: &AppState, app: &str, new_order: Option<OrderRo
         None
     };
     if spec.save_card && spec.customer.is_none() {
-        return Err(Invalid::new("save_card", "customer_required", "saving a card needs a `customer`").into());
+        return Err(Invalid::new(
+            "save_card",
+            "customer_required",
+            "saving a card needs a `customer`",
+        )
+        .into());
     }
     let spec = PaymentSpec {
         payment_method: card.as_ref().map(|c| c.id.clone()),
@@ -532,7 +728,9 @@ pub async fn start_intent(state: &AppState, app: &str, new_order: Option<OrderRo
     };
     let mut tx = state.db.begin().await?;
     let (_, p) = reserve(&mut tx, &bound, new_order.as_ref(), order_id, &spec).await?;
-    tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+    tx.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     let customer = provider_customer(state, &bound, p.customer_id.as_deref()).await?;
     let req = NewPaymentIntent {
         amount: p.amount,
@@ -554,7 +752,11 @@ pub async fn start_intent(state: &AppState, app: &str, new_order: Option<OrderRo
     {
         Ok(pi) => record_intent(state, app, &p.id, &pi, spec.method == "payment_intent").await,
         Err(e) => {
-            if let ProviderError::Card { payment_intent: Some(pi), .. } = &e {
+            if let ProviderError::Card {
+                payment_intent: Some(pi),
+                ..
+            } = &e
+            {
                 record_intent(state, app, &p.id, pi, false).await?;
             }
             record_failure(state, &p, &e).await?;
@@ -566,41 +768,70 @@ pub async fn start_intent(state: &AppState, app: &str, new_order: Option<OrderRo
 }
 
 /// Captures an authorised payment, fully or partly.
-pub async fn capture(state: &AppState, app: &str, id: &str, amount: Option<i64>) -> ApiResult<PaymentRow> {
-    let p = payments::get(state.db.reader(), app, id).await.or_404("payment")?;
+pub async fn capture(
+    state: &AppState,
+    app: &str,
+    id: &str,
+    amount: Option<i64>,
+) -> ApiResult<PaymentRow> {
+    let p = payments::get(state.db.reader(), app, id)
+        .await
+        .or_404("payment")?;
     let s = ledger::state_of(&p);
     if p.lifecycle == "succeeded" && p.capture_method == "manual" {
         return Ok(p);
     }
     if s.capturable() == 0 {
-        return Err(ApiError::conflict("payment_not_capturable", format!("payment {id} is {}, not requires_capture", p.status)));
+        return Err(ApiError::conflict(
+            "payment_not_capturable",
+            format!("payment {id} is {}, not requires_capture", p.status),
+        ));
     }
     if let Some(a) = amount {
         if a <= 0 || a > s.capturable() {
-            return Err(Invalid::new("amount", "amount_too_large", format!("capture 1 to {} {}", s.capturable(), p.currency)).into());
+            return Err(Invalid::new(
+                "amount",
+                "amount_too_large",
+                format!("capture 1 to {} {}", s.capturable(), p.currency),
+            )
+            .into());
         }
     }
-    let intent = p
-        .provider_payment_intent
-        .clone()
-        .ok_or_else(|| ApiError::conflict("payment_not_capturable", "the provider has not reported the authorisation yet"))?;
+    let intent = p.provider_payment_intent.clone().ok_or_else(|| {
+        ApiError::conflict(
+            "payment_not_capturable",
+            "the provider has not reported the authorisation yet",
+        )
+    })?;
     let bound = bind(state, app).await?;
-    let pi = bound
+    let mut pi = bound
         .provider
         .capture_payment_intent(&bound.call(&format!("{id}_capture")), &intent, amount)
         .await
         .map_err(provider_error)?;
+    // An answer without `amount_received` (older API versions, fakes) captured what
+    // was asked for.
+    if pi.status == "succeeded" && pi.amount_received.is_none() {
+        pi.amount_received = Some(amount.unwrap_or(s.capturable()));
+    }
     record_intent(state, app, id, &pi, false).await
 }
 
 /// Cancels a payment that has not taken money: voids an authorisation, cancels an
 /// intent, or expires its checkout.
 pub async fn cancel(state: &AppState, app: &str, id: &str) -> ApiResult<PaymentRow> {
-    let p = payments::get(state.db.reader(), app, id).await.or_404("payment")?;
+    let p = payments::get(state.db.reader(), app, id)
+        .await
+        .or_404("payment")?;
     match p.lifecycle.as_str() {
         "canceled" => return Ok(p),
         "initiated" | "pending" | "failed" | "requires_capture" => {}
-        _ => return Err(ApiError::conflict("payment_not_cancelable", format!("payment {id} is {}", p.status))),
+        _ => {
+            return Err(ApiError::conflict(
+                "payment_not_cancelable",
+                format!("payment {id} is {}", p.status),
+            ))
+        }
     }
     let bound = bind(state, app).await?;
     if let Some(intent) = &p.provider_payment_intent {
@@ -623,7 +854,11 @@ pub async fn cancel(state: &AppState, app: &str, id: &str) -> ApiResult<PaymentR
     }
     let mut tx = state.db.begin().await?;
     let before = payments::lock(&mut tx, app, id).await?;
-    let after = ledger::apply_payment_facts(&mut tx, &before, before.clone(), &[PaymentFact::Canceled]).await?;
-    tx.commit().await.map_err(paybridge_store::StoreError::from)?;
+    let after =
+        ledger::apply_payment_facts(&mut tx, &before, before.clone(), &[PaymentFact::Canceled])
+            .await?;
+    tx.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     Ok(after)
 }

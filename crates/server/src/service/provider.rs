@@ -28,7 +28,9 @@ impl Bound {
 
 /// The app's provider, ready for calls. An app that is not configured cannot pay.
 pub async fn bind(state: &AppState, app: &str) -> ApiResult<Bound> {
-    let row = config::get(&state.db, app).await?.ok_or_else(not_configured)?;
+    let row = config::get(&state.db, app)
+        .await?
+        .ok_or_else(not_configured)?;
     let kind = ProviderKind::parse(&row.provider).ok_or_else(not_configured)?;
     let provider: Arc<dyn Provider> = match kind {
         ProviderKind::Stripe => state.stripe.clone(),
@@ -68,19 +70,29 @@ pub fn provider_error(e: ProviderError) -> ApiError {
             err.decline_code = decline_code;
             err
         }
-        ProviderError::Invalid { code, param, message } => {
+        ProviderError::Invalid {
+            code,
+            param,
+            message,
+        } => {
             let mut err = ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 ErrorType::ProviderError,
                 "provider_invalid_request",
-                format!("The provider refused the request: {message}{}", code.map(|c| format!(" ({c})")).unwrap_or_default()),
+                format!(
+                    "The provider refused the request: {message}{}",
+                    code.map(|c| format!(" ({c})")).unwrap_or_default()
+                ),
             );
             err.param = param;
             err
         }
-        ProviderError::NotFound { message } => {
-            ApiError::new(StatusCode::NOT_FOUND, ErrorType::InvalidRequestError, "resource_missing", message)
-        }
+        ProviderError::NotFound { message } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorType::InvalidRequestError,
+            "resource_missing",
+            message,
+        ),
         ProviderError::Authentication { message } => ApiError::new(
             StatusCode::BAD_GATEWAY,
             ErrorType::ProviderError,
@@ -89,10 +101,18 @@ pub fn provider_error(e: ProviderError) -> ApiError {
         ),
         ProviderError::Unavailable { message } => {
             tracing::warn!(%message, "provider unavailable");
-            ApiError::new(StatusCode::BAD_GATEWAY, ErrorType::ProviderError, "provider_unavailable", message)
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorType::ProviderError,
+                "provider_unavailable",
+                message,
+            )
         }
-        ProviderError::Conflict { code, message } => {
-            ApiError::new(StatusCode::CONFLICT, ErrorType::InvalidRequestError, &code, message)
-        }
+        ProviderError::Conflict { code, message } => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorType::InvalidRequestError,
+            &code,
+            message,
+        ),
     }
 }

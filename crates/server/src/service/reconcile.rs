@@ -56,15 +56,24 @@ pub async fn reconcile_one(state: &AppState, p: &PaymentRow) -> ApiResult<bool> 
     Ok(after.status != p.status)
 }
 
-async fn checkouts_of(state: &AppState, p: &PaymentRow) -> ApiResult<Option<checkouts::CheckoutRow>> {
-    Ok(checkouts::open_of_order(state.db.reader(), &p.app_id, &p.order_id)
-        .await?
-        .into_iter()
-        .find(|c| c.payment_id == p.id))
+async fn checkouts_of(
+    state: &AppState,
+    p: &PaymentRow,
+) -> ApiResult<Option<checkouts::CheckoutRow>> {
+    Ok(
+        checkouts::open_of_order(state.db.reader(), &p.app_id, &p.order_id)
+            .await?
+            .into_iter()
+            .find(|c| c.payment_id == p.id),
+    )
 }
 
 /// One round over everything stuck; `progress` is told after each payment.
-pub async fn run_once(state: &AppState, limit: i64, progress: impl Fn(usize, usize)) -> ApiResult<Report> {
+pub async fn run_once(
+    state: &AppState,
+    limit: i64,
+    progress: impl Fn(usize, usize),
+) -> ApiResult<Report> {
     let list = candidates(state, limit).await?;
     let mut r = Report::default();
     for (i, p) in list.iter().enumerate() {

@@ -82,7 +82,11 @@ impl PaymentView {
             status: p.status.clone(),
             amount: p.amount,
             currency: p.currency.clone(),
-            amount_capturable: if p.lifecycle == "requires_capture" { p.amount_capturable } else { 0 },
+            amount_capturable: if p.lifecycle == "requires_capture" {
+                p.amount_capturable
+            } else {
+                0
+            },
             amount_captured: p.amount_captured,
             amount_refunded: p.amount_refunded,
             method: p.method.clone(),
@@ -98,12 +102,10 @@ impl PaymentView {
             payment_method: p.payment_method_id.clone(),
             // The latest failure, while it is the payment's state (a retry that
             // succeeded leaves it in the event history only).
-            failure: (p.lifecycle == "failed").then(|| {
-                FailureView {
-                    code: p.failure_code.clone(),
-                    decline_code: p.decline_code.clone(),
-                    message: p.failure_message.clone(),
-                }
+            failure: (p.lifecycle == "failed").then(|| FailureView {
+                code: p.failure_code.clone(),
+                decline_code: p.decline_code.clone(),
+                message: p.failure_message.clone(),
             }),
             dispute: p.dispute.clone(),
             application_fee_amount: p.application_fee_amount,
@@ -371,7 +373,8 @@ impl ProviderEventView {
             outcome: e.outcome.clone(),
             detail: e.detail.clone(),
             attempts: e.attempts,
-            payload: with_payload.then(|| serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null)),
+            payload: with_payload
+                .then(|| serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null)),
         }
     }
 }

@@ -18,7 +18,12 @@ pub enum Ingested {
     Duplicate,
 }
 
-pub async fn ingest(state: &AppState, app: &str, ev: &Event, raw: &str) -> Result<Ingested, StoreError> {
+pub async fn ingest(
+    state: &AppState,
+    app: &str,
+    ev: &Event,
+    raw: &str,
+) -> Result<Ingested, StoreError> {
     let ts = now();
     let mut tx = state.db.begin().await?;
     let count = provider_events::record(
@@ -29,7 +34,11 @@ pub async fn ingest(state: &AppState, app: &str, ev: &Event, raw: &str) -> Resul
             kind: ev.kind.clone(),
             created: ev.created,
             livemode: i64::from(ev.livemode),
-            object_id: ev.object.get("id").and_then(|v| v.as_str()).map(str::to_owned),
+            object_id: ev
+                .object
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
             payload: redact_client_secrets(raw),
             received_count: 1,
             first_received: ts,
@@ -59,7 +68,9 @@ pub async fn retry_pending(state: &AppState) -> Result<usize, StoreError> {
     provider_events::expire_pending(&state.db, day_ago).await?;
     let mut applied = 0;
     for row in provider_events::retryable(&state.db, day_ago, 200).await? {
-        let Ok(ev) = paybridge_core::stripe::event::parse(row.payload.as_bytes()) else { continue };
+        let Ok(ev) = paybridge_core::stripe::event::parse(row.payload.as_bytes()) else {
+            continue;
+        };
         let mut tx = state.db.begin().await?;
         let current = provider_events::get(&mut *tx, &row.app_id, &row.id).await?;
         if !matches!(current.outcome.as_str(), "pending" | "failed") {
@@ -67,7 +78,8 @@ pub async fn retry_pending(state: &AppState) -> Result<usize, StoreError> {
         }
         let outcome = ledger::apply_event(&mut tx, &row.app_id, &ev).await?;
         let (name, detail) = outcome.parts();
-        provider_events::set_outcome(&mut tx, &row.app_id, &row.id, name, Some(detail), now()).await?;
+        provider_events::set_outcome(&mut tx, &row.app_id, &row.id, name, Some(detail), now())
+            .await?;
         tx.commit().await?;
         if name == "processed" {
             applied += 1;

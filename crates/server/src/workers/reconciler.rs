@@ -13,7 +13,12 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             _ = tokio::time::sleep(state.settings.reconcile_interval) => {}
         }
         match reconcile::run_once(&state, 500, |_, _| {}).await {
-            Ok(r) if r.checked > 0 => tracing::info!(checked = r.checked, changed = r.changed, failed = r.failed, "reconciled"),
+            Ok(r) if r.checked > 0 => tracing::info!(
+                checked = r.checked,
+                changed = r.changed,
+                failed = r.failed,
+                "reconciled"
+            ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e.message, "reconciler round failed"),
         }

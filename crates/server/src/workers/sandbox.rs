@@ -47,7 +47,10 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 async fn deliver(state: &AppState, http: &reqwest::Client, row: &OutboxRow) {
     let ok = match sign(state, row).await {
         Some(header) => http
-            .post(format!("{}/v1/webhooks/stripe/{}", state.settings.internal_url, row.app_id))
+            .post(format!(
+                "{}/v1/webhooks/stripe/{}",
+                state.settings.internal_url, row.app_id
+            ))
             .header("content-type", "application/json")
             .header("stripe-signature", header)
             .body(row.payload.clone())
@@ -74,5 +77,9 @@ async fn sign(state: &AppState, row: &OutboxRow) -> Option<String> {
     let cfg = config::get(&state.db, &row.app_id).await.ok()??;
     let secrets = crate::service::config::signing_secrets(state, &cfg).ok()?;
     let secret = secrets.first()?;
-    Some(signature::sign(row.payload.as_bytes(), secret.expose_secret().as_bytes(), now()))
+    Some(signature::sign(
+        row.payload.as_bytes(),
+        secret.expose_secret().as_bytes(),
+        now(),
+    ))
 }
