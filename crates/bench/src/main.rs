@@ -9,6 +9,7 @@
 
 mod load;
 mod server;
+mod webhooks;
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,32 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Webhook ingest: distinct signed events about existing payments, each verified,
+    /// stored and applied before its 200.
+    Webhooks {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        backend: Db,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// How many payments the events are about.
+        #[arg(long, default_value_t = 500)]
+        payments: usize,
+    },
+    /// `POST /v1/checkout/sessions` on the sandbox (order, payment, session per request).
+    Checkout {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        backend: Db,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Time from starting `paybridge serve` to its first 200 on `/healthz`.
     Startup {
         #[arg(long, value_enum, default_value = "sqlite")]
@@ -81,6 +108,36 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Startup { backend, runs } => startup(backend.into(), runs).await,
+        Command::Webhooks {
+            backend,
+            connections,
+            seconds,
+            runs,
+            payments,
+        } => {
+            webhooks::run(
+                backend.into(),
+                connections,
+                Duration::from_secs(seconds),
+                runs,
+                payments,
+            )
+            .await
+        }
+        Command::Checkout {
+            backend,
+            connections,
+            seconds,
+            runs,
+        } => {
+            webhooks::checkout(
+                backend.into(),
+                connections,
+                Duration::from_secs(seconds),
+                runs,
+            )
+            .await
+        }
     }
 }
 

@@ -15,7 +15,9 @@ pub struct BenchServer {
 }
 
 pub struct AppKeys {
+    pub id: String,
     pub admin: String,
+    pub server: String,
     pub publishable: String,
 }
 
@@ -81,6 +83,20 @@ impl BenchServer {
         format!("{}{path}", self.base)
     }
 
+    pub async fn put(&self, path: &str, key: &str, body: Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status} {v}");
+        Ok(v)
+    }
+
     pub async fn post(&self, path: &str, key: &str, body: Value) -> anyhow::Result<Value> {
         let r = self
             .http
@@ -101,7 +117,9 @@ impl BenchServer {
             .await?;
         let k = |r: &str| v["keys"][r].as_str().unwrap_or_default().to_owned();
         Ok(AppKeys {
+            id: v["id"].as_str().unwrap_or_default().to_owned(),
             admin: k("admin"),
+            server: k("server"),
             publishable: k("publishable"),
         })
     }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use paybridge_core::vault::MasterKey;
 use paybridge_provider::sandbox::Sandbox;
 use paybridge_provider::stripe::{RetryPolicy, Stripe};
-use paybridge_store::Db;
+use paybridge_store::{Backend, Db};
+
+use crate::service::verify_cache::VerifyCache;
+use crate::service::webhooks::Ingestor;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -74,6 +77,10 @@ pub struct Inner {
     pub sandbox: Arc<Sandbox>,
     /// Wakes the sandbox's event delivery when it has something to send.
     pub sandbox_wake: Arc<Notify>,
+    /// Group commit of incoming webhook events.
+    pub ingestor: Ingestor,
+    /// Apps' webhook verification material, briefly cached.
+    pub webhook_keys: VerifyCache,
 }
 
 impl AppState {
@@ -90,7 +97,14 @@ impl AppState {
             sandbox_wake.clone(),
             settings.sandbox_webhook_delay,
         ));
+        let lanes = match db.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
+        let ingestor = Ingestor::start(db.clone(), lanes);
         AppState(Arc::new(Inner {
+            webhook_keys: VerifyCache::default(),
+            ingestor,
             db,
             vault,
             settings,

@@ -160,3 +160,36 @@ pub async fn by_session(db: &Db, app: &str, session: &str) -> Result<Option<Chec
     .fetch_optional(db.reader())
     .await?)
 }
+
+/// Loads and locks an app's checkouts named by our ids or the provider's session ids.
+pub async fn lock_many(
+    conn: &mut Conn,
+    app: &str,
+    ids: &[String],
+    sessions: &[String],
+) -> Result<Vec<CheckoutRow>> {
+    if ids.is_empty() && sessions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut clauses = Vec::new();
+    let mut n = 2;
+    for (column, values) in [("id", ids), ("provider_session_id", sessions)] {
+        if !values.is_empty() {
+            clauses.push(format!(
+                "{column} IN ({})",
+                crate::page::placeholders(n, values.len())
+            ));
+            n += values.len();
+        }
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = $1 AND ({}) ORDER BY id{}",
+        clauses.join(" OR "),
+        lock_clause(conn)
+    );
+    let mut q = sqlx::query_as::<_, CheckoutRow>(&sql).bind(app);
+    for v in ids.iter().chain(sessions) {
+        q = q.bind(v);
+    }
+    Ok(q.fetch_all(&mut *conn).await?)
+}

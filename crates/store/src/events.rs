@@ -43,6 +43,34 @@ pub async fn append(conn: &mut Conn, e: &EventRow) -> Result<i64> {
     .await?)
 }
 
+/// Appends several events in one statement per hundred, in their order.
+pub async fn append_many(conn: &mut Conn, rows: &[EventRow]) -> Result<()> {
+    for chunk in rows.chunks(100) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", crate::page::placeholders(1 + i * 9, 9)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (id, app_id, type, object_id, order_id, payment_id, customer_id, data, created) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.id)
+                .bind(&e.app_id)
+                .bind(&e.kind)
+                .bind(&e.object_id)
+                .bind(&e.order_id)
+                .bind(&e.payment_id)
+                .bind(&e.customer_id)
+                .bind(&e.data)
+                .bind(e.created);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Default)]
 pub struct Filter<'a> {
     pub kind: Option<&'a str>,

@@ -92,3 +92,11 @@ impl Select {
         Ok(q.fetch_all(pool).await?)
     }
 }
+
+/// `$from, $from+1, …` for `n` values: the placeholders of an `IN (…)` list.
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -234,3 +234,42 @@ pub async fn stuck(
     .fetch_all(&db.read)
     .await?)
 }
+
+/// Loads and locks an app's payments named by our ids or by the provider's intent or
+/// session ids, in id order (the order every transaction locks them in).
+pub async fn lock_many(
+    conn: &mut Conn,
+    app: &str,
+    ids: &[String],
+    intents: &[String],
+    sessions: &[String],
+) -> Result<Vec<PaymentRow>> {
+    if ids.is_empty() && intents.is_empty() && sessions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut clauses = Vec::new();
+    let mut n = 2;
+    for (column, values) in [
+        ("id", ids),
+        ("provider_payment_intent", intents),
+        ("provider_checkout_session", sessions),
+    ] {
+        if !values.is_empty() {
+            clauses.push(format!(
+                "{column} IN ({})",
+                crate::page::placeholders(n, values.len())
+            ));
+            n += values.len();
+        }
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND ({}) ORDER BY id{}",
+        clauses.join(" OR "),
+        lock_clause(conn)
+    );
+    let mut q = sqlx::query_as::<_, PaymentRow>(&sql).bind(app);
+    for v in ids.iter().chain(intents).chain(sessions) {
+        q = q.bind(v);
+    }
+    Ok(q.fetch_all(&mut *conn).await?)
+}

@@ -54,6 +54,101 @@ pub async fn record(conn: &mut Conn, e: &ProviderEventRow) -> Result<i64> {
     .await?)
 }
 
+/// Claims several newly received events (sorted by the caller, so concurrent
+/// transactions take them in one order): inserts those not stored yet and returns
+/// their (app, id). An id not returned was stored before (or by a concurrent transaction,
+/// which this one waited for): a duplicate.
+pub async fn claim_many(
+    conn: &mut Conn,
+    rows: &[ProviderEventRow],
+) -> Result<Vec<(String, String)>> {
+    let mut claimed = Vec::new();
+    for chunk in rows.chunks(200) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "({}, $1, $1, 'received', 0)",
+                    crate::page::placeholders(2 + i * 8, 8)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO provider_events (app_id, id, type, created, livemode, object_id, payload, received_count, \
+                 first_received, last_received, outcome, attempts) VALUES {} \
+             ON CONFLICT (app_id, id) DO NOTHING RETURNING app_id, id",
+            values.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind(chunk[0].first_received);
+        for e in chunk {
+            q = q
+                .bind(&e.app_id)
+                .bind(&e.id)
+                .bind(&e.kind)
+                .bind(e.created)
+                .bind(e.livemode)
+                .bind(&e.object_id)
+                .bind(&e.payload)
+                .bind(e.received_count);
+        }
+        claimed.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(claimed)
+}
+
+/// Counts `copies` more deliveries of an event already stored.
+pub async fn count_delivery(
+    conn: &mut Conn,
+    app: &str,
+    id: &str,
+    copies: i64,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE provider_events SET received_count = received_count + $3, last_received = $4 WHERE app_id = $1 AND id = $2",
+    )
+    .bind(app)
+    .bind(id)
+    .bind(copies)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records what processing made of several events of one app, in one statement per
+/// hundred.
+pub async fn set_outcomes(
+    conn: &mut Conn,
+    app: &str,
+    outcomes: &[(String, &str, String)],
+    at: i64,
+) -> Result<()> {
+    for chunk in outcomes.chunks(100) {
+        let mut outcome_case = String::from("CASE id");
+        let mut detail_case = String::from("CASE id");
+        for i in 0..chunk.len() {
+            let (id, o, d) = (3 + i * 3, 4 + i * 3, 5 + i * 3);
+            outcome_case.push_str(&format!(" WHEN ${id} THEN ${o}"));
+            detail_case.push_str(&format!(" WHEN ${id} THEN ${d}"));
+        }
+        let ids: Vec<String> = (0..chunk.len())
+            .map(|i| format!("${}", 3 + i * 3))
+            .collect();
+        let sql = format!(
+            "UPDATE provider_events SET outcome = {outcome_case} END, detail = {detail_case} END, \
+                 attempts = attempts + 1, processed_at = $2 \
+             WHERE app_id = $1 AND id IN ({})",
+            ids.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(app).bind(at);
+        for (id, outcome, detail) in chunk {
+            q = q.bind(id).bind(*outcome).bind(detail);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 pub async fn set_outcome(
     conn: &mut Conn,
     app: &str,

@@ -98,7 +98,18 @@ async fn a_checkout_is_paid_by_the_webhook_not_the_redirect(b: Backend) {
     );
     assert_eq!(s.event_types(&a.admin, "type=order.paid").await.len(), 1);
     // Every provider event was stored and processed.
-    let pe = s.get("/v1/provider_events?limit=50", &a.admin).await;
+    // (they may still be arriving: the sandbox sends them one after the other)
+    let pe = s
+        .until("/v1/provider_events?limit=50", &a.admin, |l| {
+            l["data"].as_array().is_some_and(|d| d.len() >= 3)
+        })
+        .await;
+    let pe = crate::common::Resp {
+        status: StatusCode::OK,
+        headers: Default::default(),
+        body: pe.to_string(),
+        json: pe,
+    };
     let kinds: Vec<&str> = pe.json["data"]
         .as_array()
         .unwrap()

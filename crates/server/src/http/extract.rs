@@ -14,6 +14,48 @@ use crate::error::{from_json_error, ApiError};
 /// Largest request body accepted (1 MiB); larger bodies get a 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// How much of an oversized body is still read (and thrown away) before the 413 is
+/// sent, so that a client still writing it reads the answer instead of a reset.
+const DRAIN_MAX: usize = 8 * 1024 * 1024;
+
+/// Reads a body of at most `limit` bytes. A larger one is drained (up to `DRAIN_MAX`,
+/// for a few seconds) and refused.
+pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => f,
+            Ok(None) => break,
+            Ok(Some(Err(_))) | Err(_) => {
+                return if total > limit {
+                    Err(body_too_large())
+                } else {
+                    Err(ApiError::bad_request(
+                        "body_unreadable",
+                        "The request body could not be read",
+                    ))
+                };
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total <= limit {
+                buf.extend_from_slice(&data);
+            } else if total > DRAIN_MAX {
+                return Err(body_too_large());
+            }
+        }
+    }
+    if total > limit {
+        return Err(body_too_large());
+    }
+    Ok(buf.freeze())
+}
+
 /// A JSON request body. Unknown fields, wrong types and missing fields become a 400
 /// that names the parameter; a non-JSON content type a 415; an empty body reads as `{}`.
 pub struct Body<T>(pub T);
@@ -31,9 +73,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 mime.eq_ignore_ascii_case("application/json")
             });
         let _ = state;
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|_| body_too_large())?;
+        let bytes = read_limited(req.into_body(), MAX_BODY).await?;
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             Bytes::from_static(b"{}")
         } else {

@@ -21,7 +21,7 @@ use paybridge_store::idempotency::{self, Claim};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ErrorType};
-use crate::http::extract::{body_too_large, MAX_BODY};
+use crate::http::extract::{read_limited, MAX_BODY};
 use crate::state::AppState;
 
 pub const HEADER: &str = "idempotency-key";
@@ -56,9 +56,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         None => return run_detached(next, req).await,
     };
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, MAX_BODY).await {
+    let bytes = match read_limited(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return body_too_large().into_response(),
+        Err(e) => return e.into_response(),
     };
     let fingerprint = {
         let mut h = Sha256::new();

@@ -156,6 +156,8 @@ async fn limit_declared_length(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > extract::MAX_BODY) {
+        // Read (and drop) what the client is sending, so it gets to read the 413.
+        let _ = extract::read_limited(req.into_body(), 0).await;
         return extract::body_too_large().into_response();
     }
     next.run(req).await

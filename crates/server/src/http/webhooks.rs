@@ -3,13 +3,11 @@
 //! (the current one, or the previous one during its grace period) within 300 s. The
 //! 200 is sent only once the event is durably stored.
 
-use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
 use paybridge_core::keys::Permission;
 use paybridge_core::stripe::event::{self, MAX_EVENT_BYTES};
 use paybridge_core::stripe::signature::{self, SignatureError};
-use paybridge_core::Environment;
-use paybridge_store::{apps, config, now, provider_events};
+use paybridge_store::{now, provider_events};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,7 +18,7 @@ use crate::http::extract::{Caller, Query};
 use crate::http::list::{to_params, List};
 use crate::metrics::OutcomeLabels;
 use crate::service::views::ProviderEventView;
-use crate::service::webhooks::{ingest, Ingested};
+use crate::service::webhooks::Ingested;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -62,22 +60,17 @@ async fn receive(
         .headers()
         .get("stripe-signature")
         .map(|v| v.to_str().unwrap_or("").to_owned());
-    let body = to_bytes(req.into_body(), MAX_EVENT_BYTES)
-        .await
-        .map_err(|_| crate::http::extract::body_too_large())?;
-    let app = apps::get_app(&state.db, &app_id).await.or_404("app")?;
-    let cfg = config::get(&state.db, &app.id)
-        .await?
-        .filter(|c| c.signing_secret_sealed.is_some())
-        .ok_or_else(|| {
-            rejected(
-                &state,
-                "webhook_not_configured",
-                "This app has no webhook signing secret: PUT /v1/payment_config/signing_secret",
-            )
-        })?;
-    let secrets = crate::service::config::signing_secrets(&state, &cfg)?;
-    let keys: Vec<&[u8]> = secrets
+    let body = crate::http::extract::read_limited(req.into_body(), MAX_EVENT_BYTES).await?;
+    let keys = state.webhook_keys.get(&state, &app_id).await?;
+    if keys.secrets.is_empty() {
+        return Err(rejected(
+            &state,
+            "webhook_not_configured",
+            "This app has no webhook signing secret: PUT /v1/payment_config/signing_secret",
+        ));
+    }
+    let secrets: Vec<&[u8]> = keys
+        .secrets
         .iter()
         .map(|s| s.expose_secret().as_bytes())
         .collect();
@@ -88,7 +81,7 @@ async fn receive(
             SignatureError::Missing.to_string(),
         )
     })?;
-    signature::verify(&header, &body, &keys, now()).map_err(|e| {
+    signature::verify(&header, &body, &secrets, now()).map_err(|e| {
         let code = match e {
             SignatureError::Stale => "timestamp_out_of_tolerance",
             SignatureError::Malformed | SignatureError::NoSignature | SignatureError::Missing => {
@@ -99,20 +92,23 @@ async fn receive(
         rejected(&state, code, e.to_string())
     })?;
     let ev = event::parse(&body).map_err(|e| rejected(&state, "event_invalid", e.to_string()))?;
-    let live = Environment::parse(&app.environment) == Some(Environment::Live);
-    if ev.livemode != live {
+    if ev.livemode != keys.live {
         return Err(rejected(
             &state,
             "livemode_mismatch",
             format!(
                 "a {} event sent to a {} app",
                 if ev.livemode { "live" } else { "test" },
-                app.environment
+                if keys.live { "live" } else { "test" }
             ),
         ));
     }
-    let raw = String::from_utf8_lossy(&body);
-    let outcome = ingest(&state, &app.id, &ev, &raw).await?;
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    let outcome = state
+        .ingestor
+        .ingest(&app_id, ev, raw)
+        .await
+        .map_err(ApiError::internal)?;
     let duplicate = outcome == Ingested::Duplicate;
     let label = if duplicate { "duplicate" } else { "processed" };
     state

@@ -30,6 +30,7 @@ pub async fn set_provider(
     let sealed = secret_key
         .filter(|k| !k.is_empty())
         .map(|k| state.vault.seal(k, &context(app, "provider_secret_key")));
+    state.webhook_keys.invalidate(app);
     let row = config::put_provider(
         &state.db,
         app,
@@ -55,6 +56,7 @@ pub async fn set_signing_secret(state: &AppState, app: &str, secret: &str) -> Ap
     validate_signing_secret(secret)?;
     let sealed = state.vault.seal(secret, &context(app, "signing_secret"));
     let grace_until = now() + state.settings.signing_secret_grace.as_secs() as i64;
+    state.webhook_keys.invalidate(app);
     config::put_signing_secret(&state.db, app, &sealed, grace_until)
         .await?
         .ok_or_else(|| {

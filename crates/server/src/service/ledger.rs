@@ -1,20 +1,24 @@
 //! The ledger: the one place where what the provider tells us moves money state.
 //!
-//! Facts come from a verified webhook event or from the provider's answer to our own
-//! call; both pass through `apply_payment_facts`, inside the caller's transaction,
-//! which runs the domain's forward-only machine, writes the payment, re-totals the
-//! order, and appends our events — one per real change, in the same transaction, so an
-//! event exists exactly when its change does.
+//! Facts come from verified webhook events or from the provider's answers to our own
+//! calls. Both go through a `UnitOfWork`: the rows involved are loaded (and on
+//! PostgreSQL locked) first, the domain's forward-only machine is applied in memory —
+//! emitting one of our events per real change — and `flush` writes what changed, in
+//! the caller's transaction, so an event exists exactly when its change does. A batch of
+//! webhook events is one unit of work: a handful of statements for the lot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use paybridge_core::ids::{CardId, EventId};
 use paybridge_core::payment::{
     apply, CheckoutStatus, Dispute, Failure, Lifecycle, OrderStatus, PaymentFact, PaymentState,
 };
-use paybridge_core::stripe::event::{self, Event, SeenCard};
+use paybridge_core::stripe::event::{self, Event, Refs, SeenCard};
+use paybridge_store::checkouts::{self, CheckoutRow};
 use paybridge_store::customers::{self, CardRow};
 use paybridge_store::events::{self, EventRow};
 use paybridge_store::payments::{self, PaymentRow};
-use paybridge_store::{checkouts, now, orders, Conn, StoreError};
+use paybridge_store::{now, orders, Conn, StoreError};
 use serde::Serialize;
 
 use super::views::{CheckoutView, OrderView, PaymentView};
@@ -51,6 +55,29 @@ fn write_state(p: &mut PaymentRow, s: &PaymentState) {
     }
 }
 
+/// One of our events, ready to append.
+pub fn event_row(
+    app: &str,
+    kind: &str,
+    object_id: &str,
+    links: (Option<&str>, Option<&str>, Option<&str>),
+    data: &impl Serialize,
+) -> EventRow {
+    let (order, payment, customer) = links;
+    EventRow {
+        seq: 0,
+        id: EventId::generate().into_string(),
+        app_id: app.to_owned(),
+        kind: kind.to_owned(),
+        object_id: object_id.to_owned(),
+        order_id: order.map(str::to_owned),
+        payment_id: payment.map(str::to_owned),
+        customer_id: customer.map(str::to_owned),
+        data: serde_json::to_string(data).unwrap_or_else(|_| "{}".into()),
+        created: now(),
+    }
+}
+
 /// Appends one of our events.
 pub async fn emit(
     conn: &mut Conn,
@@ -60,60 +87,353 @@ pub async fn emit(
     links: (Option<&str>, Option<&str>, Option<&str>),
     data: &impl Serialize,
 ) -> Result<(), StoreError> {
-    let (order, payment, customer) = links;
-    events::append(
-        conn,
-        &EventRow {
-            seq: 0,
-            id: EventId::generate().into_string(),
-            app_id: app.to_owned(),
-            kind: kind.to_owned(),
-            object_id: object_id.to_owned(),
-            order_id: order.map(str::to_owned),
-            payment_id: payment.map(str::to_owned),
-            customer_id: customer.map(str::to_owned),
-            data: serde_json::to_string(data).unwrap_or_else(|_| "{}".into()),
-            created: now(),
-        },
-    )
-    .await?;
+    events::append(conn, &event_row(app, kind, object_id, links, data)).await?;
     Ok(())
 }
 
-/// Applies facts to a payment already locked in this transaction (its provider
-/// references may have been filled in by the caller), saves it if anything changed,
-/// re-totals its order, and emits `payment.<status>` when the status changed.
+/// What processing made of a provider event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Processed(String),
+    /// An event type or object paybridge does not act on.
+    Ignored(String),
+    /// About an object of ours not known yet: kept, and applied when it can be.
+    Pending(String),
+    /// Refused by a check (an amount that does not match); kept for inspection.
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Outcome::Processed(d) => ("processed", d),
+            Outcome::Ignored(d) => ("ignored", d),
+            Outcome::Pending(d) => ("pending", d),
+            Outcome::Failed(d) => ("failed", d),
+        }
+    }
+}
+
+/// Rows loaded for a change, what the change does to them, and the events it emits.
+#[derive(Default)]
+pub struct UnitOfWork {
+    payments: BTreeMap<String, PaymentRow>,
+    payments_before: HashMap<String, PaymentRow>,
+    checkouts: BTreeMap<String, CheckoutRow>,
+    checkout_status_before: HashMap<String, String>,
+    by_intent: HashMap<(String, String), String>,
+    by_session: HashMap<(String, String), String>,
+    checkout_by_session: HashMap<(String, String), String>,
+    events: Vec<EventRow>,
+    orders: BTreeSet<(String, String)>,
+    cards: Vec<(String, SeenCard)>,
+}
+
+impl UnitOfWork {
+    pub fn new() -> UnitOfWork {
+        UnitOfWork::default()
+    }
+
+    /// Adds a loaded (and locked) payment.
+    pub fn add_payment(&mut self, p: PaymentRow) {
+        if self.payments.contains_key(&p.id) {
+            return;
+        }
+        self.index(&p);
+        self.payments_before.insert(p.id.clone(), p.clone());
+        self.payments.insert(p.id.clone(), p);
+    }
+
+    fn index(&mut self, p: &PaymentRow) {
+        if let Some(pi) = &p.provider_payment_intent {
+            self.by_intent
+                .insert((p.app_id.clone(), pi.clone()), p.id.clone());
+        }
+        if let Some(cs) = &p.provider_checkout_session {
+            self.by_session
+                .insert((p.app_id.clone(), cs.clone()), p.id.clone());
+        }
+    }
+
+    pub fn add_checkout(&mut self, c: CheckoutRow) {
+        if let Some(s) = &c.provider_session_id {
+            self.checkout_by_session
+                .insert((c.app_id.clone(), s.clone()), c.id.clone());
+        }
+        self.checkout_status_before
+            .entry(c.id.clone())
+            .or_insert_with(|| c.status.clone());
+        self.checkouts.entry(c.id.clone()).or_insert(c);
+    }
+
+    pub fn payment(&self, id: &str) -> Option<&PaymentRow> {
+        self.payments.get(id)
+    }
+
+    /// Changes a payment's stored fields other than its money state (provider ids).
+    pub fn payment_mut(&mut self, id: &str) -> Option<&mut PaymentRow> {
+        self.payments.get_mut(id)
+    }
+
+    fn find_payment(&self, app: &str, refs: &Refs) -> Option<String> {
+        let key = |v: &Option<String>| v.as_ref().map(|v| (app.to_owned(), v.clone()));
+        refs.payment
+            .as_ref()
+            .filter(|id| self.payments.get(*id).is_some_and(|p| p.app_id == app))
+            .cloned()
+            .or_else(|| key(&refs.payment_intent).and_then(|k| self.by_intent.get(&k).cloned()))
+            .or_else(|| key(&refs.checkout_session).and_then(|k| self.by_session.get(&k).cloned()))
+    }
+
+    fn find_checkout(&self, app: &str, refs: &Refs) -> Option<String> {
+        refs.checkout
+            .as_ref()
+            .filter(|id| self.checkouts.get(*id).is_some_and(|c| c.app_id == app))
+            .cloned()
+            .or_else(|| {
+                refs.checkout_session.as_ref().and_then(|s| {
+                    self.checkout_by_session
+                        .get(&(app.to_owned(), s.clone()))
+                        .cloned()
+                })
+            })
+    }
+
+    /// Applies facts to a loaded payment; emits `payment.<status>` when its status
+    /// moves, and marks its order for re-totalling when its money moves.
+    pub fn apply_facts(&mut self, id: &str, facts: &[PaymentFact]) {
+        let Some(p) = self.payments.get_mut(id) else {
+            return;
+        };
+        let old = state_of(p);
+        let new = facts.iter().fold(old.clone(), |s, f| apply(&s, f));
+        write_state(p, &new);
+        if old.status() != new.status() {
+            let row = event_row(
+                &p.app_id,
+                &format!("payment.{}", new.status().as_str()),
+                &p.id,
+                (Some(&p.order_id), Some(&p.id), p.customer_id.as_deref()),
+                &PaymentView::of(p),
+            );
+            self.events.push(row);
+        }
+        if old.amount_captured != new.amount_captured
+            || old.amount_refunded != new.amount_refunded
+            || (old.lifecycle == Lifecycle::Succeeded) != (new.lifecycle == Lifecycle::Succeeded)
+        {
+            self.orders.insert((p.app_id.clone(), p.order_id.clone()));
+        }
+        let p = p.clone();
+        self.index(&p);
+    }
+
+    /// Moves a loaded checkout forward; emits `checkout.completed` / `checkout.expired`.
+    pub fn apply_checkout(&mut self, id: &str, fact: CheckoutStatus) {
+        let Some(c) = self.checkouts.get_mut(id) else {
+            return;
+        };
+        let old = CheckoutStatus::parse(&c.status).unwrap_or(CheckoutStatus::Open);
+        let new = old.apply(fact);
+        if new == old {
+            return;
+        }
+        c.status = new.as_str().to_owned();
+        let kind = match new {
+            CheckoutStatus::Complete => "checkout.completed",
+            CheckoutStatus::Expired => "checkout.expired",
+            CheckoutStatus::Open => "checkout.opened",
+        };
+        let row = event_row(
+            &c.app_id,
+            kind,
+            &c.id,
+            (
+                Some(&c.order_id),
+                Some(&c.payment_id),
+                c.customer_id.as_deref(),
+            ),
+            &CheckoutView::of(c),
+        );
+        self.events.push(row);
+    }
+
+    /// Applies a verified provider event to the loaded rows.
+    pub fn apply_event(&mut self, app: &str, ev: &Event) -> Outcome {
+        let Some(r) = event::read(ev) else {
+            return Outcome::Ignored(format!("{} is not an event paybridge acts on", ev.kind));
+        };
+        let checkout = self.find_checkout(app, &r.refs);
+        let payment = self
+            .find_payment(app, &r.refs)
+            .or_else(|| {
+                checkout
+                    .as_ref()
+                    .and_then(|c| self.checkouts.get(c))
+                    .map(|c| c.payment_id.clone())
+            })
+            .filter(|p| self.payments.contains_key(p));
+        let Some(pid) = payment else {
+            return if r.refs.is_empty() {
+                Outcome::Ignored("the object is not one paybridge created".into())
+            } else {
+                Outcome::Pending("no payment of this app matches the event yet".into())
+            };
+        };
+        let p = self.payments.get_mut(&pid).expect("checked above");
+        if let Some((amount, currency)) = &r.amount {
+            if !currency.eq_ignore_ascii_case(&p.currency) || *amount != p.amount {
+                return Outcome::Failed(format!(
+                    "the event is about {amount} {currency}, the payment is {} {}",
+                    p.amount, p.currency
+                ));
+            }
+        }
+        if p.provider_payment_intent.is_none() {
+            p.provider_payment_intent = r.refs.payment_intent.clone();
+        }
+        if p.provider_checkout_session.is_none() {
+            p.provider_checkout_session = r.refs.checkout_session.clone();
+        }
+        if r.refs.charge.is_some() {
+            p.provider_charge = r.refs.charge.clone();
+        }
+        let takes_money = r.payment.iter().any(|f| {
+            matches!(
+                f,
+                PaymentFact::Succeeded { .. } | PaymentFact::RequiresCapture { .. }
+            )
+        });
+        if p.save_card == 1 && takes_money && p.customer_id.is_some() {
+            if let Some(card) = &r.card {
+                self.cards.push((pid.clone(), card.clone()));
+            }
+        }
+        self.apply_facts(&pid, &r.payment);
+        if let (Some(c), Some(status)) = (&checkout, r.checkout) {
+            self.apply_checkout(c, status);
+        }
+        let status = self
+            .payments
+            .get(&pid)
+            .map(|p| p.status.clone())
+            .unwrap_or_default();
+        Outcome::Processed(format!("payment {pid} is {status}"))
+    }
+
+    /// Loads and locks what events need, in one go: checkouts first, then payments
+    /// (the lock order everywhere), by our ids and by the provider's.
+    pub async fn load_for(
+        &mut self,
+        conn: &mut Conn,
+        app: &str,
+        refs: &[Refs],
+    ) -> Result<(), StoreError> {
+        let pick = |f: fn(&Refs) -> &Option<String>| -> Vec<String> {
+            let mut v: Vec<String> = refs.iter().filter_map(|r| f(r).clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let checkout_ids = pick(|r| &r.checkout);
+        let sessions = pick(|r| &r.checkout_session);
+        for c in checkouts::lock_many(conn, app, &checkout_ids, &sessions).await? {
+            self.add_checkout(c);
+        }
+        let mut ids = pick(|r| &r.payment);
+        ids.extend(
+            self.checkouts
+                .values()
+                .filter(|c| c.app_id == app)
+                .map(|c| c.payment_id.clone()),
+        );
+        ids.sort();
+        ids.dedup();
+        let intents = pick(|r| &r.payment_intent);
+        for p in payments::lock_many(conn, app, &ids, &intents, &sessions).await? {
+            self.add_payment(p);
+        }
+        Ok(())
+    }
+
+    /// Writes what changed: payments, checkouts, our events, the orders whose money
+    /// moved, and saved cards.
+    pub async fn flush(&mut self, conn: &mut Conn) -> Result<(), StoreError> {
+        let ts = now();
+        for (id, p) in self.payments.iter_mut() {
+            if self.payments_before.get(id) != Some(p) {
+                p.updated = ts;
+                payments::save_state(conn, p).await?;
+                self.payments_before.insert(id.clone(), p.clone());
+            }
+        }
+        for (id, c) in &self.checkouts {
+            if self.checkout_status_before.get(id) != Some(&c.status) {
+                checkouts::set_status(conn, &c.app_id, id, &c.status).await?;
+                self.checkout_status_before
+                    .insert(id.clone(), c.status.clone());
+            }
+        }
+        let mut cards = std::mem::take(&mut self.cards);
+        for (pid, card) in cards.drain(..) {
+            if let Some(p) = self.payments.get(&pid).cloned() {
+                if let Some(saved) = save_card(conn, &p, &card).await? {
+                    if let Some(p) = self.payments.get_mut(&pid) {
+                        p.payment_method_id = Some(saved);
+                        payments::save_state(conn, p).await?;
+                    }
+                }
+            }
+        }
+        let evs = std::mem::take(&mut self.events);
+        events::append_many(conn, &evs).await?;
+        for (app, order) in std::mem::take(&mut self.orders) {
+            refresh_order(conn, &app, &order).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies facts to one payment already locked in this transaction (`after` may carry
+/// provider references the caller filled in) and writes the result.
 pub async fn apply_payment_facts(
     conn: &mut Conn,
     before: &PaymentRow,
-    mut p: PaymentRow,
+    after: PaymentRow,
     facts: &[PaymentFact],
 ) -> Result<PaymentRow, StoreError> {
-    let old = state_of(before);
-    let new = facts.iter().fold(old.clone(), |s, f| apply(&s, f));
-    write_state(&mut p, &new);
-    if before != &p {
-        p.updated = now();
-        payments::save_state(conn, &p).await?;
+    let mut uow = UnitOfWork::new();
+    let id = before.id.clone();
+    uow.add_payment(before.clone());
+    if let Some(p) = uow.payment_mut(&id) {
+        *p = after;
     }
-    if old.status() != new.status() {
-        emit(
-            conn,
-            &p.app_id,
-            &format!("payment.{}", new.status().as_str()),
-            &p.id,
-            (Some(&p.order_id), Some(&p.id), p.customer_id.as_deref()),
-            &PaymentView::of(&p),
-        )
-        .await?;
+    uow.apply_facts(&id, facts);
+    uow.flush(conn).await?;
+    Ok(uow.payment(&id).cloned().unwrap_or_else(|| before.clone()))
+}
+
+/// Moves one checkout forward and writes it.
+pub async fn apply_checkout_status(
+    conn: &mut Conn,
+    c: &CheckoutRow,
+    fact: CheckoutStatus,
+) -> Result<(), StoreError> {
+    let mut uow = UnitOfWork::new();
+    uow.add_checkout(c.clone());
+    uow.apply_checkout(&c.id, fact);
+    uow.flush(conn).await
+}
+
+/// Applies one verified provider event inside the caller's transaction.
+pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outcome, StoreError> {
+    let mut uow = UnitOfWork::new();
+    if let Some(r) = event::read(ev) {
+        uow.load_for(conn, app, &[r.refs]).await?;
     }
-    if old.amount_captured != new.amount_captured
-        || old.amount_refunded != new.amount_refunded
-        || (old.lifecycle == Lifecycle::Succeeded) != (new.lifecycle == Lifecycle::Succeeded)
-    {
-        refresh_order(conn, &p.app_id, &p.order_id).await?;
-    }
-    Ok(p)
+    let outcome = uow.apply_event(app, ev);
+    uow.flush(conn).await?;
+    Ok(outcome)
 }
 
 /// Re-totals an order from its payments; emits `order.<status>` when its status moves.
@@ -155,39 +475,6 @@ pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result
     Ok(())
 }
 
-/// Moves a checkout forward (open → complete | expired); emits `checkout.<status>`.
-pub async fn apply_checkout_status(
-    conn: &mut Conn,
-    c: &checkouts::CheckoutRow,
-    fact: CheckoutStatus,
-) -> Result<(), StoreError> {
-    let old = CheckoutStatus::parse(&c.status).unwrap_or(CheckoutStatus::Open);
-    let new = old.apply(fact);
-    if new == old {
-        return Ok(());
-    }
-    checkouts::set_status(conn, &c.app_id, &c.id, new.as_str()).await?;
-    let mut after = c.clone();
-    after.status = new.as_str().to_owned();
-    emit(
-        conn,
-        &c.app_id,
-        match new {
-            CheckoutStatus::Complete => "checkout.completed",
-            CheckoutStatus::Expired => "checkout.expired",
-            CheckoutStatus::Open => "checkout.opened",
-        },
-        &c.id,
-        (
-            Some(&c.order_id),
-            Some(&c.payment_id),
-            c.customer_id.as_deref(),
-        ),
-        &CheckoutView::of(&after),
-    )
-    .await
-}
-
 /// Saves the card a payment was made with as its customer's default (`save_card`).
 pub async fn save_card(
     conn: &mut Conn,
@@ -215,103 +502,4 @@ pub async fn save_card(
     .await?;
     customers::set_default_payment_method(&mut *conn, &p.app_id, customer, Some(&row.id)).await?;
     Ok(Some(row.id))
-}
-
-/// What processing made of a provider event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Processed(String),
-    /// An event type or object paybridge does not act on.
-    Ignored(String),
-    /// About an object of ours not known yet: kept, and applied when it can be.
-    Pending(String),
-    /// Refused by a check (an amount that does not match); kept for inspection.
-    Failed(String),
-}
-
-impl Outcome {
-    pub fn parts(&self) -> (&'static str, &str) {
-        match self {
-            Outcome::Processed(d) => ("processed", d),
-            Outcome::Ignored(d) => ("ignored", d),
-            Outcome::Pending(d) => ("pending", d),
-            Outcome::Failed(d) => ("failed", d),
-        }
-    }
-}
-
-/// Applies a verified provider event, inside the caller's transaction.
-pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outcome, StoreError> {
-    let Some(r) = event::read(ev) else {
-        return Ok(Outcome::Ignored(format!(
-            "{} is not an event paybridge acts on",
-            ev.kind
-        )));
-    };
-    let checkout = checkouts::lock_by_refs(
-        conn,
-        app,
-        r.refs.checkout.as_deref(),
-        r.refs.checkout_session.as_deref(),
-    )
-    .await?;
-    let mut payment = payments::lock_by_refs(
-        conn,
-        app,
-        r.refs.payment.as_deref(),
-        r.refs.payment_intent.as_deref(),
-        r.refs.checkout_session.as_deref(),
-    )
-    .await?;
-    if payment.is_none() {
-        if let Some(c) = &checkout {
-            payment = Some(payments::lock(conn, app, &c.payment_id).await?);
-        }
-    }
-    let Some(before) = payment else {
-        return Ok(if r.refs.is_empty() {
-            Outcome::Ignored("the object is not one paybridge created".into())
-        } else {
-            Outcome::Pending("no payment of this app matches the event yet".into())
-        });
-    };
-    if let Some((amount, currency)) = &r.amount {
-        if !currency.eq_ignore_ascii_case(&before.currency) || *amount != before.amount {
-            return Ok(Outcome::Failed(format!(
-                "the event is about {amount} {currency}, the payment is {} {}",
-                before.amount, before.currency
-            )));
-        }
-    }
-    let mut p = before.clone();
-    if p.provider_payment_intent.is_none() {
-        p.provider_payment_intent = r.refs.payment_intent.clone();
-    }
-    if p.provider_checkout_session.is_none() {
-        p.provider_checkout_session = r.refs.checkout_session.clone();
-    }
-    if r.refs.charge.is_some() {
-        p.provider_charge = r.refs.charge.clone();
-    }
-    let takes_money = r.payment.iter().any(|f| {
-        matches!(
-            f,
-            PaymentFact::Succeeded { .. } | PaymentFact::RequiresCapture { .. }
-        )
-    });
-    if p.save_card == 1 && takes_money {
-        if let Some(card) = &r.card {
-            if let Some(id) = save_card(conn, &p, card).await? {
-                p.payment_method_id = Some(id);
-            }
-        }
-    }
-    let p = apply_payment_facts(conn, &before, p, &r.payment).await?;
-    if let (Some(c), Some(status)) = (&checkout, r.checkout) {
-        apply_checkout_status(conn, c, status).await?;
-    }
-    Ok(Outcome::Processed(format!(
-        "payment {} is {}",
-        p.id, p.status
-    )))
 }

@@ -10,5 +10,6 @@ pub mod orders;
 pub mod payments;
 pub mod provider;
 pub mod reconcile;
+pub mod verify_cache;
 pub mod views;
 pub mod webhooks;

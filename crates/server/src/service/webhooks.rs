@@ -1,13 +1,18 @@
 //! Webhooks in: a verified event is stored once per (app, event id) and applied in the
 //! same transaction, before the 200 that tells the provider it is safe. A repeated
 //! delivery is counted and acknowledged without a second effect, also when copies
-//! arrive at once (the primary key decides which one applies).
+//! arrive at once (the primary key decides which one applies). Events are committed in
+//! groups (`Ingestor`), each acknowledged only once its group is durable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use paybridge_core::stripe::event::Event;
 use paybridge_store::provider_events::{self, ProviderEventRow};
-use paybridge_store::{now, StoreError};
+use paybridge_store::{now, Db, StoreError};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::ledger::{self, Outcome};
+use super::ledger::{self, Outcome, UnitOfWork};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,47 +23,190 @@ pub enum Ingested {
     Duplicate,
 }
 
-pub async fn ingest(
-    state: &AppState,
-    app: &str,
-    ev: &Event,
-    raw: &str,
-) -> Result<Ingested, StoreError> {
-    let ts = now();
-    let mut tx = state.db.begin().await?;
-    let count = provider_events::record(
-        &mut tx,
-        &ProviderEventRow {
-            app_id: app.to_owned(),
-            id: ev.id.clone(),
-            kind: ev.kind.clone(),
-            created: ev.created,
-            livemode: i64::from(ev.livemode),
-            object_id: ev
-                .object
-                .get("id")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            payload: redact_client_secrets(raw),
-            received_count: 1,
-            first_received: ts,
-            last_received: ts,
-            outcome: "received".into(),
-            detail: None,
-            attempts: 0,
-            processed_at: None,
-        },
-    )
-    .await?;
-    if count > 1 {
-        tx.commit().await?;
-        return Ok(Ingested::Duplicate);
+struct Job {
+    app: String,
+    event: Event,
+    raw: String,
+    reply: oneshot::Sender<Result<Ingested, String>>,
+}
+
+impl Job {
+    fn key(&self) -> (&str, &str) {
+        (self.app.as_str(), self.event.id.as_str())
     }
-    let outcome = ledger::apply_event(&mut tx, app, ev).await?;
-    let (name, detail) = outcome.parts();
-    provider_events::set_outcome(&mut tx, app, &ev.id, name, Some(detail), ts).await?;
+}
+
+/// Group commit for webhooks: events queue here and a few writer tasks take all that
+/// has queued, apply each inside its own savepoint of one transaction, commit once (one
+/// fsync for the lot), and only then answer each request. While a batch commits, the
+/// next one gathers, so batches grow with the load and an idle server answers at once.
+#[derive(Clone)]
+pub struct Ingestor {
+    queue: mpsc::Sender<Job>,
+}
+
+/// Most events in one transaction.
+const MAX_BATCH: usize = 512;
+
+impl Ingestor {
+    /// `lanes` writer tasks: one on SQLite (it has one writer), several on PostgreSQL.
+    pub fn start(db: Db, lanes: usize) -> Ingestor {
+        let (queue, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..lanes.max(1) {
+            let rx = rx.clone();
+            let db = db.clone();
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else { return };
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(j) => batch.push(j),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    commit_batch(&db, batch).await;
+                }
+            });
+        }
+        Ingestor { queue }
+    }
+
+    /// Stores and applies an event; returns once it is durable.
+    pub async fn ingest(&self, app: &str, event: Event, raw: String) -> Result<Ingested, String> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job {
+                app: app.to_owned(),
+                event,
+                raw,
+                reply,
+            })
+            .await
+            .map_err(|_| "the ingest queue is closed".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the ingest writer stopped".to_owned())?
+    }
+}
+
+async fn commit_batch(db: &Db, batch: Vec<Job>) {
+    match apply_batch(db, &batch).await {
+        Ok(results) => {
+            for (job, r) in batch.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(r));
+            }
+        }
+        // A batch that failed as a whole (a lock conflict between nodes, say) is tried
+        // again one event at a time, so one bad event cannot fail the others.
+        Err(e) if batch.len() > 1 => {
+            tracing::warn!(error = %e, events = batch.len(), "a batch of webhook events failed; applying them one by one");
+            for job in batch {
+                let r = apply_batch(db, std::slice::from_ref(&job)).await;
+                let _ = job
+                    .reply
+                    .send(r.map(|mut v| v.remove(0)).map_err(|e| e.to_string()));
+            }
+        }
+        Err(e) => {
+            for job in batch {
+                let _ = job.reply.send(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+/// Stores and applies a batch of events in one transaction: claims the new ones,
+/// counts the duplicates, loads the rows they are about in one go, applies them in
+/// arrival order, writes what changed, records each event's outcome.
+async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError> {
+    let ts = now();
+    // Copies of one event within the batch: the first stands for all.
+    let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut copies: HashMap<usize, i64> = HashMap::new();
+    for (i, j) in batch.iter().enumerate() {
+        let at = *first.entry(j.key()).or_insert(i);
+        *copies.entry(at).or_insert(0) += 1;
+    }
+    let mut rows: Vec<ProviderEventRow> = copies
+        .iter()
+        .map(|(&i, &n)| {
+            let j = &batch[i];
+            ProviderEventRow {
+                app_id: j.app.clone(),
+                id: j.event.id.clone(),
+                kind: j.event.kind.clone(),
+                created: j.event.created,
+                livemode: i64::from(j.event.livemode),
+                object_id: j
+                    .event
+                    .object
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                payload: redact_client_secrets(&j.raw),
+                received_count: n,
+                first_received: ts,
+                last_received: ts,
+                outcome: "received".into(),
+                detail: None,
+                attempts: 0,
+                processed_at: None,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.app_id, &a.id).cmp(&(&b.app_id, &b.id)));
+    let mut tx = db.begin().await?;
+    let claimed: HashSet<(String, String)> = provider_events::claim_many(&mut tx, &rows)
+        .await?
+        .into_iter()
+        .collect();
+    let mut results = vec![Ingested::Duplicate; batch.len()];
+    let mut apps: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !claimed.contains(&(r.app_id.clone(), r.id.clone())) {
+            provider_events::count_delivery(&mut tx, &r.app_id, &r.id, r.received_count, ts)
+                .await?;
+        } else if !apps.contains(&r.app_id.as_str()) {
+            apps.push(&r.app_id);
+        }
+    }
+    let mut uow = UnitOfWork::new();
+    for app in &apps {
+        let refs: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .filter(|(i, j)| j.app == *app && first.get(&j.key()) == Some(i))
+            .filter_map(|(_, j)| paybridge_core::stripe::event::read(&j.event).map(|r| r.refs))
+            .collect();
+        uow.load_for(&mut tx, app, &refs).await?;
+    }
+    let mut outcomes: HashMap<&str, Vec<(String, &'static str, String)>> = HashMap::new();
+    for (i, j) in batch.iter().enumerate() {
+        let is_first = first.get(&j.key()) == Some(&i);
+        if !is_first || !claimed.contains(&(j.app.clone(), j.event.id.clone())) {
+            continue;
+        }
+        let outcome = uow.apply_event(&j.app, &j.event);
+        let (name, detail) = outcome.parts();
+        outcomes.entry(j.app.as_str()).or_default().push((
+            j.event.id.clone(),
+            name,
+            detail.to_owned(),
+        ));
+        results[i] = Ingested::Applied(outcome);
+    }
+    uow.flush(&mut tx).await?;
+    for (app, list) in outcomes {
+        provider_events::set_outcomes(&mut tx, app, &list, ts).await?;
+    }
     tx.commit().await?;
-    Ok(Ingested::Applied(outcome))
+    Ok(results)
 }
 
 /// Applies stored events that were waiting for their object (or failed); gives up on
