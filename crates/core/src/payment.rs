@@ -299,6 +299,120 @@ impl CheckoutStatus {
     }
 }
 
+/// A refund's status. `succeeded` can still become `failed` (a bank can return a
+/// refund days later), so `failed` and `canceled` rank above it; a late `pending` or
+/// `succeeded` never undoes a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Canceled,
+    Failed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "pending",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Canceled => "canceled",
+            RefundStatus::Failed => "failed",
+        }
+    }
+
+    /// Stripe's refund statuses, mapped (`requires_action` waits like `pending`).
+    pub fn parse(s: &str) -> Option<RefundStatus> {
+        match s {
+            "pending" | "requires_action" => Some(RefundStatus::Pending),
+            "succeeded" => Some(RefundStatus::Succeeded),
+            "canceled" => Some(RefundStatus::Canceled),
+            "failed" => Some(RefundStatus::Failed),
+            _ => None,
+        }
+    }
+
+    pub fn apply(self, fact: RefundStatus) -> RefundStatus {
+        self.max(fact)
+    }
+
+    /// Whether the refund's amount is (or may still be) given back.
+    pub fn holds_amount(self) -> bool {
+        matches!(self, RefundStatus::Pending | RefundStatus::Succeeded)
+    }
+}
+
+/// A subscription's status, as Stripe's. Unlike a payment's, it moves back and forth
+/// (`active` → `past_due` → `active`), so the latest report wins: a report older than
+/// the last one applied is ignored, and `canceled` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Incomplete,
+    IncompleteExpired,
+    Trialing,
+    Active,
+    PastDue,
+    Unpaid,
+    Paused,
+    Canceled,
+}
+
+impl SubscriptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Incomplete => "incomplete",
+            SubscriptionStatus::IncompleteExpired => "incomplete_expired",
+            SubscriptionStatus::Trialing => "trialing",
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::PastDue => "past_due",
+            SubscriptionStatus::Unpaid => "unpaid",
+            SubscriptionStatus::Paused => "paused",
+            SubscriptionStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SubscriptionStatus> {
+        [
+            SubscriptionStatus::Incomplete,
+            SubscriptionStatus::IncompleteExpired,
+            SubscriptionStatus::Trialing,
+            SubscriptionStatus::Active,
+            SubscriptionStatus::PastDue,
+            SubscriptionStatus::Unpaid,
+            SubscriptionStatus::Paused,
+            SubscriptionStatus::Canceled,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
+    fn is_final(self) -> bool {
+        matches!(
+            self,
+            SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
+        )
+    }
+}
+
+/// Applies a report of a subscription's status made at `at` to the current status,
+/// last changed at `since`. Returns the new status and its time.
+pub fn apply_subscription(
+    current: SubscriptionStatus,
+    since: i64,
+    report: SubscriptionStatus,
+    at: i64,
+) -> (SubscriptionStatus, i64) {
+    if current.is_final() {
+        return (current, since);
+    }
+    if report.is_final() || at >= since {
+        (report, at.max(since))
+    } else {
+        (current, since)
+    }
+}
+
 /// An order's status, derived from what its payments have brought in and given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -442,6 +556,40 @@ mod tests {
             PaymentStatus::Succeeded,
             "a retry after a decline succeeds"
         );
+    }
+
+    #[test]
+    fn refunds_and_subscriptions_only_move_forward() {
+        use RefundStatus as R;
+        assert_eq!(R::Pending.apply(R::Succeeded), R::Succeeded);
+        assert_eq!(
+            R::Succeeded.apply(R::Pending),
+            R::Succeeded,
+            "a late pending changes nothing"
+        );
+        assert_eq!(
+            R::Succeeded.apply(R::Failed),
+            R::Failed,
+            "a bank can return a refund"
+        );
+        assert_eq!(R::Failed.apply(R::Succeeded), R::Failed);
+        assert!(
+            R::Pending.holds_amount() && R::Succeeded.holds_amount() && !R::Failed.holds_amount()
+        );
+        use SubscriptionStatus::*;
+        assert_eq!(apply_subscription(Active, 10, PastDue, 20), (PastDue, 20));
+        assert_eq!(
+            apply_subscription(PastDue, 20, Active, 15),
+            (PastDue, 20),
+            "an older report is ignored"
+        );
+        assert_eq!(apply_subscription(PastDue, 20, Active, 30), (Active, 30));
+        assert_eq!(
+            apply_subscription(Active, 30, Canceled, 25),
+            (Canceled, 30),
+            "cancellation is final whenever it arrives"
+        );
+        assert_eq!(apply_subscription(Canceled, 30, Active, 99), (Canceled, 30));
     }
 
     #[test]

@@ -14,9 +14,11 @@ pub mod stripe;
 
 use async_trait::async_trait;
 use paybridge_core::stripe::objects::{
-    CheckoutSession, Customer, Metadata, PaymentIntent, PaymentMethod, Price,
+    Account, CheckoutSession, Customer, Metadata, PaymentIntent, PaymentMethod, Price, Refund,
+    Subscription, Transfer,
 };
 use secrecy::SecretString;
+use serde_json::Value;
 
 pub use form::Form;
 
@@ -28,6 +30,8 @@ pub struct Call {
     /// Derived from our operation id (`pb_<our id>_<operation>`); the same operation
     /// always sends the same key.
     pub idempotency_key: String,
+    /// Act as this connected account (Stripe's `Stripe-Account` header).
+    pub account: Option<String>,
 }
 
 impl Call {
@@ -36,7 +40,14 @@ impl Call {
             app_id: app_id.to_owned(),
             secret_key,
             idempotency_key: format!("pb_{operation}"),
+            account: None,
         }
+    }
+
+    /// The same call, made as a connected account.
+    pub fn on_behalf_of(mut self, account: &str) -> Call {
+        self.account = Some(account.to_owned());
+        self
     }
 
     /// The same app and key, for another operation.
@@ -45,6 +56,7 @@ impl Call {
             app_id: self.app_id.clone(),
             secret_key: self.secret_key.clone(),
             idempotency_key: format!("pb_{operation}"),
+            account: self.account.clone(),
         }
     }
 }
@@ -101,6 +113,49 @@ pub struct NewPaymentIntent {
     pub metadata: Metadata,
     pub application_fee_amount: Option<i64>,
     pub transfer_destination: Option<String>,
+    pub extra: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRefund {
+    pub payment_intent: String,
+    pub amount: i64,
+    /// `duplicate`, `fraudulent` or `requested_by_customer`.
+    pub reason: Option<String>,
+    pub metadata: Metadata,
+    pub refund_application_fee: bool,
+    pub reverse_transfer: bool,
+}
+
+/// A subscription to one price: a provider price (`price`), or for the sandbox an
+/// inline amount.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub customer: String,
+    pub price: Option<String>,
+    pub name: String,
+    pub unit_amount: i64,
+    pub currency: String,
+    pub interval: String,
+    pub interval_count: i64,
+    pub quantity: i64,
+    pub default_payment_method: Option<String>,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub email: String,
+    pub country: Option<String>,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTransfer {
+    pub destination: String,
+    pub amount: i64,
+    pub currency: String,
+    pub metadata: Metadata,
     pub extra: Vec<(String, String)>,
 }
 
@@ -183,4 +238,28 @@ pub trait Provider: Send + Sync {
 
     /// Active prices, with their products, for `POST /v1/products/import`.
     async fn list_prices(&self, call: &Call) -> Result<Vec<Price>>;
+
+    async fn create_refund(&self, call: &Call, r: &NewRefund) -> Result<Refund>;
+    async fn retrieve_refund(&self, call: &Call, id: &str) -> Result<Refund>;
+
+    async fn create_subscription(&self, call: &Call, s: &NewSubscription) -> Result<Subscription>;
+    async fn retrieve_subscription(&self, call: &Call, id: &str) -> Result<Subscription>;
+    /// Cancels now, or at the end of the current period.
+    async fn cancel_subscription(
+        &self,
+        call: &Call,
+        id: &str,
+        at_period_end: bool,
+    ) -> Result<Subscription>;
+
+    async fn create_account(&self, call: &Call, a: &NewAccount) -> Result<Account>;
+    async fn retrieve_account(&self, call: &Call, id: &str) -> Result<Account>;
+    async fn delete_account(&self, call: &Call, id: &str) -> Result<()>;
+    /// The account's persons (Stripe's objects, passed through).
+    async fn list_persons(&self, call: &Call, account: &str) -> Result<Vec<Value>>;
+    async fn create_transfer(&self, call: &Call, t: &NewTransfer) -> Result<Transfer>;
+    /// The balance transactions a payout (of a connected account, with `call.account`) settled.
+    async fn list_payout_transactions(&self, call: &Call, payout: &str) -> Result<Vec<Value>>;
+    /// The account's webhook endpoints (Stripe's objects, passed through).
+    async fn list_webhook_endpoints(&self, call: &Call) -> Result<Vec<Value>>;
 }

@@ -74,3 +74,13 @@ pub async fn put_signing_secret(
     .fetch_optional(&db.write)
     .await?)
 }
+
+/// The app's provider name (`stripe`, `sandbox`), read inside a transaction.
+pub async fn provider_of(conn: &mut crate::Conn, app: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT provider FROM payment_configs WHERE app_id = $1")
+            .bind(app)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}

@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod checkouts;
 pub mod config;
+pub mod connect;
 pub mod customers;
 mod db;
 pub mod events;
@@ -15,8 +16,10 @@ mod page;
 pub mod payments;
 pub mod products;
 pub mod provider_events;
+pub mod refunds;
 pub mod sandbox;
 pub mod settings;
+pub mod subscriptions;
 
 pub use db::{
     for_update, normalize_url, now, now_ms, sqlite_path, Backend, Conn, Db, DbOptions, Tx,

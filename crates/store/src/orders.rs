@@ -22,17 +22,19 @@ pub struct OrderRow {
     pub metadata: String,
     pub client_secret: String,
     pub subscription_id: Option<String>,
+    /// For a recurring charge: the provider's invoice it pays.
+    pub provider_invoice_id: Option<String>,
     pub created: i64,
     pub updated: i64,
 }
 
 const COLUMNS: &str =
     "id, app_id, customer_id, currency, amount_total, amount_paid, amount_refunded, status, \
-    line_items, metadata, client_secret, subscription_id, created, updated";
+    line_items, metadata, client_secret, subscription_id, provider_invoice_id, created, updated";
 
 pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, o: &OrderRow) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&o.id)
     .bind(&o.app_id)
@@ -46,6 +48,7 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, o: &OrderRow) -> 
     .bind(&o.metadata)
     .bind(&o.client_secret)
     .bind(&o.subscription_id)
+    .bind(&o.provider_invoice_id)
     .bind(o.created)
     .bind(o.updated)
     .execute(e)
@@ -117,4 +120,34 @@ pub async fn list(
         .and_opt("status = ?", status.map(|s| Arg::Text(s.to_owned())))
         .page(&db.read, params)
         .await
+}
+
+/// The order paying a provider invoice, if there is one yet.
+pub async fn by_invoice(conn: &mut Conn, app: &str, invoice: &str) -> Result<Option<OrderRow>> {
+    Ok(sqlx::query_as::<_, OrderRow>(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE app_id = $1 AND provider_invoice_id = $2"
+    ))
+    .bind(app)
+    .bind(invoice)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Marks an order as paying a provider invoice (the first invoice of a subscription
+/// started by checkout is paid by that checkout's order).
+pub async fn set_invoice(
+    conn: &mut Conn,
+    app: &str,
+    id: &str,
+    invoice: &str,
+    subscription: Option<&str>,
+) -> Result<()> {
+    sqlx::query("UPDATE orders SET provider_invoice_id = $3, subscription_id = COALESCE($4, subscription_id) WHERE app_id = $1 AND id = $2")
+        .bind(app)
+        .bind(id)
+        .bind(invoice)
+        .bind(subscription)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

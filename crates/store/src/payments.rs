@@ -24,6 +24,8 @@ pub struct PaymentRow {
     pub amount_capturable: i64,
     pub amount_captured: i64,
     pub amount_refunded: i64,
+    /// What pending and succeeded refunds add up to (admitted by `reserve_refund`).
+    pub amount_refunding: i64,
     pub dispute: String,
     pub failure_code: Option<String>,
     pub decline_code: Option<String>,
@@ -44,15 +46,15 @@ pub struct PaymentRow {
 }
 
 const COLUMNS: &str = "id, app_id, order_id, customer_id, method, capture_method, provider, lifecycle, status, \
-    amount, currency, amount_capturable, amount_captured, amount_refunded, dispute, failure_code, decline_code, \
-    failure_message, failure_at, save_card, payment_method_id, provider_payment_intent, provider_checkout_session, \
+    amount, currency, amount_capturable, amount_captured, amount_refunded, amount_refunding, dispute, failure_code, \
+    decline_code, failure_message, failure_at, save_card, payment_method_id, provider_payment_intent, provider_checkout_session, \
     provider_charge, client_secret_sealed, payment_url, application_fee_amount, transfer_destination, metadata, \
     created, updated";
 
 pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, p: &PaymentRow) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)"
+         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
     ))
     .bind(&p.id)
     .bind(&p.app_id)
@@ -68,6 +70,7 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, p: &PaymentRow) -
     .bind(p.amount_capturable)
     .bind(p.amount_captured)
     .bind(p.amount_refunded)
+    .bind(p.amount_refunding)
     .bind(&p.dispute)
     .bind(&p.failure_code)
     .bind(&p.decline_code)
@@ -272,4 +275,53 @@ pub async fn lock_many(
         q = q.bind(v);
     }
     Ok(q.fetch_all(&mut *conn).await?)
+}
+
+/// Admits a refund of `amount`: raises `amount_refunding` only if the payment has
+/// succeeded and the total stays within what was captured. One conditional update, so
+/// concurrent refunds (on one node or many) can never sum past the capture. Returns
+/// the payment as it now is, or `None` if the refund does not fit.
+pub async fn reserve_refund(
+    conn: &mut Conn,
+    app: &str,
+    id: &str,
+    amount: i64,
+) -> Result<Option<PaymentRow>> {
+    Ok(sqlx::query_as::<_, PaymentRow>(&format!(
+        "UPDATE payments SET amount_refunding = amount_refunding + $3 \
+         WHERE app_id = $1 AND id = $2 AND lifecycle = 'succeeded' AND $3 > 0 \
+             AND amount_refunding + $3 <= amount_captured \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(app)
+    .bind(id)
+    .bind(amount)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Takes back what a failed (or canceled) refund had reserved.
+pub async fn release_refund(conn: &mut Conn, app: &str, id: &str, amount: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE payments SET amount_refunding = CASE WHEN amount_refunding >= $3 THEN amount_refunding - $3 ELSE 0 END \
+         WHERE app_id = $1 AND id = $2",
+    )
+    .bind(app)
+    .bind(id)
+    .bind(amount)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts a refund made outside paybridge (seen in the provider's events): it is the
+/// provider's truth, so it is recorded whatever the reservation.
+pub async fn add_refunding(conn: &mut Conn, app: &str, id: &str, amount: i64) -> Result<()> {
+    sqlx::query("UPDATE payments SET amount_refunding = amount_refunding + $3 WHERE app_id = $1 AND id = $2")
+        .bind(app)
+        .bind(id)
+        .bind(amount)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

@@ -157,3 +157,19 @@ pub async fn by_provider_price(db: &Db, app: &str, price: &str) -> Result<Produc
     .await?
     .ok_or(StoreError::NotFound)
 }
+
+/// A product read inside a transaction (archived ones too: an order may name one).
+pub async fn get_in<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    e: E,
+    app: &str,
+    id: &str,
+) -> Result<ProductRow> {
+    sqlx::query_as::<_, ProductRow>(&format!(
+        "SELECT {COLUMNS} FROM products WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(e)
+    .await?
+    .ok_or(StoreError::NotFound)
+}

@@ -10,8 +10,13 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::objects::{Charge, CheckoutSession, ErrorObject, Metadata, PaymentIntent};
-use crate::payment::{CheckoutStatus, Failure, PaymentFact};
+use super::objects::{
+    Charge, CheckoutSession, Dispute, ErrorObject, Invoice, Metadata, PaymentIntent, Refund,
+    Subscription,
+};
+use crate::payment::{
+    CheckoutStatus, Dispute as DisputeState, Failure, PaymentFact, RefundStatus, SubscriptionStatus,
+};
 
 /// Metadata keys paybridge puts on every provider object it creates, so that an event
 /// finds our records even before our own call to create the object has returned.
@@ -19,6 +24,8 @@ pub const META_APP: &str = "pb_app";
 pub const META_ORDER: &str = "pb_order";
 pub const META_PAYMENT: &str = "pb_payment";
 pub const META_CHECKOUT: &str = "pb_checkout";
+pub const META_REFUND: &str = "pb_refund";
+pub const META_SUBSCRIPTION: &str = "pb_subscription";
 
 /// Largest event body accepted (Stripe's are a few kB; Checkout sessions ~10 kB).
 pub const MAX_EVENT_BYTES: usize = 512 * 1024;
@@ -104,6 +111,8 @@ pub struct Refs {
     pub payment_intent: Option<String>,
     pub charge: Option<String>,
     pub customer: Option<String>,
+    /// Subscription mode: the provider's subscription (on a checkout session).
+    pub subscription: Option<String>,
 }
 
 impl Refs {
@@ -144,6 +153,52 @@ pub struct Reading {
     pub card: Option<SeenCard>,
     /// The amount and currency the object is about, to check against our record.
     pub amount: Option<(i64, String)>,
+    pub refund: Option<RefundReading>,
+    pub subscription: Option<SubscriptionReading>,
+    pub invoice: Option<InvoiceReading>,
+}
+
+/// A refund as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReading {
+    pub provider_refund: String,
+    /// Our refund, when paybridge made it.
+    pub ours: Option<String>,
+    pub amount: i64,
+    pub currency: Option<String>,
+    pub status: RefundStatus,
+    pub reason: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+/// A subscription's state as the provider reports it, at the event's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionReading {
+    pub provider_subscription: String,
+    pub ours: Option<String>,
+    pub status: SubscriptionStatus,
+    pub at: i64,
+    pub current_period_start: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub customer: Option<String>,
+    pub price: Option<String>,
+}
+
+/// A subscription invoice, paid or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceReading {
+    pub provider_invoice: String,
+    pub provider_subscription: Option<String>,
+    pub paid: bool,
+    pub amount: i64,
+    pub currency: String,
+    pub billing_reason: Option<String>,
+    pub payment_intent: Option<String>,
+    pub charge: Option<String>,
+    pub period_end: Option<i64>,
+    pub at: i64,
 }
 
 /// The event types whose objects move payments and checkouts.
@@ -163,12 +218,44 @@ pub const HANDLED: &[&str] = &[
     "charge.failed",
     "charge.captured",
     "charge.refunded",
+    "charge.refund.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
 ];
 
 /// Reads an event. `None` for an event type paybridge does not act on (it is still
 /// stored and acknowledged), or an object that does not parse as its type says.
 pub fn read(ev: &Event) -> Option<Reading> {
     let kind = ev.kind.as_str();
+    if matches!(
+        kind,
+        "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated"
+    ) {
+        let r: Refund = serde_json::from_value(ev.object.clone()).ok()?;
+        return Some(read_refund(&r));
+    }
+    if let Some(rest) = kind.strip_prefix("charge.dispute.") {
+        let d: Dispute = serde_json::from_value(ev.object.clone()).ok()?;
+        return read_dispute(rest, &d);
+    }
+    if let Some(rest) = kind.strip_prefix("customer.subscription.") {
+        let sub: Subscription = serde_json::from_value(ev.object.clone()).ok()?;
+        return read_subscription(rest, &sub, ev.created);
+    }
+    if let Some(rest) = kind.strip_prefix("invoice.") {
+        let inv: Invoice = serde_json::from_value(ev.object.clone()).ok()?;
+        return read_invoice(rest, &inv, ev.created);
+    }
     if let Some(rest) = kind.strip_prefix("checkout.session.") {
         let s: CheckoutSession = serde_json::from_value(ev.object.clone()).ok()?;
         return read_checkout(rest, &s, ev.created);
@@ -198,6 +285,7 @@ fn read_checkout(what: &str, s: &CheckoutSession, at: i64) -> Option<Reading> {
     r.refs.checkout_session = Some(s.id.clone());
     r.refs.payment_intent = s.payment_intent.as_ref().map(|p| p.id().to_owned());
     r.refs.customer = s.customer.as_ref().map(|c| c.id().to_owned());
+    r.refs.subscription = s.subscription.as_ref().map(|c| c.id().to_owned());
     r.refs.take_metadata(s.metadata.as_ref());
     if r.refs.order.is_none() {
         r.refs.order = s.client_reference_id.clone();
@@ -266,6 +354,15 @@ pub fn intent_facts(pi: &PaymentIntent, at: i64) -> Vec<PaymentFact> {
     }
 }
 
+/// A subscription invoice's own intent or charge: followed through the invoice's
+/// events, so it names no payment of ours.
+fn invoice_payment(r: Reading, invoice: bool) -> Reading {
+    if invoice && r.refs.payment.is_none() {
+        return Reading::default();
+    }
+    r
+}
+
 fn read_intent(what: &str, pi: &PaymentIntent, at: i64) -> Option<Reading> {
     let mut r = Reading::default();
     r.refs.payment_intent = Some(pi.id.clone());
@@ -289,7 +386,7 @@ fn read_intent(what: &str, pi: &PaymentIntent, at: i64) -> Option<Reading> {
         r.refs.charge = Some(ch.id.clone());
         r.card = seen_card(ch);
     }
-    Some(r)
+    Some(invoice_payment(r, pi.invoice.is_some()))
 }
 
 fn seen_card(ch: &Charge) -> Option<SeenCard> {
@@ -334,12 +431,119 @@ fn read_charge(what: &str, ch: &Charge, at: i64) -> Option<Reading> {
             decline_code: ch.outcome.as_ref().and_then(|o| o.reason.clone()),
             message: ch.failure_message.clone(),
         })],
-        "refunded" => vec![PaymentFact::Refunded {
-            amount_refunded: ch.amount_refunded,
-        }],
+        // Refunds are followed one by one (`refund.*`); the charge's total is not a fact
+        // of its own (a refund that later fails lowers it again).
+        "refunded" => vec![],
         _ => return None,
     };
+    Some(invoice_payment(r, ch.invoice.is_some()))
+}
+
+/// A refund as an event (or an API answer) reports it.
+pub fn refund_reading(rf: &Refund) -> Option<RefundReading> {
+    Some(RefundReading {
+        provider_refund: rf.id.clone(),
+        ours: rf
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(META_REFUND).cloned()),
+        amount: rf.amount,
+        currency: rf.currency.clone(),
+        status: RefundStatus::parse(rf.status.as_deref().unwrap_or("pending"))?,
+        reason: rf.reason.clone(),
+        failure_reason: rf.failure_reason.clone(),
+    })
+}
+
+fn read_refund(rf: &Refund) -> Reading {
+    let mut r = Reading::default();
+    r.refs.payment_intent = rf.payment_intent.as_ref().map(|p| p.id().to_owned());
+    r.refs.charge = rf.charge.as_ref().map(|c| c.id().to_owned());
+    r.refs.take_metadata(rf.metadata.as_ref());
+    r.refund = refund_reading(rf);
+    r
+}
+
+fn read_dispute(what: &str, d: &Dispute) -> Option<Reading> {
+    let mut r = Reading::default();
+    r.refs.payment_intent = d.payment_intent.as_ref().map(|p| p.id().to_owned());
+    r.refs.charge = d.charge.as_ref().map(|c| c.id().to_owned());
+    let state = match (what, d.status.as_deref()) {
+        (_, Some("won")) => DisputeState::Won,
+        (_, Some("lost")) => DisputeState::Lost,
+        ("created" | "updated" | "closed", _) => DisputeState::Open,
+        _ => return None,
+    };
+    r.payment.push(PaymentFact::Dispute(state));
     Some(r)
+}
+
+/// A subscription's state as an event (or an API answer) reports it.
+pub fn subscription_reading(sub: &Subscription, at: i64) -> Option<SubscriptionReading> {
+    let (start, end) = sub.period();
+    let item = sub.items.as_ref().and_then(|l| l.data.first());
+    Some(SubscriptionReading {
+        provider_subscription: sub.id.clone(),
+        ours: sub
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(META_SUBSCRIPTION).cloned()),
+        status: SubscriptionStatus::parse(sub.status.as_deref()?)?,
+        at,
+        current_period_start: start,
+        current_period_end: end,
+        cancel_at_period_end: sub.cancel_at_period_end.unwrap_or(false),
+        canceled_at: sub.canceled_at,
+        customer: sub.customer.as_ref().map(|c| c.id().to_owned()),
+        price: item.and_then(|i| {
+            i.price
+                .as_ref()
+                .map(|p| p.id().to_owned())
+                .or_else(|| i.plan.as_ref().map(|p| p.id().to_owned()))
+        }),
+    })
+}
+
+fn read_subscription(what: &str, sub: &Subscription, at: i64) -> Option<Reading> {
+    if !matches!(what, "created" | "updated" | "deleted") {
+        return None;
+    }
+    let mut reading = subscription_reading(sub, at)?;
+    if what == "deleted" {
+        reading.status = SubscriptionStatus::Canceled;
+    }
+    Some(Reading {
+        subscription: Some(reading),
+        ..Reading::default()
+    })
+}
+
+fn read_invoice(what: &str, inv: &Invoice, at: i64) -> Option<Reading> {
+    let paid = match what {
+        "paid" | "payment_succeeded" => true,
+        "payment_failed" => false,
+        _ => return None,
+    };
+    let currency = inv.currency.clone()?;
+    Some(Reading {
+        invoice: Some(InvoiceReading {
+            provider_invoice: inv.id.clone(),
+            provider_subscription: inv.subscription.as_ref().map(|s| s.id().to_owned()),
+            paid,
+            amount: if paid {
+                inv.amount_paid
+            } else {
+                inv.amount_due
+            },
+            currency,
+            billing_reason: inv.billing_reason.clone(),
+            payment_intent: inv.payment_intent.as_ref().map(|p| p.id().to_owned()),
+            charge: inv.charge.as_ref().map(|c| c.id().to_owned()),
+            period_end: inv.period_end,
+            at,
+        }),
+        ..Reading::default()
+    })
 }
 
 #[cfg(test)]
@@ -441,6 +645,42 @@ mod tests {
                 amount_captured: 600
             }]
         );
+    }
+
+    #[test]
+    fn refunds_subscriptions_invoices_and_disputes() {
+        let r = read(&event(
+            "refund.updated",
+            serde_json::json!({"id": "re_1", "amount": 300, "currency": "usd", "status": "succeeded", "payment_intent": "pi_1", "metadata": {"pb_refund": "refund_1"}}),
+        ))
+        .unwrap();
+        let rf = r.refund.unwrap();
+        assert_eq!(
+            (rf.ours.as_deref(), rf.status, rf.amount),
+            (Some("refund_1"), RefundStatus::Succeeded, 300)
+        );
+        assert_eq!(r.refs.payment_intent.as_deref(), Some("pi_1"));
+        let s = read(&event(
+            "customer.subscription.deleted",
+            serde_json::json!({"id": "sub_1", "status": "active", "items": {"data": [{"price": {"id": "price_1"}, "current_period_end": 99}]}}),
+        ))
+        .unwrap()
+        .subscription
+        .unwrap();
+        assert_eq!(
+            (s.status, s.current_period_end, s.price.as_deref()),
+            (SubscriptionStatus::Canceled, Some(99), Some("price_1"))
+        );
+        let i = read(&event(
+            "invoice.payment_failed",
+            serde_json::json!({"id": "in_1", "subscription": "sub_1", "amount_due": 1500, "amount_paid": 0, "currency": "usd", "billing_reason": "subscription_cycle"}),
+        ))
+        .unwrap()
+        .invoice
+        .unwrap();
+        assert_eq!((i.paid, i.amount), (false, 1500));
+        let d = read(&event("charge.dispute.closed", serde_json::json!({"id": "dp_1", "status": "won", "charge": "ch_1", "payment_intent": "pi_1"}))).unwrap();
+        assert_eq!(d.payment, vec![PaymentFact::Dispute(DisputeState::Won)]);
     }
 
     #[test]

@@ -162,6 +162,8 @@ pub struct Charge {
     #[serde(deserialize_with = "nullable")]
     pub refunded: bool,
     pub disputed: Option<bool>,
+    /// Set when the charge paid a subscription invoice.
+    pub invoice: Option<Expandable<Ref>>,
     pub metadata: Option<Metadata>,
     #[serde(deserialize_with = "nullable")]
     pub created: i64,
@@ -190,6 +192,8 @@ pub struct PaymentIntent {
     pub last_payment_error: Option<ErrorObject>,
     pub metadata: Option<Metadata>,
     pub application_fee_amount: Option<i64>,
+    /// Set when the intent pays a subscription invoice.
+    pub invoice: Option<Expandable<Ref>>,
     #[serde(deserialize_with = "nullable")]
     pub created: i64,
 }
@@ -268,6 +272,124 @@ pub struct Price {
     pub nickname: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Refund {
+    pub id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub amount: i64,
+    pub currency: Option<String>,
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub failure_reason: Option<String>,
+    pub payment_intent: Option<Expandable<Ref>>,
+    pub charge: Option<Expandable<Ref>>,
+    pub metadata: Option<Metadata>,
+    #[serde(deserialize_with = "nullable")]
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SubscriptionItem {
+    pub price: Option<Expandable<Price>>,
+    pub plan: Option<Expandable<Ref>>,
+    pub quantity: Option<i64>,
+    pub current_period_start: Option<i64>,
+    pub current_period_end: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Subscription {
+    pub id: String,
+    pub status: Option<String>,
+    pub customer: Option<Expandable<Ref>>,
+    pub current_period_start: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: Option<bool>,
+    pub canceled_at: Option<i64>,
+    pub latest_invoice: Option<Expandable<Ref>>,
+    pub items: Option<List<SubscriptionItem>>,
+    pub metadata: Option<Metadata>,
+}
+
+impl Subscription {
+    /// The current period, from the subscription or (newer API versions) its item.
+    pub fn period(&self) -> (Option<i64>, Option<i64>) {
+        let item = self.items.as_ref().and_then(|l| l.data.first());
+        (
+            self.current_period_start
+                .or_else(|| item.and_then(|i| i.current_period_start)),
+            self.current_period_end
+                .or_else(|| item.and_then(|i| i.current_period_end)),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Invoice {
+    pub id: String,
+    pub status: Option<String>,
+    pub billing_reason: Option<String>,
+    pub subscription: Option<Expandable<Ref>>,
+    pub customer: Option<Expandable<Ref>>,
+    #[serde(deserialize_with = "nullable")]
+    pub amount_paid: i64,
+    #[serde(deserialize_with = "nullable")]
+    pub amount_due: i64,
+    pub currency: Option<String>,
+    pub payment_intent: Option<Expandable<Ref>>,
+    pub charge: Option<Expandable<Ref>>,
+    pub period_start: Option<i64>,
+    pub period_end: Option<i64>,
+    pub metadata: Option<Metadata>,
+    #[serde(deserialize_with = "nullable")]
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Dispute {
+    pub id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub amount: i64,
+    pub currency: Option<String>,
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub charge: Option<Expandable<Ref>>,
+    pub payment_intent: Option<Expandable<Ref>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Account {
+    pub id: String,
+    pub email: Option<String>,
+    pub country: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub charges_enabled: Option<bool>,
+    pub payouts_enabled: Option<bool>,
+    pub details_submitted: Option<bool>,
+    pub metadata: Option<Metadata>,
+    pub deleted: Option<bool>,
+    pub created: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Transfer {
+    pub id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub amount: i64,
+    pub currency: Option<String>,
+    pub destination: Option<Expandable<Ref>>,
+    pub metadata: Option<Metadata>,
+    pub created: Option<i64>,
+}
+
 has_id!(
     Ref,
     PaymentMethod,
@@ -276,7 +398,13 @@ has_id!(
     PaymentIntent,
     CheckoutSession,
     Product,
-    Price
+    Price,
+    Refund,
+    Subscription,
+    Invoice,
+    Dispute,
+    Account,
+    Transfer
 );
 
 #[cfg(test)]

@@ -9,13 +9,17 @@
 //! one code path. Like Stripe, it honours idempotency keys.
 
 pub mod cards;
+mod connect;
+mod money_out;
 pub mod objects;
+mod recurring;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use paybridge_core::stripe::objects::{
-    CheckoutSession, Customer, PaymentIntent, PaymentMethod, Price,
+    Account, CheckoutSession, Customer, PaymentIntent, PaymentMethod, Price, Refund, Subscription,
+    Transfer,
 };
 use paybridge_store::{now, now_ms, sandbox as store, Conn, Db, StoreError};
 use serde::de::DeserializeOwned;
@@ -24,7 +28,10 @@ use tokio::sync::Notify;
 
 use self::cards::{Decline, TestCard};
 use self::objects::{event, id, shape};
-use crate::{Call, NewCheckout, NewCustomer, NewPaymentIntent, Provider, ProviderError, Result};
+use crate::{
+    Call, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund, NewSubscription,
+    NewTransfer, Provider, ProviderError, Result,
+};
 
 /// Hidden per-object state of the sandbox; stripped from what it answers and sends.
 const PRIVATE: &str = "_sandbox";
@@ -444,6 +451,11 @@ impl Sandbox {
                 "This Checkout Session has expired.",
             ));
         }
+        if cs["mode"] == "subscription" {
+            return self
+                .complete_subscription_checkout(ch, cs, card_number)
+                .await;
+        }
         let private = cs[PRIVATE].clone();
         let save_card = private["save_card"].as_bool().unwrap_or(false);
         let mut pi = match cs["payment_intent"].as_str() {
@@ -744,6 +756,8 @@ impl Provider for Sandbox {
                 PRIVATE: {
                     "line_items": s.line_items.iter().map(|l| json!({
                         "name": l.name, "unit_amount": l.unit_amount, "quantity": l.quantity, "price": l.price,
+                        "interval": l.recurring.as_ref().map(|r| r.0.clone()),
+                        "interval_count": l.recurring.as_ref().map(|r| r.1),
                     })).collect::<Vec<_>>(),
                     "manual_capture": s.manual_capture,
                     "save_card": s.save_card,
@@ -950,5 +964,65 @@ impl Provider for Sandbox {
             .iter()
             .filter_map(|r| serde_json::from_str(r).ok())
             .collect())
+    }
+
+    async fn create_refund(&self, call: &Call, r: &NewRefund) -> Result<Refund> {
+        self.refund(call, r).await
+    }
+
+    async fn retrieve_refund(&self, call: &Call, id: &str) -> Result<Refund> {
+        self.get_refund(call, id).await
+    }
+
+    async fn create_subscription(&self, call: &Call, s: &NewSubscription) -> Result<Subscription> {
+        self.subscribe(call, s).await
+    }
+
+    async fn retrieve_subscription(&self, call: &Call, id: &str) -> Result<Subscription> {
+        let raw = store::get(self.db.reader(), &call.app_id, id)
+            .await?
+            .ok_or_else(|| no_such("subscription", id))?;
+        parse(
+            &serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
+                message: e.to_string(),
+            })?,
+        )
+    }
+
+    async fn cancel_subscription(
+        &self,
+        call: &Call,
+        id: &str,
+        at_period_end: bool,
+    ) -> Result<Subscription> {
+        self.cancel_sub(call, id, at_period_end).await
+    }
+
+    async fn create_account(&self, call: &Call, a: &NewAccount) -> Result<Account> {
+        self.new_account(call, a).await
+    }
+
+    async fn retrieve_account(&self, call: &Call, id: &str) -> Result<Account> {
+        self.get_account(call, id).await
+    }
+
+    async fn delete_account(&self, call: &Call, id: &str) -> Result<()> {
+        self.remove_account(call, id).await
+    }
+
+    async fn list_persons(&self, call: &Call, account: &str) -> Result<Vec<Value>> {
+        self.persons(call, account).await
+    }
+
+    async fn create_transfer(&self, call: &Call, t: &NewTransfer) -> Result<Transfer> {
+        self.transfer(call, t).await
+    }
+
+    async fn list_payout_transactions(&self, call: &Call, payout: &str) -> Result<Vec<Value>> {
+        self.payout_transactions(call, payout).await
+    }
+
+    async fn list_webhook_endpoints(&self, call: &Call) -> Result<Vec<Value>> {
+        Ok(self.webhook_endpoints(call))
     }
 }

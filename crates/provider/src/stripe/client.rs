@@ -124,6 +124,9 @@ impl Client {
                 .request(method.clone(), &url)
                 .bearer_auth(key.expose_secret())
                 .header("Stripe-Version", STRIPE_VERSION);
+            if let Some(account) = &call.account {
+                req = req.header("Stripe-Account", account);
+            }
             if method == Method::POST {
                 req = req
                     .header("Idempotency-Key", &call.idempotency_key)

@@ -13,12 +13,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paybridge_core::stripe::objects::{
-    CheckoutSession, Customer, List, PaymentIntent, PaymentMethod, Price,
+    Account, CheckoutSession, Customer, List, PaymentIntent, PaymentMethod, Price, Refund,
+    Subscription, Transfer,
 };
+use serde_json::Value;
 
 pub use client::{Client, RetryPolicy, STRIPE_VERSION};
 
-use crate::{Call, Form, NewCheckout, NewCustomer, NewPaymentIntent, Provider, Result};
+use crate::{
+    Call, Form, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund, NewSubscription,
+    NewTransfer, Provider, Result,
+};
 
 pub struct Stripe {
     client: Client,
@@ -268,6 +273,155 @@ impl Provider for Stripe {
             }
         }
     }
+
+    async fn create_refund(&self, call: &Call, r: &NewRefund) -> Result<Refund> {
+        self.client.post(call, "/v1/refunds", &refund_form(r)).await
+    }
+
+    async fn retrieve_refund(&self, call: &Call, id: &str) -> Result<Refund> {
+        self.client
+            .get(call, &format!("/v1/refunds/{id}"), &Form::new())
+            .await
+    }
+
+    async fn create_subscription(&self, call: &Call, s: &NewSubscription) -> Result<Subscription> {
+        self.client
+            .post(call, "/v1/subscriptions", &subscription_form(s))
+            .await
+    }
+
+    async fn retrieve_subscription(&self, call: &Call, id: &str) -> Result<Subscription> {
+        self.client
+            .get(call, &format!("/v1/subscriptions/{id}"), &Form::new())
+            .await
+    }
+
+    async fn cancel_subscription(
+        &self,
+        call: &Call,
+        id: &str,
+        at_period_end: bool,
+    ) -> Result<Subscription> {
+        if at_period_end {
+            let mut f = Form::new();
+            f.push("cancel_at_period_end", "true");
+            self.client
+                .post(call, &format!("/v1/subscriptions/{id}"), &f)
+                .await
+        } else {
+            self.client
+                .delete(call, &format!("/v1/subscriptions/{id}"))
+                .await
+        }
+    }
+
+    async fn create_account(&self, call: &Call, a: &NewAccount) -> Result<Account> {
+        let mut f = Form::new();
+        f.push("type", "express")
+            .push("email", &a.email)
+            .push_opt("country", a.country.as_ref())
+            .push("capabilities[card_payments][requested]", "true")
+            .push("capabilities[transfers][requested]", "true")
+            .push_map("metadata", &a.metadata);
+        self.client.post(call, "/v1/accounts", &f).await
+    }
+
+    async fn retrieve_account(&self, call: &Call, id: &str) -> Result<Account> {
+        self.client
+            .get(call, &format!("/v1/accounts/{id}"), &Form::new())
+            .await
+    }
+
+    async fn delete_account(&self, call: &Call, id: &str) -> Result<()> {
+        let _: Value = self
+            .client
+            .delete(call, &format!("/v1/accounts/{id}"))
+            .await?;
+        Ok(())
+    }
+
+    async fn list_persons(&self, call: &Call, account: &str) -> Result<Vec<Value>> {
+        let mut q = Form::new();
+        q.push("limit", 100);
+        let page: List<Value> = self
+            .client
+            .get(call, &format!("/v1/accounts/{account}/persons"), &q)
+            .await?;
+        Ok(page.data)
+    }
+
+    async fn create_transfer(&self, call: &Call, t: &NewTransfer) -> Result<Transfer> {
+        let mut f = Form::new();
+        f.push("amount", t.amount)
+            .push("currency", &t.currency)
+            .push("destination", &t.destination)
+            .push_map("metadata", &t.metadata);
+        for (k, v) in &t.extra {
+            f.push(k.clone(), v);
+        }
+        self.client.post(call, "/v1/transfers", &f).await
+    }
+
+    async fn list_payout_transactions(&self, call: &Call, payout: &str) -> Result<Vec<Value>> {
+        let mut q = Form::new();
+        q.push("payout", payout).push("limit", 100);
+        let page: List<Value> = self
+            .client
+            .get(call, "/v1/balance_transactions", &q)
+            .await?;
+        Ok(page.data)
+    }
+
+    async fn list_webhook_endpoints(&self, call: &Call) -> Result<Vec<Value>> {
+        let mut q = Form::new();
+        q.push("limit", 100);
+        let page: List<Value> = self.client.get(call, "/v1/webhook_endpoints", &q).await?;
+        Ok(page.data)
+    }
+}
+
+/// The form Stripe expects for a refund of a payment intent.
+pub fn refund_form(r: &NewRefund) -> Form {
+    let mut f = Form::new();
+    f.push("payment_intent", &r.payment_intent)
+        .push("amount", r.amount)
+        .push_opt("reason", r.reason.as_ref())
+        .push_map("metadata", &r.metadata);
+    if r.refund_application_fee {
+        f.push("refund_application_fee", "true");
+    }
+    if r.reverse_transfer {
+        f.push("reverse_transfer", "true");
+    }
+    f
+}
+
+/// The form Stripe expects for a subscription. A price id that is not a `price_…` is
+/// sent as a legacy Plan (`items[0][plan]`), which Stripe still accepts.
+pub fn subscription_form(s: &NewSubscription) -> Form {
+    let mut f = Form::new();
+    f.push("customer", &s.customer);
+    match &s.price {
+        Some(p) if p.starts_with("price_") => {
+            f.push("items[0][price]", p);
+        }
+        Some(p) => {
+            f.push("items[0][plan]", p);
+        }
+        None => {
+            f.push("items[0][price_data][currency]", &s.currency)
+                .push("items[0][price_data][unit_amount]", s.unit_amount)
+                .push("items[0][price_data][recurring][interval]", &s.interval)
+                .push(
+                    "items[0][price_data][recurring][interval_count]",
+                    s.interval_count,
+                );
+        }
+    }
+    f.push("items[0][quantity]", s.quantity)
+        .push_opt("default_payment_method", s.default_payment_method.as_ref())
+        .push_map("metadata", &s.metadata);
+    f
 }
 
 #[cfg(test)]

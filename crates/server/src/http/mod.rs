@@ -4,6 +4,7 @@
 mod apps;
 mod auth;
 mod config;
+mod connect;
 mod customers;
 mod docs;
 mod events;
@@ -14,7 +15,9 @@ mod ops;
 mod orders;
 mod payments;
 mod products;
+mod refunds;
 mod sandbox;
+mod subscriptions;
 mod webhooks;
 
 use std::sync::Arc;
@@ -57,6 +60,9 @@ use crate::state::AppState;
         (name = "orders", description = "Orders and hosted checkout sessions"),
         (name = "payments", description = "Payment links, payment intents, saved-card charges, capture, cancel"),
         (name = "webhooks", description = "Signed events from Stripe (or the sandbox), and what became of them"),
+        (name = "refunds", description = "Refunds, never more than what was captured"),
+        (name = "subscriptions", description = "Recurring charges"),
+        (name = "connect", description = "Stripe Connect: connected accounts, transfers, payouts"),
         (name = "events", description = "paybridge's own events"),
         (name = "sandbox", description = "Test helpers of the offline sandbox provider"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
@@ -89,6 +95,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(customers::routes())
         .merge(orders::routes())
         .merge(payments::routes())
+        .merge(refunds::routes())
+        .merge(subscriptions::routes())
+        .merge(connect::routes())
         .merge(webhooks::routes())
         .merge(events::routes())
         .merge(sandbox::routes())

@@ -173,8 +173,15 @@ async fn get_order(
 ) -> ApiResult<axum::Json<OrderView>> {
     let order = readable_order(&state, &caller, &id, q.client_secret.as_deref()).await?;
     let ps = payments::of_order(state.db.reader(), &order.app_id, &order.id).await?;
+    let rs =
+        paybridge_store::refunds::of_order(state.db.reader(), &order.app_id, &order.id).await?;
     let mut view = OrderView::of(&order);
     view.payments = Some(ps.iter().map(PaymentView::of).collect());
+    view.refunds = Some(
+        rs.iter()
+            .map(crate::service::views::RefundView::of)
+            .collect(),
+    );
     Ok(axum::Json(view))
 }
 
@@ -189,9 +196,35 @@ async fn create_checkout(
     Body(body): Body<CreateCheckout>,
 ) -> ApiResult<(StatusCode, axum::Json<CheckoutView>)> {
     let app = caller.app(Permission::CheckoutWrite)?.clone();
-    let mode = body.mode.as_deref().unwrap_or("payment");
-    if mode != "payment" {
-        return Err(Invalid::new("mode", "parameter_invalid", "mode must be `payment`").into());
+    let mode: &'static str = match body.mode.as_deref() {
+        None | Some("payment") => "payment",
+        Some("subscription") => "subscription",
+        Some(_) => {
+            return Err(Invalid::new(
+                "mode",
+                "parameter_invalid",
+                "mode is `payment` or `subscription`",
+            )
+            .into())
+        }
+    };
+    if mode == "subscription" {
+        if body.save_card || body.capture.is_some() || body.order.is_some() {
+            return Err(Invalid::new(
+                "mode",
+                "parameter_invalid",
+                "a subscription checkout takes `line_items` (one recurring product), not `order`, `capture` or `save_card`",
+            )
+            .into());
+        }
+        if body.line_items.as_ref().is_some_and(|l| l.len() != 1) {
+            return Err(Invalid::new(
+                "line_items",
+                "parameter_invalid",
+                "a subscription checkout has exactly one line item",
+            )
+            .into());
+        }
     }
     let manual = match body.capture.as_deref() {
         None | Some("automatic") => false,
@@ -223,7 +256,7 @@ async fn create_checkout(
                     customer: body.customer.as_deref(),
                     metadata: body.metadata.clone().unwrap_or_default(),
                     allow_ad_hoc: false,
-                    mode: "payment",
+                    mode,
                 },
             )
             .await?;
@@ -241,6 +274,27 @@ async fn create_checkout(
     };
     let options =
         crate::service::payments::provider_options(&body.provider_options.unwrap_or_default())?;
+    let subscription = match (mode, &body.line_items) {
+        ("subscription", Some(items)) => {
+            let item = &items[0];
+            let product = crate::service::subscriptions::recurring_product(
+                &state,
+                app.as_str(),
+                item.product.as_deref(),
+                item.price.as_deref(),
+            )
+            .await?;
+            Some(crate::service::subscriptions::new_row(
+                app.as_str(),
+                body.customer.clone(),
+                &product,
+                item.quantity.unwrap_or(1),
+                None,
+                &body.metadata.clone().unwrap_or_default(),
+            ))
+        }
+        _ => None,
+    };
     let (checkout, payment, order) = start_hosted(
         &state,
         app.as_str(),
@@ -263,6 +317,7 @@ async fn create_checkout(
             success_url: body.success_url,
             cancel_url: body.cancel_url,
             expires_in: body.expires_in.unwrap_or(MAX_EXPIRES_IN),
+            subscription,
         },
     )
     .await?;

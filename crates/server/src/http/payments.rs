@@ -214,6 +214,7 @@ async fn create_payment(
                 .cancel_url
                 .ok_or_else(|| Invalid::missing("cancel_url"))?,
             expires_in: body.expires_in.unwrap_or(MAX_EXPIRES_IN),
+            subscription: None,
         };
         service::start_hosted(&state, app.as_str(), new_order, &order_id, spec, hosted)
             .await?

@@ -29,6 +29,90 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(complete))
         .routes(routes!(expire))
         .routes(routes!(confirm))
+        .routes(routes!(renew))
+        .routes(routes!(dispute))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RenewInput {
+    /// Whether the renewal's charge succeeds (default true).
+    pub succeed: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DisputeInput {
+    /// Close the open dispute `won` or `lost`; without it, open one.
+    pub close: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProviderState {
+    /// The provider's status of the object after the helper ran.
+    pub provider_status: Option<String>,
+    pub id: String,
+}
+
+/// Move a subscription to its next period and charge it (or fail to), as Stripe's renewal does.
+#[utoipa::path(post, path = "/v1/sandbox/subscriptions/{id}/renew", tag = "sandbox",
+    params(("id" = String, Path, description = "subscription id (subscription_…)")), request_body = RenewInput,
+    security(("bearer" = [])),
+    responses((status = 200, body = ProviderState), (status = "4XX", body = ErrorBody)))]
+async fn renew(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RenewInput>,
+) -> ApiResult<axum::Json<ProviderState>> {
+    let app = sandbox_app(&state, &caller).await?;
+    let s = paybridge_store::subscriptions::get(state.db.reader(), &app, &id)
+        .await
+        .or_404("subscription")?;
+    let provider = s.provider_subscription_id.ok_or_else(|| {
+        ApiError::conflict(
+            "subscription_not_started",
+            "the sandbox has not started this subscription yet",
+        )
+    })?;
+    let sub = state
+        .sandbox
+        .renew_subscription(&app, &provider, body.succeed.unwrap_or(true))
+        .await
+        .map_err(provider_error)?;
+    Ok(axum::Json(ProviderState {
+        provider_status: sub.status,
+        id,
+    }))
+}
+
+/// Open a dispute on a payment, or close its open one `won` or `lost`.
+#[utoipa::path(post, path = "/v1/sandbox/payments/{id}/dispute", tag = "sandbox",
+    params(("id" = String, Path, description = "payment id (payment_…)")), request_body = DisputeInput,
+    security(("bearer" = [])),
+    responses((status = 200, body = ProviderState), (status = "4XX", body = ErrorBody)))]
+async fn dispute(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<DisputeInput>,
+) -> ApiResult<axum::Json<ProviderState>> {
+    let app = sandbox_app(&state, &caller).await?;
+    let p = payments::get(state.db.reader(), &app, &id)
+        .await
+        .or_404("payment")?;
+    let intent = p.provider_payment_intent.ok_or_else(|| {
+        ApiError::conflict("payment_not_disputable", "this payment has taken no money")
+    })?;
+    let d = state
+        .sandbox
+        .dispute(&app, &intent, body.close.as_deref())
+        .await
+        .map_err(provider_error)?;
+    Ok(axum::Json(ProviderState {
+        provider_status: d["status"].as_str().map(str::to_owned),
+        id: d["id"].as_str().unwrap_or_default().to_owned(),
+    }))
 }
 
 /// The hosted page (HTML, outside the JSON API).

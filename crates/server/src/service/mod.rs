@@ -4,12 +4,15 @@
 pub mod apps;
 pub mod catalog;
 pub mod config;
+pub mod connect;
 pub mod customers;
 pub mod ledger;
 pub mod orders;
 pub mod payments;
 pub mod provider;
 pub mod reconcile;
+pub mod refunds;
+pub mod subscriptions;
 pub mod verify_cache;
 pub mod views;
 pub mod webhooks;

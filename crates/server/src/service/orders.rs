@@ -229,6 +229,7 @@ pub async fn build(db: &Db, app: &str, spec: &OrderSpec<'_>) -> ApiResult<OrderR
         line_items: serde_json::to_string(&views).unwrap_or_else(|_| "[]".into()),
         metadata: serde_json::to_string(&spec.metadata).unwrap_or_else(|_| "{}".into()),
         subscription_id: None,
+        provider_invoice_id: None,
         created: ts,
         updated: ts,
     })

@@ -55,6 +55,8 @@ pub struct HostedSpec {
     pub success_url: String,
     pub cancel_url: String,
     pub expires_in: i64,
+    /// For a checkout in `subscription` mode: the subscription it starts.
+    pub subscription: Option<paybridge_store::subscriptions::SubscriptionRow>,
 }
 
 /// Parameters `provider_options` may never set: they are paybridge's to decide.
@@ -257,6 +259,7 @@ async fn reserve(
         amount_capturable: 0,
         amount_captured: 0,
         amount_refunded: 0,
+        amount_refunding: 0,
         dispute: "none".into(),
         failure_code: None,
         decline_code: None,
@@ -445,7 +448,12 @@ pub async fn start_hosted(
         order_id: order.id.clone(),
         payment_id: p.id.clone(),
         customer_id: p.customer_id.clone(),
-        mode: "payment".into(),
+        mode: if hosted.subscription.is_some() {
+            "subscription"
+        } else {
+            "payment"
+        }
+        .into(),
         status: "open".into(),
         url: None,
         success_url: hosted.success_url.clone(),
@@ -457,6 +465,13 @@ pub async fn start_hosted(
         updated: ts,
     };
     checkouts::insert(&mut *tx, &checkout).await?;
+    let subscription = hosted.subscription.map(|mut s| {
+        s.checkout_id = Some(checkout.id.clone());
+        s
+    });
+    if let Some(s) = &subscription {
+        paybridge_store::subscriptions::insert(&mut *tx, s).await?;
+    }
     tx.commit()
         .await
         .map_err(paybridge_store::StoreError::from)?;
@@ -483,7 +498,10 @@ pub async fn start_hosted(
                     .provider_price_id
                     .clone()
                     .filter(|_| bound.kind == ProviderKind::Stripe),
-                recurring: None,
+                recurring: l
+                    .recurring
+                    .as_ref()
+                    .map(|r| (r.interval.clone(), r.interval_count)),
             })
             .collect()
     } else {
@@ -496,8 +514,15 @@ pub async fn start_hosted(
             recurring: None,
         }]
     };
+    let mut metadata = metadata_for(app, &p, Some(&checkout.id));
+    if let Some(s) = &subscription {
+        metadata.insert(
+            paybridge_core::stripe::event::META_SUBSCRIPTION.into(),
+            s.id.clone(),
+        );
+    }
     let req = NewCheckout {
-        mode: "payment".into(),
+        mode: checkout.mode.clone(),
         line_items,
         success_url: hosted.success_url,
         cancel_url: hosted.cancel_url,
@@ -506,7 +531,7 @@ pub async fn start_hosted(
         client_reference_id: order.id.clone(),
         manual_capture: spec.manual_capture,
         save_card: spec.save_card,
-        metadata: metadata_for(app, &p, Some(&checkout.id)),
+        metadata,
         application_fee_amount: spec.application_fee_amount,
         transfer_destination: spec.transfer_destination.clone(),
         extra: spec.provider_options.clone(),

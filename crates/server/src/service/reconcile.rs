@@ -68,14 +68,31 @@ async fn checkouts_of(
     )
 }
 
-/// One round over everything stuck; `progress` is told after each payment.
+/// One round over everything stuck (refunds, then payments); `progress` is told
+/// after each.
 pub async fn run_once(
     state: &AppState,
     limit: i64,
     progress: impl Fn(usize, usize),
 ) -> ApiResult<Report> {
     let list = candidates(state, limit).await?;
+    let before = now() - state.settings.reconcile_after.as_secs() as i64;
+    let refunds = paybridge_store::refunds::stuck(&state.db, before + 1, limit).await?;
+    let total = list.len() + refunds.len();
     let mut r = Report::default();
+    for (i, rf) in refunds.iter().enumerate() {
+        r.checked += 1;
+        match super::refunds::reconcile(state, rf).await {
+            Ok(true) => r.changed += 1,
+            Ok(false) => {}
+            Err(ApiError { message, .. }) => {
+                r.failed += 1;
+                tracing::warn!(refund = %rf.id, %message, "reconciling a refund failed; will retry");
+            }
+        }
+        progress(i + 1, total);
+    }
+    let done = refunds.len();
     for (i, p) in list.iter().enumerate() {
         r.checked += 1;
         match reconcile_one(state, p).await {
@@ -86,7 +103,7 @@ pub async fn run_once(
                 tracing::warn!(payment = %p.id, %message, "reconciling a payment failed; will retry");
             }
         }
-        progress(i + 1, list.len());
+        progress(done + i + 1, total);
     }
     Ok(r)
 }

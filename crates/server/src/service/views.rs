@@ -162,6 +162,9 @@ pub struct OrderView {
     /// The order's payments (on a single order's read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payments: Option<Vec<PaymentView>>,
+    /// The order's refunds (on a single order's read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunds: Option<Vec<RefundView>>,
     pub created: i64,
     pub updated: i64,
 }
@@ -183,6 +186,7 @@ impl OrderView {
             metadata: metadata(&o.metadata),
             client_secret: None,
             payments: None,
+            refunds: None,
             created: o.created,
             updated: o.updated,
         }
@@ -375,6 +379,102 @@ impl ProviderEventView {
             attempts: e.attempts,
             payload: with_payload
                 .then(|| serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null)),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
+pub struct RefundView {
+    pub id: String,
+    /// Always `refund`.
+    pub object: String,
+    pub payment: String,
+    pub order: String,
+    pub amount: i64,
+    pub currency: String,
+    /// `duplicate`, `fraudulent` or `requested_by_customer`.
+    pub reason: Option<String>,
+    /// `pending`, `succeeded`, `failed` or `canceled`.
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub provider_refund_id: Option<String>,
+    pub refund_application_fee: bool,
+    pub reverse_transfer: bool,
+    /// `api` (made through paybridge) or `provider` (found in the provider's events).
+    pub source: String,
+    pub metadata: BTreeMap<String, String>,
+    pub created: i64,
+    pub updated: i64,
+}
+
+impl RefundView {
+    pub fn of(r: &paybridge_store::refunds::RefundRow) -> RefundView {
+        RefundView {
+            id: r.id.clone(),
+            object: "refund".into(),
+            payment: r.payment_id.clone(),
+            order: r.order_id.clone(),
+            amount: r.amount,
+            currency: r.currency.clone(),
+            reason: r.reason.clone(),
+            status: r.status.clone(),
+            failure_reason: r.failure_reason.clone(),
+            provider_refund_id: r.provider_refund_id.clone(),
+            refund_application_fee: r.refund_application_fee == 1,
+            reverse_transfer: r.reverse_transfer == 1,
+            source: r.source.clone(),
+            metadata: metadata(&r.metadata),
+            created: r.created,
+            updated: r.updated,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
+pub struct SubscriptionView {
+    pub id: String,
+    /// Always `subscription`.
+    pub object: String,
+    pub customer: Option<String>,
+    pub product: Option<String>,
+    pub provider_price_id: Option<String>,
+    pub quantity: i64,
+    pub unit_amount: i64,
+    pub currency: String,
+    /// As Stripe's: `incomplete`, `trialing`, `active`, `past_due`, `canceled`, `unpaid`, …
+    pub status: String,
+    pub provider_subscription_id: Option<String>,
+    pub current_period_start: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub checkout: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub created: i64,
+    pub updated: i64,
+}
+
+impl SubscriptionView {
+    pub fn of(s: &paybridge_store::subscriptions::SubscriptionRow) -> SubscriptionView {
+        SubscriptionView {
+            id: s.id.clone(),
+            object: "subscription".into(),
+            customer: s.customer_id.clone(),
+            product: s.product_id.clone(),
+            provider_price_id: s.provider_price_id.clone(),
+            quantity: s.quantity,
+            unit_amount: s.unit_amount,
+            currency: s.currency.clone(),
+            status: s.status.clone(),
+            provider_subscription_id: s.provider_subscription_id.clone(),
+            current_period_start: s.current_period_start,
+            current_period_end: s.current_period_end,
+            cancel_at_period_end: s.cancel_at_period_end == 1,
+            canceled_at: s.canceled_at,
+            checkout: s.checkout_id.clone(),
+            metadata: metadata(&s.metadata),
+            created: s.created,
+            updated: s.updated,
         }
     }
 }

@@ -192,7 +192,7 @@ async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError
         if !is_first || !claimed.contains(&(j.app.clone(), j.event.id.clone())) {
             continue;
         }
-        let outcome = uow.apply_event(&j.app, &j.event);
+        let outcome = uow.apply_event(&mut tx, &j.app, &j.event).await?;
         let (name, detail) = outcome.parts();
         outcomes.entry(j.app.as_str()).or_default().push((
             j.event.id.clone(),

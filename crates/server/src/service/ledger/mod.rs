@@ -6,6 +6,12 @@
 //! emitting one of our events per real change — and `flush` writes what changed, in
 //! the caller's transaction, so an event exists exactly when its change does. A batch of
 //! webhook events is one unit of work: a handful of statements for the lot.
+//! Refunds and subscriptions (`refunds`, `billing`) join the same unit of work.
+
+mod billing;
+mod refunds;
+
+pub use billing::apply_subscription as apply_subscription_reading;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -202,11 +208,26 @@ impl UnitOfWork {
     /// Applies facts to a loaded payment; emits `payment.<status>` when its status
     /// moves, and marks its order for re-totalling when its money moves.
     pub fn apply_facts(&mut self, id: &str, facts: &[PaymentFact]) {
+        self.change_state(id, |old| {
+            facts.iter().fold(old.clone(), |s, f| apply(&s, f))
+        });
+    }
+
+    /// Sets what a payment has refunded: the total of its succeeded refunds (a refund
+    /// that fails after succeeding lowers it, which no fact can).
+    pub fn set_refunded(&mut self, id: &str, total: i64) {
+        self.change_state(id, |old| PaymentState {
+            amount_refunded: total,
+            ..old.clone()
+        });
+    }
+
+    fn change_state(&mut self, id: &str, f: impl FnOnce(&PaymentState) -> PaymentState) {
         let Some(p) = self.payments.get_mut(id) else {
             return;
         };
         let old = state_of(p);
-        let new = facts.iter().fold(old.clone(), |s, f| apply(&s, f));
+        let new = f(&old);
         write_state(p, &new);
         if old.status() != new.status() {
             let row = event_row(
@@ -259,10 +280,33 @@ impl UnitOfWork {
     }
 
     /// Applies a verified provider event to the loaded rows.
-    pub fn apply_event(&mut self, app: &str, ev: &Event) -> Outcome {
+    /// Applies a verified provider event: payments and checkouts in memory, refunds and
+    /// subscriptions (which need rows of their own) through `conn`.
+    pub async fn apply_event(
+        &mut self,
+        conn: &mut Conn,
+        app: &str,
+        ev: &Event,
+    ) -> Result<Outcome, StoreError> {
         let Some(r) = event::read(ev) else {
-            return Outcome::Ignored(format!("{} is not an event paybridge acts on", ev.kind));
+            return Ok(Outcome::Ignored(format!(
+                "{} is not an event paybridge acts on",
+                ev.kind
+            )));
         };
+        if let Some(rf) = &r.refund {
+            return self.apply_refund(conn, app, &r.refs, rf).await;
+        }
+        if let Some(s) = &r.subscription {
+            return billing::apply_subscription(self, conn, app, s).await;
+        }
+        if let Some(inv) = &r.invoice {
+            return billing::apply_invoice(self, conn, app, inv).await;
+        }
+        Ok(self.apply_payment_event(app, r))
+    }
+
+    fn apply_payment_event(&mut self, app: &str, r: event::Reading) -> Outcome {
         let checkout = self.find_checkout(app, &r.refs);
         let payment = self
             .find_payment(app, &r.refs)
@@ -431,7 +475,7 @@ pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outco
     if let Some(r) = event::read(ev) {
         uow.load_for(conn, app, &[r.refs]).await?;
     }
-    let outcome = uow.apply_event(app, ev);
+    let outcome = uow.apply_event(conn, app, ev).await?;
     uow.flush(conn).await?;
     Ok(outcome)
 }

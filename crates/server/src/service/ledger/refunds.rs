@@ -1,0 +1,130 @@
+//! Refunds in the ledger: a refund's status as the provider reports it, the amount it
+//! holds on its payment, and the payment's refunded total.
+
+use paybridge_core::ids::RefundId;
+use paybridge_core::payment::RefundStatus;
+use paybridge_core::stripe::event::{Refs, RefundReading};
+use paybridge_store::refunds::{self, RefundRow};
+use paybridge_store::{now, payments, Conn, StoreError};
+
+use super::{event_row, Outcome, UnitOfWork};
+use crate::service::views::RefundView;
+
+impl UnitOfWork {
+    /// Applies a refund as the provider reports it (an event, or the answer to our own
+    /// call). A refund paybridge did not make is recorded as the provider's truth.
+    pub async fn apply_refund(
+        &mut self,
+        conn: &mut Conn,
+        app: &str,
+        refs: &Refs,
+        rf: &RefundReading,
+    ) -> Result<Outcome, StoreError> {
+        let row =
+            refunds::lock_by_refs(conn, app, rf.ours.as_deref(), Some(&rf.provider_refund)).await?;
+        let pid = match &row {
+            Some(r) => Some(r.payment_id.clone()),
+            None => self.find_payment(app, refs),
+        };
+        let Some(pid) = pid else {
+            return Ok(Outcome::Pending(
+                "no payment of this app matches the refund yet".into(),
+            ));
+        };
+        if self.payment(&pid).is_none() {
+            let p = payments::lock(conn, app, &pid).await?;
+            self.add_payment(p);
+        }
+        let payment = self.payment(&pid).cloned().ok_or(StoreError::NotFound)?;
+        let Some(mut r) = row else {
+            let ts = now();
+            let r = RefundRow {
+                id: RefundId::generate().into_string(),
+                app_id: app.to_owned(),
+                payment_id: pid.clone(),
+                order_id: payment.order_id.clone(),
+                amount: rf.amount,
+                currency: rf.currency.clone().unwrap_or(payment.currency.clone()),
+                reason: rf.reason.clone(),
+                status: rf.status.as_str().to_owned(),
+                failure_reason: rf.failure_reason.clone(),
+                provider_refund_id: Some(rf.provider_refund.clone()),
+                refund_application_fee: 0,
+                reverse_transfer: 0,
+                source: "provider".into(),
+                metadata: "{}".into(),
+                created: ts,
+                updated: ts,
+            };
+            refunds::insert(&mut *conn, &r).await?;
+            if rf.status.holds_amount() {
+                payments::add_refunding(conn, app, &pid, r.amount).await?;
+            }
+            return self.after_refund(conn, &r, None).await;
+        };
+        if rf.amount != r.amount {
+            return Ok(Outcome::Failed(format!(
+                "the provider reports {} for refund {}, which is {}",
+                rf.amount, r.id, r.amount
+            )));
+        }
+        let old = RefundStatus::parse(&r.status).unwrap_or(RefundStatus::Pending);
+        let new = old.apply(rf.status);
+        let learned_id = r.provider_refund_id.is_none();
+        if new == old && !learned_id {
+            return Ok(Outcome::Processed(format!(
+                "refund {} is {}",
+                r.id, r.status
+            )));
+        }
+        r.provider_refund_id = Some(rf.provider_refund.clone());
+        r.status = new.as_str().to_owned();
+        if rf.failure_reason.is_some() {
+            r.failure_reason = rf.failure_reason.clone();
+        }
+        refunds::save(conn, &r).await?;
+        if old.holds_amount() && !new.holds_amount() {
+            payments::release_refund(conn, app, &pid, r.amount).await?;
+        }
+        if new == old {
+            return Ok(Outcome::Processed(format!(
+                "refund {} is {}",
+                r.id, r.status
+            )));
+        }
+        self.after_refund(conn, &r, Some(old)).await
+    }
+
+    /// Emits `refund.succeeded` / `refund.failed` and re-totals the payment's refunds.
+    async fn after_refund(
+        &mut self,
+        conn: &mut Conn,
+        r: &RefundRow,
+        old: Option<RefundStatus>,
+    ) -> Result<Outcome, StoreError> {
+        let new = RefundStatus::parse(&r.status).unwrap_or(RefundStatus::Pending);
+        let kind = match new {
+            RefundStatus::Pending => "refund.pending",
+            RefundStatus::Succeeded => "refund.succeeded",
+            RefundStatus::Failed | RefundStatus::Canceled => "refund.failed",
+        };
+        let customer = self
+            .payment(&r.payment_id)
+            .and_then(|p| p.customer_id.clone());
+        self.events.push(event_row(
+            &r.app_id,
+            kind,
+            &r.id,
+            (Some(&r.order_id), Some(&r.payment_id), customer.as_deref()),
+            &RefundView::of(r),
+        ));
+        if new == RefundStatus::Succeeded || old == Some(RefundStatus::Succeeded) {
+            let total = refunds::succeeded_total(conn, &r.app_id, &r.payment_id).await?;
+            self.set_refunded(&r.payment_id, total);
+        }
+        Ok(Outcome::Processed(format!(
+            "refund {} is {}",
+            r.id, r.status
+        )))
+    }
+}
