@@ -128,7 +128,8 @@ pub struct NewRefund {
 }
 
 /// A subscription to one price: a provider price (`price`), or for the sandbox an
-/// inline amount.
+/// inline amount. It is charged to the customer's default payment method, which
+/// paybridge keeps in step with the customer's default card.
 #[derive(Debug, Clone)]
 pub struct NewSubscription {
     pub customer: String,
@@ -139,7 +140,6 @@ pub struct NewSubscription {
     pub interval: String,
     pub interval_count: i64,
     pub quantity: i64,
-    pub default_payment_method: Option<String>,
     pub metadata: Metadata,
 }
 

@@ -191,6 +191,8 @@ pub struct SubscriptionReading {
 pub struct InvoiceReading {
     pub provider_invoice: String,
     pub provider_subscription: Option<String>,
+    /// Our subscription, from the subscription's metadata copied onto the invoice.
+    pub subscription: Option<String>,
     pub paid: bool,
     pub amount: i64,
     pub currency: String,
@@ -529,6 +531,11 @@ fn read_invoice(what: &str, inv: &Invoice, at: i64) -> Option<Reading> {
         invoice: Some(InvoiceReading {
             provider_invoice: inv.id.clone(),
             provider_subscription: inv.subscription.as_ref().map(|s| s.id().to_owned()),
+            subscription: inv
+                .subscription_details
+                .as_ref()
+                .and_then(|d| d.metadata.as_ref())
+                .and_then(|m| m.get(META_SUBSCRIPTION).cloned()),
             paid,
             amount: if paid {
                 inv.amount_paid

@@ -345,8 +345,16 @@ pub struct Invoice {
     pub period_start: Option<i64>,
     pub period_end: Option<i64>,
     pub metadata: Option<Metadata>,
+    /// The subscription's metadata, copied onto its invoices.
+    pub subscription_details: Option<SubscriptionDetails>,
     #[serde(deserialize_with = "nullable")]
     pub created: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SubscriptionDetails {
+    pub metadata: Option<Metadata>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -10,6 +10,8 @@ mod errors;
 mod idempotency;
 mod ops;
 mod products;
+mod refunds;
 mod stripe;
 mod stub;
+mod subscriptions;
 mod webhooks;

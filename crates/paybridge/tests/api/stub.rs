@@ -123,7 +123,12 @@ async fn handle(
         log.push(rec.clone());
         n
     };
-    let (status, body) = (s.responder)(&rec, n);
+    let (status, mut body) = (s.responder)(&rec, n);
+    // A responder may ask for a slow answer: `"__delay_ms": n` in its body.
+    if let Some(ms) = body.get("__delay_ms").and_then(|v| v.as_u64()) {
+        body.as_object_mut().unwrap().remove("__delay_ms");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     (StatusCode::from_u16(status).unwrap(), axum::Json(body))
 }
 

@@ -322,6 +322,7 @@ impl Sandbox {
                 "currency": pi["currency"],
                 "customer": pi["customer"],
                 "payment_intent": pi["id"],
+                "invoice": pi["invoice"],
                 "payment_method": payment_method.map(|p| p["id"].clone()),
                 "payment_method_details": card.as_ref().ok().map(|c| json!({"type": "card", "card": card_json(c)})),
                 "failure_code": decline.map(|d| d.code),

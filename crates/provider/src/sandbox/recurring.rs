@@ -122,6 +122,7 @@ impl Sandbox {
                 "payment_intent": pi["id"],
                 "charge": pi["latest_charge"],
                 "paid": paid,
+                "subscription_details": {"metadata": sub["metadata"]},
                 "period_start": period.0,
                 "period_end": period.1,
                 "attempt_count": 1,
@@ -177,12 +178,18 @@ impl Sandbox {
                 PRIVATE: {"plan": plan.to_json(), "payment_method": payment_method},
             }),
         );
+        // As Stripe: the subscription is created (incomplete), its first invoice is
+        // charged, and the subscription becomes active.
+        ch.save("subscription", &sub).await?;
+        ch.emit("customer.subscription.created", &sub).await?;
         let paid = self
             .invoice(ch, &sub, plan, "subscription_create", (start, end), false)
             .await?;
-        sub["status"] = json!(if paid { "active" } else { "incomplete" });
-        ch.save("subscription", &sub).await?;
-        ch.emit("customer.subscription.created", &sub).await?;
+        if paid {
+            sub["status"] = json!("active");
+            ch.save("subscription", &sub).await?;
+            ch.emit("customer.subscription.updated", &sub).await?;
+        }
         Ok(sub)
     }
 
@@ -254,14 +261,9 @@ impl Sandbox {
             .load(&s.customer)
             .await?
             .ok_or_else(|| no_such("customer", &s.customer))?;
-        let pm = s
-            .default_payment_method
-            .clone()
-            .or_else(|| {
-                customer["invoice_settings"]["default_payment_method"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
+        let pm = customer["invoice_settings"]["default_payment_method"]
+            .as_str()
+            .map(str::to_owned)
             .ok_or_else(|| ProviderError::Invalid {
                 code: Some("resource_missing".into()),
                 param: Some("default_payment_method".into()),

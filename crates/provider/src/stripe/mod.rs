@@ -419,7 +419,6 @@ pub fn subscription_form(s: &NewSubscription) -> Form {
         }
     }
     f.push("items[0][quantity]", s.quantity)
-        .push_opt("default_payment_method", s.default_payment_method.as_ref())
         .push_map("metadata", &s.metadata);
     f
 }

@@ -126,7 +126,7 @@ pub async fn start(state: &AppState, app: &str, input: StartInput) -> ApiResult<
     let card_id = customer.default_payment_method.clone().ok_or_else(|| {
         Invalid::new("customer", "payment_method_missing", "the customer has no saved card: start the subscription with a checkout in `subscription` mode")
     })?;
-    let card = customers::card(&state.db, app, &customer.id, &card_id)
+    customers::card(&state.db, app, &customer.id, &card_id)
         .await
         .or_404("payment_method")?;
     let bound = bind(state, app).await?;
@@ -163,7 +163,6 @@ pub async fn start(state: &AppState, app: &str, input: StartInput) -> ApiResult<
             .unwrap_or_else(|| "month".into()),
         interval_count: product.recurring_interval_count.unwrap_or(1),
         quantity,
-        default_payment_method: Some(card.provider_payment_method_id),
         metadata,
     };
     let answer = bound

@@ -1,6 +1,9 @@
-//! Housekeeping, every `housekeeping_interval`: idempotency keys older than the
-//! retention are removed, checkouts past their expiry are expired, and provider events
-//! that were waiting for their object are applied.
+//! Housekeeping. Every `housekeeping_interval`: idempotency keys older than the
+//! retention are removed and checkouts past their expiry are expired. More often
+//! (every few seconds): provider events that were waiting for their object are applied,
+//! so an event that beat its object's creation is applied moments after it.
+
+use std::time::{Duration, Instant};
 
 use paybridge_store::{idempotency, now};
 use tokio_util::sync::CancellationToken;
@@ -8,13 +11,25 @@ use tokio_util::sync::CancellationToken;
 use crate::service::{reconcile, webhooks};
 use crate::state::AppState;
 
+const WAITING_EVENTS_EVERY: Duration = Duration::from_secs(2);
+
 pub async fn run(state: AppState, stop: CancellationToken) {
+    let mut last_round = Instant::now();
     loop {
+        let tick = WAITING_EVENTS_EVERY.min(state.settings.housekeeping_interval);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(state.settings.housekeeping_interval) => {}
+            _ = tokio::time::sleep(tick) => {}
         }
-        round(&state).await;
+        match webhooks::retry_pending(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(applied = n, "waiting provider events applied"),
+            Err(e) => tracing::warn!(error = %e, "retrying waiting provider events failed"),
+        }
+        if last_round.elapsed() >= state.settings.housekeeping_interval {
+            last_round = Instant::now();
+            round(&state).await;
+        }
     }
 }
 
@@ -29,10 +44,5 @@ pub async fn round(state: &AppState) {
         Ok(0) => {}
         Ok(n) => tracing::info!(expired = n, "overdue checkouts expired"),
         Err(e) => tracing::warn!(error = %e.message, "checkout expiry failed; will retry"),
-    }
-    match webhooks::retry_pending(state).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(applied = n, "waiting provider events applied"),
-        Err(e) => tracing::warn!(error = %e, "retrying waiting provider events failed"),
     }
 }

@@ -95,7 +95,14 @@ pub(super) async fn apply_invoice(
     let Some(provider_sub) = &inv.provider_subscription else {
         return Ok(Outcome::Ignored("not a subscription invoice".into()));
     };
-    let Some(sub) = subscriptions::lock_by_refs(conn, app, None, Some(provider_sub), None).await?
+    let Some(sub) = subscriptions::lock_by_refs(
+        conn,
+        app,
+        inv.subscription.as_deref(),
+        Some(provider_sub),
+        None,
+    )
+    .await?
     else {
         return Ok(Outcome::Pending(
             "no subscription of this app matches the invoice yet".into(),
