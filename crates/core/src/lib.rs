@@ -4,10 +4,12 @@
 
 pub mod catalog;
 pub mod config;
+pub mod event_types;
 pub mod ids;
 pub mod keys;
 pub mod money;
 pub mod payment;
+pub mod retry;
 pub mod stripe;
 pub mod vault;
 

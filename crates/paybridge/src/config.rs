@@ -66,6 +66,16 @@ pub struct ServeArgs {
     /// Milliseconds the sandbox waits before sending the events of a change (default 0).
     #[arg(long, env = "PAYBRIDGE_SANDBOX_WEBHOOK_DELAY_MS")]
     pub sandbox_webhook_delay_ms: Option<u64>,
+    /// Seconds to wait before each attempt of a callback delivery, comma-separated
+    /// (default 0,5,300,1800,7200,18000,36000,36000: eight attempts over about 28 h).
+    #[arg(long, env = "PAYBRIDGE_CALLBACK_RETRY_SCHEDULE")]
+    pub callback_retry_schedule: Option<String>,
+    /// Seconds a callback endpoint may keep failing before it is disabled (default 432000, 5 days).
+    #[arg(long, env = "PAYBRIDGE_CALLBACK_DISABLE_AFTER")]
+    pub callback_disable_after: Option<u64>,
+    /// This process's name in delivery attempt logs (default the host name and pid).
+    #[arg(long, env = "PAYBRIDGE_NODE")]
+    pub node: Option<String>,
 }
 
 /// The optional TOML file.
@@ -90,6 +100,9 @@ pub struct FileConfig {
     pub stripe_max_retries: Option<u32>,
     pub stripe_retry_base_ms: Option<u64>,
     pub sandbox_webhook_delay_ms: Option<u64>,
+    pub callback_retry_schedule: Option<String>,
+    pub callback_disable_after: Option<u64>,
+    pub node: Option<String>,
 }
 
 impl FileConfig {
@@ -127,6 +140,9 @@ pub struct Resolved {
     pub stripe_max_retries: u32,
     pub stripe_retry_base: Duration,
     pub sandbox_webhook_delay: Duration,
+    pub callback_retry_schedule: Vec<Duration>,
+    pub callback_disable_after: Duration,
+    pub node: String,
 }
 
 fn env_secret(name: &str) -> Option<SecretString> {
@@ -204,8 +220,36 @@ impl Resolved {
                     .or(file.sandbox_webhook_delay_ms)
                     .unwrap_or(0),
             ),
+            callback_retry_schedule: match args
+                .callback_retry_schedule
+                .clone()
+                .or(file.callback_retry_schedule)
+            {
+                Some(s) => paybridge_core::retry::parse_schedule(&s)
+                    .map_err(|e| anyhow::anyhow!("PAYBRIDGE_CALLBACK_RETRY_SCHEDULE: {e}"))?,
+                None => paybridge_server::state::DEFAULT_RETRY_SCHEDULE
+                    .iter()
+                    .map(|s| Duration::from_secs(*s))
+                    .collect(),
+            },
+            callback_disable_after: secs(
+                args.callback_disable_after,
+                file.callback_disable_after,
+                5 * 86_400,
+            ),
+            node: args.node.clone().or(file.node).unwrap_or_else(default_node),
         })
     }
+}
+
+/// `<host>-<pid>`: enough to tell which process made an attempt.
+fn default_node() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "paybridge".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 #[cfg(test)]

@@ -317,6 +317,10 @@ async fn prepare(
     settings.reconcile_interval = cfg.reconcile_interval;
     settings.reconcile_after = cfg.reconcile_after;
     settings.sandbox_webhook_delay = cfg.sandbox_webhook_delay;
+    settings.callback_retry_schedule = cfg.callback_retry_schedule.clone();
+    settings.callback_disable_after = cfg.callback_disable_after;
+    settings.node = cfg.node.clone();
+    settings.database_url = cfg.database_url.clone();
     Ok(Prepared {
         state: AppState::new(db, vault, settings),
         cfg,

@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod metrics;
 pub mod service;
 pub mod state;
@@ -13,7 +14,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use state::{AppState, Settings};
 
@@ -24,7 +24,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let stop = CancellationToken::new();
+    let stop = state.stop.clone();
     let workers = workers::spawn(state.clone(), stop.clone());
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop_http = stop.clone();

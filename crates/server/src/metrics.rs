@@ -3,6 +3,7 @@
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -31,6 +32,12 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_latency: Family<RouteLabels, Histogram>,
     pub webhook_events: Family<OutcomeLabels, Counter>,
+    /// Callback attempts by what became of the delivery (`succeeded`, `retrying`, `failed`).
+    pub callback_attempts: Family<OutcomeLabels, Counter>,
+    /// Deliveries still to make (all nodes; refreshed every few seconds).
+    pub callback_backlog: Gauge,
+    /// From a delivery's creation to the start of its first attempt.
+    pub callback_first_attempt_lag: Histogram,
 }
 
 impl Metrics {
@@ -61,12 +68,43 @@ impl Metrics {
         for outcome in ["processed", "duplicate", "rejected"] {
             let _ = webhook_events.get_or_create(&OutcomeLabels { outcome });
         }
+        let callback_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "callback_attempts",
+            "Callback delivery attempts, by what became of the delivery",
+            callback_attempts.clone(),
+        );
+        for outcome in ["succeeded", "retrying", "failed"] {
+            let _ = callback_attempts.get_or_create(&OutcomeLabels { outcome });
+        }
+        let callback_backlog = Gauge::default();
+        registry.register(
+            "callback_backlog",
+            "Callback deliveries still to make",
+            callback_backlog.clone(),
+        );
+        let callback_first_attempt_lag =
+            Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register(
+            "callback_first_attempt_lag_seconds",
+            "From a callback delivery's creation to its first attempt",
+            callback_first_attempt_lag.clone(),
+        );
         Metrics {
             registry,
             http_requests,
             http_latency,
             webhook_events,
+            callback_attempts,
+            callback_backlog,
+            callback_first_attempt_lag,
         }
+    }
+
+    pub fn count_callback(&self, outcome: &'static str) {
+        self.callback_attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn render(&self) -> String {

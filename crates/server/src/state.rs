@@ -11,6 +11,9 @@ use paybridge_store::{Backend, Db};
 use crate::service::verify_cache::VerifyCache;
 use crate::service::webhooks::Ingestor;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
 
 use crate::metrics::Metrics;
 
@@ -43,7 +46,19 @@ pub struct Settings {
     pub reconcile_after: Duration,
     /// How long after a change the sandbox sends its events.
     pub sandbox_webhook_delay: Duration,
+    /// Waits before each attempt of a callback delivery (the first is usually 0).
+    pub callback_retry_schedule: Vec<Duration>,
+    /// An endpoint failing for this long is disabled.
+    pub callback_disable_after: Duration,
+    /// This process, in delivery attempt logs.
+    pub node: String,
+    /// The database URL (PostgreSQL nodes listen on it for each other's events).
+    pub database_url: String,
 }
+
+/// Svix's schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h
+/// (about 28 hours in all).
+pub const DEFAULT_RETRY_SCHEDULE: [u64; 8] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000];
 
 impl Settings {
     pub fn new(public_url: impl Into<String>, root_key_hash: String) -> Settings {
@@ -61,6 +76,13 @@ impl Settings {
             reconcile_interval: Duration::from_secs(300),
             reconcile_after: Duration::from_secs(60),
             sandbox_webhook_delay: Duration::ZERO,
+            callback_retry_schedule: DEFAULT_RETRY_SCHEDULE
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            callback_disable_after: Duration::from_secs(5 * 24 * 3600),
+            node: format!("node-{}", std::process::id()),
+            database_url: String::new(),
         }
     }
 }
@@ -81,6 +103,10 @@ pub struct Inner {
     pub ingestor: Ingestor,
     /// Apps' webhook verification material, briefly cached.
     pub webhook_keys: VerifyCache,
+    /// New events, for this node's live streams and callback worker.
+    pub hub: Hub,
+    /// Cancelled when the server shuts down: workers and open streams end.
+    pub stop: CancellationToken,
 }
 
 impl AppState {
@@ -104,6 +130,8 @@ impl AppState {
         let ingestor = Ingestor::start(db.clone(), lanes);
         AppState(Arc::new(Inner {
             webhook_keys: VerifyCache::default(),
+            hub: Hub::default(),
+            stop: CancellationToken::new(),
             ingestor,
             db,
             vault,

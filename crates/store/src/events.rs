@@ -24,27 +24,17 @@ pub struct EventRow {
 const COLUMNS: &str =
     "seq, id, app_id, type, object_id, order_id, payment_id, customer_id, data, created";
 
-/// Appends an event; its `seq` is assigned by the database.
-pub async fn append(conn: &mut Conn, e: &EventRow) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO events (id, app_id, type, object_id, order_id, payment_id, customer_id, data, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
-    )
-    .bind(&e.id)
-    .bind(&e.app_id)
-    .bind(&e.kind)
-    .bind(&e.object_id)
-    .bind(&e.order_id)
-    .bind(&e.payment_id)
-    .bind(&e.customer_id)
-    .bind(&e.data)
-    .bind(e.created)
-    .fetch_one(&mut *conn)
-    .await?)
+/// Appends an event (and its deliveries); its `seq` is assigned by the database.
+pub async fn append(conn: &mut Conn, e: &EventRow) -> Result<()> {
+    append_many(conn, std::slice::from_ref(e)).await
 }
 
-/// Appends several events in one statement per hundred, in their order.
+/// Appends events in one statement per hundred, in their order, with their deliveries
+/// to the apps' callback endpoints; on PostgreSQL other nodes are told at commit.
 pub async fn append_many(conn: &mut Conn, rows: &[EventRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     for chunk in rows.chunks(100) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", crate::page::placeholders(1 + i * 9, 9)))
@@ -68,7 +58,75 @@ pub async fn append_many(conn: &mut Conn, rows: &[EventRow]) -> Result<()> {
         }
         q.execute(&mut *conn).await?;
     }
+    crate::callbacks::fan_out(conn, rows).await?;
+    notify(conn).await
+}
+
+/// The channel other nodes listen on for new events and deliveries (PostgreSQL).
+pub const CHANNEL: &str = "paybridge_events";
+
+async fn notify(conn: &mut Conn) -> Result<()> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_notify('paybridge_events', '')")
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
+}
+
+/// Events of every app with `seq` above `after`, oldest first.
+pub async fn tail(db: &Db, after: i64, limit: i64) -> Result<Vec<EventRow>> {
+    Ok(sqlx::query_as::<_, EventRow>(&format!(
+        "SELECT {COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&db.read)
+    .await?)
+}
+
+pub async fn max_seq(db: &Db) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM events")
+            .fetch_one(&db.read)
+            .await?,
+    )
+}
+
+/// The `seq` of one of an app's events (where a stream resumes).
+pub async fn seq_of(db: &Db, app: &str, id: &str) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT seq FROM events WHERE app_id = $1 AND id = $2")
+            .bind(app)
+            .bind(id)
+            .fetch_optional(&db.read)
+            .await?,
+    )
+}
+
+/// An app's events with `after < seq <= upto` (optionally of one order), oldest first.
+pub async fn between(
+    db: &Db,
+    app: &str,
+    order: Option<&str>,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    let base = format!("SELECT {COLUMNS} FROM events WHERE app_id = $1 AND seq > $2 AND seq <= $3");
+    let sql = match order {
+        Some(_) => format!("{base} AND order_id = $5 ORDER BY seq LIMIT $4"),
+        None => format!("{base} ORDER BY seq LIMIT $4"),
+    };
+    let mut q = sqlx::query_as::<_, EventRow>(&sql)
+        .bind(app)
+        .bind(after)
+        .bind(upto)
+        .bind(limit);
+    if let Some(o) = order {
+        q = q.bind(o);
+    }
+    Ok(q.fetch_all(&db.read).await?)
 }
 
 #[derive(Debug, Default)]

@@ -3,6 +3,7 @@
 //! query can forget the tenant. Secrets arrive here already sealed by the vault.
 
 pub mod apps;
+pub mod callbacks;
 pub mod checkouts;
 pub mod config;
 pub mod connect;

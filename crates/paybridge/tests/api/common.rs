@@ -394,3 +394,183 @@ impl Resp {
             .map(str::to_owned)
     }
 }
+
+/// A callback receiver (`crates/testkit/receiver.py`) that checks every delivery with
+/// the official `standardwebhooks` library and records it. It can be stopped and
+/// started again on the same port (a receiver that is down for a while).
+pub struct Receiver {
+    pub port: u16,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let mut r = Receiver {
+            port: 0,
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let script = paybridge_testkit::repo_root().join("crates/testkit/receiver.py");
+        let mut child = Command::new(paybridge_testkit::venv_bin("python"))
+            .arg(script)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("receiver output");
+        self.port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("receiver said {line:?}"));
+        self.child = Some(child);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks", self.port)
+    }
+
+    /// Stops it (`kill -9`); its port stays reserved for [`Receiver::resume`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port, with a fresh record and `control`.
+    pub async fn resume(&mut self, control: Value) {
+        self.stop();
+        self.spawn().await;
+        self.control(control).await;
+    }
+
+    pub async fn control(&self, body: Value) {
+        let r = self
+            .http
+            .post(format!("http://127.0.0.1:{}/_control", self.port))
+            .json(&body)
+            .send()
+            .await
+            .expect("receiver control");
+        assert!(r.status().is_success());
+    }
+
+    /// Every request it got, in arrival order.
+    pub async fn received(&self) -> Vec<Value> {
+        self.http
+            .get(format!("http://127.0.0.1:{}/_received", self.port))
+            .send()
+            .await
+            .expect("receiver")
+            .json()
+            .await
+            .expect("receiver json")
+    }
+
+    /// Waits (up to `secs`) until `done` holds of what it received; returns that.
+    pub async fn until(&self, secs: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.received().await;
+            if done(&got) {
+                return got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the receiver never got there; it has {} requests: {:#?}",
+                got.len(),
+                got.iter().rev().take(5).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A server-sent events reader: `(id, data)` of each message, in order.
+pub struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    /// Opens `path` with `key` (and a `Last-Event-ID` if given); asserts a 200.
+    pub async fn open(s: &Server, path: &str, key: &str, last_event_id: Option<&str>) -> Sse {
+        let mut req = s.http.get(s.url(path)).bearer_auth(key);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.expect("open stream");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Sse {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next message, or `None` if none comes within `secs`.
+    pub async fn next(&mut self, secs: u64) -> Option<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                match id {
+                    Some(id) => {
+                        return Some((id, serde_json::from_str(&data).expect("event json")))
+                    }
+                    None => continue, // a keep-alive comment
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Ok(Ok(Some(c))) => self.buf.push_str(&String::from_utf8_lossy(&c)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads messages until one of type `kind` (within `secs`); returns all read.
+    pub async fn until_type(&mut self, kind: &str, secs: u64) -> Vec<(String, Value)> {
+        let mut got = Vec::new();
+        while let Some(m) = self.next(secs).await {
+            let done = m.1["type"] == kind;
+            got.push(m);
+            if done {
+                return got;
+            }
+        }
+        panic!(
+            "no {kind} on the stream; got {:?}",
+            got.iter().map(|m| m.1["type"].clone()).collect::<Vec<_>>()
+        );
+    }
+}

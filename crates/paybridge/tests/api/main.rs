@@ -4,6 +4,7 @@
 mod common;
 
 mod apps;
+mod callbacks;
 mod checkout;
 mod config;
 mod errors;
@@ -11,6 +12,7 @@ mod idempotency;
 mod ops;
 mod products;
 mod refunds;
+mod streams;
 mod stripe;
 mod stub;
 mod subscriptions;

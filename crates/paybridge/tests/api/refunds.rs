@@ -20,7 +20,7 @@ paybridge_testkit::on_both!(
 );
 
 /// A succeeded sandbox payment of `amount` USD, paid with a saved card.
-async fn paid(s: &Server, a: &AppKeys, amount: i64) -> Value {
+pub(crate) async fn paid(s: &Server, a: &AppKeys, amount: i64) -> Value {
     let c = s
         .post(
             "/v1/customers",

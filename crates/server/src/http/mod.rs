@@ -3,6 +3,7 @@
 
 mod apps;
 mod auth;
+mod callbacks;
 mod config;
 mod connect;
 mod customers;
@@ -17,6 +18,7 @@ mod payments;
 mod products;
 mod refunds;
 mod sandbox;
+mod streams;
 mod subscriptions;
 mod webhooks;
 
@@ -63,7 +65,8 @@ use crate::state::AppState;
         (name = "refunds", description = "Refunds, never more than what was captured"),
         (name = "subscriptions", description = "Recurring charges"),
         (name = "connect", description = "Stripe Connect: connected accounts, transfers, payouts"),
-        (name = "events", description = "paybridge's own events"),
+        (name = "events", description = "paybridge's own events, listed and streamed"),
+        (name = "callbacks", description = "Signed callbacks to the app (Standard Webhooks), with every attempt logged"),
         (name = "sandbox", description = "Test helpers of the offline sandbox provider"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
@@ -100,6 +103,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(connect::routes())
         .merge(webhooks::routes())
         .merge(events::routes())
+        .merge(callbacks::routes())
+        .merge(streams::routes())
         .merge(sandbox::routes())
         .merge(ops::routes())
 }

@@ -2,6 +2,7 @@
 //! state it needs and returns domain rows or an `ApiError`.
 
 pub mod apps;
+pub mod callbacks;
 pub mod catalog;
 pub mod config;
 pub mod connect;

@@ -1,6 +1,7 @@
 //! Background workers, in the same process as the API. Each loops until the stop
 //! token is cancelled; `wait` lets the current round finish on shutdown.
 
+mod callbacks;
 pub mod housekeeping;
 mod reconciler;
 mod sandbox;
@@ -19,7 +20,9 @@ pub fn spawn(state: AppState, stop: CancellationToken) -> Workers {
         handles: vec![
             tokio::spawn(housekeeping::run(state.clone(), stop.clone())),
             tokio::spawn(reconciler::run(state.clone(), stop.clone())),
-            tokio::spawn(sandbox::run(state, stop)),
+            tokio::spawn(sandbox::run(state.clone(), stop.clone())),
+            tokio::spawn(callbacks::run(state.clone(), stop.clone())),
+            tokio::spawn(crate::hub::run(state, stop)),
         ],
     }
 }

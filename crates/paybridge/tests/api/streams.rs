@@ -1,0 +1,261 @@
+//! Live status over server-sent events, resumed with `Last-Event-ID`; the customer's
+//! payment log.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::{Backend, Server, Sse, TestDb};
+
+paybridge_testkit::on_both!(
+    an_order_stream_shows_payment_succeeded_and_resumes_without_loss_or_repeats,
+    the_app_stream_follows_every_event_and_checks_keys,
+    the_customer_log_is_newest_first,
+);
+
+fn ids(v: &[(String, Value)]) -> Vec<String> {
+    v.iter().map(|m| m.0.clone()).collect()
+}
+
+/// The order's events as `GET /v1/events` has them, oldest first.
+async fn order_event_ids(s: &Server, admin: &str, order: &str) -> Vec<String> {
+    let r = s
+        .get(&format!("/v1/events?order={order}&limit=100"), admin)
+        .await;
+    let mut v: Vec<String> = r.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    v.reverse();
+    v
+}
+
+async fn an_order_stream_shows_payment_succeeded_and_resumes_without_loss_or_repeats(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = Server::start_with(&db, &[("PAYBRIDGE_SANDBOX_WEBHOOK_DELAY_MS", "300")]).await;
+    let a = s.sandbox_app().await;
+    let product = s.product(&a.admin, "Kettle", 4200, "eur").await;
+    let cs = s.checkout(&a.publishable, &product, 1, json!({})).await;
+    let order = cs["order"].as_str().unwrap().to_owned();
+    let secret = cs["client_secret"].as_str().unwrap();
+    let path = format!("/v1/orders/{order}/stream?client_secret={secret}");
+
+    // The publishable key needs the order's client secret.
+    let wrong = s
+        .get(
+            &format!("/v1/orders/{order}/stream?client_secret=nope"),
+            &a.publishable,
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::NOT_FOUND);
+
+    let mut stream = Sse::open(&s, &path, &a.publishable, None).await;
+    let r = s
+        .post(
+            &format!(
+                "/v1/sandbox/checkout_sessions/{}/complete",
+                cs["id"].as_str().unwrap()
+            ),
+            &a.publishable,
+            json!({"card_number": "4242424242424242"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut seen = stream.until_type("payment.succeeded", 15).await;
+    let succeeded = seen.last().unwrap().1.clone();
+    assert_eq!(succeeded["data"]["object"]["status"], "succeeded");
+    assert_eq!(succeeded["data"]["object"]["order"], order.as_str());
+    if !seen.iter().any(|m| m.1["type"] == "order.paid") {
+        seen.extend(stream.until_type("order.paid", 5).await);
+    }
+    drop(stream);
+
+    // While nobody watches, the order is refunded in two parts.
+    let payment = succeeded["data"]["object"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for amount in [1000, 3200] {
+        let r = s
+            .post(
+                "/v1/refunds",
+                &a.admin,
+                json!({"payment": payment, "amount": amount}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    s.until(&format!("/v1/orders/{order}"), &a.server, |o| {
+        o["status"] == "refunded"
+    })
+    .await;
+
+    // Resuming from the last event seen sends exactly the rest.
+    let last = seen.last().unwrap().0.clone();
+    let mut resumed = Sse::open(&s, &path, &a.publishable, Some(&last)).await;
+    let mut rest = resumed.until_type("order.refunded", 10).await;
+    while let Some(m) = resumed.next(1).await {
+        rest.push(m);
+    }
+    let mut all = ids(&seen);
+    all.extend(ids(&rest));
+    let expected = order_event_ids(&s, &a.admin, &order).await;
+    assert_eq!(all, expected, "nothing lost, nothing repeated, in order");
+    assert!(rest.iter().all(|m| !ids(&seen).contains(&m.0)));
+
+    // Without Last-Event-ID an order stream starts with the order's whole history.
+    let mut fresh = Sse::open(&s, &path, &a.publishable, None).await;
+    let mut history = Vec::new();
+    while let Some(m) = fresh.next(1).await {
+        history.push(m);
+    }
+    assert_eq!(ids(&history), expected);
+    // An unknown Last-Event-ID is a clear 400, not a silent restart.
+    let r = s
+        .call_with(
+            reqwest::Method::GET,
+            &path,
+            Some(&a.publishable),
+            None,
+            &[("last-event-id", "event_unknown")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error().2.as_deref(), Some("last_event_id"));
+}
+
+async fn the_app_stream_follows_every_event_and_checks_keys(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = Server::start(&db).await;
+    let a = s.sandbox_app().await;
+    let other = s.sandbox_app().await;
+    assert_eq!(
+        s.get("/v1/events/stream", &a.publishable).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut mine = Sse::open(&s, "/v1/events/stream", &a.server, None).await;
+    let mut theirs = Sse::open(&s, "/v1/events/stream", &other.admin, None).await;
+    for amount in [1100, 1200, 1300] {
+        crate::refunds::paid(&s, &a, amount).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        match mine.next(10).await {
+            Some(m) => got.push(m),
+            None => panic!("only {} events arrived", got.len()),
+        }
+    }
+    let mut expected: Vec<String> = s.get("/v1/events?limit=100", &a.admin).await.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    expected.reverse();
+    assert_eq!(ids(&got), expected);
+    assert!(
+        theirs.next(1).await.is_none(),
+        "another app's events never show"
+    );
+
+    // Resume from the first: the other five, then live ones.
+    let mut again = Sse::open(&s, "/v1/events/stream", &a.admin, Some(&got[0].0)).await;
+    let mut replay = Vec::new();
+    for _ in 0..5 {
+        replay.push(again.next(5).await.expect("replayed"));
+    }
+    assert_eq!(ids(&replay), expected[1..].to_vec());
+    crate::refunds::paid(&s, &a, 1400).await;
+    let live = again.next(10).await.expect("live after replay");
+    assert!(!expected.contains(&live.0));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn the_customer_log_is_newest_first(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = Server::start(&db).await;
+    let a = s.sandbox_app().await;
+    let other = s.sandbox_app().await;
+    let p1 = crate::refunds::paid(&s, &a, 500).await;
+    let customer = p1["customer"].as_str().unwrap().to_owned();
+    let r = s
+        .post(
+            "/v1/refunds",
+            &a.admin,
+            json!({"payment": p1["id"], "amount": 200}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let p2 = crate::refunds::paid(&s, &a, 800).await; // another customer's
+    let log = s
+        .until(
+            &format!("/v1/customers/{customer}/events"),
+            &a.server,
+            |j| {
+                j["data"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|e| e["type"] == "refund.succeeded"))
+            },
+        )
+        .await;
+    let data = log["data"].as_array().unwrap();
+    let types: Vec<&str> = data.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let pos = |t: &str| {
+        types
+            .iter()
+            .position(|x| *x == t)
+            .unwrap_or_else(|| panic!("no {t}: {types:?}"))
+    };
+    assert!(
+        pos("refund.succeeded") < pos("payment.succeeded"),
+        "newest first: {types:?}"
+    );
+    assert!(
+        pos("order.partially_refunded") < pos("order.paid"),
+        "newest first: {types:?}"
+    );
+    let created: Vec<i64> = data
+        .iter()
+        .map(|e| e["created"].as_i64().unwrap())
+        .collect();
+    assert!(created.windows(2).all(|w| w[0] >= w[1]));
+    let other_payment = p2["id"].as_str().unwrap();
+    assert!(data.iter().all(|e| !e.to_string().contains(other_payment)));
+    let same = s
+        .get(
+            &format!("/v1/events?customer={customer}&limit=100"),
+            &a.admin,
+        )
+        .await;
+    assert_eq!(same.json["data"], log["data"]);
+    // Paging and scoping.
+    let page = s
+        .get(
+            &format!("/v1/customers/{customer}/events?limit=1"),
+            &a.admin,
+        )
+        .await;
+    assert_eq!(page.json["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page.json["has_more"], true);
+    assert_eq!(
+        s.get(&format!("/v1/customers/{customer}/events"), &other.admin)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get(&format!("/v1/customers/{customer}/events"), &a.publishable)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -1,0 +1,298 @@
+//! Live status as server-sent events, and the customer's log.
+//!
+//! A stream first replays what the client missed — after its `Last-Event-ID` (header,
+//! or `last_event_id` in the query), or for an order stream the order's whole history —
+//! from the table, then follows the node's [`Hub`](crate::hub::Hub). Each SSE message
+//! is one event: `id:` is the event id, `data:` the event as `GET /v1/events` shows
+//! it. The replay stops at the hub's published mark and live events at or below it are
+//! skipped, so nothing is lost or repeated between the two. Comments keep idle
+//! connections alive every 15 s; a stream ends when the server shuts down.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use paybridge_core::keys::Permission;
+use paybridge_store::events::{self, EventRow, Filter};
+use serde::Deserialize;
+use tokio::sync::broadcast::{self, error::RecvError};
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
+use crate::http::extract::{Caller, Query};
+use crate::http::list::{to_params, List};
+use crate::http::orders::readable_order;
+use crate::service::views::EventView;
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(event_stream))
+        .routes(routes!(order_stream))
+        .routes(routes!(customer_events))
+}
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const REPLAY_PAGE: i64 = 200;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Resume after this event (what the `Last-Event-ID` header does).
+    pub last_event_id: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrderStreamQuery {
+    /// The order's client secret (with a publishable key).
+    pub client_secret: Option<String>,
+    /// Resume after this event (what the `Last-Event-ID` header does).
+    pub last_event_id: Option<String>,
+}
+
+/// Every event of the app as it happens (admin, server). Without `Last-Event-ID` it
+/// starts from now; with it, it first sends what came after that event.
+#[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(StreamQuery),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "text/event-stream", description = "server-sent events"),
+        (status = "4XX", body = ErrorBody)))]
+async fn event_stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let app = caller.app(Permission::EventsRead)?.as_str().to_owned();
+    let live = state.hub.subscribe();
+    let upto = state.hub.published();
+    let cursor = match resume_point(&state, &app, &headers, q.last_event_id).await? {
+        Some(seq) => seq,
+        None => upto,
+    };
+    Ok(sse(state, live, Follow { app, order: None }, cursor, upto))
+}
+
+/// One order's events: its history, then each change as it happens (a publishable
+/// key with the order's `client_secret`, or a server key). With `Last-Event-ID` it
+/// sends only what came after that event.
+#[utoipa::path(get, path = "/v1/orders/{id}/stream", tag = "orders",
+    params(("id" = String, Path), OrderStreamQuery),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "text/event-stream", description = "server-sent events"),
+        (status = "4XX", body = ErrorBody)))]
+async fn order_stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<OrderStreamQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let order = readable_order(&state, &caller, &id, q.client_secret.as_deref()).await?;
+    let live = state.hub.subscribe();
+    let upto = state.hub.published();
+    let cursor = resume_point(&state, &order.app_id, &headers, q.last_event_id)
+        .await?
+        .unwrap_or(0);
+    let follow = Follow {
+        app: order.app_id,
+        order: Some(order.id),
+    };
+    Ok(sse(state, live, follow, cursor, upto))
+}
+
+/// The `seq` to resume after, from the header or the query.
+async fn resume_point(
+    state: &AppState,
+    app: &str,
+    headers: &HeaderMap,
+    query: Option<String>,
+) -> ApiResult<Option<i64>> {
+    let given = query.or_else(|| {
+        headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let Some(id) = given.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    match events::seq_of(&state.db, app, &id).await? {
+        Some(seq) => Ok(Some(seq)),
+        None => Err(ApiError::bad_request(
+            "last_event_id_unknown",
+            format!("`{id}` is not one of this app's events"),
+        )
+        .with_param("last_event_id")),
+    }
+}
+
+/// Which events a stream carries.
+struct Follow {
+    app: String,
+    order: Option<String>,
+}
+
+impl Follow {
+    fn wants(&self, e: &EventRow) -> bool {
+        e.app_id == self.app && (self.order.is_none() || self.order == e.order_id)
+    }
+}
+
+enum Phase {
+    /// Reading the table from `cursor` up to `upto`.
+    Replay {
+        upto: i64,
+    },
+    Live,
+}
+
+struct Cursor {
+    state: AppState,
+    live: broadcast::Receiver<Arc<EventRow>>,
+    follow: Follow,
+    /// The highest `seq` sent (or skipped as already covered).
+    cursor: i64,
+    phase: Phase,
+    page: std::collections::VecDeque<EventRow>,
+}
+
+fn message(e: &EventRow) -> Event {
+    let body = serde_json::to_string(&EventView::of(e)).unwrap_or_else(|_| "{}".into());
+    Event::default().id(e.id.clone()).data(body)
+}
+
+impl Cursor {
+    /// The next event to send, or `None` when the stream should end.
+    async fn next(&mut self) -> Option<EventRow> {
+        loop {
+            if let Some(e) = self.page.pop_front() {
+                self.cursor = e.seq;
+                return Some(e);
+            }
+            match self.phase {
+                Phase::Replay { upto } => {
+                    let rows = match events::between(
+                        &self.state.db,
+                        &self.follow.app,
+                        self.follow.order.as_deref(),
+                        self.cursor,
+                        upto,
+                        REPLAY_PAGE,
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "stream replay failed; closing the stream");
+                            return None;
+                        }
+                    };
+                    if (rows.len() as i64) < REPLAY_PAGE {
+                        self.cursor = self.cursor.max(upto);
+                        self.phase = Phase::Live;
+                    }
+                    self.page.extend(rows);
+                }
+                Phase::Live => match self.live.recv().await {
+                    Ok(e) if e.seq > self.cursor && self.follow.wants(&e) => {
+                        self.cursor = e.seq;
+                        return Some((*e).clone());
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        // Too far behind the hub: catch up from the table.
+                        self.phase = Phase::Replay {
+                            upto: self.state.hub.published(),
+                        };
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
+fn sse(
+    state: AppState,
+    live: broadcast::Receiver<Arc<EventRow>>,
+    follow: Follow,
+    cursor: i64,
+    upto: i64,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stop = state.stop.clone();
+    let phase = if cursor < upto {
+        Phase::Replay { upto }
+    } else {
+        Phase::Live
+    };
+    let start = Cursor {
+        state,
+        live,
+        follow,
+        cursor,
+        phase,
+        page: Default::default(),
+    };
+    let stream = futures::stream::unfold(start, |mut c| async move {
+        let e = c.next().await?;
+        Some((Ok(message(&e)), c))
+    });
+    let stream = futures::StreamExt::take_until(stream, stop.cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+    pub limit: Option<i64>,
+    pub starting_after: Option<String>,
+}
+
+/// The customer's payment log, newest first (admin, server): every event about their
+/// orders, payments, refunds and subscriptions.
+#[utoipa::path(get, path = "/v1/customers/{id}/events", tag = "customers",
+    params(("id" = String, Path), LogQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = List<EventView>), (status = "4XX", body = ErrorBody)))]
+async fn customer_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<axum::Json<List<EventView>>> {
+    let app = caller.app(Permission::EventsRead)?;
+    paybridge_store::customers::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("customer")?;
+    let params = to_params(q.limit, q.starting_after)?;
+    let filter = Filter {
+        kind: q.kind.as_deref(),
+        customer: Some(&id),
+        ..Filter::default()
+    };
+    let (rows, has_more) = events::list(
+        &state.db,
+        app.as_str(),
+        &filter,
+        params.limit,
+        params.starting_after.as_deref(),
+    )
+    .await?;
+    Ok(axum::Json(List {
+        object: "list",
+        data: rows.iter().map(EventView::of).collect(),
+        has_more,
+    }))
+}

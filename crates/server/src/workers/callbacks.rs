@@ -1,0 +1,301 @@
+//! The callback worker: delivers events to the apps' endpoints, at least once.
+//!
+//! It leases due deliveries in batches (each delivery is leased to one node at a time,
+//! see `paybridge_store::callbacks::claim_due`), POSTs each — up to [`IN_FLIGHT`] at
+//! once — signed per Standard Webhooks with the `standardwebhooks` crate, logs the
+//! attempt and schedules the next one per `paybridge_core::retry`. An endpoint that
+//! has been failing for `callback_disable_after` is disabled and the app told with a
+//! `callback_endpoint.disabled` event. A node that dies mid-attempt leaves its lease to
+//! run out; another (or the restarted) node then makes the attempt again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paybridge_core::retry::{self, Attempt};
+use paybridge_store::callbacks::{self, AttemptRow, Due, Next};
+use paybridge_store::{now, now_ms};
+use rand::Rng;
+use secrecy::ExposeSecret;
+use standardwebhooks::Webhook;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::callbacks::{signing_secrets, EndpointView};
+use crate::service::ledger;
+use crate::state::AppState;
+
+/// Attempts in flight per node.
+const IN_FLIGHT: usize = 64;
+/// A 2xx within this long is a success.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a claimed delivery is this node's alone (well past `TIMEOUT`).
+const LEASE: Duration = Duration::from_secs(30);
+/// How often to look for due deliveries when nothing wakes the worker.
+const POLL: Duration = Duration::from_millis(250);
+/// How much of a receiver's answer is kept in the attempt log.
+const SNIPPET: usize = 256;
+
+pub async fn run(state: AppState, stop: CancellationToken) {
+    let client = match reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        // A redirect is not a delivery: the app must give the final URL.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("paybridge-callbacks/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(IN_FLIGHT)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the callback HTTP client; callbacks are not delivered");
+            return;
+        }
+    };
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let wake = state.hub.deliveries.clone();
+    let mut last_backlog = Instant::now() - Duration::from_secs(60);
+    loop {
+        if last_backlog.elapsed() >= Duration::from_secs(5) {
+            last_backlog = Instant::now();
+            if let Ok(n) = callbacks::backlog(&state.db).await {
+                state.metrics.callback_backlog.set(n);
+            }
+        }
+        let free = slots.available_permits();
+        let mut claimed_all = false;
+        if free > 0 {
+            let at = now_ms();
+            let due = match callbacks::any_due(&state.db, at).await {
+                Ok(false) => Ok(Vec::new()),
+                Ok(true) => {
+                    callbacks::claim_due(&state.db, at, LEASE.as_millis() as i64, free as i64).await
+                }
+                Err(e) => Err(e),
+            };
+            match due {
+                Ok(batch) => {
+                    claimed_all = batch.len() == free;
+                    for d in batch {
+                        let Ok(slot) = slots.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let (state, client) = (state.clone(), client.clone());
+                        tokio::spawn(async move {
+                            attempt(&state, &client, d).await;
+                            drop(slot);
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot claim callback deliveries"),
+            }
+        }
+        if claimed_all {
+            // There may be more due: go on once a slot frees up.
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                s = slots.clone().acquire_owned() => drop(s),
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+    // Let attempts in flight finish and be logged (their leases would cover them anyway).
+    let _ = tokio::time::timeout(
+        TIMEOUT + Duration::from_secs(1),
+        slots.acquire_many(IN_FLIGHT as u32),
+    )
+    .await;
+}
+
+/// The body of a delivery: the event as `GET /v1/events` shows it.
+fn payload(d: &Due) -> Vec<u8> {
+    let data: serde_json::Value =
+        serde_json::from_str(&d.event_data).unwrap_or(serde_json::Value::Null);
+    serde_json::to_vec(&serde_json::json!({
+        "id": d.event_id,
+        "object": "event",
+        "type": d.event_type,
+        "created": d.event_created,
+        "data": {"object": data},
+    }))
+    .unwrap_or_default()
+}
+
+/// One attempt at one delivery, logged, with what follows from it.
+async fn attempt(state: &AppState, client: &reqwest::Client, d: Due) {
+    let body = payload(&d);
+    let ts = now();
+    let secrets = signing_secrets(
+        state,
+        &d.app_id,
+        &d.endpoint_id,
+        &d.secret_sealed,
+        d.previous_secret_sealed.as_deref(),
+        d.previous_secret_expires,
+    );
+    let signature = secrets
+        .iter()
+        .filter_map(|s| Webhook::new(s.expose_secret()).ok())
+        .filter_map(|w| w.sign(&d.event_id, ts, &body).ok())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let started_ms = now_ms();
+    if d.attempts == 0 {
+        let lag = (started_ms - d.created_ms).max(0) as f64 / 1000.0;
+        state.metrics.callback_first_attempt_lag.observe(lag);
+    }
+    let started = Instant::now();
+    let outcome = if signature.is_empty() {
+        Err("the endpoint's secret cannot be opened with this master key".to_owned())
+    } else {
+        send(client, &d, ts, &signature, body).await
+    };
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let (status_code, snippet, error, result) = match outcome {
+        Ok(r) if (200..300).contains(&r.status) => {
+            (Some(r.status), r.snippet, None, Attempt::Delivered)
+        }
+        Ok(r) => {
+            let retry_after = r
+                .retry_after
+                .as_deref()
+                .and_then(|v| retry::parse_retry_after(v, ts));
+            let err = format!("the endpoint answered {}", r.status);
+            (
+                Some(r.status),
+                r.snippet,
+                Some(err),
+                Attempt::Failed { retry_after },
+            )
+        }
+        Err(e) => (None, None, Some(e), Attempt::Failed { retry_after: None }),
+    };
+    let done = d.attempts as usize + 1;
+    let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
+    let next = match retry::next(
+        &state.settings.callback_retry_schedule,
+        done,
+        result,
+        jitter,
+    ) {
+        retry::Next::Done => Next::Succeeded,
+        retry::Next::RetryIn(wait) => Next::RetryAt(now_ms() + wait.as_millis() as i64),
+        retry::Next::GiveUp => Next::Failed,
+    };
+    let outcome_label = match next {
+        Next::Succeeded => "succeeded",
+        Next::RetryAt(_) => "retrying",
+        Next::Failed => "failed",
+    };
+    state.metrics.count_callback(outcome_label);
+    let row = AttemptRow {
+        delivery_id: d.id.clone(),
+        app_id: d.app_id.clone(),
+        attempted_ms: started_ms,
+        status_code,
+        latency_ms,
+        response_snippet: snippet,
+        error,
+        node: state.settings.node.clone(),
+    };
+    match callbacks::record_attempt(&state.db, &d.endpoint_id, &row, next).await {
+        Ok(Some(failing)) if failing >= state.settings.callback_disable_after.as_secs() as i64 => {
+            disable(state, &d, failing).await;
+        }
+        Ok(_) => {}
+        // The lease runs out and the attempt is made again: at least once.
+        Err(e) => tracing::warn!(delivery = %d.id, error = %e, "cannot record a callback attempt"),
+    }
+}
+
+struct Answer {
+    status: i64,
+    snippet: Option<String>,
+    retry_after: Option<String>,
+}
+
+async fn send(
+    client: &reqwest::Client,
+    d: &Due,
+    ts: i64,
+    signature: &str,
+    body: Vec<u8>,
+) -> Result<Answer, String> {
+    let res = client
+        .post(&d.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &d.event_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(describe)?;
+    let status = res.status().as_u16() as i64;
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let snippet = read_snippet(res).await;
+    Ok(Answer {
+        status,
+        snippet,
+        retry_after,
+    })
+}
+
+/// The start of the answer's body, as text (it is only for people to read).
+async fn read_snippet(mut res: reqwest::Response) -> Option<String> {
+    let mut buf = Vec::new();
+    while buf.len() < SNIPPET * 4 {
+        match res.chunk().await {
+            Ok(Some(c)) => buf.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let snippet: String = text.chars().take(SNIPPET).collect();
+    (!snippet.is_empty()).then_some(snippet)
+}
+
+fn describe(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!("no answer within {} s", TIMEOUT.as_secs())
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "the request failed".to_owned()
+    }
+}
+
+/// Disables an endpoint that kept failing, and tells the app (in one transaction, by
+/// whichever node gets there first).
+async fn disable(state: &AppState, d: &Due, failing_secs: i64) {
+    let reason = format!("failing for {} hours", failing_secs / 3600);
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        if let Some(ep) = callbacks::disable_failing(&mut tx, &d.endpoint_id, &reason).await? {
+            ledger::emit(
+                &mut tx,
+                &d.app_id,
+                "callback_endpoint.disabled",
+                &ep.id,
+                (None, None, None),
+                &EndpointView::of(&ep, None),
+            )
+            .await?;
+            tracing::warn!(endpoint = %ep.id, app = %ep.app_id, %reason, "callback endpoint disabled");
+        }
+        tx.commit().await?;
+        Ok::<_, paybridge_store::StoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(endpoint = %d.endpoint_id, error = %e, "cannot disable a failing endpoint");
+    }
+}

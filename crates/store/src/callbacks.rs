@@ -1,0 +1,504 @@
+//! Callbacks to the app: its endpoints, one delivery per (event, endpoint) — created
+//! in the same transaction as the event — and every attempt at delivering it.
+//!
+//! Deliveries are claimed by leasing them: one statement sets `leased_until_ms` on the
+//! due rows and returns them (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so nodes never
+//! claim the same row; SQLite's single writer serializes it). A node that dies with a
+//! lease leaves the delivery to be claimed again when the lease runs out.
+
+use std::collections::HashMap;
+
+use sqlx::{Any, Executor};
+
+use crate::db::lock_clause;
+use crate::events::EventRow;
+use crate::page::{Arg, Select};
+use crate::{now, now_ms, Conn, Db, ListParams, Page, Result, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EndpointRow {
+    pub id: String,
+    pub app_id: String,
+    pub url: String,
+    /// JSON array of event types (`["*"]` for all).
+    pub events: String,
+    pub secret_sealed: String,
+    pub previous_secret_sealed: Option<String>,
+    pub previous_secret_expires: Option<i64>,
+    /// `enabled`, `disabled` or `deleted`.
+    pub status: String,
+    pub failing_since: Option<i64>,
+    pub disabled_reason: Option<String>,
+    pub created: i64,
+    pub updated: i64,
+}
+
+const ENDPOINT_COLUMNS: &str =
+    "id, app_id, url, events, secret_sealed, previous_secret_sealed, previous_secret_expires, \
+    status, failing_since, disabled_reason, created, updated";
+
+pub async fn insert_endpoint<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    r: &EndpointRow,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO callback_endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ))
+    .bind(&r.id)
+    .bind(&r.app_id)
+    .bind(&r.url)
+    .bind(&r.events)
+    .bind(&r.secret_sealed)
+    .bind(&r.previous_secret_sealed)
+    .bind(r.previous_secret_expires)
+    .bind(&r.status)
+    .bind(r.failing_since)
+    .bind(&r.disabled_reason)
+    .bind(r.created)
+    .bind(r.updated)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn endpoint(db: &Db, app: &str, id: &str) -> Result<EndpointRow> {
+    sqlx::query_as::<_, EndpointRow>(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM callback_endpoints WHERE app_id = $1 AND id = $2 AND status <> 'deleted'"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(db.reader())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// An endpoint whatever its status (deleted ones too).
+pub async fn endpoint_any(db: &Db, app: &str, id: &str) -> Result<EndpointRow> {
+    sqlx::query_as::<_, EndpointRow>(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM callback_endpoints WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(db.reader())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+pub async fn list_endpoints(db: &Db, app: &str, params: &ListParams) -> Result<Page<EndpointRow>> {
+    Select::new(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM callback_endpoints WHERE status <> 'deleted'"
+    ))
+    .and("app_id = ?", Arg::Text(app.to_owned()))
+    .page(db.reader(), params)
+    .await
+}
+
+/// Sets an endpoint's status (`enabled`, `disabled`, `deleted`); enabling forgets
+/// its failures.
+pub async fn set_status(
+    db: &Db,
+    app: &str,
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    let n = sqlx::query(
+        "UPDATE callback_endpoints SET status = $3, disabled_reason = $4, \
+             failing_since = CASE WHEN $3 = 'enabled' THEN NULL ELSE failing_since END, updated = $5 \
+         WHERE app_id = $1 AND id = $2 AND status <> 'deleted'",
+    )
+    .bind(app)
+    .bind(id)
+    .bind(status)
+    .bind(reason)
+    .bind(now())
+    .execute(db.writer())
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// A new secret; the old one stays valid (signatures carry both) until `previous_expires`.
+pub async fn rotate_secret(
+    db: &Db,
+    app: &str,
+    id: &str,
+    sealed: &str,
+    previous_expires: i64,
+) -> Result<()> {
+    let n = sqlx::query(
+        "UPDATE callback_endpoints SET previous_secret_sealed = secret_sealed, previous_secret_expires = $4, \
+             secret_sealed = $3, updated = $5 \
+         WHERE app_id = $1 AND id = $2 AND status <> 'deleted'",
+    )
+    .bind(app)
+    .bind(id)
+    .bind(sealed)
+    .bind(previous_expires)
+    .bind(now())
+    .execute(db.writer())
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+fn wants(events_json: &str, kind: &str) -> bool {
+    serde_json::from_str::<Vec<String>>(events_json)
+        .map(|v| v.iter().any(|e| e == "*" || e == kind))
+        .unwrap_or(false)
+}
+
+/// Creates the deliveries of new events to their apps' enabled endpoints, in the
+/// events' own transaction. Returns how many.
+pub async fn fan_out(conn: &mut Conn, events: &[EventRow]) -> Result<usize> {
+    let mut endpoints: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+    for e in events {
+        if !endpoints.contains_key(e.app_id.as_str()) {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT id, events FROM callback_endpoints WHERE app_id = $1 AND status = 'enabled' ORDER BY id")
+                    .bind(&e.app_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            endpoints.insert(&e.app_id, rows);
+        }
+    }
+    let ms = now_ms();
+    let mut rows: Vec<(String, &EventRow, String)> = Vec::new();
+    for e in events {
+        for (endpoint, filter) in &endpoints[e.app_id.as_str()] {
+            if wants(filter, &e.kind) {
+                let id = format!("delivery_{}", ulid_like(&e.id, endpoint));
+                rows.push((id, e, endpoint.clone()));
+            }
+        }
+    }
+    for chunk in rows.chunks(100) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "({}, 'pending', 0, $1, 0, $2, $3)",
+                    crate::page::placeholders(4 + i * 5, 5)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO deliveries (id, app_id, endpoint_id, event_id, event_type, status, attempts, next_attempt_ms, \
+                 leased_until_ms, created_ms, updated) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(ms).bind(ms).bind(ms / 1000);
+        for (id, e, endpoint) in chunk {
+            q = q
+                .bind(id)
+                .bind(&e.app_id)
+                .bind(endpoint)
+                .bind(&e.id)
+                .bind(&e.kind);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(rows.len())
+}
+
+/// A delivery id: the event's time-ordered part and a hash of the pair, so ids sort by
+/// event and one (event, endpoint) pair always makes the same id.
+fn ulid_like(event: &str, endpoint: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    event.hash(&mut h);
+    endpoint.hash(&mut h);
+    let tail = event.rsplit('_').next().unwrap_or(event);
+    format!("{tail}{:016x}", h.finish())
+}
+
+/// What delivering one attempt needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Due {
+    pub id: String,
+    pub app_id: String,
+    pub endpoint_id: String,
+    pub url: String,
+    pub secret_sealed: String,
+    pub previous_secret_sealed: Option<String>,
+    pub previous_secret_expires: Option<i64>,
+    pub event_id: String,
+    pub event_type: String,
+    pub event_data: String,
+    pub event_created: i64,
+    pub attempts: i64,
+    pub created_ms: i64,
+}
+
+/// Whether any delivery is due (a cheap read before claiming, which writes).
+pub async fn any_due(db: &Db, now_ms: i64) -> Result<bool> {
+    let hit: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_ms <= $1 AND leased_until_ms < $1 LIMIT 1",
+    )
+    .bind(now_ms)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(hit.is_some())
+}
+
+/// Disables an enabled endpoint that kept failing and stops its pending deliveries,
+/// in the caller's transaction. Returns the endpoint if this call disabled it (so one
+/// node, not every node that noticed, tells the app).
+pub async fn disable_failing(
+    conn: &mut Conn,
+    endpoint: &str,
+    reason: &str,
+) -> Result<Option<EndpointRow>> {
+    let n = sqlx::query(
+        "UPDATE callback_endpoints SET status = 'disabled', disabled_reason = $2, updated = $3 \
+         WHERE id = $1 AND status = 'enabled'",
+    )
+    .bind(endpoint)
+    .bind(reason)
+    .bind(now())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE deliveries SET status = 'failed', last_error = 'endpoint disabled' WHERE endpoint_id = $1 AND status = 'pending'")
+        .bind(endpoint)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_as::<_, EndpointRow>(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM callback_endpoints WHERE id = $1"
+    ))
+    .bind(endpoint)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Leases up to `limit` due deliveries for `lease_ms`; only this caller attempts them.
+pub async fn claim_due(db: &Db, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Due>> {
+    let skip_locked = match db.backend {
+        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::Backend::Sqlite => "",
+    };
+    let ids: Vec<String> = sqlx::query_scalar(&format!(
+        "UPDATE deliveries SET leased_until_ms = $1 + $2 WHERE id IN ( \
+             SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_ms <= $1 AND leased_until_ms < $1 \
+             ORDER BY next_attempt_ms, id LIMIT $3{skip_locked}) \
+         RETURNING id"
+    ))
+    .bind(now_ms)
+    .bind(lease_ms)
+    .bind(limit)
+    .fetch_all(db.writer())
+    .await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT d.id, d.app_id, d.endpoint_id, e.url, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires, \
+             d.event_id, d.event_type, ev.data AS event_data, ev.created AS event_created, d.attempts, d.created_ms \
+         FROM deliveries d JOIN callback_endpoints e ON e.id = d.endpoint_id JOIN events ev ON ev.id = d.event_id \
+         WHERE d.id IN ({}) ORDER BY d.next_attempt_ms, d.id",
+        crate::page::placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query_as::<_, Due>(&sql);
+    for id in &ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_all(db.writer()).await?)
+}
+
+/// One attempt's result, as logged.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub delivery_id: String,
+    pub app_id: String,
+    pub attempted_ms: i64,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub response_snippet: Option<String>,
+    pub error: Option<String>,
+    pub node: String,
+}
+
+/// What the attempt leaves the delivery as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Succeeded,
+    RetryAt(i64),
+    Failed,
+}
+
+/// Records an attempt and its consequence, and keeps the endpoint's failing-since
+/// mark. Returns how long (seconds) the endpoint has been failing, if it is.
+pub async fn record_attempt(
+    db: &Db,
+    endpoint: &str,
+    a: &AttemptRow,
+    next: Next,
+) -> Result<Option<i64>> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO delivery_attempts (delivery_id, app_id, attempted_ms, status_code, latency_ms, response_snippet, error, node) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&a.delivery_id)
+    .bind(&a.app_id)
+    .bind(a.attempted_ms)
+    .bind(a.status_code)
+    .bind(a.latency_ms)
+    .bind(&a.response_snippet)
+    .bind(&a.error)
+    .bind(&a.node)
+    .execute(&mut *tx)
+    .await?;
+    let (status, next_ms) = match next {
+        Next::Succeeded => ("succeeded", a.attempted_ms),
+        Next::RetryAt(ms) => ("pending", ms),
+        Next::Failed => ("failed", a.attempted_ms),
+    };
+    sqlx::query(
+        "UPDATE deliveries SET status = CASE WHEN status = 'pending' OR $2 = 'succeeded' THEN $2 ELSE status END, attempts = attempts + 1, next_attempt_ms = $3, leased_until_ms = 0, \
+             last_status = $4, last_error = $5, updated = $6 WHERE id = $1",
+    )
+    .bind(&a.delivery_id)
+    .bind(status)
+    .bind(next_ms)
+    .bind(a.status_code)
+    .bind(&a.error)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    let ts = now();
+    let failing: Option<i64> = if next == Next::Succeeded {
+        sqlx::query("UPDATE callback_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+            .bind(endpoint)
+            .execute(&mut *tx)
+            .await?;
+        None
+    } else {
+        sqlx::query("UPDATE callback_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL")
+            .bind(endpoint)
+            .bind(ts)
+            .execute(&mut *tx)
+            .await?;
+        let since: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT failing_since FROM callback_endpoints WHERE id = $1{}",
+            lock_clause(&tx)
+        ))
+        .bind(endpoint)
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+        since.map(|s| ts - s)
+    };
+    tx.commit().await?;
+    Ok(failing)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub app_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, app_id, endpoint_id, event_id, event_type, status, attempts, next_attempt_ms, last_status, last_error, created_ms";
+
+pub async fn delivery(db: &Db, app: &str, id: &str) -> Result<DeliveryRow> {
+    sqlx::query_as::<_, DeliveryRow>(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app)
+    .bind(id)
+    .fetch_optional(db.reader())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+#[derive(Debug, Default)]
+pub struct DeliveryFilter<'a> {
+    pub endpoint: Option<&'a str>,
+    pub event: Option<&'a str>,
+    pub status: Option<&'a str>,
+}
+
+/// An app's deliveries, newest event first.
+pub async fn deliveries(
+    db: &Db,
+    app: &str,
+    f: &DeliveryFilter<'_>,
+    params: &ListParams,
+) -> Result<Page<DeliveryRow>> {
+    let text = |v: Option<&str>| v.map(|s| Arg::Text(s.to_owned()));
+    Select::new(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE 1 = 1"
+    ))
+    .and("app_id = ?", Arg::Text(app.to_owned()))
+    .and_opt("endpoint_id = ?", text(f.endpoint))
+    .and_opt("event_id = ?", text(f.event))
+    .and_opt("status = ?", text(f.status))
+    .page(db.reader(), params)
+    .await
+}
+
+pub async fn attempts(db: &Db, app: &str, delivery: &str) -> Result<Vec<AttemptRow>> {
+    Ok(sqlx::query_as::<_, AttemptRow>(
+        "SELECT delivery_id, app_id, attempted_ms, status_code, latency_ms, response_snippet, error, node \
+         FROM delivery_attempts WHERE app_id = $1 AND delivery_id = $2 ORDER BY id",
+    )
+    .bind(app)
+    .bind(delivery)
+    .fetch_all(db.reader())
+    .await?)
+}
+
+/// Queues a delivery again, now (a manual redelivery; also of a delivered one).
+pub async fn redeliver(db: &Db, app: &str, id: &str) -> Result<()> {
+    let n = sqlx::query(
+        "UPDATE deliveries SET status = 'pending', next_attempt_ms = $3, leased_until_ms = 0, updated = $4 WHERE app_id = $1 AND id = $2",
+    )
+    .bind(app)
+    .bind(id)
+    .bind(now_ms())
+    .bind(now())
+    .execute(db.writer())
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Deliveries still to make, across all apps (the backlog metric).
+pub async fn backlog(db: &Db) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+            .fetch_one(db.reader())
+            .await?,
+    )
+}
+
+/// Stops an endpoint's pending deliveries (it was disabled or deleted).
+pub async fn cancel_pending(db: &Db, endpoint: &str) -> Result<u64> {
+    Ok(sqlx::query("UPDATE deliveries SET status = 'failed', last_error = 'endpoint disabled' WHERE endpoint_id = $1 AND status = 'pending'")
+        .bind(endpoint)
+        .execute(db.writer())
+        .await?
+        .rows_affected())
+}
