@@ -7,6 +7,7 @@
 //!     target/release/paybridge-bench products --backend sqlite --runs 5
 //!     target/release/paybridge-bench startup --runs 10
 
+mod callbacks;
 mod load;
 mod server;
 mod webhooks;
@@ -81,6 +82,28 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Callback delivery: a backlog drained to a local receiver (callbacks/s).
+    CallbackDrain {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        backend: Db,
+        /// Deliveries in the backlog.
+        #[arg(long, default_value_t = 20_000)]
+        backlog: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Callback delivery: lag from an event's commit to its first attempt's arrival,
+    /// with events written one per transaction at a steady rate.
+    CallbackLag {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        backend: Db,
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Time from starting `paybridge serve` to its first 200 on `/healthz`.
     Startup {
         #[arg(long, value_enum, default_value = "sqlite")]
@@ -108,6 +131,17 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Startup { backend, runs } => startup(backend.into(), runs).await,
+        Command::CallbackDrain {
+            backend,
+            backlog,
+            runs,
+        } => callbacks::drain(backend.into(), backlog, runs).await,
+        Command::CallbackLag {
+            backend,
+            rate,
+            seconds,
+            runs,
+        } => callbacks::lag(backend.into(), rate, seconds, runs).await,
         Command::Webhooks {
             backend,
             connections,

@@ -4,7 +4,7 @@
 //! Every node follows the shared table itself, so an event written by any node reaches
 //! the streams of every node. On PostgreSQL, `LISTEN paybridge_events` (notified by
 //! each transaction that appends events) wakes the hub at once; otherwise, and as a
-//! fallback, it looks every 100 ms.
+//! fallback, it looks every 50 ms.
 //!
 //! Order: on PostgreSQL a `seq` is taken at insert but becomes visible at commit, so
 //! a later `seq` can appear before an earlier one. The hub publishes in `seq` order and
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(50);
 const GAP_WAIT: Duration = Duration::from_secs(1);
 const PAGE: i64 = 500;
 

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub callback_backlog: Gauge,
     /// From a delivery's creation to the start of its first attempt.
     pub callback_first_attempt_lag: Histogram,
+    /// 1 while this node runs the cluster-wide workers.
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -90,7 +92,14 @@ impl Metrics {
             "From a callback delivery's creation to its first attempt",
             callback_first_attempt_lag.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "cluster_leader",
+            "1 while this node runs the reconciler and housekeeping for the cluster",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             registry,
             http_requests,
             http_latency,

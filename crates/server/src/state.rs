@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
+use crate::workers::leader::Leadership;
 
 use crate::metrics::Metrics;
 
@@ -107,6 +108,8 @@ pub struct Inner {
     pub hub: Hub,
     /// Cancelled when the server shuts down: workers and open streams end.
     pub stop: CancellationToken,
+    /// Whether this node runs the cluster-wide workers now.
+    pub leadership: Leadership,
 }
 
 impl AppState {
@@ -132,6 +135,7 @@ impl AppState {
             webhook_keys: VerifyCache::default(),
             hub: Hub::default(),
             stop: CancellationToken::new(),
+            leadership: Leadership::default(),
             ingestor,
             db,
             vault,

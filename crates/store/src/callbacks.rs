@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use sqlx::{Any, Executor};
 
-use crate::db::lock_clause;
 use crate::events::EventRow;
 use crate::page::{Arg, Select};
 use crate::{now, now_ms, Conn, Db, ListParams, Page, Result, StoreError};
@@ -334,69 +333,100 @@ pub enum Next {
     Failed,
 }
 
-/// Records an attempt and its consequence, and keeps the endpoint's failing-since
-/// mark. Returns how long (seconds) the endpoint has been failing, if it is.
-pub async fn record_attempt(
-    db: &Db,
-    endpoint: &str,
-    a: &AttemptRow,
-    next: Next,
-) -> Result<Option<i64>> {
+/// One attempt to record: the endpoint it went to, what happened, what follows.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub endpoint: String,
+    pub attempt: AttemptRow,
+    pub next: Next,
+}
+
+/// Records attempts (many per transaction: one fsync for a whole batch) and their
+/// consequences, and keeps each endpoint's failing-since mark: cleared by its latest
+/// attempt succeeding, set by its first failure. Returns, for each endpoint whose latest
+/// attempt here failed, how long (seconds) it has been failing.
+pub async fn record_attempts(db: &Db, batch: &[Outcome]) -> Result<Vec<(String, i64)>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = db.begin().await?;
-    sqlx::query(
-        "INSERT INTO delivery_attempts (delivery_id, app_id, attempted_ms, status_code, latency_ms, response_snippet, error, node) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&a.delivery_id)
-    .bind(&a.app_id)
-    .bind(a.attempted_ms)
-    .bind(a.status_code)
-    .bind(a.latency_ms)
-    .bind(&a.response_snippet)
-    .bind(&a.error)
-    .bind(&a.node)
-    .execute(&mut *tx)
-    .await?;
-    let (status, next_ms) = match next {
-        Next::Succeeded => ("succeeded", a.attempted_ms),
-        Next::RetryAt(ms) => ("pending", ms),
-        Next::Failed => ("failed", a.attempted_ms),
-    };
-    sqlx::query(
-        "UPDATE deliveries SET status = CASE WHEN status = 'pending' OR $2 = 'succeeded' THEN $2 ELSE status END, attempts = attempts + 1, next_attempt_ms = $3, leased_until_ms = 0, \
-             last_status = $4, last_error = $5, updated = $6 WHERE id = $1",
-    )
-    .bind(&a.delivery_id)
-    .bind(status)
-    .bind(next_ms)
-    .bind(a.status_code)
-    .bind(&a.error)
-    .bind(now())
-    .execute(&mut *tx)
-    .await?;
+    for chunk in batch.chunks(100) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", crate::page::placeholders(1 + i * 8, 8)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO delivery_attempts (delivery_id, app_id, attempted_ms, status_code, latency_ms, \
+                 response_snippet, error, node) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for o in chunk {
+            let a = &o.attempt;
+            q = q
+                .bind(&a.delivery_id)
+                .bind(&a.app_id)
+                .bind(a.attempted_ms)
+                .bind(a.status_code)
+                .bind(a.latency_ms)
+                .bind(&a.response_snippet)
+                .bind(&a.error)
+                .bind(&a.node);
+        }
+        q.execute(&mut *tx).await?;
+    }
     let ts = now();
-    let failing: Option<i64> = if next == Next::Succeeded {
-        sqlx::query("UPDATE callback_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-            .bind(endpoint)
-            .execute(&mut *tx)
-            .await?;
-        None
-    } else {
-        sqlx::query("UPDATE callback_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL")
-            .bind(endpoint)
-            .bind(ts)
-            .execute(&mut *tx)
-            .await?;
-        let since: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT failing_since FROM callback_endpoints WHERE id = $1{}",
-            lock_clause(&tx)
-        ))
+    for o in batch {
+        let a = &o.attempt;
+        let (status, next_ms) = match o.next {
+            Next::Succeeded => ("succeeded", a.attempted_ms),
+            Next::RetryAt(ms) => ("pending", ms),
+            Next::Failed => ("failed", a.attempted_ms),
+        };
+        // A delivery stopped meanwhile (endpoint disabled) stays stopped unless this
+        // attempt got through.
+        sqlx::query(
+            "UPDATE deliveries SET status = CASE WHEN status = 'pending' OR $2 = 'succeeded' THEN $2 ELSE status END, \
+                 attempts = attempts + 1, next_attempt_ms = $3, leased_until_ms = 0, \
+                 last_status = $4, last_error = $5, updated = $6 WHERE id = $1",
+        )
+        .bind(&a.delivery_id)
+        .bind(status)
+        .bind(next_ms)
+        .bind(a.status_code)
+        .bind(&a.error)
+        .bind(ts)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // Each endpoint's latest attempt in the batch decides its mark.
+    let mut latest: HashMap<&str, &Outcome> = HashMap::new();
+    for o in batch {
+        let e = latest.entry(o.endpoint.as_str()).or_insert(o);
+        if o.attempt.attempted_ms >= e.attempt.attempted_ms {
+            *e = o;
+        }
+    }
+    let mut failing = Vec::new();
+    for (endpoint, o) in latest {
+        if o.next == Next::Succeeded {
+            sqlx::query("UPDATE callback_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                .bind(endpoint)
+                .execute(&mut *tx)
+                .await?;
+            continue;
+        }
+        let since: Option<i64> = sqlx::query_scalar(
+            "UPDATE callback_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 RETURNING failing_since",
+        )
         .bind(endpoint)
+        .bind(ts)
         .fetch_optional(&mut *tx)
         .await?
         .flatten();
-        since.map(|s| ts - s)
-    };
+        if let Some(s) = since {
+            failing.push((endpoint.to_owned(), ts - s));
+        }
+    }
     tx.commit().await?;
     Ok(failing)
 }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use paybridge_store::apps::AppRow;
-use paybridge_store::callbacks::{self, AttemptRow, DeliveryFilter, EndpointRow, Next};
+use paybridge_store::callbacks::{self, AttemptRow, DeliveryFilter, EndpointRow, Next, Outcome};
 use paybridge_store::events::{self, EventRow};
 use paybridge_store::{apps, now_ms, Db, DbOptions, ListParams};
 use paybridge_testkit::{Backend, TestDb};
@@ -238,15 +238,21 @@ async fn leases_run_out_and_attempts_are_recorded(b: Backend) {
         error: code.filter(|c| *c != 200).map(|c| format!("answered {c}")),
         node: "n1".into(),
     };
-    let failing = callbacks::record_attempt(
-        &db,
-        "endpoint_all",
-        &attempt(Some(500)),
-        Next::RetryAt(t0 + 5_000),
-    )
-    .await
-    .unwrap();
-    assert_eq!(failing, Some(0), "failing since just now");
+    let record = |code: Option<i64>, next: Next| {
+        let db = db.clone();
+        let o = Outcome {
+            endpoint: "endpoint_all".into(),
+            attempt: attempt(code),
+            next,
+        };
+        async move { callbacks::record_attempts(&db, &[o]).await.unwrap() }
+    };
+    let failing = record(Some(500), Next::RetryAt(t0 + 5_000)).await;
+    assert_eq!(
+        failing,
+        [("endpoint_all".to_owned(), 0)],
+        "failing since just now"
+    );
     assert!(callbacks::claim_due(&db, t0 + 4_000, 1_000, 10)
         .await
         .unwrap()
@@ -258,10 +264,8 @@ async fn leases_run_out_and_attempts_are_recorded(b: Backend) {
             .len(),
         1
     );
-    let ok = callbacks::record_attempt(&db, "endpoint_all", &attempt(Some(200)), Next::Succeeded)
-        .await
-        .unwrap();
-    assert_eq!(ok, None);
+    let ok = record(Some(200), Next::Succeeded).await;
+    assert!(ok.is_empty());
     let row = callbacks::delivery(&db, "app_a", &d[0].id).await.unwrap();
     assert_eq!((row.status.as_str(), row.attempts), ("succeeded", 2));
     let log = callbacks::attempts(&db, "app_a", &d[0].id).await.unwrap();

@@ -6,6 +6,7 @@ mod common;
 mod apps;
 mod callbacks;
 mod checkout;
+mod cluster;
 mod config;
 mod errors;
 mod idempotency;

@@ -2,8 +2,10 @@
 //!
 //! It leases due deliveries in batches (each delivery is leased to one node at a time,
 //! see `paybridge_store::callbacks::claim_due`), POSTs each — up to [`IN_FLIGHT`] at
-//! once — signed per Standard Webhooks with the `standardwebhooks` crate, logs the
-//! attempt and schedules the next one per `paybridge_core::retry`. An endpoint that
+//! once — signed per Standard Webhooks with the `standardwebhooks` crate, and hands
+//! each result to a recorder that logs attempts and schedules the next ones (per
+//! `paybridge_core::retry`) a batch per transaction, so a busy node pays one commit for
+//! many attempts. An endpoint that
 //! has been failing for `callback_disable_after` is disabled and the app told with a
 //! `callback_endpoint.disabled` event. A node that dies mid-attempt leaves its lease to
 //! run out; another (or the restarted) node then makes the attempt again.
@@ -12,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paybridge_core::retry::{self, Attempt};
-use paybridge_store::callbacks::{self, AttemptRow, Due, Next};
+use paybridge_store::callbacks::{self, AttemptRow, Due, Next, Outcome};
 use paybridge_store::{now, now_ms};
 use rand::Rng;
 use secrecy::ExposeSecret;
 use standardwebhooks::Webhook;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::service::callbacks::{signing_secrets, EndpointView};
@@ -25,7 +27,7 @@ use crate::service::ledger;
 use crate::state::AppState;
 
 /// Attempts in flight per node.
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: usize = 128;
 /// A 2xx within this long is a success.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a claimed delivery is this node's alone (well past `TIMEOUT`).
@@ -52,6 +54,8 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         }
     };
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let (results, inbox) = mpsc::channel::<Outcome>(IN_FLIGHT * 4);
+    let recorder = tokio::spawn(record(state.clone(), inbox));
     let wake = state.hub.deliveries.clone();
     let mut last_backlog = Instant::now() - Duration::from_secs(60);
     loop {
@@ -79,9 +83,11 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                         let Ok(slot) = slots.clone().acquire_owned().await else {
                             return;
                         };
-                        let (state, client) = (state.clone(), client.clone());
+                        let (state, client, results) =
+                            (state.clone(), client.clone(), results.clone());
                         tokio::spawn(async move {
-                            attempt(&state, &client, d).await;
+                            let outcome = attempt(&state, &client, d).await;
+                            let _ = results.send(outcome).await;
                             drop(slot);
                         });
                     }
@@ -109,6 +115,31 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         slots.acquire_many(IN_FLIGHT as u32),
     )
     .await;
+    drop(results);
+    let _ = recorder.await;
+}
+
+/// Writes attempts' results as they come, as many per transaction as have arrived
+/// meanwhile; disables endpoints that have been failing too long.
+async fn record(state: AppState, mut inbox: mpsc::Receiver<Outcome>) {
+    let mut batch = Vec::with_capacity(256);
+    while inbox.recv_many(&mut batch, 256).await > 0 {
+        match callbacks::record_attempts(&state.db, &batch).await {
+            Ok(failing) => {
+                let limit = state.settings.callback_disable_after.as_secs() as i64;
+                for (endpoint, secs) in failing.into_iter().filter(|(_, s)| *s >= limit) {
+                    if let Some(o) = batch.iter().find(|o| o.endpoint == endpoint) {
+                        disable(&state, &o.attempt.app_id, &endpoint, secs).await;
+                    }
+                }
+            }
+            // The leases run out and the attempts are made again: at least once.
+            Err(e) => {
+                tracing::warn!(attempts = batch.len(), error = %e, "cannot record callback attempts")
+            }
+        }
+        batch.clear();
+    }
 }
 
 /// The body of a delivery: the event as `GET /v1/events` shows it.
@@ -125,8 +156,8 @@ fn payload(d: &Due) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// One attempt at one delivery, logged, with what follows from it.
-async fn attempt(state: &AppState, client: &reqwest::Client, d: Due) {
+/// One attempt at one delivery, and what follows from it.
+async fn attempt(state: &AppState, client: &reqwest::Client, d: Due) -> Outcome {
     let body = payload(&d);
     let ts = now();
     let secrets = signing_secrets(
@@ -202,13 +233,10 @@ async fn attempt(state: &AppState, client: &reqwest::Client, d: Due) {
         error,
         node: state.settings.node.clone(),
     };
-    match callbacks::record_attempt(&state.db, &d.endpoint_id, &row, next).await {
-        Ok(Some(failing)) if failing >= state.settings.callback_disable_after.as_secs() as i64 => {
-            disable(state, &d, failing).await;
-        }
-        Ok(_) => {}
-        // The lease runs out and the attempt is made again: at least once.
-        Err(e) => tracing::warn!(delivery = %d.id, error = %e, "cannot record a callback attempt"),
+    Outcome {
+        endpoint: d.endpoint_id,
+        attempt: row,
+        next,
     }
 }
 
@@ -275,14 +303,14 @@ fn describe(e: reqwest::Error) -> String {
 
 /// Disables an endpoint that kept failing, and tells the app (in one transaction, by
 /// whichever node gets there first).
-async fn disable(state: &AppState, d: &Due, failing_secs: i64) {
+async fn disable(state: &AppState, app: &str, endpoint: &str, failing_secs: i64) {
     let reason = format!("failing for {} hours", failing_secs / 3600);
     let result = async {
         let mut tx = state.db.begin().await?;
-        if let Some(ep) = callbacks::disable_failing(&mut tx, &d.endpoint_id, &reason).await? {
+        if let Some(ep) = callbacks::disable_failing(&mut tx, endpoint, &reason).await? {
             ledger::emit(
                 &mut tx,
-                &d.app_id,
+                app,
                 "callback_endpoint.disabled",
                 &ep.id,
                 (None, None, None),
@@ -296,6 +324,6 @@ async fn disable(state: &AppState, d: &Due, failing_secs: i64) {
     }
     .await;
     if let Err(e) = result {
-        tracing::warn!(endpoint = %d.endpoint_id, error = %e, "cannot disable a failing endpoint");
+        tracing::warn!(%endpoint, error = %e, "cannot disable a failing endpoint");
     }
 }

@@ -1,7 +1,8 @@
 //! Housekeeping. Every `housekeeping_interval`: idempotency keys older than the
 //! retention are removed and checkouts past their expiry are expired. More often
 //! (every few seconds): provider events that were waiting for their object are applied,
-//! so an event that beat its object's creation is applied moments after it.
+//! so an event that beat its object's creation is applied moments after it. Only the
+//! node that leads the cluster (see `leader`) does any of it.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,9 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
+        }
+        if !state.leadership.is_leader() {
+            continue;
         }
         match webhooks::retry_pending(&state).await {
             Ok(0) => {}

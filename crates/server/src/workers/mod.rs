@@ -3,6 +3,7 @@
 
 mod callbacks;
 pub mod housekeeping;
+pub mod leader;
 mod reconciler;
 mod sandbox;
 
@@ -18,6 +19,7 @@ pub struct Workers {
 pub fn spawn(state: AppState, stop: CancellationToken) -> Workers {
     Workers {
         handles: vec![
+            tokio::spawn(leader::run(state.clone(), stop.clone())),
             tokio::spawn(housekeeping::run(state.clone(), stop.clone())),
             tokio::spawn(reconciler::run(state.clone(), stop.clone())),
             tokio::spawn(sandbox::run(state.clone(), stop.clone())),
