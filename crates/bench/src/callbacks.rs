@@ -70,18 +70,23 @@ async fn start_receiver() -> anyhow::Result<(Receiver, String)> {
 }
 
 struct Setup {
-    _server: BenchServer,
+    _servers: Vec<BenchServer>,
     db: Db,
     app: String,
     receiver: Receiver,
     _test_db: TestDb,
 }
 
-async fn setup(backend: Backend) -> anyhow::Result<Setup> {
+/// `nodes` servers on one fresh database, an app with an endpoint for every event.
+async fn setup(backend: Backend, nodes: usize) -> anyhow::Result<Setup> {
     let test_db = TestDb::new(backend)
         .await
         .ok_or_else(|| anyhow::anyhow!("database unavailable"))?;
-    let server = BenchServer::start_on(&test_db, &[]).await?;
+    let mut servers = Vec::new();
+    for _ in 0..nodes.max(1) {
+        servers.push(BenchServer::start_on(&test_db, &[]).await?);
+    }
+    let server = &servers[0];
     let app = server.app().await?;
     let (receiver, url) = start_receiver().await?;
     let e = server
@@ -91,7 +96,7 @@ async fn setup(backend: Backend) -> anyhow::Result<Setup> {
     *receiver.secret.lock().unwrap() = Some(standardwebhooks::Webhook::new(secret)?);
     let db = Db::connect(&test_db.url, DbOptions::default()).await?;
     Ok(Setup {
-        _server: server,
+        _servers: servers,
         db,
         app: app.id,
         receiver,
@@ -146,10 +151,15 @@ async fn until_all(r: &Receiver, n: usize, limit: Duration) -> anyhow::Result<In
 
 /// A backlog of `backlog` deliveries, written in one transaction: deliveries per second
 /// until the receiver has them all.
-pub async fn drain(backend: Backend, backlog: usize, runs: usize) -> anyhow::Result<()> {
+pub async fn drain(
+    backend: Backend,
+    nodes: usize,
+    backlog: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
     let mut rates = Vec::new();
     for run in 1..=runs {
-        let s = setup(backend).await?;
+        let s = setup(backend, nodes).await?;
         let rows: Vec<EventRow> = (0..backlog as u64).map(|n| event(&s.app, n)).collect();
         let t0 = Instant::now();
         write(&s.db, &rows).await?;
@@ -163,7 +173,7 @@ pub async fn drain(backend: Backend, backlog: usize, runs: usize) -> anyhow::Res
         rates.push(rate);
     }
     println!(
-        "callback drain on {backend:?}, {runs} runs of {backlog}: median {:.0} callbacks/s",
+        "callback drain on {backend:?} with {nodes} node(s), {runs} runs of {backlog}: median {:.0} callbacks/s",
         median(rates.into_iter())
     );
     Ok(())
@@ -177,7 +187,7 @@ pub async fn lag(backend: Backend, rate: u64, seconds: u64, runs: usize) -> anyh
     let mut p99s = Vec::new();
     let mut maxes = Vec::new();
     for run in 1..=runs {
-        let s = setup(backend).await?;
+        let s = setup(backend, 1).await?;
         let total = rate * seconds;
         let mut committed: HashMap<String, Instant> = HashMap::with_capacity(total as usize);
         let start = Instant::now();

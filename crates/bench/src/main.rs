@@ -89,6 +89,9 @@ enum Command {
         /// Deliveries in the backlog.
         #[arg(long, default_value_t = 20_000)]
         backlog: usize,
+        /// `paybridge serve` processes sharing the database (PostgreSQL).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
@@ -134,8 +137,9 @@ async fn main() -> anyhow::Result<()> {
         Command::CallbackDrain {
             backend,
             backlog,
+            nodes,
             runs,
-        } => callbacks::drain(backend.into(), backlog, runs).await,
+        } => callbacks::drain(backend.into(), nodes, backlog, runs).await,
         Command::CallbackLag {
             backend,
             rate,

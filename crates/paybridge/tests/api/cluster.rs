@@ -172,6 +172,7 @@ async fn one_node_runs_the_cluster_work_and_another_takes_over() {
 
     n1.kill9();
     let took = until_leaders(&[&n2], &[true], 15).await;
+    eprintln!("node 2 took over {took:?} after node 1 died");
     assert!(took < Duration::from_secs(10), "took over in {took:?}");
     // The old leader comes back as a follower.
     n1.restart().await;
