@@ -320,6 +320,7 @@ async fn prepare(
     settings.callback_retry_schedule = cfg.callback_retry_schedule.clone();
     settings.callback_disable_after = cfg.callback_disable_after;
     settings.node = cfg.node.clone();
+    settings.stream_keep_alive = cfg.stream_keep_alive;
     settings.database_url = cfg.database_url.clone();
     Ok(Prepared {
         state: AppState::new(db, vault, settings),

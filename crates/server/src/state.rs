@@ -51,6 +51,8 @@ pub struct Settings {
     pub callback_retry_schedule: Vec<Duration>,
     /// An endpoint failing for this long is disabled.
     pub callback_disable_after: Duration,
+    /// How often an idle event stream gets a keep-alive comment.
+    pub stream_keep_alive: Duration,
     /// This process, in delivery attempt logs.
     pub node: String,
     /// The database URL (PostgreSQL nodes listen on it for each other's events).
@@ -82,6 +84,7 @@ impl Settings {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
             callback_disable_after: Duration::from_secs(5 * 24 * 3600),
+            stream_keep_alive: Duration::from_secs(15),
             node: format!("node-{}", std::process::id()),
             database_url: String::new(),
         }

@@ -13,6 +13,7 @@ use crate::refunds::paid;
 
 paybridge_testkit::on_both!(
     a_failing_receiver_is_retried_and_every_attempt_logged,
+    retry_after_is_honoured,
     a_receiver_down_for_a_while_gets_everything_once_back,
     callbacks_survive_kill_9,
     manual_redelivery_keeps_the_webhook_id,
@@ -155,6 +156,25 @@ async fn a_failing_receiver_is_retried_and_every_attempt_logged(b: Backend) {
         .filter(|g| g["webhook_id"] == last.as_str())
         .count();
     assert_eq!(n, 4, "no fifth attempt");
+}
+
+async fn retry_after_is_honoured(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = Server::start_with(&db, &[("PAYBRIDGE_CALLBACK_RETRY_SCHEDULE", "0,1")]).await;
+    let a = s.sandbox_app().await;
+    let r = Receiver::start().await;
+    endpoint(&s, &a, &r, json!(["order.paid"])).await;
+    // 429 with Retry-After: 3 — longer than the schedule's 1 s, so it wins.
+    r.control(json!({"fail_first": 1, "fail_status": 429, "retry_after": 3}))
+        .await;
+    paid(&s, &a, 1500).await;
+    let got = r.until(15, |g| g.len() == 2).await;
+    all_verified(&got);
+    let gap = got[1]["at"].as_f64().unwrap() - got[0]["at"].as_f64().unwrap();
+    assert!(gap >= 2.9, "waited {gap:.2} s, not the 3 s asked");
+    assert_eq!(got[1]["status"], 200);
 }
 
 async fn a_receiver_down_for_a_while_gets_everything_once_back(b: Backend) {

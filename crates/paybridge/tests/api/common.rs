@@ -508,6 +508,8 @@ impl Drop for Receiver {
 pub struct Sse {
     resp: reqwest::Response,
     buf: String,
+    /// Keep-alive comments seen so far.
+    pub comments: usize,
 }
 
 impl Sse {
@@ -526,6 +528,7 @@ impl Sse {
         Sse {
             resp,
             buf: String::new(),
+            comments: 0,
         }
     }
 
@@ -548,7 +551,10 @@ impl Sse {
                     Some(id) => {
                         return Some((id, serde_json::from_str(&data).expect("event json")))
                     }
-                    None => continue, // a keep-alive comment
+                    None => {
+                        self.comments += block.lines().filter(|l| l.starts_with(':')).count();
+                        continue;
+                    }
                 }
             }
             match tokio::time::timeout_at(deadline, self.resp.chunk()).await {

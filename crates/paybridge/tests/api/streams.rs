@@ -12,6 +12,7 @@ paybridge_testkit::on_both!(
     an_order_stream_shows_payment_succeeded_and_resumes_without_loss_or_repeats,
     the_app_stream_follows_every_event_and_checks_keys,
     the_customer_log_is_newest_first,
+    idle_streams_get_keep_alives_and_end_on_shutdown,
 );
 
 fn ids(v: &[(String, Value)]) -> Vec<String> {
@@ -176,6 +177,21 @@ async fn the_app_stream_follows_every_event_and_checks_keys(b: Backend) {
     let live = again.next(10).await.expect("live after replay");
     assert!(!expected.contains(&live.0));
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn idle_streams_get_keep_alives_and_end_on_shutdown(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let mut s = Server::start_with(&db, &[("PAYBRIDGE_STREAM_KEEP_ALIVE", "1")]).await;
+    let a = s.sandbox_app().await;
+    let mut idle = Sse::open(&s, "/v1/events/stream", &a.admin, None).await;
+    assert!(idle.next(3).await.is_none(), "no events");
+    assert!(idle.comments >= 2, "{} keep-alives in 3 s", idle.comments);
+    // SIGTERM is not held up by the open stream.
+    let started = std::time::Instant::now();
+    assert!(s.terminate(), "clean exit");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 async fn the_customer_log_is_newest_first(b: Backend) {

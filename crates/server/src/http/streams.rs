@@ -6,11 +6,10 @@
 //! is one event: `id:` is the event id, `data:` the event as `GET /v1/events` shows
 //! it. The replay stops at the hub's published mark and live events at or below it are
 //! skipped, so nothing is lost or repeated between the two. Comments keep idle
-//! connections alive every 15 s; a stream ends when the server shuts down.
+//! connections alive (every 15 s by default); a stream ends when the server shuts down.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -37,7 +36,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(customer_events))
 }
 
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const REPLAY_PAGE: i64 = 200;
 
 #[derive(Deserialize, IntoParams)]
@@ -228,6 +226,7 @@ fn sse(
     upto: i64,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stop = state.stop.clone();
+    let keep_alive = state.settings.stream_keep_alive;
     let phase = if cursor < upto {
         Phase::Replay { upto }
     } else {
@@ -246,7 +245,7 @@ fn sse(
         Some((Ok(message(&e)), c))
     });
     let stream = futures::StreamExt::take_until(stream, stop.cancelled_owned());
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive))
 }
 
 #[derive(Deserialize, IntoParams)]
