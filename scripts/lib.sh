@@ -35,6 +35,24 @@ drop_test_databases() {
     while read -r db; do psql "$PAYBRIDGE_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
 }
 
+# Debian's Chromium and the npm packages of the browser tests (tests/browser:
+# playwright-core, typescript), installed when missing. npm packages are reinstalled
+# only when package-lock.json changes.
+ensure_browser_tools() {
+  if [ ! -x "${PAYBRIDGE_CHROMIUM:-/usr/bin/chromium}" ]; then
+    echo "installing Debian's chromium for the browser tests"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  local dir=tests/browser stamp=tests/browser/node_modules/.package-lock.stamp
+  if [ -d "$dir/node_modules/playwright-core" ] && cmp -s "$dir/package-lock.json" "$stamp"; then return 0; fi
+  echo "installing the browser test packages (npm ci in $dir)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$dir/package-lock.json" "$stamp"
+}
+
 # The Python virtualenv of the tests (.venv-test), made or brought up to date from
 # scripts/requirements-test.txt. It is rebuilt only when that file changes.
 ensure_test_venv() {

@@ -258,6 +258,15 @@ impl Principal {
     pub fn can(&self, p: Permission) -> bool {
         self.role.default_permissions().contains(&p) || self.grants.contains(&p)
     }
+
+    /// Everything this key may do: its role's permissions and its grants.
+    pub fn permissions(&self) -> Vec<&'static str> {
+        PERMISSION_NAMES
+            .iter()
+            .filter(|(p, _)| self.can(*p))
+            .map(|(_, n)| *n)
+            .collect()
+    }
 }
 
 /// A freshly minted key: the secret is shown once, then only its hash remains.

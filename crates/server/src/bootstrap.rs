@@ -138,6 +138,13 @@ pub async fn ensure_demo(state: &AppState) -> anyhow::Result<Demo> {
     anyhow::bail!("the demo app is claimed but was never finished; unset the demo with --no-demo")
 }
 
+/// The demo app's publishable key, if this database has a demo app (for the storefront).
+pub async fn demo_publishable_key(state: &AppState) -> Option<String> {
+    let sealed = settings::get(&state.db, DEMO_PK).await.ok()??;
+    let pk = state.vault.open(&sealed, DEMO_PK).ok()?;
+    Some(pk.expose_secret().to_owned())
+}
+
 /// The demo app, if this database has one.
 pub async fn demo_app(db: &Db) -> anyhow::Result<Option<String>> {
     Ok(apps::find_demo_app(db).await?.map(|a| a.id))

@@ -53,6 +53,8 @@ pub struct Settings {
     pub callback_disable_after: Duration,
     /// How often an idle event stream gets a keep-alive comment.
     pub stream_keep_alive: Duration,
+    /// Whether `/` shows the demo app's storefront (`paybridge serve` without `--no-demo`).
+    pub storefront: bool,
     /// This process, in delivery attempt logs.
     pub node: String,
     /// The database URL (PostgreSQL nodes listen on it for each other's events).
@@ -85,6 +87,7 @@ impl Settings {
                 .collect(),
             callback_disable_after: Duration::from_secs(5 * 24 * 3600),
             stream_keep_alive: Duration::from_secs(15),
+            storefront: false,
             node: format!("node-{}", std::process::id()),
             database_url: String::new(),
         }

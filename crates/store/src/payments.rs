@@ -216,6 +216,34 @@ pub async fn list(
         .await
 }
 
+/// One cell of the daily report: payments of one day, status and currency.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DailyRow {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub status: String,
+    pub currency: String,
+    pub count: i64,
+    pub captured: i64,
+    pub refunded: i64,
+}
+
+/// An app's payments created since `since` (unix seconds), counted per day, status
+/// and currency.
+pub async fn daily(db: &Db, app: &str, since: i64) -> Result<Vec<DailyRow>> {
+    Ok(sqlx::query_as::<_, DailyRow>(
+        "SELECT CAST(created / 86400 AS BIGINT) AS day, status, currency, CAST(COUNT(*) AS BIGINT) AS count, \
+             CAST(COALESCE(SUM(amount_captured), 0) AS BIGINT) AS captured, \
+             CAST(COALESCE(SUM(amount_refunded), 0) AS BIGINT) AS refunded \
+         FROM payments WHERE app_id = $1 AND created >= $2 \
+         GROUP BY CAST(created / 86400 AS BIGINT), status, currency ORDER BY 1",
+    )
+    .bind(app)
+    .bind(since)
+    .fetch_all(&db.read)
+    .await?)
+}
+
 /// Payments of any app left in `lifecycles` since before `updated_before`, oldest
 /// first: what the reconciler asks the provider about.
 pub async fn stuck(

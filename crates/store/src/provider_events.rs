@@ -191,6 +191,7 @@ pub async fn list(
     db: &Db,
     app: &str,
     kind: Option<&str>,
+    objects: &[String],
     limit: i64,
     starting_after: Option<&str>,
 ) -> Result<(Vec<ProviderEventRow>, bool)> {
@@ -199,6 +200,13 @@ pub async fn list(
     if kind.is_some() {
         n += 1;
         sql.push_str(&format!(" AND type = ${n}"));
+    }
+    if !objects.is_empty() {
+        sql.push_str(&format!(
+            " AND object_id IN ({})",
+            crate::page::placeholders(n + 1, objects.len())
+        ));
+        n += objects.len();
     }
     if starting_after.is_some() {
         n += 1;
@@ -213,6 +221,9 @@ pub async fn list(
     let mut q = sqlx::query_as::<_, ProviderEventRow>(&sql).bind(app);
     if let Some(k) = kind {
         q = q.bind(k);
+    }
+    for o in objects {
+        q = q.bind(o);
     }
     if let Some(s) = starting_after {
         q = q.bind(s);

@@ -4,6 +4,7 @@
 mod common;
 
 mod apps;
+mod browser;
 mod callbacks;
 mod checkout;
 mod cluster;

@@ -24,6 +24,36 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_app))
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
+        .routes(routes!(whoami))
+}
+
+/// The key making the request, as paybridge sees it.
+#[derive(Serialize, ToSchema)]
+pub struct CallerView {
+    /// Always `caller`.
+    pub object: &'static str,
+    /// `root`, `admin`, `server` or `publishable`.
+    pub role: &'static str,
+    /// The app the key acts in (none for the root key).
+    pub app: Option<String>,
+    /// `test` or `live`.
+    pub environment: Option<&'static str>,
+    pub permissions: Vec<&'static str>,
+}
+
+/// Who am I: the calling key's role, app, environment and permissions (any key).
+#[utoipa::path(get, path = "/v1/me", tag = "apps",
+    security(("bearer" = [])),
+    responses((status = 200, body = CallerView), (status = "4XX", body = ErrorBody)))]
+async fn whoami(caller: Caller) -> axum::Json<CallerView> {
+    let p = &caller.0;
+    axum::Json(CallerView {
+        object: "caller",
+        role: p.role.as_str(),
+        app: p.app_id.as_ref().map(|a| a.to_string()),
+        environment: p.environment.map(|e| e.as_str()),
+        permissions: p.permissions(),
+    })
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -17,9 +17,11 @@ mod orders;
 mod payments;
 mod products;
 mod refunds;
+mod reports;
 mod sandbox;
 mod streams;
 mod subscriptions;
+mod web;
 mod webhooks;
 
 use std::sync::Arc;
@@ -99,6 +101,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(orders::routes())
         .merge(payments::routes())
         .merge(refunds::routes())
+        .merge(reports::routes())
         .merge(subscriptions::routes())
         .merge(connect::routes())
         .merge(webhooks::routes())
@@ -109,12 +112,39 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(ops::routes())
 }
 
+/// Any origin may call the API from a browser: keys travel in the `Authorization`
+/// header, never in cookies, so there is no ambient credential to abuse.
+fn cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
     let doc = Arc::new(doc);
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
         .merge(sandbox::pages())
+        .merge(web::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -141,6 +171,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
                 .layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency)),
         )
+        // Outermost, so a browser's preflight is answered before authentication.
+        .layer(cors())
         .with_state(state)
 }
 

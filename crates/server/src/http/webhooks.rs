@@ -129,6 +129,8 @@ pub struct ProviderEventQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub kind: Option<String>,
+    /// Only events about these provider objects: comma-separated ids (`pi_…,ch_…`), at most 10.
+    pub objects: Option<String>,
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
 }
@@ -144,10 +146,26 @@ async fn list_provider_events(
 ) -> ApiResult<axum::Json<List<ProviderEventView>>> {
     let app = caller.app(Permission::ProviderEventsRead)?;
     let params = to_params(q.limit, q.starting_after)?;
+    let objects: Vec<String> = q
+        .objects
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if objects.len() > 10 {
+        return Err(
+            ApiError::bad_request("parameter_invalid", "give at most 10 object ids")
+                .with_param("objects"),
+        );
+    }
     let (rows, has_more) = provider_events::list(
         &state.db,
         app.as_str(),
         q.kind.as_deref(),
+        &objects,
         params.limit,
         params.starting_after.as_deref(),
     )

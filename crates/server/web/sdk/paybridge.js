@@ -1,0 +1,333 @@
+// paybridge.js — the browser (and Node 20+) client of a paybridge server.
+//
+//   import { PayBridge } from "https://pay.example.com/sdk/paybridge.js";
+//   const pb = PayBridge({ baseUrl: "https://pay.example.com", key: "pb_pk_test_…" });
+//   const products = await pb.getProducts();
+//   const { customerId, transactionDetails } = await pb.checkout({
+//     line_items: [{ product: products[0].id, quantity: 1 }],
+//   });
+//
+// The same file works from a plain <script src="…/sdk/paybridge.js"> tag, which
+// defines `window.PayBridge`. Types: /sdk/paybridge.d.ts. Keys stay in memory: this
+// file never writes them anywhere.
+
+const ZERO_DECIMAL = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(" ");
+const THREE_DECIMAL = "bhd jod kwd omr tnd".split(" ");
+
+/** An API error: `type`, `code`, `message` and `param` as the API sent them. */
+export class PayBridgeError extends Error {
+  constructor({ type, code, message, param, status, declineCode } = {}) {
+    super(message || code || "paybridge request failed");
+    this.name = "PayBridgeError";
+    this.type = type || "api_error";
+    this.code = code || null;
+    this.param = param || null;
+    this.status = status || 0;
+    this.declineCode = declineCode || null;
+  }
+}
+
+/** Minor units of `currency` in one major unit (100 for usd, 1 for jpy, 1000 for kwd). */
+export function minorUnits(currency) {
+  const c = String(currency).toLowerCase();
+  if (ZERO_DECIMAL.includes(c)) return 1;
+  if (THREE_DECIMAL.includes(c)) return 1000;
+  return 100;
+}
+
+/** `1999, "usd"` → `"$19.99"` (in the browser's locale, or `locale`). */
+export function formatMoney(amount, currency, locale) {
+  const units = minorUnits(currency);
+  const digits = Math.round(Math.log10(units));
+  return new Intl.NumberFormat(locale, {
+    style: "currency",
+    currency: String(currency).toUpperCase(),
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  }).format(amount / units);
+}
+
+/** Reads server-sent events from a fetch response body: calls `onMessage({id, data})`. */
+async function readEvents(body, onMessage) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let id = null;
+      let data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("id:")) id = line.slice(3).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+      }
+      if (id && data) onMessage({ id, data: JSON.parse(data) });
+    }
+  }
+}
+
+/**
+ * A client for one app. `key` is the app's publishable key in a browser; server and
+ * admin keys belong on servers and in the admin dashboard only.
+ */
+export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
+  if (!key) throw new PayBridgeError({ type: "invalid_request_error", code: "key_missing", message: "PayBridge needs a key" });
+  const base = String(baseUrl || (typeof location !== "undefined" ? location.origin : "")).replace(/\/+$/, "");
+  const doFetch = fetchImpl || globalThis.fetch.bind(globalThis);
+
+  async function request(method, path, body, headers = {}) {
+    let res;
+    try {
+      res = await doFetch(base + path, {
+        method,
+        headers: {
+          Authorization: `Bearer ${key}`,
+          ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+          ...headers,
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new PayBridgeError({ type: "api_connection_error", code: "network_error", message: `cannot reach paybridge: ${e.message}` });
+    }
+    const text = await res.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = null;
+    }
+    if (!res.ok) {
+      const e = (json && json.error) || {};
+      throw new PayBridgeError({ ...e, declineCode: e.decline_code, status: res.status, message: e.message || `HTTP ${res.status}` });
+    }
+    return json;
+  }
+
+  /** Every page of a list. */
+  async function all(path) {
+    const out = [];
+    let after = "";
+    for (;;) {
+      const sep = path.includes("?") ? "&" : "?";
+      const page = await request("GET", `${path}${sep}limit=100${after}`);
+      out.push(...page.data);
+      if (!page.has_more || page.data.length === 0) return out;
+      after = `&starting_after=${encodeURIComponent(page.data[page.data.length - 1].id)}`;
+    }
+  }
+
+  /**
+   * Follows an order's events (its history first, then live). Reconnects with
+   * Last-Event-ID after a dropped connection, so no event is missed or repeated.
+   * Returns a function that stops watching.
+   */
+  function watch(orderId, callback, { clientSecret, onError } = {}) {
+    const controller = new AbortController();
+    let lastId = null;
+    let stopped = false;
+    let delay = 250;
+    const qs = clientSecret ? `?client_secret=${encodeURIComponent(clientSecret)}` : "";
+    (async () => {
+      while (!stopped) {
+        try {
+          const res = await doFetch(`${base}/v1/orders/${encodeURIComponent(orderId)}/stream${qs}`, {
+            headers: { Authorization: `Bearer ${key}`, Accept: "text/event-stream", ...(lastId ? { "Last-Event-ID": lastId } : {}) },
+            signal: controller.signal,
+          });
+          if (!res.ok) {
+            const e = ((await res.json().catch(() => null)) || {}).error || {};
+            const err = new PayBridgeError({ ...e, status: res.status });
+            if (res.status < 500) {
+              stopped = true;
+              if (onError) onError(err);
+              return;
+            }
+            throw err;
+          }
+          delay = 250;
+          await readEvents(res.body, ({ id, data }) => {
+            lastId = id;
+            if (!stopped) callback(data);
+          });
+        } catch (e) {
+          if (stopped || controller.signal.aborted) return;
+          if (onError && e instanceof PayBridgeError && e.status >= 500) onError(e);
+        }
+        if (stopped) return;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    })();
+    return () => {
+      stopped = true;
+      controller.abort();
+    };
+  }
+
+  async function order(id, clientSecret) {
+    const qs = clientSecret ? `?client_secret=${encodeURIComponent(clientSecret)}` : "";
+    return request("GET", `/v1/orders/${encodeURIComponent(id)}${qs}`);
+  }
+
+  function details(o) {
+    const payment = (o.payments || []).find((p) => p.status !== "failed" && p.status !== "canceled" && p.status !== "expired") || (o.payments || [])[0] || null;
+    return {
+      order: o.id,
+      status: o.status,
+      amount: o.amount_total,
+      amountPaid: o.amount_paid,
+      currency: o.currency,
+      payment: payment && {
+        id: payment.id,
+        status: payment.status,
+        amount: payment.amount,
+        currency: payment.currency,
+        method: payment.method,
+        provider: payment.provider_name,
+        paymentIntent: payment.provider.payment_intent,
+        charge: payment.provider.charge,
+      },
+      subscription: o.subscription || null,
+    };
+  }
+
+  /**
+   * Starts a hosted checkout in a popup and resolves once paybridge has the
+   * provider's signed word that it was paid — never on the browser's redirect alone.
+   * Rejects with a PayBridgeError: `card_error` (declined), `checkout_canceled`
+   * (closed or cancelled) or `checkout_expired`.
+   */
+  async function checkout({ line_items, mode = "payment", customer, success_url, cancel_url, onEvent, popup, cancelGraceMs = 4000, ...rest } = {}) {
+    const features = "popup,width=480,height=760";
+    // Opened now, while the click that called us still counts as the user's.
+    const win = popup !== undefined ? popup : typeof window !== "undefined" ? window.open("", "paybridge-checkout", features) : null;
+    let session;
+    try {
+      session = await request("POST", "/v1/checkout/sessions", {
+        line_items,
+        mode,
+        ...(customer ? { customer } : {}),
+        success_url: success_url || `${base}/sdk/return?result=success`,
+        cancel_url: cancel_url || `${base}/sdk/return?result=cancel`,
+        ...rest,
+      });
+    } catch (e) {
+      if (win && !win.closed) win.close();
+      throw e;
+    }
+    if (win) win.location.href = session.url;
+    else if (typeof window !== "undefined") throw new PayBridgeError({ type: "invalid_request_error", code: "popup_blocked", message: "the checkout window was blocked; call checkout() from a click" });
+
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let cancelTimer = null;
+      // The page said it was paid: wait for the webhook however long it takes.
+      let returnedPaid = false;
+      const finish = (fn, value) => {
+        if (settled) return;
+        settled = true;
+        stop();
+        clearInterval(closedPoll);
+        clearTimeout(cancelTimer);
+        if (typeof window !== "undefined") window.removeEventListener("message", onMessage);
+        if (win && !win.closed) win.close();
+        fn(value);
+      };
+      const paid = (o) => finish(resolve, { customerId: o.customer || session.customer || null, transactionDetails: details(o) });
+      const cancelled = () => {
+        if (cancelTimer || settled || returnedPaid) return;
+        // It may have been paid just before it closed: give the webhook a moment,
+        // then ask paybridge once more before calling it cancelled.
+        cancelTimer = setTimeout(async () => {
+          const o = await order(session.order, session.client_secret).catch(() => null);
+          if (o && o.status === "paid") paid(o);
+          else finish(reject, new PayBridgeError({ type: "checkout_error", code: "checkout_canceled", message: "the checkout was closed before it was paid" }));
+        }, cancelGraceMs);
+      };
+      const onMessage = (m) => {
+        if (!m.data || m.data.source !== "paybridge" || (win && m.source !== win)) return;
+        if (m.data.result === "cancel") cancelled();
+        else if (m.data.result === "success") returnedPaid = true;
+      };
+      if (typeof window !== "undefined") window.addEventListener("message", onMessage);
+      const closedPoll = setInterval(() => {
+        if (win && win.closed) cancelled();
+      }, 300);
+      const stop = watch(
+        session.order,
+        async (event) => {
+          if (onEvent) {
+            try {
+              onEvent(event);
+            } catch {
+              /* the caller's handler must not break the checkout */
+            }
+          }
+          const obj = event.data.object;
+          if (event.type === "order.paid") {
+            paid(await order(session.order, session.client_secret).catch(() => obj));
+          } else if (event.type === "payment.failed") {
+            const f = obj.failure || {};
+            finish(reject, new PayBridgeError({ type: "card_error", code: f.code || "card_declined", declineCode: f.decline_code, message: f.message || "the card was declined" }));
+          } else if (event.type === "checkout.expired" || event.type === "payment.expired") {
+            finish(reject, new PayBridgeError({ type: "checkout_error", code: "checkout_expired", message: "the checkout expired" }));
+          }
+        },
+        { clientSecret: session.client_secret, onError: (e) => finish(reject, e) },
+      );
+    });
+  }
+
+  return {
+    configuration: {
+      /** Sets the provider and its keys (admin key); resolves to `{ webhookCallbackUrl }`. */
+      async update({ provider, providerPublicKey, providerPrivateKey }) {
+        const body = { provider };
+        if (providerPublicKey !== undefined) body.provider_public_key = providerPublicKey;
+        if (providerPrivateKey !== undefined) body.provider_secret_key = providerPrivateKey;
+        const r = await request("PUT", "/v1/payment_config", body);
+        return { webhookCallbackUrl: r.webhook_callback_url, configured: r.configured, provider: r.provider };
+      },
+      /** Stores the provider's webhook signing secret (admin key). */
+      async updateSigningSecret(secret) {
+        const r = await request("PUT", "/v1/payment_config/signing_secret", { signing_secret: secret });
+        return { configured: r.configured };
+      },
+    },
+    /** Whether the app can take payments (any key). */
+    async isConfigured() {
+      return (await request("GET", "/v1/payment_config/status")).configured === true;
+    },
+    /** The catalog (a publishable key sees active products only). */
+    getProducts() {
+      return all("/v1/products");
+    },
+    checkout,
+    logs: {
+      /** A customer's payment log, newest first (server or admin key). */
+      get({ customerId, limit = 100 } = {}) {
+        return request("GET", `/v1/customers/${encodeURIComponent(customerId)}/events?limit=${limit}`).then((r) => r.data);
+      },
+    },
+    orders: {
+      get: order,
+      watch,
+    },
+    /** The raw API, for everything else: `pb.request("GET", "/v1/payments")`. */
+    request,
+  };
+}
+
+export default PayBridge;
+
+if (typeof window !== "undefined") {
+  window.PayBridge = PayBridge;
+  window.PayBridge.Error = PayBridgeError;
+  window.PayBridge.formatMoney = formatMoney;
+}
