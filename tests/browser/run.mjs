@@ -102,6 +102,10 @@ const scenarios = {
     const config = await page.locator("#config-status").textContent();
     expect(config.includes("sandbox"), `config: ${config}`);
     await shot(page, "dashboard-overview");
+    await page.locator('#nav a[data-view="orders"]').click();
+    await page.locator("#order-status").selectOption("paid");
+    // Two sales were paid; the declined attempt's order stays open and is filtered out.
+    await page.waitForFunction(() => location.hash.includes("status=paid") && document.querySelectorAll("tr[data-order]").length === 2, null, { timeout: 10000 });
     await page.locator('#nav a[data-view="payments"]').click();
     const row = page.locator(`tr[data-payment="${process.env.PAYMENT}"]`);
     await row.waitFor();

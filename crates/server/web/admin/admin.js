@@ -288,6 +288,32 @@ async function timelineOf(p, refunds) {
   return items.map((i) => el("li", { "data-kind": i.kind }, el("span", {}, whenMs(i.at)), el("span", { class: `kind ${i.kind}` }, i.kind === "ours" ? "event" : i.kind), el("span", {}, el("strong", {}, i.label), " ", el("span", { class: "muted" }, i.detail))));
 }
 
+// ---------------------------------------------------------------- orders
+
+async function orders(params) {
+  const statusSel = el("select", { id: "order-status" }, ["", "open", "paid", "partially_refunded", "refunded"].map((s) => el("option", { value: s, selected: params.get("status") === s }, s || "any status")));
+  const customer = el("input", { id: "order-customer", placeholder: "customer_…", value: params.get("customer") || "" });
+  const form = el("form", { class: "row" }, statusSel, customer, el("button", { type: "submit" }, "Filter"));
+  const apply = (e) => {
+    if (e) e.preventDefault();
+    const p = new URLSearchParams();
+    if (statusSel.value) p.set("status", statusSel.value);
+    if (customer.value.trim()) p.set("customer", customer.value.trim());
+    location.hash = `#/orders?${p}`;
+  };
+  form.addEventListener("submit", apply);
+  statusSel.addEventListener("change", () => apply());
+  const api = new URLSearchParams({ limit: "50" });
+  for (const k of ["status", "customer"]) if (params.get(k)) api.set(k, params.get(k));
+  const list = await pb.request("GET", `/v1/orders?${api}`);
+  const rows = list.data.map((o) => {
+    const tr = el("tr", { class: "link", "data-order": o.id }, el("td", {}, when(o.created)), el("td", {}, el("code", {}, o.id)), el("td", {}, money(o.amount_total, o.currency)), el("td", {}, money(o.amount_paid, o.currency)), el("td", {}, money(o.amount_refunded, o.currency)), el("td", {}, status(o.status)), el("td", {}, o.customer || ""));
+    tr.addEventListener("click", () => (location.hash = `#/payments?q=${o.id}`));
+    return tr;
+  });
+  show(el("h1", {}, "Orders"), form, rows.length ? table(["created", "id", "total", "paid", "refunded", "status", "customer"], rows) : el("p", { class: "muted" }, "No orders match."));
+}
+
 // ---------------------------------------------------------------- subscriptions
 
 async function subscriptions() {
@@ -377,6 +403,7 @@ async function route() {
   await guard(async () => {
     if (parts[0] === "payments" && parts[1]) await payment(parts[1]);
     else if (parts[0] === "payments") await payments(params);
+    else if (parts[0] === "orders") await orders(params);
     else if (parts[0] === "subscriptions") await subscriptions();
     else if (parts[0] === "callbacks") await callbacks();
     else await overview();
