@@ -11,6 +11,7 @@ mod cluster;
 mod config;
 mod errors;
 mod idempotency;
+mod isolation;
 mod ops;
 mod products;
 mod refunds;
