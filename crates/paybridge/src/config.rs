@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Seconds a callback endpoint may keep failing before it is disabled (default 432000, 5 days).
     #[arg(long, env = "PAYBRIDGE_CALLBACK_DISABLE_AFTER")]
     pub callback_disable_after: Option<u64>,
+    /// Seconds a callback endpoint has to answer 2xx (default 15). An attempt in flight
+    /// on a node that dies is made again after twice this.
+    #[arg(long, env = "PAYBRIDGE_CALLBACK_TIMEOUT")]
+    pub callback_timeout: Option<u64>,
     /// Seconds between keep-alive comments on an idle event stream (default 15).
     #[arg(long, env = "PAYBRIDGE_STREAM_KEEP_ALIVE")]
     pub stream_keep_alive: Option<u64>,
@@ -105,6 +109,7 @@ pub struct FileConfig {
     pub sandbox_webhook_delay_ms: Option<u64>,
     pub callback_retry_schedule: Option<String>,
     pub callback_disable_after: Option<u64>,
+    pub callback_timeout: Option<u64>,
     pub stream_keep_alive: Option<u64>,
     pub node: Option<String>,
 }
@@ -146,6 +151,7 @@ pub struct Resolved {
     pub sandbox_webhook_delay: Duration,
     pub callback_retry_schedule: Vec<Duration>,
     pub callback_disable_after: Duration,
+    pub callback_timeout: Duration,
     pub stream_keep_alive: Duration,
     pub node: String,
 }
@@ -242,6 +248,8 @@ impl Resolved {
                 file.callback_disable_after,
                 5 * 86_400,
             ),
+            callback_timeout: secs(args.callback_timeout, file.callback_timeout, 15)
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
             stream_keep_alive: secs(args.stream_keep_alive, file.stream_keep_alive, 15)
                 .max(Duration::from_secs(1)),
             node: args.node.clone().or(file.node).unwrap_or_else(default_node),

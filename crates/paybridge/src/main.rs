@@ -321,6 +321,7 @@ async fn prepare(
     settings.callback_disable_after = cfg.callback_disable_after;
     settings.node = cfg.node.clone();
     settings.stream_keep_alive = cfg.stream_keep_alive;
+    settings.callback_timeout = cfg.callback_timeout;
     settings.storefront = !cfg.no_demo;
     settings.database_url = cfg.database_url.clone();
     Ok(Prepared {

@@ -49,6 +49,8 @@ pub struct Settings {
     pub sandbox_webhook_delay: Duration,
     /// Waits before each attempt of a callback delivery (the first is usually 0).
     pub callback_retry_schedule: Vec<Duration>,
+    /// A callback answered 2xx within this long is delivered (15 s).
+    pub callback_timeout: Duration,
     /// An endpoint failing for this long is disabled.
     pub callback_disable_after: Duration,
     /// How often an idle event stream gets a keep-alive comment.
@@ -86,6 +88,7 @@ impl Settings {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
             callback_disable_after: Duration::from_secs(5 * 24 * 3600),
+            callback_timeout: Duration::from_secs(15),
             stream_keep_alive: Duration::from_secs(15),
             storefront: false,
             node: format!("node-{}", std::process::id()),

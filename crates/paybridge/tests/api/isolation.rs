@@ -34,39 +34,112 @@ async fn created(s: &Server, key: &str, path: &str, body: Value) -> Value {
 async fn fixtures(s: &Server, a: &AppKeys) -> Fixtures {
     let mut ids = BTreeMap::new();
     ids.insert("app", a.id.clone());
-    let endpoint = created(s, &a.admin, "/v1/callback_endpoints", json!({"url": "http://127.0.0.1:9/hooks"})).await;
+    let endpoint = created(
+        s,
+        &a.admin,
+        "/v1/callback_endpoints",
+        json!({"url": "http://127.0.0.1:9/hooks"}),
+    )
+    .await;
     ids.insert("endpoint", endpoint["id"].as_str().unwrap().to_owned());
     let product = s.product(&a.admin, "Widget", 1500, "usd").await;
     ids.insert("product", product.clone());
     let plan = created(s, &a.admin, "/v1/products", json!({"name": "Plan", "unit_amount": 900, "currency": "usd", "recurring": {"interval": "month"}})).await;
     ids.insert("plan", plan["id"].as_str().unwrap().to_owned());
-    let customer = created(s, &a.server, "/v1/customers", json!({"external_id": "shared-external-id"})).await;
+    let customer = created(
+        s,
+        &a.server,
+        "/v1/customers",
+        json!({"external_id": "shared-external-id"}),
+    )
+    .await;
     let cid = customer["id"].as_str().unwrap().to_owned();
     ids.insert("customer", cid.clone());
-    let card = created(s, &a.server, &format!("/v1/customers/{cid}/payment_methods"), json!({"payment_method": "pm_card_visa"})).await;
-    ids.insert("payment_method", card["id"].as_str().or(card["payment_method"].as_str()).unwrap().to_owned());
-    let payment = created(s, &a.server, "/v1/payments", json!({"amount": 2000, "currency": "usd", "method": "card", "customer": cid})).await;
+    let card = created(
+        s,
+        &a.server,
+        &format!("/v1/customers/{cid}/payment_methods"),
+        json!({"payment_method": "pm_card_visa"}),
+    )
+    .await;
+    ids.insert(
+        "payment_method",
+        card["id"]
+            .as_str()
+            .or(card["payment_method"].as_str())
+            .unwrap()
+            .to_owned(),
+    );
+    let payment = created(
+        s,
+        &a.server,
+        "/v1/payments",
+        json!({"amount": 2000, "currency": "usd", "method": "card", "customer": cid}),
+    )
+    .await;
     ids.insert("payment", payment["id"].as_str().unwrap().to_owned());
-    let refund = created(s, &a.admin, "/v1/refunds", json!({"payment": payment["id"], "amount": 100})).await;
+    let refund = created(
+        s,
+        &a.admin,
+        "/v1/refunds",
+        json!({"payment": payment["id"], "amount": 100}),
+    )
+    .await;
     ids.insert("refund", refund["id"].as_str().unwrap().to_owned());
-    let order = created(s, &a.server, "/v1/orders", json!({"currency": "usd", "line_items": [{"product": product, "quantity": 1}]})).await;
+    let order = created(
+        s,
+        &a.server,
+        "/v1/orders",
+        json!({"currency": "usd", "line_items": [{"product": product, "quantity": 1}]}),
+    )
+    .await;
     ids.insert("order", order["id"].as_str().unwrap().to_owned());
     let cs = s.checkout(&a.publishable, &product, 1, json!({})).await;
     ids.insert("checkout", cs["id"].as_str().unwrap().to_owned());
-    let sub = created(s, &a.server, "/v1/subscriptions", json!({"customer": cid, "product": ids["plan"]})).await;
+    let sub = created(
+        s,
+        &a.server,
+        "/v1/subscriptions",
+        json!({"customer": cid, "product": ids["plan"]}),
+    )
+    .await;
     ids.insert("subscription", sub["id"].as_str().unwrap().to_owned());
-    let account = created(s, &a.server, "/v1/connect/accounts", json!({"email": "seller@example.com", "external_id": "seller-1", "country": "us"})).await;
+    let account = created(
+        s,
+        &a.server,
+        "/v1/connect/accounts",
+        json!({"email": "seller@example.com", "external_id": "seller-1", "country": "us"}),
+    )
+    .await;
     ids.insert("account", account["id"].as_str().unwrap().to_owned());
     let keys = s.get(&format!("/v1/apps/{}/keys", a.id), &a.admin).await;
-    ids.insert("key", keys.json["data"][0]["id"].as_str().unwrap().to_owned());
+    ids.insert(
+        "key",
+        keys.json["data"][0]["id"].as_str().unwrap().to_owned(),
+    );
     let pid = ids["payment"].clone();
-    let events = s.until(&format!("/v1/events?payment={pid}"), &a.admin, |j| j["data"].as_array().is_some_and(|d| !d.is_empty())).await;
+    let events = s
+        .until(&format!("/v1/events?payment={pid}"), &a.admin, |j| {
+            j["data"].as_array().is_some_and(|d| !d.is_empty())
+        })
+        .await;
     let event = events["data"][0]["id"].as_str().unwrap().to_owned();
     ids.insert("event", event.clone());
-    let d = s.until(&format!("/v1/deliveries?event={event}"), &a.admin, |j| j["data"].as_array().is_some_and(|d| !d.is_empty())).await;
+    let d = s
+        .until(&format!("/v1/deliveries?event={event}"), &a.admin, |j| {
+            j["data"].as_array().is_some_and(|d| !d.is_empty())
+        })
+        .await;
     ids.insert("delivery", d["data"][0]["id"].as_str().unwrap().to_owned());
-    let pe = s.until("/v1/provider_events", &a.admin, |j| j["data"].as_array().is_some_and(|d| !d.is_empty())).await;
-    ids.insert("provider_event", pe["data"][0]["id"].as_str().unwrap().to_owned());
+    let pe = s
+        .until("/v1/provider_events", &a.admin, |j| {
+            j["data"].as_array().is_some_and(|d| !d.is_empty())
+        })
+        .await;
+    ids.insert(
+        "provider_event",
+        pe["data"][0]["id"].as_str().unwrap().to_owned(),
+    );
     ids.insert("payout", "po_isolation".into());
     Fixtures { ids }
 }
@@ -104,11 +177,21 @@ fn kind_of(path: &str, param: &str) -> &'static str {
 fn referencing_body(method: &str, path: &str, f: &Fixtures) -> Option<Value> {
     Some(match (method, path) {
         ("POST", "/v1/refunds") => json!({"payment": f.get("payment"), "amount": 1}),
-        ("POST", "/v1/payments") => json!({"amount": 500, "currency": "usd", "method": "card", "customer": f.get("customer")}),
-        ("POST", "/v1/orders") => json!({"currency": "usd", "customer": f.get("customer"), "line_items": [{"product": f.get("product"), "quantity": 1}]}),
-        ("POST", "/v1/checkout/sessions") => json!({"order": f.get("order"), "success_url": "https://x.example/ok", "cancel_url": "https://x.example/no"}),
-        ("POST", "/v1/subscriptions") => json!({"customer": f.get("customer"), "product": f.get("plan")}),
-        ("POST", "/v1/connect/transfers") => json!({"destination": f.get("account"), "amount": 100, "currency": "usd"}),
+        ("POST", "/v1/payments") => {
+            json!({"amount": 500, "currency": "usd", "method": "card", "customer": f.get("customer")})
+        }
+        ("POST", "/v1/orders") => {
+            json!({"currency": "usd", "customer": f.get("customer"), "line_items": [{"product": f.get("product"), "quantity": 1}]})
+        }
+        ("POST", "/v1/checkout/sessions") => {
+            json!({"order": f.get("order"), "success_url": "https://x.example/ok", "cancel_url": "https://x.example/no"})
+        }
+        ("POST", "/v1/subscriptions") => {
+            json!({"customer": f.get("customer"), "product": f.get("plan")})
+        }
+        ("POST", "/v1/connect/transfers") => {
+            json!({"destination": f.get("account"), "amount": 100, "currency": "usd"})
+        }
         _ => return None,
     })
 }
@@ -150,7 +233,9 @@ const OWN_DATA: &[(&str, &str)] = &[
 fn body_for(method: &str, path: &str) -> Option<Value> {
     match method {
         "POST" | "PUT" | "PATCH" => Some(match path {
-            p if p.ends_with("/complete") || p.ends_with("/confirm") => json!({"card_number": "4242424242424242"}),
+            p if p.ends_with("/complete") || p.ends_with("/confirm") => {
+                json!({"card_number": "4242424242424242"})
+            }
             p if p.ends_with("/payment_methods") => json!({"payment_method": "pm_card_visa"}),
             p if p.starts_with("/v1/apps/") => json!({"role": "server"}),
             p if p.starts_with("/v1/products/") => json!({"name": "stolen"}),
@@ -168,8 +253,20 @@ async fn another_apps_keys_never_reach_this_apps_objects(b: Backend) {
     let a = s.sandbox_app().await;
     let other = s.sandbox_app().await;
     let f = fixtures(&s, &a).await;
-    let doc = s.http.get(s.url("/openapi.json")).send().await.unwrap().json::<Value>().await.unwrap();
-    let a_ids: Vec<&String> = f.ids.values().filter(|v| v.contains('_') && !v.starts_with("po_")).collect();
+    let doc = s
+        .http
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let a_ids: Vec<&String> = f
+        .ids
+        .values()
+        .filter(|v| v.contains('_') && !v.starts_with("po_"))
+        .collect();
     let mut checked = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, _) in ops.as_object().unwrap() {
@@ -183,7 +280,13 @@ async fn another_apps_keys_never_reach_this_apps_objects(b: Backend) {
                 // Not key-authenticated: an event signed with another app's secret is
                 // refused at this app's URL.
                 let r = s
-                    .call_with(Method::POST, &format!("/v1/webhooks/stripe/{}", a.id), None, Some(json!({"id": "evt_x", "type": "charge.succeeded"})), &[("stripe-signature", "t=1,v1=00")])
+                    .call_with(
+                        Method::POST,
+                        &format!("/v1/webhooks/stripe/{}", a.id),
+                        None,
+                        Some(json!({"id": "evt_x", "type": "charge.succeeded"})),
+                        &[("stripe-signature", "t=1,v1=00")],
+                    )
                     .await;
                 assert!(r.status.is_client_error(), "{path}: {}", r.body);
                 checked += 1;
@@ -205,7 +308,11 @@ async fn another_apps_keys_never_reach_this_apps_objects(b: Backend) {
                 if method == "GET" && path != "/v1/events/stream" && path != "/metrics" {
                     let r = s.get(&concrete, &other.admin).await;
                     for id in &a_ids {
-                        assert!(!r.body.contains(id.as_str()), "{path} with another app's key shows {id}: {}", r.body);
+                        assert!(
+                            !r.body.contains(id.as_str()),
+                            "{path} with another app's key shows {id}: {}",
+                            r.body
+                        );
                     }
                 }
                 checked += 1;
@@ -227,7 +334,12 @@ async fn another_apps_keys_never_reach_this_apps_objects(b: Backend) {
             // the key, not about a wrong id.
             if method == "GET" && !path.ends_with("/stream") {
                 let r = s.get(&concrete, &a.admin).await;
-                assert_eq!(r.status, StatusCode::OK, "{concrete} with its own app's key: {}", r.body);
+                assert_eq!(
+                    r.status,
+                    StatusCode::OK,
+                    "{concrete} with its own app's key: {}",
+                    r.body
+                );
             }
             checked += 1;
         }
@@ -235,11 +347,21 @@ async fn another_apps_keys_never_reach_this_apps_objects(b: Backend) {
     eprintln!("{checked} operations checked");
     assert!(checked >= 70, "only {checked} operations checked");
     // Upserting a customer on the same external id makes the other app its own.
-    let c = s.post("/v1/customers", &other.server, json!({"external_id": "shared-external-id"})).await;
+    let c = s
+        .post(
+            "/v1/customers",
+            &other.server,
+            json!({"external_id": "shared-external-id"}),
+        )
+        .await;
     assert_ne!(c.json["id"].as_str().unwrap(), f.get("customer"));
     // And nothing of app A changed.
-    let p = s.get(&format!("/v1/payments/{}", f.get("payment")), &a.admin).await;
+    let p = s
+        .get(&format!("/v1/payments/{}", f.get("payment")), &a.admin)
+        .await;
     assert_eq!(p.json["amount_refunded"], 100);
-    let prod = s.get(&format!("/v1/products/{}", f.get("product")), &a.admin).await;
+    let prod = s
+        .get(&format!("/v1/products/{}", f.get("product")), &a.admin)
+        .await;
     assert_eq!(prod.json["name"], "Widget");
 }

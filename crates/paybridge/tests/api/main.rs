@@ -9,6 +9,7 @@ mod callbacks;
 mod checkout;
 mod cluster;
 mod config;
+mod crash;
 mod errors;
 mod idempotency;
 mod isolation;

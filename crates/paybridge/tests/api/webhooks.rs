@@ -17,9 +17,9 @@ paybridge_testkit::on_both!(
     the_previous_signing_secret_works_during_its_grace,
 );
 
-const SECRET: &str = "whsec_test_paybridge_webhooks_0123456789";
+pub(crate) const SECRET: &str = "whsec_test_paybridge_webhooks_0123456789";
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -27,7 +27,7 @@ fn now() -> i64 {
 }
 
 /// A sandbox app whose signing secret the test knows, so it can sign events itself.
-async fn app_with_secret(s: &Server) -> AppKeys {
+pub(crate) async fn app_with_secret(s: &Server) -> AppKeys {
     let a = s.sandbox_app().await;
     let r = s
         .put(
@@ -40,7 +40,7 @@ async fn app_with_secret(s: &Server) -> AppKeys {
     a
 }
 
-async fn send(s: &Server, app: &str, body: &str, header: Option<&str>) -> Resp {
+pub(crate) async fn send(s: &Server, app: &str, body: &str, header: Option<&str>) -> Resp {
     let mut req = s
         .http
         .post(s.url(&format!("/v1/webhooks/stripe/{app}")))
@@ -52,19 +52,19 @@ async fn send(s: &Server, app: &str, body: &str, header: Option<&str>) -> Resp {
     Resp::from(req.send().await.unwrap()).await
 }
 
-async fn send_signed(s: &Server, app: &str, event: &Value) -> Resp {
+pub(crate) async fn send_signed(s: &Server, app: &str, event: &Value) -> Resp {
     let body = event.to_string();
     let header = signature::sign(body.as_bytes(), SECRET.as_bytes(), now());
     send(s, app, &body, Some(&header)).await
 }
 
-fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+pub(crate) fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     json!({"id": id, "object": "event", "type": kind, "created": created, "livemode": false,
            "api_version": "2024-06-20", "data": {"object": object}})
 }
 
 /// A payment intent payment waiting for its card, and its provider intent id.
-async fn pending_intent(s: &Server, a: &AppKeys, amount: i64) -> (String, String) {
+pub(crate) async fn pending_intent(s: &Server, a: &AppKeys, amount: i64) -> (String, String) {
     let r = s
         .post(
             "/v1/payments",
@@ -82,7 +82,7 @@ async fn pending_intent(s: &Server, a: &AppKeys, amount: i64) -> (String, String
     )
 }
 
-fn intent(pi: &str, payment: &str, status: &str, amount: i64, extra: Value) -> Value {
+pub(crate) fn intent(pi: &str, payment: &str, status: &str, amount: i64, extra: Value) -> Value {
     let mut o = json!({"id": pi, "object": "payment_intent", "status": status, "amount": amount, "currency": "usd",
                        "amount_capturable": 0, "amount_received": if status == "succeeded" { amount } else { 0 },
                        "metadata": {"pb_payment": payment}, "client_secret": format!("{pi}_secret_abc")});

@@ -8,7 +8,8 @@
 //! many attempts. An endpoint that
 //! has been failing for `callback_disable_after` is disabled and the app told with a
 //! `callback_endpoint.disabled` event. A node that dies mid-attempt leaves its lease to
-//! run out; another (or the restarted) node then makes the attempt again.
+//! run out (twice the attempt timeout); another (or the restarted) node then makes the
+//! attempt again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,18 +29,18 @@ use crate::state::AppState;
 
 /// Attempts in flight per node.
 const IN_FLIGHT: usize = 128;
-/// A 2xx within this long is a success.
-pub const TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a claimed delivery is this node's alone (well past `TIMEOUT`).
-const LEASE: Duration = Duration::from_secs(30);
 /// How often to look for due deliveries when nothing wakes the worker.
 const POLL: Duration = Duration::from_millis(250);
 /// How much of a receiver's answer is kept in the attempt log.
 const SNIPPET: usize = 256;
 
 pub async fn run(state: AppState, stop: CancellationToken) {
+    // A 2xx within the timeout is a success; a claimed delivery stays this node's for
+    // twice as long, so an attempt is never made twice while one is in flight.
+    let timeout = state.settings.callback_timeout;
+    let lease = timeout * 2;
     let client = match reqwest::Client::builder()
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .connect_timeout(Duration::from_secs(5))
         // A redirect is not a delivery: the app must give the final URL.
         .redirect(reqwest::redirect::Policy::none())
@@ -72,7 +73,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             let due = match callbacks::any_due(&state.db, at).await {
                 Ok(false) => Ok(Vec::new()),
                 Ok(true) => {
-                    callbacks::claim_due(&state.db, at, LEASE.as_millis() as i64, free as i64).await
+                    callbacks::claim_due(&state.db, at, lease.as_millis() as i64, free as i64).await
                 }
                 Err(e) => Err(e),
             };
@@ -111,7 +112,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
     }
     // Let attempts in flight finish and be logged (their leases would cover them anyway).
     let _ = tokio::time::timeout(
-        TIMEOUT + Duration::from_secs(1),
+        timeout + Duration::from_secs(1),
         slots.acquire_many(IN_FLIGHT as u32),
     )
     .await;
@@ -183,7 +184,15 @@ async fn attempt(state: &AppState, client: &reqwest::Client, d: Due) -> Outcome 
     let outcome = if signature.is_empty() {
         Err("the endpoint's secret cannot be opened with this master key".to_owned())
     } else {
-        send(client, &d, ts, &signature, body).await
+        send(
+            client,
+            &d,
+            ts,
+            &signature,
+            body,
+            state.settings.callback_timeout,
+        )
+        .await
     };
     let latency_ms = started.elapsed().as_millis() as i64;
     let (status_code, snippet, error, result) = match outcome {
@@ -252,6 +261,7 @@ async fn send(
     ts: i64,
     signature: &str,
     body: Vec<u8>,
+    timeout: Duration,
 ) -> Result<Answer, String> {
     let res = client
         .post(&d.url)
@@ -262,7 +272,7 @@ async fn send(
         .body(body)
         .send()
         .await
-        .map_err(describe)?;
+        .map_err(|e| describe(e, timeout))?;
     let status = res.status().as_u16() as i64;
     let retry_after = res
         .headers()
@@ -291,9 +301,9 @@ async fn read_snippet(mut res: reqwest::Response) -> Option<String> {
     (!snippet.is_empty()).then_some(snippet)
 }
 
-fn describe(e: reqwest::Error) -> String {
+fn describe(e: reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
-        format!("no answer within {} s", TIMEOUT.as_secs())
+        format!("no answer within {} s", timeout.as_secs())
     } else if e.is_connect() {
         "could not connect".to_owned()
     } else {
