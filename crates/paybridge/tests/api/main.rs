@@ -11,6 +11,7 @@ mod cluster;
 mod config;
 mod crash;
 mod errors;
+mod faults;
 mod idempotency;
 mod isolation;
 mod ops;
