@@ -47,12 +47,15 @@ struct Seen {
     forwarded: bool,
 }
 
+/// Faults for the requests whose `METHOD path` starts with a prefix, in turn.
+type Plan = (String, VecDeque<Fault>);
+
 #[derive(Clone)]
 struct Proxy {
     upstream: String,
     http: reqwest::Client,
     /// Faults for the next requests whose `METHOD path` starts with the prefix.
-    plan: Arc<Mutex<Vec<(String, VecDeque<Fault>)>>>,
+    plan: Arc<Mutex<Vec<Plan>>>,
     replays: Arc<Mutex<HashMap<String, (u16, Bytes)>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
