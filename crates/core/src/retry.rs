@@ -75,7 +75,8 @@ pub fn parse_retry_after(v: &str, now_unix: i64) -> Option<Duration> {
     ))
 }
 
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form senders must use.
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form senders must use. Its
+/// fields are range-checked before any arithmetic: the header comes from the receiver.
 fn httpdate_to_unix(v: &str) -> Option<i64> {
     let parts: Vec<&str> = v.split_whitespace().collect();
     if parts.len() != 6 || parts[5] != "GMT" {
@@ -91,7 +92,13 @@ fn httpdate_to_unix(v: &str) -> Option<i64> {
         .split(':')
         .map(|x| x.parse().ok())
         .collect::<Option<_>>()?;
-    if hms.len() != 3 || !(1..=31).contains(&day) {
+    if hms.len() != 3
+        || !(1..=31).contains(&day)
+        || !(0..=9999).contains(&year)
+        || !(0..=23).contains(&hms[0])
+        || !(0..=59).contains(&hms[1])
+        || !(0..=60).contains(&hms[2])
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
@@ -187,5 +194,12 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", 0), None);
+        // Found by fuzzing (fuzz/seeds/retry_after/crash_year_overflow): out-of-range
+        // fields overflowed the date arithmetic.
+        assert_eq!(
+            parse_retry_after("Mon, 06 Nov 348411183006 4:3:997 GMT", 0),
+            None
+        );
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 24:00:00 GMT", 0), None);
     }
 }

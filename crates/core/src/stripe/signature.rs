@@ -92,7 +92,8 @@ pub fn verify(
     now: i64,
 ) -> Result<(), SignatureError> {
     let h = parse(header)?;
-    if (now - h.timestamp).abs() > TOLERANCE_SECS {
+    // abs_diff: the header's timestamp is any i64, so `now - t` could overflow.
+    if now.abs_diff(h.timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let mut ok = subtle::Choice::from(0);
@@ -173,6 +174,14 @@ mod tests {
             verify("t=x,v1=00", payload, &[SECRET], now),
             Err(SignatureError::Malformed)
         );
+        // An edge seed of the fuzz target found it: `now - t` overflowed at i64's ends.
+        for t in [i64::MIN, i64::MIN + now, i64::MAX] {
+            let header = format!("t={t},v1={}", "0".repeat(64));
+            assert_eq!(
+                verify(&header, payload, &[SECRET], now),
+                Err(SignatureError::Stale)
+            );
+        }
     }
 
     #[test]
