@@ -76,6 +76,8 @@ pub async fn run(
             }
         }
         let targets = Arc::new(targets);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle_before = s.rss_mib().unwrap_or(f64::NAN);
         let url = s.url(&format!("/v1/webhooks/stripe/{}", app.id));
         let run_tag = format!("{run}{}", now());
         let stats = load::run(connections, dur, move |c, n| {
@@ -101,7 +103,11 @@ pub async fn run(
                 .body(body)
         })
         .await;
-        println!("run {run}: {stats}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle_after = s.rss_mib().unwrap_or(f64::NAN);
+        println!(
+            "run {run}: {stats}; server RSS idle {idle_before:.1} MiB before the load, {idle_after:.1} MiB 2 s after it"
+        );
         results.push(stats);
     }
     report(

@@ -105,6 +105,7 @@ impl Db {
                 let read = sqlite_pool(opts.max_connections.clamp(1, 8), &opts)
                     .connect_with(connect)
                     .await?;
+                tokio::spawn(checkpoint_in_background(read.clone()));
                 Ok(Db {
                     write,
                     read,
@@ -193,12 +194,35 @@ fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 conn.execute(
-                    "PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;",
+                    "PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; \
+                     PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;",
                 )
                 .await?;
                 Ok(())
             })
         })
+}
+
+/// Copies the WAL back into the database file every half second, from a reader
+/// connection. SQLite would otherwise checkpoint inside the commit that crosses 1,000
+/// pages, on the one writer, fsync included: about 5 % of the writer's time under
+/// webhook load and the worst of its latency (see BENCHMARKS.md). `PASSIVE` never
+/// waits for, nor blocks, the writer or the readers. Stops when the pool closes.
+async fn checkpoint_in_background(read: AnyPool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if read.is_closed() {
+            return;
+        }
+        if let Err(e) = read.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            if read.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed; trying again shortly");
+        }
+    }
 }
 
 /// Unix seconds, the unit of every `created` paybridge shows (as Stripe's).
