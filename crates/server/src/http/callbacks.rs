@@ -193,7 +193,7 @@ async fn delete_endpoint(
 /// A new signing secret (shown this once); the old one keeps signing beside it for
 /// the overlap, so receivers can switch without missing a delivery.
 #[utoipa::path(post, path = "/v1/callback_endpoints/{id}/rotate_secret", tag = "callbacks",
-    params(("id" = String, Path)), request_body = RotateSecret,
+    params(("id" = String, Path)), request_body = Option<RotateSecret>,
     security(("bearer" = [])),
     responses((status = 200, body = EndpointView), (status = "4XX", body = ErrorBody)))]
 async fn rotate_secret(

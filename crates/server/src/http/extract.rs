@@ -56,8 +56,9 @@ pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes,
     Ok(buf.freeze())
 }
 
-/// A JSON request body. Unknown fields, wrong types and missing fields become a 400
-/// that names the parameter; a non-JSON content type a 415; an empty body reads as `{}`.
+/// A JSON request body, always an object. Unknown fields, wrong types, missing fields
+/// and the NUL character become a 400 that names the parameter; a non-JSON content
+/// type a 415; a missing (zero-length) body reads as `{}`.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -74,7 +75,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             });
         let _ = state;
         let bytes = read_limited(req.into_body(), MAX_BODY).await?;
-        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body at all is an empty object; whitespace alone is not JSON.
+        let bytes = if bytes.is_empty() {
             Bytes::from_static(b"{}")
         } else {
             if json_type != Some(true) {
@@ -87,6 +89,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             }
             bytes
         };
+        // Every body is an object. serde would also read a struct from an array of its
+        // fields in order (`[]` or `[null]` for a body of optional fields), which no
+        // client means and the document does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "parameter_invalid",
+                "The request body must be a JSON object",
+            ));
+        }
         parse_json(&bytes).map(Body)
     }
 }
@@ -94,7 +105,74 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(from_json_error)?;
+    if has_nul_escape(bytes) {
+        return Err(nul_in_body(bytes));
+    }
     Ok(value)
+}
+
+/// Whether a JSON text holds the NUL character. JSON can carry it only as the escape
+/// `\u0000` (a raw control character in a string is a syntax error), so this is a
+/// scan for that escape, minding `\\` (an escaped backslash before a literal `u0000`).
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Text may not hold NUL: PostgreSQL cannot store it, and no identifier, name or URL
+/// needs it. Refused as the caller's 400, naming the first field that holds one.
+fn nul_in_body(bytes: &[u8]) -> ApiError {
+    fn find(v: &serde_json::Value, path: &str) -> Option<String> {
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| find(item, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(k, item)| {
+                if k.contains('\0') {
+                    // The object that holds the key, rather than echo the NUL back.
+                    Some(path.to_owned())
+                } else {
+                    find(item, &join(k))
+                }
+            }),
+            _ => None,
+        }
+    }
+    let err = nul_refused("The request body");
+    match serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| find(&v, ""))
+    {
+        Some(param) if !param.is_empty() => err.with_param(param),
+        _ => err,
+    }
+}
+
+/// The answer to a request that carries the NUL character.
+pub fn nul_refused(place: &str) -> ApiError {
+    ApiError::bad_request(
+        "parameter_invalid",
+        format!("{place} contains the NUL character (U+0000), which no value may hold"),
+    )
 }
 
 pub fn body_too_large() -> ApiError {
@@ -188,5 +266,26 @@ impl ApiError {
     pub fn with_code(mut self, code: &str) -> ApiError {
         self.code = code.to_owned();
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_found_only_where_json_encodes_it() {
+        assert!(has_nul_escape(br#"{"a":"x\u0000"}"#));
+        assert!(has_nul_escape(br#"{"a\u0000":1}"#));
+        assert!(has_nul_escape(br#"["\\\u0000"]"#));
+        assert!(!has_nul_escape(br#"{"a":"\\u0000"}"#));
+        assert!(!has_nul_escape(br#""\u000"#));
+        assert!(!has_nul_escape(br#"{"a":"\u0001 u0000"}"#));
+        let e = parse_json::<serde_json::Value>(br#"{"a":[{"b":"\u0000"}]}"#).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(e.param.as_deref(), Some("a[0].b"));
+        let e = parse_json::<serde_json::Value>(br#"{"o":{"k\u0000":1}}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("o"));
+        assert!(parse_json::<serde_json::Value>(br#"{"a":"\\u0000"}"#).is_ok());
     }
 }

@@ -89,7 +89,47 @@ impl Modify for BearerAuth {
 
 /// The OpenAPI document, generated from the route table and the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    optional_bodies(api_router().split_for_parts().1)
+}
+
+/// `request_body = Option<T>` marks a body that may be left out (every field of `T` is
+/// optional, and a missing body reads as `{}`), but utoipa spells it "`null` or `T`",
+/// and a `null` body is refused like any body that is not an object. So the document
+/// says what the server does: the body is not required, and when sent it is a `T`.
+fn optional_bodies(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
+    fn is_null(s: &RefOr<Schema>) -> bool {
+        match s {
+            RefOr::T(Schema::Object(o)) => o.schema_type == SchemaType::Type(Type::Null),
+            _ => false,
+        }
+    }
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            let Some(body) = op.request_body.as_mut() else {
+                continue;
+            };
+            for content in body.content.values_mut() {
+                if let Some(RefOr::T(Schema::OneOf(one))) = &content.schema {
+                    if let [a, b] = one.items.as_slice() {
+                        if is_null(a) != is_null(b) {
+                            let inner = if is_null(a) { b } else { a };
+                            content.schema = Some(inner.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    doc
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
@@ -140,7 +180,7 @@ fn cors() -> tower_http::cors::CorsLayer {
 
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(optional_bodies(doc));
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
         .merge(sandbox::pages())
@@ -168,6 +208,7 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
                 .layer(middleware::from_fn(limit_declared_length))
+                .layer(middleware::from_fn(refuse_nul_in_url))
                 .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
                 .layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency)),
         )
@@ -207,6 +248,25 @@ async fn limit_declared_length(req: Request, next: Next) -> Response {
         return extract::body_too_large().into_response();
     }
     next.run(req).await
+}
+
+/// A path or query that carries NUL (`%00`) is refused before any handler sees it:
+/// PostgreSQL cannot hold NUL in text, so such an id or filter would otherwise fail in
+/// the database rather than as the caller's mistake. A URI cannot hold a raw NUL byte,
+/// and `%00` is the only way to encode one.
+async fn refuse_nul_in_url(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let place = if uri.path().contains("%00") {
+        Some("The request path")
+    } else if uri.query().is_some_and(|q| q.contains("%00")) {
+        Some("The query string")
+    } else {
+        None
+    };
+    match place {
+        Some(place) => extract::nul_refused(place).into_response(),
+        None => next.run(req).await,
+    }
 }
 
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {

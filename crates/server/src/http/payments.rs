@@ -266,7 +266,7 @@ async fn get_payment(
 
 /// Capture an authorised payment, fully or partly (server key).
 #[utoipa::path(post, path = "/v1/payments/{id}/capture", tag = "payments", params(("id" = String, Path)),
-    request_body = CapturePayment, security(("bearer" = [])),
+    request_body = Option<CapturePayment>, security(("bearer" = [])),
     responses((status = 200, body = PaymentView), (status = "4XX", body = ErrorBody)))]
 async fn capture_payment(
     State(state): State<AppState>,
@@ -281,7 +281,7 @@ async fn capture_payment(
 
 /// Cancel a payment that has not taken money (server key).
 #[utoipa::path(post, path = "/v1/payments/{id}/cancel", tag = "payments", params(("id" = String, Path)),
-    request_body = Empty, security(("bearer" = [])),
+    request_body = Option<Empty>, security(("bearer" = [])),
     responses((status = 200, body = PaymentView), (status = "4XX", body = ErrorBody)))]
 async fn cancel_payment(
     State(state): State<AppState>,

@@ -272,7 +272,7 @@ async fn get_product(
 
 /// Change a product (admin).
 #[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", params(("id" = String, Path)),
-    request_body = UpdateProduct, security(("bearer" = [])),
+    request_body = Option<UpdateProduct>, security(("bearer" = [])),
     responses((status = 200, body = ProductView), (status = "4XX", body = ErrorBody)))]
 async fn update_product(
     State(state): State<AppState>,

@@ -44,7 +44,26 @@ pub struct RenewInput {
 #[serde(deny_unknown_fields)]
 pub struct DisputeInput {
     /// Close the open dispute `won` or `lost`; without it, open one.
-    pub close: Option<String>,
+    pub close: Option<DisputeOutcome>,
+}
+
+/// How a dispute closes.
+// A closed set, so any other value is the caller's 400 rather than something the
+// sandbox refuses, which would read as a provider failure (502).
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeOutcome {
+    Won,
+    Lost,
+}
+
+impl DisputeOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            DisputeOutcome::Won => "won",
+            DisputeOutcome::Lost => "lost",
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,7 +75,7 @@ pub struct ProviderState {
 
 /// Move a subscription to its next period and charge it (or fail to), as Stripe's renewal does.
 #[utoipa::path(post, path = "/v1/sandbox/subscriptions/{id}/renew", tag = "sandbox",
-    params(("id" = String, Path, description = "subscription id (subscription_…)")), request_body = RenewInput,
+    params(("id" = String, Path, description = "subscription id (subscription_…)")), request_body = Option<RenewInput>,
     security(("bearer" = [])),
     responses((status = 200, body = ProviderState), (status = "4XX", body = ErrorBody)))]
 async fn renew(
@@ -88,7 +107,7 @@ async fn renew(
 
 /// Open a dispute on a payment, or close its open one `won` or `lost`.
 #[utoipa::path(post, path = "/v1/sandbox/payments/{id}/dispute", tag = "sandbox",
-    params(("id" = String, Path, description = "payment id (payment_…)")), request_body = DisputeInput,
+    params(("id" = String, Path, description = "payment id (payment_…)")), request_body = Option<DisputeInput>,
     security(("bearer" = [])),
     responses((status = 200, body = ProviderState), (status = "4XX", body = ErrorBody)))]
 async fn dispute(
@@ -106,7 +125,7 @@ async fn dispute(
     })?;
     let d = state
         .sandbox
-        .dispute(&app, &intent, body.close.as_deref())
+        .dispute(&app, &intent, body.close.map(DisputeOutcome::as_str))
         .await
         .map_err(provider_error)?;
     Ok(axum::Json(ProviderState {
@@ -194,7 +213,7 @@ async fn complete(
 
 /// Expire a checkout session now.
 #[utoipa::path(post, path = "/v1/sandbox/checkout_sessions/{id}/expire", tag = "sandbox",
-    params(("id" = String, Path, description = "checkout session id (checkout_…)")), request_body = NoInput,
+    params(("id" = String, Path, description = "checkout session id (checkout_…)")), request_body = Option<NoInput>,
     security(("bearer" = [])),
     responses((status = 200, body = SandboxResult), (status = "4XX", body = ErrorBody)))]
 async fn expire(

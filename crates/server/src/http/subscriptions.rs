@@ -119,7 +119,7 @@ async fn get_subscription(
 
 /// Cancel a subscription now, or at the end of its current period (server key).
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/cancel", tag = "subscriptions", params(("id" = String, Path)),
-    request_body = CancelSubscription, security(("bearer" = [])),
+    request_body = Option<CancelSubscription>, security(("bearer" = [])),
     responses((status = 200, body = SubscriptionView), (status = "4XX", body = ErrorBody)))]
 async fn cancel_subscription(
     State(state): State<AppState>,
