@@ -12,9 +12,9 @@ use crate::common::{AppKeys, Backend, Server, TestDb};
 
 paybridge_testkit::on_both!(another_apps_keys_never_reach_this_apps_objects);
 
-/// One object of every kind, in app A.
-struct Fixtures {
-    ids: BTreeMap<&'static str, String>,
+/// One object of every kind, in app A (also what `schemathesis.rs` fuzzes against).
+pub(crate) struct Fixtures {
+    pub(crate) ids: BTreeMap<&'static str, String>,
 }
 
 impl Fixtures {
@@ -31,7 +31,7 @@ async fn created(s: &Server, key: &str, path: &str, body: Value) -> Value {
     r.json
 }
 
-async fn fixtures(s: &Server, a: &AppKeys) -> Fixtures {
+pub(crate) async fn fixtures(s: &Server, a: &AppKeys) -> Fixtures {
     let mut ids = BTreeMap::new();
     ids.insert("app", a.id.clone());
     let endpoint = created(
@@ -145,7 +145,7 @@ async fn fixtures(s: &Server, a: &AppKeys) -> Fixtures {
 }
 
 /// Which fixture a path parameter names, from the segment before it.
-fn kind_of(path: &str, param: &str) -> &'static str {
+pub(crate) fn kind_of(path: &str, param: &str) -> &'static str {
     let segments: Vec<&str> = path.split('/').collect();
     let at = segments
         .iter()

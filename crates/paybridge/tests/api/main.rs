@@ -17,6 +17,7 @@ mod isolation;
 mod ops;
 mod products;
 mod refunds;
+mod schemathesis;
 mod streams;
 mod stripe;
 mod stub;
