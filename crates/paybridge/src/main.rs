@@ -18,11 +18,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{DbArgs, Resolved, ServeArgs};
 
-/// mimalloc: the webhook hot path allocates per request (headers, JSON, rows); glibc's
-/// malloc took about 12 % of the server's time under ingest load (see BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "paybridge",
