@@ -3,6 +3,7 @@
 //! where an id or key is generated, no database.
 
 pub mod catalog;
+pub mod civil;
 pub mod config;
 pub mod event_types;
 pub mod ids;
