@@ -236,6 +236,13 @@ impl Server {
         self.call(Method::DELETE, path, Some(key), None).await
     }
 
+    /// The server's OpenAPI document (`GET /openapi.json`, no key).
+    pub async fn openapi(&self) -> Value {
+        let r = self.call(Method::GET, "/openapi.json", None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "/openapi.json: {}", r.body);
+        r.json
+    }
+
     /// Creates an app with the root key and returns its keys.
     pub async fn app(&self, environment: &str) -> AppKeys {
         let r = self

@@ -253,15 +253,7 @@ async fn another_apps_keys_never_reach_this_apps_objects(b: Backend) {
     let a = s.sandbox_app().await;
     let other = s.sandbox_app().await;
     let f = fixtures(&s, &a).await;
-    let doc = s
-        .http
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let doc = s.openapi().await;
     let a_ids: Vec<&String> = f
         .ids
         .values()

@@ -54,15 +54,7 @@ async fn health_metrics_and_openapi(b: Backend) {
         "{m}"
     );
 
-    let doc: Value = s
-        .http
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = s.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for (path, method) in [
         ("/v1/apps", "post"),

@@ -132,15 +132,7 @@ async fn schemathesis_finds_no_server_error_and_no_undeclared_answer(b: Backend)
         .unwrap()
         .extend([authorised, unconfirmed]);
 
-    let doc: Value = s
-        .http
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = s.openapi().await;
     let operations: usize = doc["paths"]
         .as_object()
         .unwrap()
