@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use sqlx::{Any, Executor};
 
 use crate::events::EventRow;
-use crate::page::{Arg, Select};
+use crate::page::{Arg, Params, Select};
 use crate::{now, now_ms, Conn, Db, ListParams, Page, Result, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -178,11 +178,15 @@ pub async fn fan_out(conn: &mut Conn, events: &[EventRow]) -> Result<usize> {
         }
     }
     for chunk in rows.chunks(100) {
+        let mut p = Params::on(conn);
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
+            .map(|_| {
                 format!(
-                    "({}, 'pending', 0, $1, 0, $2, $3)",
-                    crate::page::placeholders(4 + i * 5, 5)
+                    "({}, 'pending', 0, {}, 0, {}, {})",
+                    p.list(5),
+                    p.one(),
+                    p.one(),
+                    p.one()
                 )
             })
             .collect();
@@ -191,14 +195,17 @@ pub async fn fan_out(conn: &mut Conn, events: &[EventRow]) -> Result<usize> {
                  leased_until_ms, created_ms, updated) VALUES {}",
             values.join(", ")
         );
-        let mut q = sqlx::query(&sql).bind(ms).bind(ms).bind(ms / 1000);
+        let mut q = sqlx::query(&sql);
         for (id, e, endpoint) in chunk {
             q = q
                 .bind(id)
                 .bind(&e.app_id)
                 .bind(endpoint)
                 .bind(&e.id)
-                .bind(&e.kind);
+                .bind(&e.kind)
+                .bind(ms)
+                .bind(ms)
+                .bind(ms / 1000);
         }
         q.execute(&mut *conn).await?;
     }
@@ -303,7 +310,7 @@ pub async fn claim_due(db: &Db, now_ms: i64, lease_ms: i64, limit: i64) -> Resul
              d.event_id, d.event_type, ev.data AS event_data, ev.created AS event_created, d.attempts, d.created_ms \
          FROM deliveries d JOIN callback_endpoints e ON e.id = d.endpoint_id JOIN events ev ON ev.id = d.event_id \
          WHERE d.id IN ({}) ORDER BY d.next_attempt_ms, d.id",
-        crate::page::placeholders(1, ids.len())
+        Params::new(db.backend).list(ids.len())
     );
     let mut q = sqlx::query_as::<_, Due>(&sql);
     for id in &ids {
@@ -351,8 +358,9 @@ pub async fn record_attempts(db: &Db, batch: &[Outcome]) -> Result<Vec<(String, 
     }
     let mut tx = db.begin().await?;
     for chunk in batch.chunks(100) {
+        let mut p = Params::new(db.backend);
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", crate::page::placeholders(1 + i * 8, 8)))
+            .map(|_| format!("({})", p.list(8)))
             .collect();
         let sql = format!(
             "INSERT INTO delivery_attempts (delivery_id, app_id, attempted_ms, status_code, latency_ms, \

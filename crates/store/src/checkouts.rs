@@ -4,6 +4,7 @@
 use sqlx::{Any, Executor};
 
 use crate::db::lock_clause;
+use crate::page::Params;
 use crate::{now, Conn, Db, Result, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -171,19 +172,16 @@ pub async fn lock_many(
     if ids.is_empty() && sessions.is_empty() {
         return Ok(Vec::new());
     }
+    let mut p = Params::on(conn);
+    let app_param = p.one();
     let mut clauses = Vec::new();
-    let mut n = 2;
     for (column, values) in [("id", ids), ("provider_session_id", sessions)] {
         if !values.is_empty() {
-            clauses.push(format!(
-                "{column} IN ({})",
-                crate::page::placeholders(n, values.len())
-            ));
-            n += values.len();
+            clauses.push(format!("{column} IN ({})", p.list(values.len())));
         }
     }
     let sql = format!(
-        "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = $1 AND ({}) ORDER BY id{}",
+        "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = {app_param} AND ({}) ORDER BY id{}",
         clauses.join(" OR "),
         lock_clause(conn)
     );

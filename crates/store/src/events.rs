@@ -2,7 +2,7 @@
 //! transaction as the change that causes them, so there is one per real change and
 //! none without one. This table is the outbox callbacks and streams read from.
 
-use crate::page::Arg;
+use crate::page::{Arg, Params};
 use crate::{Conn, Db, Result};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -36,8 +36,9 @@ pub async fn append_many(conn: &mut Conn, rows: &[EventRow]) -> Result<()> {
         return Ok(());
     }
     for chunk in rows.chunks(100) {
+        let mut p = Params::on(conn);
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", crate::page::placeholders(1 + i * 9, 9)))
+            .map(|_| format!("({})", p.list(9)))
             .collect();
         let sql = format!(
             "INSERT INTO events (id, app_id, type, object_id, order_id, payment_id, customer_id, data, created) VALUES {}",

@@ -93,10 +93,55 @@ impl Select {
     }
 }
 
-/// `$from, $from+1, …` for `n` values: the placeholders of an `IN (…)` list.
+/// `$from, $from+1, …` for `n` values: the placeholders of a short `IN (…)` list.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The placeholders of a statement whose size grows with its input (multi-row inserts,
+/// long `IN` lists). SQLite looks a `$N` up by name in a list, once when it prepares the
+/// statement and once more when sqlx binds it, so a statement with n of them costs
+/// O(n²): at a thousand values, 18 % of the SQLite writer's time under webhook load
+/// (BENCHMARKS.md). A bare `?` is numbered by position and costs nothing to find. So
+/// these statements use `?` on SQLite and `$N` on PostgreSQL, and their text must name
+/// every value exactly once, in the order the values are bound.
+pub(crate) struct Params {
+    positional: bool,
+    next: usize,
+}
+
+impl Params {
+    pub(crate) fn new(backend: crate::db::Backend) -> Params {
+        Params {
+            positional: backend == crate::db::Backend::Sqlite,
+            next: 1,
+        }
+    }
+
+    pub(crate) fn on(conn: &crate::db::Conn) -> Params {
+        Params::new(if conn.backend_name() == "SQLite" {
+            crate::db::Backend::Sqlite
+        } else {
+            crate::db::Backend::Postgres
+        })
+    }
+
+    /// The next value's placeholder.
+    pub(crate) fn one(&mut self) -> String {
+        let n = self.next;
+        self.next += 1;
+        if self.positional {
+            "?".to_owned()
+        } else {
+            format!("${n}")
+        }
+    }
+
+    /// The next `n` values' placeholders, comma-separated.
+    pub(crate) fn list(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.one()).collect::<Vec<_>>().join(", ")
+    }
 }

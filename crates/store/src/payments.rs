@@ -5,7 +5,7 @@
 use sqlx::{Any, Executor};
 
 use crate::db::lock_clause;
-use crate::page::{Arg, Select};
+use crate::page::{Arg, Params, Select};
 use crate::{now, Conn, Db, ListParams, Page, Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -278,23 +278,20 @@ pub async fn lock_many(
     if ids.is_empty() && intents.is_empty() && sessions.is_empty() {
         return Ok(Vec::new());
     }
+    let mut p = Params::on(conn);
+    let app_param = p.one();
     let mut clauses = Vec::new();
-    let mut n = 2;
     for (column, values) in [
         ("id", ids),
         ("provider_payment_intent", intents),
         ("provider_checkout_session", sessions),
     ] {
         if !values.is_empty() {
-            clauses.push(format!(
-                "{column} IN ({})",
-                crate::page::placeholders(n, values.len())
-            ));
-            n += values.len();
+            clauses.push(format!("{column} IN ({})", p.list(values.len())));
         }
     }
     let sql = format!(
-        "SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND ({}) ORDER BY id{}",
+        "SELECT {COLUMNS} FROM payments WHERE app_id = {app_param} AND ({}) ORDER BY id{}",
         clauses.join(" OR "),
         lock_clause(conn)
     );

@@ -3,6 +3,7 @@
 
 use sqlx::{Any, Executor};
 
+use crate::page::Params;
 use crate::{Conn, Db, Result, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -64,13 +65,9 @@ pub async fn claim_many(
 ) -> Result<Vec<(String, String)>> {
     let mut claimed = Vec::new();
     for chunk in rows.chunks(200) {
+        let mut p = Params::on(conn);
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "({}, $1, $1, 'received', 0)",
-                    crate::page::placeholders(2 + i * 8, 8)
-                )
-            })
+            .map(|_| format!("({}, 'received', 0)", p.list(10)))
             .collect();
         let sql = format!(
             "INSERT INTO provider_events (app_id, id, type, created, livemode, object_id, payload, received_count, \
@@ -78,7 +75,7 @@ pub async fn claim_many(
              ON CONFLICT (app_id, id) DO NOTHING RETURNING app_id, id",
             values.join(", ")
         );
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind(chunk[0].first_received);
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
         for e in chunk {
             q = q
                 .bind(&e.app_id)
@@ -88,7 +85,9 @@ pub async fn claim_many(
                 .bind(e.livemode)
                 .bind(&e.object_id)
                 .bind(&e.payload)
-                .bind(e.received_count);
+                .bind(e.received_count)
+                .bind(e.first_received)
+                .bind(e.last_received);
         }
         claimed.extend(q.fetch_all(&mut *conn).await?);
     }
@@ -124,25 +123,33 @@ pub async fn set_outcomes(
     at: i64,
 ) -> Result<()> {
     for chunk in outcomes.chunks(100) {
+        // Each id is named three times (two CASEs and the IN list) and bound as often,
+        // so that the placeholders can be positional (see `Params`).
+        let mut p = Params::on(conn);
         let mut outcome_case = String::from("CASE id");
-        let mut detail_case = String::from("CASE id");
-        for i in 0..chunk.len() {
-            let (id, o, d) = (3 + i * 3, 4 + i * 3, 5 + i * 3);
-            outcome_case.push_str(&format!(" WHEN ${id} THEN ${o}"));
-            detail_case.push_str(&format!(" WHEN ${id} THEN ${d}"));
+        for _ in chunk {
+            outcome_case.push_str(&format!(" WHEN {} THEN {}", p.one(), p.one()));
         }
-        let ids: Vec<String> = (0..chunk.len())
-            .map(|i| format!("${}", 3 + i * 3))
-            .collect();
+        let mut detail_case = String::from("CASE id");
+        for _ in chunk {
+            detail_case.push_str(&format!(" WHEN {} THEN {}", p.one(), p.one()));
+        }
+        let (processed_at, app_param, ids) = (p.one(), p.one(), p.list(chunk.len()));
         let sql = format!(
             "UPDATE provider_events SET outcome = {outcome_case} END, detail = {detail_case} END, \
-                 attempts = attempts + 1, processed_at = $2 \
-             WHERE app_id = $1 AND id IN ({})",
-            ids.join(", ")
+                 attempts = attempts + 1, processed_at = {processed_at} \
+             WHERE app_id = {app_param} AND id IN ({ids})"
         );
-        let mut q = sqlx::query(&sql).bind(app).bind(at);
-        for (id, outcome, detail) in chunk {
-            q = q.bind(id).bind(*outcome).bind(detail);
+        let mut q = sqlx::query(&sql);
+        for (id, outcome, _) in chunk {
+            q = q.bind(id).bind(*outcome);
+        }
+        for (id, _, detail) in chunk {
+            q = q.bind(id).bind(detail);
+        }
+        q = q.bind(at).bind(app);
+        for (id, _, _) in chunk {
+            q = q.bind(id);
         }
         q.execute(&mut *conn).await?;
     }
