@@ -53,10 +53,11 @@ impl Ingestor {
     pub fn start(db: Db, lanes: usize) -> Ingestor {
         let (queue, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
         let rx = Arc::new(Mutex::new(rx));
+        let sqlite = db.backend == paybridge_store::Backend::Sqlite;
         for _ in 0..lanes.max(1) {
             let rx = rx.clone();
             let db = db.clone();
-            tokio::spawn(async move {
+            let lane = async move {
                 loop {
                     let batch = {
                         let mut rx = rx.lock().await;
@@ -72,7 +73,24 @@ impl Ingestor {
                     };
                     commit_batch(&db, batch).await;
                 }
-            });
+            };
+            if sqlite {
+                // SQLite's one writer is the whole ingest path's bottleneck, and each of
+                // a batch's statements is a round trip to its connection's thread. On
+                // the shared runtime every answer queued behind the HTTP tasks before
+                // the lane saw it; on a thread of its own the lane runs at once.
+                std::thread::Builder::new()
+                    .name("pb-ingest".into())
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                            Ok(rt) => rt.block_on(lane),
+                            Err(e) => tracing::error!(error = %e, "the ingest lane could not start its runtime"),
+                        }
+                    })
+                    .expect("spawn the ingest thread");
+            } else {
+                tokio::spawn(lane);
+            }
         }
         Ingestor { queue }
     }
