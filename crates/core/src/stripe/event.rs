@@ -38,6 +38,10 @@ pub enum EventError {
     Missing(&'static str),
     #[error("the event is too large")]
     TooLarge,
+    /// JSON may spell U+0000 (`\u0000`); no database column should hold it (PostgreSQL's
+    /// text cannot), and Stripe never sends it.
+    #[error("the event contains the character U+0000, which paybridge does not store")]
+    Nul,
 }
 
 /// An event's envelope, with its object kept as JSON for storage and interpretation.
@@ -89,6 +93,15 @@ pub fn parse(bytes: &[u8]) -> Result<Event, EventError> {
         .and_then(|d| d.object)
         .filter(Value::is_object)
         .ok_or(EventError::Missing("data.object"))?;
+    // The only way to spell U+0000 in JSON is the escape, so only events that hold one
+    // are walked.
+    if bytes.windows(6).any(|w| w == b"\\u0000")
+        && ([&id, &kind].iter().any(|s| s.contains('\0'))
+            || env.account.as_deref().is_some_and(|a| a.contains('\0'))
+            || holds_nul(&object))
+    {
+        return Err(EventError::Nul);
+    }
     Ok(Event {
         id,
         kind,
@@ -97,6 +110,15 @@ pub fn parse(bytes: &[u8]) -> Result<Event, EventError> {
         account: env.account,
         object,
     })
+}
+
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(holds_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// Which of our records an event is about.
@@ -578,6 +600,33 @@ mod tests {
             EventError::Missing("data.object")
         );
         assert!(parse(br#"{"id":"evt_1","type":"x","data":{"object":{}}}"#).is_ok());
+    }
+
+    #[test]
+    fn an_event_holding_u0000_anywhere_is_refused() {
+        for body in [
+            br#"{"id":"evt_\u0000","type":"x","data":{"object":{}}}"#.as_slice(),
+            br#"{"id":"evt_1","type":"x\u0000","data":{"object":{}}}"#,
+            br#"{"id":"evt_1","type":"x","account":"acct_\u0000","data":{"object":{}}}"#,
+            br#"{"id":"evt_1","type":"x","data":{"object":{"id":"pi_\u0000"}}}"#,
+            br#"{"id":"evt_1","type":"x","data":{"object":{"metadata":{"k\u0000":"v"}}}}"#,
+            br#"{"id":"evt_1","type":"x","data":{"object":{"lines":[{"d":"\u0000"}]}}}"#,
+        ] {
+            assert_eq!(
+                parse(body).unwrap_err(),
+                EventError::Nul,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // An escaped backslash followed by "u0000" is six ordinary characters.
+        let ok = parse(br#"{"id":"evt_1","type":"x","data":{"object":{"d":"\\u0000"}}}"#).unwrap();
+        assert_eq!(ok.object["d"], "\\u0000");
+        // Outside the envelope's fields and the object, it is not stored as a string.
+        assert!(parse(
+            br#"{"id":"evt_1","type":"x","request":{"id":"\u0000"},"data":{"object":{}}}"#
+        )
+        .is_ok());
     }
 
     #[test]

@@ -217,6 +217,18 @@ async fn bad_signatures_are_refused_and_nothing_is_stored(b: Backend) {
     live["livemode"] = json!(true);
     let r = send_signed(&s, &a.id, &live).await;
     assert_eq!(r.error().1, "livemode_mismatch");
+    // A signed event holding U+0000 (which PostgreSQL's text cannot store) is a 400,
+    // wherever the character is.
+    for (id, object_id) in [("evt_nul\u{0}", "cus_1"), ("evt_nul", "cus_\u{0}")] {
+        let nul = event(id, "customer.created", now(), json!({"id": object_id}));
+        let r = send_signed(&s, &a.id, &nul).await;
+        assert_eq!(
+            (r.status, r.error().1.as_str()),
+            (StatusCode::BAD_REQUEST, "event_invalid"),
+            "{}",
+            r.body
+        );
+    }
     // An unknown app is a 404.
     assert_eq!(
         send(&s, "app_nope", &body, Some(&good)).await.status,
@@ -237,7 +249,7 @@ async fn bad_signatures_are_refused_and_nothing_is_stored(b: Backend) {
         .await
         .unwrap();
     assert!(
-        m.contains(r#"paybridge_webhook_events_total{outcome="rejected"} 9"#),
+        m.contains(r#"paybridge_webhook_events_total{outcome="rejected"} 11"#),
         "{m}"
     );
     // The good one passes.
