@@ -237,6 +237,15 @@ async fn callbacks_survive_kill_9(b: Backend) {
     let events = event_ids(&s, &a).await;
     // Every event's first attempt has failed: all are due again in three seconds.
     r.until(10, |g| g.len() == events.len()).await;
+    // ... and has been recorded: a delivery whose attempt is not yet written stays
+    // leased after the crash, and is tried again only when its 30 s lease runs out.
+    let n = events.len();
+    s.until("/v1/deliveries?limit=100", &a.admin, |j| {
+        j["data"]
+            .as_array()
+            .is_some_and(|d| d.len() == n && d.iter().all(|x| x["attempts"].as_i64() >= Some(1)))
+    })
+    .await;
     s.kill9();
     // While paybridge is dead the receiver recovers; nothing is in flight any more.
     r.control(json!({"fail_all": false})).await;
