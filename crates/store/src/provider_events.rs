@@ -242,7 +242,9 @@ pub async fn list(
 }
 
 /// Events of any app still waiting to be applied (their object was unknown, or
-/// processing failed), oldest first.
+/// processing failed), oldest first. The condition `outcome IN ('pending', 'failed')`
+/// is spelt exactly as the partial index `provider_events_unfinished` spells it: SQLite
+/// uses a partial index only for a query whose WHERE contains the index's own condition.
 pub async fn retryable(db: &Db, received_after: i64, limit: i64) -> Result<Vec<ProviderEventRow>> {
     Ok(sqlx::query_as::<_, ProviderEventRow>(&format!(
         "SELECT {COLUMNS} FROM provider_events WHERE outcome IN ('pending', 'failed') AND first_received > $1 \
