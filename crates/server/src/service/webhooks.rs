@@ -74,22 +74,21 @@ impl Ingestor {
                     commit_batch(&db, batch).await;
                 }
             };
-            if sqlite {
-                // SQLite's one writer is the whole ingest path's bottleneck, and each of
-                // a batch's statements is a round trip to its connection's thread. On
-                // the shared runtime every answer queued behind the HTTP tasks before
-                // the lane saw it; on a thread of its own the lane runs at once.
-                std::thread::Builder::new()
-                    .name("pb-ingest".into())
-                    .spawn(move || {
-                        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                            Ok(rt) => rt.block_on(lane),
-                            Err(e) => tracing::error!(error = %e, "the ingest lane could not start its runtime"),
-                        }
-                    })
-                    .expect("spawn the ingest thread");
-            } else {
-                tokio::spawn(lane);
+            // SQLite's one writer is the whole ingest path's bottleneck, and each of a
+            // batch's statements is a round trip to its connection's thread. On the
+            // shared runtime every answer queued behind the HTTP tasks before the lane
+            // saw it; on a thread of its own the lane runs at once. (PostgreSQL's
+            // sockets belong to the shared runtime's reactor: its lanes stay there.)
+            match sqlite.then(own_runtime).flatten() {
+                Some(rt) => {
+                    std::thread::Builder::new()
+                        .name("pb-ingest".into())
+                        .spawn(move || rt.block_on(lane))
+                        .expect("spawn the ingest thread");
+                }
+                None => {
+                    tokio::spawn(lane);
+                }
             }
         }
         Ingestor { queue }
@@ -111,6 +110,16 @@ impl Ingestor {
             .await
             .map_err(|_| "the ingest writer stopped".to_owned())?
     }
+}
+
+/// A current-thread runtime for an ingest lane, or none (then the lane shares the
+/// server's runtime, slower but working).
+fn own_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|e| tracing::warn!(error = %e, "the ingest lane shares the server's runtime"))
+        .ok()
 }
 
 async fn commit_batch(db: &Db, batch: Vec<Job>) {
