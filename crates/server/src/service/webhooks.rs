@@ -59,18 +59,12 @@ impl Ingestor {
             let db = db.clone();
             let lane = async move {
                 loop {
-                    let batch = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { return };
-                        let mut batch = vec![first];
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(j) => batch.push(j),
-                                Err(_) => break,
-                            }
-                        }
-                        batch
-                    };
+                    // Waits for one event, then takes all that has queued (at most
+                    // MAX_BATCH); none means the queue is closed.
+                    let mut batch = Vec::new();
+                    if rx.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                        return;
+                    }
                     commit_batch(&db, batch).await;
                 }
             };
