@@ -180,12 +180,20 @@ pub fn for_update(backend: Backend) -> &'static str {
     }
 }
 
+/// The database behind a connection.
+pub(crate) fn backend_of(conn: &Conn) -> Backend {
+    if conn.backend_name() == "PostgreSQL" {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
 /// ` FOR UPDATE` for the database behind `conn`.
 pub(crate) fn lock_clause(conn: &Conn) -> &'static str {
-    if conn.backend_name() == "PostgreSQL" {
-        " FOR UPDATE"
-    } else {
-        ""
+    match backend_of(conn) {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
     }
 }
 

@@ -67,7 +67,7 @@ pub async fn append_many(conn: &mut Conn, rows: &[EventRow]) -> Result<()> {
 pub const CHANNEL: &str = "paybridge_events";
 
 async fn notify(conn: &mut Conn) -> Result<()> {
-    if conn.backend_name() == "PostgreSQL" {
+    if crate::db::backend_of(conn) == crate::Backend::Postgres {
         sqlx::query("SELECT pg_notify('paybridge_events', '')")
             .execute(&mut *conn)
             .await?;

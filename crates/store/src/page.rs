@@ -122,11 +122,7 @@ impl Params {
     }
 
     pub(crate) fn on(conn: &crate::db::Conn) -> Params {
-        Params::new(if conn.backend_name() == "SQLite" {
-            crate::db::Backend::Sqlite
-        } else {
-            crate::db::Backend::Postgres
-        })
+        Params::new(crate::db::backend_of(conn))
     }
 
     /// The next value's placeholder.
@@ -143,5 +139,16 @@ impl Params {
     /// The next `n` values' placeholders, comma-separated.
     pub(crate) fn list(&mut self, n: usize) -> String {
         (0..n).map(|_| self.one()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `a IN (…) OR b IN (…)` over the columns whose lists are not empty; bind the lists'
+    /// values in the order given.
+    pub(crate) fn any_in(&mut self, columns: &[(&str, &[String])]) -> String {
+        columns
+            .iter()
+            .filter(|(_, values)| !values.is_empty())
+            .map(|(column, values)| format!("{column} IN ({})", self.list(values.len())))
+            .collect::<Vec<_>>()
+            .join(" OR ")
     }
 }
