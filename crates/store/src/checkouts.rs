@@ -174,15 +174,9 @@ pub async fn lock_many(
     }
     let mut p = Params::on(conn);
     let app_param = p.one();
-    let mut clauses = Vec::new();
-    for (column, values) in [("id", ids), ("provider_session_id", sessions)] {
-        if !values.is_empty() {
-            clauses.push(format!("{column} IN ({})", p.list(values.len())));
-        }
-    }
+    let named = p.any_in(&[("id", ids), ("provider_session_id", sessions)]);
     let sql = format!(
-        "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = {app_param} AND ({}) ORDER BY id{}",
-        clauses.join(" OR "),
+        "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = {app_param} AND ({named}) ORDER BY id{}",
         lock_clause(conn)
     );
     let mut q = sqlx::query_as::<_, CheckoutRow>(&sql).bind(app);

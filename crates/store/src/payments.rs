@@ -280,19 +280,13 @@ pub async fn lock_many(
     }
     let mut p = Params::on(conn);
     let app_param = p.one();
-    let mut clauses = Vec::new();
-    for (column, values) in [
+    let named = p.any_in(&[
         ("id", ids),
         ("provider_payment_intent", intents),
         ("provider_checkout_session", sessions),
-    ] {
-        if !values.is_empty() {
-            clauses.push(format!("{column} IN ({})", p.list(values.len())));
-        }
-    }
+    ]);
     let sql = format!(
-        "SELECT {COLUMNS} FROM payments WHERE app_id = {app_param} AND ({}) ORDER BY id{}",
-        clauses.join(" OR "),
+        "SELECT {COLUMNS} FROM payments WHERE app_id = {app_param} AND ({named}) ORDER BY id{}",
         lock_clause(conn)
     );
     let mut q = sqlx::query_as::<_, PaymentRow>(&sql).bind(app);
