@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Seconds a payment must have been pending before the reconciler asks about it (default 60).
     #[arg(long, env = "PAYBRIDGE_RECONCILE_AFTER")]
     pub reconcile_after: Option<u64>,
+    /// Seconds a payment may stay initiated (its create call unfinished: the server
+    /// died during it) before the reconciler looks for it at the provider (default 600).
+    #[arg(long, env = "PAYBRIDGE_RECONCILE_INITIATED_AFTER")]
+    pub reconcile_initiated_after: Option<u64>,
     /// Seconds a call to Stripe may take (default 30).
     #[arg(long, env = "PAYBRIDGE_STRIPE_TIMEOUT")]
     pub stripe_timeout: Option<u64>,
@@ -103,6 +107,7 @@ pub struct FileConfig {
     pub housekeeping_interval: Option<u64>,
     pub reconcile_interval: Option<u64>,
     pub reconcile_after: Option<u64>,
+    pub reconcile_initiated_after: Option<u64>,
     pub stripe_timeout: Option<u64>,
     pub stripe_max_retries: Option<u32>,
     pub stripe_retry_base_ms: Option<u64>,
@@ -145,6 +150,7 @@ pub struct Resolved {
     pub housekeeping_interval: Duration,
     pub reconcile_interval: Duration,
     pub reconcile_after: Duration,
+    pub reconcile_initiated_after: Duration,
     pub stripe_timeout: Duration,
     pub stripe_max_retries: u32,
     pub stripe_retry_base: Duration,
@@ -216,6 +222,11 @@ impl Resolved {
             housekeeping_interval: secs(args.housekeeping_interval, file.housekeeping_interval, 60),
             reconcile_interval: secs(args.reconcile_interval, file.reconcile_interval, 300),
             reconcile_after: secs(args.reconcile_after, file.reconcile_after, 60),
+            reconcile_initiated_after: secs(
+                args.reconcile_initiated_after,
+                file.reconcile_initiated_after,
+                600,
+            ),
             stripe_timeout: secs(args.stripe_timeout, file.stripe_timeout, 30),
             stripe_max_retries: args
                 .stripe_max_retries

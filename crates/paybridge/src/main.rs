@@ -316,6 +316,7 @@ async fn prepare(
     settings.internal_url = internal_url;
     settings.reconcile_interval = cfg.reconcile_interval;
     settings.reconcile_after = cfg.reconcile_after;
+    settings.reconcile_initiated_after = cfg.reconcile_initiated_after;
     settings.sandbox_webhook_delay = cfg.sandbox_webhook_delay;
     settings.callback_retry_schedule = cfg.callback_retry_schedule.clone();
     settings.callback_disable_after = cfg.callback_disable_after;

@@ -116,6 +116,19 @@ pub struct NewPaymentIntent {
     pub extra: Vec<(String, String)>,
 }
 
+/// Where to look for a payment intent that a create call of ours may or may not have
+/// made (every attempt of it failed without an answer).
+#[derive(Debug, Clone)]
+pub struct IntentLookup {
+    /// Our payment id, which the intent carries as `pb_payment` in its metadata.
+    pub payment: String,
+    /// The provider customer the intent was for, when there was one (narrows the list).
+    pub customer: Option<String>,
+    /// Unix seconds: if the intent exists, it was created in `[created_from, created_to]`.
+    pub created_from: i64,
+    pub created_to: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewRefund {
     pub payment_intent: String,
@@ -235,6 +248,13 @@ pub trait Provider: Send + Sync {
         amount: Option<i64>,
     ) -> Result<PaymentIntent>;
     async fn cancel_payment_intent(&self, call: &Call, id: &str) -> Result<PaymentIntent>;
+    /// The intent made for one of our payments, if the provider has one. Reads a
+    /// strongly consistent list (not a search index), so `None` means there is none.
+    async fn find_payment_intent(
+        &self,
+        call: &Call,
+        q: &IntentLookup,
+    ) -> Result<Option<PaymentIntent>>;
 
     /// Active prices, with their products, for `POST /v1/products/import`.
     async fn list_prices(&self, call: &Call) -> Result<Vec<Price>>;

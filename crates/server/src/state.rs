@@ -45,6 +45,10 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// How long a payment must have been pending before the reconciler asks about it.
     pub reconcile_after: Duration,
+    /// How long a payment may stay `initiated` (its create call unfinished) before the
+    /// reconciler takes the call for dead and looks for its intent at the provider.
+    /// Longer than a call to the provider with all its retries can last.
+    pub reconcile_initiated_after: Duration,
     /// How long after a change the sandbox sends its events.
     pub sandbox_webhook_delay: Duration,
     /// Waits before each attempt of a callback delivery (the first is usually 0).
@@ -82,6 +86,7 @@ impl Settings {
             internal_url: String::new(),
             reconcile_interval: Duration::from_secs(300),
             reconcile_after: Duration::from_secs(60),
+            reconcile_initiated_after: Duration::from_secs(600),
             sandbox_webhook_delay: Duration::ZERO,
             callback_retry_schedule: DEFAULT_RETRY_SCHEDULE
                 .iter()

@@ -8,6 +8,9 @@
 //! key is forwarded and its answer kept; a later one with the same key gets that answer
 //! again (`Idempotent-Replayed: true`) without reaching the provider. A paybridge that
 //! made up a new key on retry would therefore reach localstripe twice, and fail here.
+//! localstripe also refuses the filters of `GET /v1/payment_intents` (`customer`,
+//! `created[gte]`, `created[lte]`), so the proxy asks it for the unfiltered page and
+//! applies them as Stripe documents them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,7 +25,10 @@ use serde_json::json;
 
 use crate::common::{AppKeys, Backend, Server, TestDb};
 
-paybridge_testkit::on_both!(charges_captures_and_refunds_survive_provider_faults_once_each,);
+paybridge_testkit::on_both!(
+    charges_captures_and_refunds_survive_provider_faults_once_each,
+    charges_cut_off_by_a_crash_are_settled_by_the_reconciler,
+);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
@@ -36,7 +42,13 @@ enum Fault {
     Error500,
     /// 429 with Retry-After: 1.
     TooMany,
+    /// The provider never sees the request, and no answer comes for a minute.
+    HangBefore,
+    /// The provider acts, and no answer comes for a minute.
+    HangAfter,
 }
+
+const HANG: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 struct Seen {
@@ -128,6 +140,9 @@ async fn handle(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    if method == Method::GET && path == "/v1/payment_intents" {
+        return filtered_intents(&p, &uri, &headers).await;
+    }
     let fault = p.next_fault(&line);
     let record = |forwarded: bool| {
         p.seen.lock().unwrap().push(Seen {
@@ -149,6 +164,11 @@ async fn handle(
                 axum::Json(json!({"error": {"type": "api_error", "message": "injected"}})),
             )
                 .into_response();
+        }
+        Some(Fault::HangBefore) => {
+            record(false);
+            tokio::time::sleep(HANG).await;
+            return cut();
         }
         Some(Fault::TooMany) => {
             record(false);
@@ -208,6 +228,7 @@ async fn handle(
     };
     match fault {
         Some(Fault::SlowAfter) => tokio::time::sleep(Duration::from_millis(2500)).await,
+        Some(Fault::HangAfter) => tokio::time::sleep(HANG).await,
         Some(Fault::CutAfter) => return cut(),
         _ => {}
     }
@@ -222,6 +243,51 @@ async fn handle(
             .insert("idempotent-replayed", "true".parse().unwrap());
     }
     r
+}
+
+/// The payment a provider error names (`… (payment payment_…)`).
+fn payment_named(body: &serde_json::Value) -> String {
+    let m = body["error"]["message"].as_str().unwrap_or_default();
+    let id = m
+        .rsplit_once("(payment ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no payment named in {body}"));
+    id.to_owned()
+}
+
+/// `GET /v1/payment_intents` with Stripe's filters, over localstripe's unfiltered list.
+async fn filtered_intents(p: &Proxy, uri: &Uri, headers: &HeaderMap) -> Response {
+    let url = reqwest::Url::parse(&format!("http://proxy{uri}")).unwrap();
+    let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let mut upstream = format!("{}/v1/payment_intents?limit=100", p.upstream);
+    if let Some(after) = q.get("starting_after") {
+        upstream.push_str(&format!("&starting_after={after}"));
+    }
+    let mut req = p.http.get(upstream);
+    if let Some(auth) = headers.get("authorization") {
+        req = req.header("authorization", auth);
+    }
+    let res = req.send().await.unwrap();
+    let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
+    let mut page: serde_json::Value = res.json().await.unwrap();
+    let bound = |k: &str| q.get(k).map(|v| v.parse::<i64>().unwrap());
+    let (from, to) = (bound("created[gte]"), bound("created[lte]"));
+    if let Some(data) = page["data"].as_array_mut() {
+        data.retain(|pi| {
+            let created = pi["created"].as_i64().unwrap_or(0);
+            q.get("customer")
+                .is_none_or(|c| pi["customer"] == c.as_str())
+                && from.is_none_or(|f| created >= f)
+                && to.is_none_or(|t| created <= t)
+        });
+    }
+    p.seen.lock().unwrap().push(Seen {
+        method: "GET".into(),
+        path: "/v1/payment_intents".into(),
+        key: None,
+        forwarded: true,
+    });
+    (status, axum::Json(page)).into_response()
 }
 
 async fn stripe_app(s: &Server) -> AppKeys {
@@ -340,6 +406,49 @@ async fn charges_captures_and_refunds_survive_provider_faults_once_each(b: Backe
         seen.iter().all(|s| !s.forwarded),
         "no charge reached the provider"
     );
+    //    The payment is pending with nothing to ask the provider about. The reconciler
+    //    looks for an intent made for it, finds none, and fails it, which frees its
+    //    order for another payment.
+    let never = payment_named(&p.json);
+    let failed = s
+        .until(&format!("/v1/payments/{never}"), &a.server, |j| {
+            j["status"] != "pending"
+        })
+        .await;
+    assert_eq!(
+        (
+            failed["status"].as_str(),
+            failed["failure"]["code"].as_str()
+        ),
+        (Some("failed"), Some("provider_unavailable")),
+        "{failed}"
+    );
+    assert!(
+        proxy
+            .seen("POST", "/v1/payment_intents")
+            .iter()
+            .all(|s| !s.forwarded),
+        "the reconciler looked, and did not charge"
+    );
+
+    // 3b. The charge happens, but every answer is lost: pending at first; then the
+    //     reconciler finds the intent by the payment's id, and it is paid, once.
+    proxy.clear();
+    proxy.inject("POST /v1/payment_intents", &[Fault::CutAfter; 4]);
+    let p = charge(2300, "automatic").await;
+    assert_eq!(p.status, StatusCode::BAD_GATEWAY, "{}", p.body);
+    let lost = payment_named(&p.json);
+    let found = s
+        .until(&format!("/v1/payments/{lost}"), &a.server, |j| {
+            j["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(found["amount_captured"], 2300, "{found}");
+    assert!(found["provider"]["payment_intent"].is_string(), "{found}");
+    assert_eq!(
+        once(&proxy, "POST", "/v1/payment_intents", "lost answers"),
+        4
+    );
 
     // 4. A manual capture whose answer is cut after the capture: captured once.
     let p = charge(3000, "manual").await;
@@ -433,5 +542,105 @@ async fn charges_captures_and_refunds_survive_provider_faults_once_each(b: Backe
             after.json["status"].as_str()
         ),
         (Some(3000), Some("refunded"))
+    );
+}
+
+/// The server dies while two charges wait for the provider: one the provider made, one
+/// it never saw. Both payments are left `initiated`, with no provider id. After a
+/// restart the reconciler looks for each by its id: the one made is recorded and paid,
+/// the other fails and frees its order. Nothing is charged twice.
+async fn charges_cut_off_by_a_crash_are_settled_by_the_reconciler(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let ls = LocalStripe::start().await;
+    let (proxy, base) = Proxy::start(&ls.base).await;
+    let mut s = Server::start_with(
+        &db,
+        &[
+            ("PAYBRIDGE_STRIPE_API_BASE", &base),
+            ("PAYBRIDGE_STRIPE_TIMEOUT", "30"),
+            ("PAYBRIDGE_RECONCILE_INITIATED_AFTER", "3"),
+            ("PAYBRIDGE_RECONCILE_INTERVAL", "1"),
+        ],
+    )
+    .await;
+    let a = stripe_app(&s).await;
+    let c = s
+        .post(
+            "/v1/customers",
+            &a.server,
+            json!({"external_id": "crashed"}),
+        )
+        .await;
+    let cid = c.json["id"].as_str().unwrap().to_owned();
+    let card = s
+        .post(
+            &format!("/v1/customers/{cid}/payment_methods"),
+            &a.server,
+            json!({"payment_method": "pm_card_visa"}),
+        )
+        .await;
+    assert!(card.status.is_success(), "{}", card.body);
+
+    proxy.clear();
+    proxy.inject(
+        "POST /v1/payment_intents",
+        &[Fault::HangAfter, Fault::HangBefore],
+    );
+    let url = s.url("/v1/payments");
+    for amount in [2400, 2500] {
+        let (url, key, cid) = (url.clone(), a.server.clone(), cid.clone());
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"amount": amount, "currency": "usd", "method": "card", "customer": cid}))
+                .send()
+                .await;
+        });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while proxy.seen("POST", "/v1/payment_intents").len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the charges never reached the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.restart().await;
+
+    let list = s.get("/v1/payments?limit=10", &a.server).await;
+    let ids: Vec<String> = list.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{}", list.body);
+    let mut settled = Vec::new();
+    for id in &ids {
+        let p = s
+            .until(&format!("/v1/payments/{id}"), &a.server, |j| {
+                !matches!(j["status"].as_str(), Some("initiated" | "pending"))
+            })
+            .await;
+        settled.push(p);
+    }
+    settled.sort_by_key(|p| p["status"].as_str().map(str::to_owned));
+    let made = proxy
+        .seen("POST", "/v1/payment_intents")
+        .iter()
+        .filter(|s| s.forwarded)
+        .count();
+    assert_eq!(made, 1, "the provider made one intent");
+    assert_eq!(settled[0]["status"], "failed", "{}", settled[0]);
+    assert_eq!(settled[0]["failure"]["code"], "provider_unavailable");
+    assert_eq!(settled[1]["status"], "succeeded", "{}", settled[1]);
+    assert!(settled[1]["provider"]["payment_intent"].is_string());
+    assert_eq!(
+        proxy.seen("POST", "/v1/payment_intents").len(),
+        2,
+        "the reconciler looked; it did not charge again"
     );
 }

@@ -29,8 +29,8 @@ use tokio::sync::Notify;
 use self::cards::{Decline, TestCard};
 use self::objects::{event, id, shape};
 use crate::{
-    Call, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund, NewSubscription,
-    NewTransfer, Provider, ProviderError, Result,
+    Call, IntentLookup, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund,
+    NewSubscription, NewTransfer, Provider, ProviderError, Result,
 };
 
 /// Hidden per-object state of the sandbox; stripped from what it answers and sends.
@@ -957,6 +957,23 @@ impl Provider for Sandbox {
         ch.emit("payment_intent.canceled", &pi).await?;
         ch.commit(&pi, &self.wake).await?;
         parse(&pi)
+    }
+
+    async fn find_payment_intent(
+        &self,
+        call: &Call,
+        q: &IntentLookup,
+    ) -> Result<Option<PaymentIntent>> {
+        let rows = store::list_kind(&self.db, &call.app_id, "payment_intent").await?;
+        for raw in rows {
+            let Ok(pi) = serde_json::from_str::<Value>(&raw) else {
+                continue;
+            };
+            if pi["metadata"][paybridge_core::stripe::event::META_PAYMENT] == q.payment.as_str() {
+                return parse(&pi).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     async fn list_prices(&self, call: &Call) -> Result<Vec<Price>> {

@@ -21,9 +21,12 @@ use serde_json::Value;
 pub use client::{Client, RetryPolicy, STRIPE_VERSION};
 
 use crate::{
-    Call, Form, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund, NewSubscription,
-    NewTransfer, Provider, Result,
+    Call, Form, IntentLookup, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund,
+    NewSubscription, NewTransfer, Provider, Result,
 };
+
+/// Pages of 100 read when looking for an intent whose create call got no answer.
+const MAX_LOOKUP_PAGES: usize = 20;
 
 pub struct Stripe {
     client: Client,
@@ -253,6 +256,47 @@ impl Provider for Stripe {
                 &Form::new(),
             )
             .await
+    }
+
+    async fn find_payment_intent(
+        &self,
+        call: &Call,
+        q: &IntentLookup,
+    ) -> Result<Option<PaymentIntent>> {
+        // The list, not `/search`: search is eventually consistent (Stripe: "up to an
+        // hour behind during outages"), and an intent it had not indexed yet would be
+        // taken for one never made.
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_LOOKUP_PAGES {
+            let mut f = Form::new();
+            f.push("limit", 100)
+                .push("created[gte]", q.created_from)
+                .push("created[lte]", q.created_to);
+            f.push_opt("customer", q.customer.as_ref());
+            f.push_opt("starting_after", after.as_ref());
+            let page: List<PaymentIntent> =
+                self.client.get(call, "/v1/payment_intents", &f).await?;
+            let found = page.data.iter().find(|pi| {
+                pi.metadata
+                    .as_ref()
+                    .and_then(|m| m.get(paybridge_core::stripe::event::META_PAYMENT))
+                    == Some(&q.payment)
+            });
+            if let Some(pi) = found {
+                return Ok(Some(pi.clone()));
+            }
+            after = page.data.last().map(|pi| pi.id.clone());
+            if !page.has_more || after.is_none() {
+                return Ok(None);
+            }
+        }
+        Err(crate::ProviderError::Unavailable {
+            message: format!(
+                "more than {} payment intents were created around payment {}; not all could be read",
+                MAX_LOOKUP_PAGES * 100,
+                q.payment
+            ),
+        })
     }
 
     async fn list_prices(&self, call: &Call) -> Result<Vec<Price>> {

@@ -1,14 +1,24 @@
 //! The reconciler: for payments left `pending` or `processing` (a webhook missed or
 //! not sent), ask the provider what became of them and apply the answer through the
-//! same machine as a webhook. A payment whose provider object we never learned (the
-//! call that created it timed out) is asked again with the same idempotency key, so
-//! the provider answers with what it did the first time.
+//! same machine as a webhook.
+//!
+//! A direct payment whose create call never got an answer (every attempt timed out or
+//! failed; or the server died during the call, leaving it `initiated`) has no provider
+//! id to ask about. The reconciler looks for the intent by our payment id in its
+//! metadata, in the provider's list of intents created around that time. Found, it is
+//! recorded like any answer. Not found, the create never took effect, and the payment
+//! fails (`provider_unavailable`), which frees the order for another payment. Should
+//! the intent surface later after all, its webhook still applies: the machine only
+//! climbs, and `succeeded` is above `failed`.
 
+use paybridge_core::payment::{Failure, PaymentFact};
+use paybridge_provider::IntentLookup;
 use paybridge_store::payments::{self, PaymentRow};
-use paybridge_store::{checkouts, now};
+use paybridge_store::{checkouts, customers, now};
 
+use super::ledger;
 use super::payments::{apply_session, record_intent};
-use super::provider::{bind, provider_error};
+use super::provider::{bind, provider_error, Bound};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -19,10 +29,23 @@ pub struct Report {
     pub failed: usize,
 }
 
+/// How far a provider's clock may be from ours, when looking for an intent by the time
+/// it was created.
+const CLOCK_SKEW_SECS: i64 = 300;
+
 /// The payments the reconciler would look at now.
 pub async fn candidates(state: &AppState, limit: i64) -> ApiResult<Vec<PaymentRow>> {
-    let before = now() - state.settings.reconcile_after.as_secs() as i64;
-    Ok(payments::stuck(&state.db, &["pending", "processing"], before + 1, limit).await?)
+    let after = state.settings.reconcile_after.as_secs() as i64;
+    let mut list = payments::stuck(
+        &state.db,
+        &["pending", "processing"],
+        now() - after + 1,
+        limit,
+    )
+    .await?;
+    let orphaned = now() - state.settings.reconcile_initiated_after.as_secs() as i64 + 1;
+    list.extend(payments::stuck(&state.db, &["initiated"], orphaned, limit).await?);
+    Ok(list)
 }
 
 /// Asks the provider about one payment and applies the answer; true if it changed.
@@ -43,6 +66,11 @@ pub async fn reconcile_one(state: &AppState, p: &PaymentRow) -> ApiResult<bool> 
             .map_err(provider_error)?;
         apply_session(state, &p.app_id, &s).await?;
         payments::get(state.db.reader(), &p.app_id, &p.id).await?
+    } else if matches!(p.method.as_str(), "card" | "payment_intent") {
+        match find_intent(state, &bound, p).await? {
+            Some(pi) => record_intent(state, &p.app_id, &p.id, &pi, false).await?,
+            None => never_created(state, p).await?,
+        }
     } else {
         // Nothing to ask about: an expired checkout that never reached the provider.
         match checkouts_of(state, p).await? {
@@ -54,6 +82,65 @@ pub async fn reconcile_one(state: &AppState, p: &PaymentRow) -> ApiResult<bool> 
         }
     };
     Ok(after.status != p.status)
+}
+
+/// The intent a direct payment's unanswered create call may have made.
+async fn find_intent(
+    state: &AppState,
+    bound: &Bound,
+    p: &PaymentRow,
+) -> ApiResult<Option<paybridge_core::stripe::objects::PaymentIntent>> {
+    let customer = match &p.customer_id {
+        Some(c) => {
+            customers::get(state.db.reader(), &p.app_id, c)
+                .await?
+                .provider_customer_id
+        }
+        None => None,
+    };
+    let q = IntentLookup {
+        payment: p.id.clone(),
+        customer,
+        created_from: p.created - CLOCK_SKEW_SECS,
+        // A `pending` payment was marked so once its call had failed for the last time;
+        // an `initiated` one's call (the server died during it) lasted at most until now.
+        created_to: if p.lifecycle == "initiated" {
+            now()
+        } else {
+            p.updated
+        } + CLOCK_SKEW_SECS,
+    };
+    bound
+        .provider
+        .find_payment_intent(&bound.call(&format!("{}_find", p.id)), &q)
+        .await
+        .map_err(provider_error)
+}
+
+/// Fails a direct payment whose create call the provider never acted on, unless
+/// meanwhile it learned its intent (a webhook, a late answer).
+async fn never_created(state: &AppState, p: &PaymentRow) -> ApiResult<PaymentRow> {
+    let mut tx = state.db.begin().await?;
+    let before = payments::lock(&mut tx, &p.app_id, &p.id).await?;
+    if before.provider_payment_intent.is_some()
+        || !matches!(before.lifecycle.as_str(), "initiated" | "pending")
+    {
+        return Ok(before);
+    }
+    let fact = PaymentFact::Failed(Failure {
+        at: now(),
+        code: Some("provider_unavailable".into()),
+        decline_code: None,
+        message: Some(
+            "the provider never created this payment: no attempt to create it got through".into(),
+        ),
+    });
+    let after = ledger::apply_payment_facts(&mut tx, &before, before.clone(), &[fact]).await?;
+    tx.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
+    tracing::warn!(payment = %p.id, "the provider has no intent for this payment; it failed");
+    Ok(after)
 }
 
 async fn checkouts_of(
