@@ -56,10 +56,13 @@ pub struct Sandbox {
     delay_ms: i64,
 }
 
+/// The database's own words go to the log, not into the answer (they can name tables,
+/// constraints and values).
 impl From<StoreError> for ProviderError {
     fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "the sandbox's storage failed");
         ProviderError::Unavailable {
-            message: format!("sandbox storage: {e}"),
+            message: "the sandbox's storage failed (the server log has the cause)".into(),
         }
     }
 }
@@ -1042,5 +1045,22 @@ impl Provider for Sandbox {
 
     async fn list_webhook_endpoints(&self, call: &Call) -> Result<Vec<Value>> {
         Ok(self.webhook_endpoints(call))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_does_not_carry_the_databases_words() {
+        let e = ProviderError::from(StoreError::Config(
+            "UNIQUE constraint failed: sandbox_objects.app_id".into(),
+        ));
+        let ProviderError::Unavailable { message } = e else {
+            panic!("a storage failure is an outage: {e:?}");
+        };
+        assert!(!message.contains("sandbox_objects"), "{message}");
+        assert!(message.contains("server log"), "{message}");
     }
 }
