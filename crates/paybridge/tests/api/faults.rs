@@ -450,6 +450,41 @@ async fn charges_captures_and_refunds_survive_provider_faults_once_each(b: Backe
         4
     );
 
+    // 3c. The same for an intent made for the app's own card form: found, and its
+    //     client secret kept for the server key, as if the create had answered.
+    proxy.clear();
+    proxy.inject("POST /v1/payment_intents", &[Fault::CutAfter; 4]);
+    let p = s
+        .post(
+            "/v1/payments",
+            &a.server,
+            json!({"amount": 2400, "currency": "usd", "method": "payment_intent"}),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_GATEWAY, "{}", p.body);
+    let lost = payment_named(&p.json);
+    let found = s
+        .until(&format!("/v1/payments/{lost}"), &a.server, |j| {
+            j["provider"]["payment_intent"].is_string()
+        })
+        .await;
+    let pi = found["provider"]["payment_intent"].as_str().unwrap();
+    assert!(
+        found["client_secret"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(&format!("{pi}_secret"))),
+        "{found}"
+    );
+    assert_eq!(
+        once(
+            &proxy,
+            "POST",
+            "/v1/payment_intents",
+            "lost answers, card form"
+        ),
+        4
+    );
+
     // 4. A manual capture whose answer is cut after the capture: captured once.
     let p = charge(3000, "manual").await;
     assert_eq!(p.json["status"], "requires_capture", "{}", p.body);

@@ -68,7 +68,12 @@ pub async fn reconcile_one(state: &AppState, p: &PaymentRow) -> ApiResult<bool> 
         payments::get(state.db.reader(), &p.app_id, &p.id).await?
     } else if matches!(p.method.as_str(), "card" | "payment_intent") {
         match find_intent(state, &bound, p).await? {
-            Some(pi) => record_intent(state, &p.app_id, &p.id, &pi, false).await?,
+            // For the app's own card form, the client secret is kept as the create's
+            // answer would have kept it, so the server key can still fetch it.
+            Some(pi) => {
+                let keep_secret = p.method == "payment_intent";
+                record_intent(state, &p.app_id, &p.id, &pi, keep_secret).await?
+            }
             None => never_created(state, p).await?,
         }
     } else {
