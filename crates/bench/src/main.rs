@@ -8,6 +8,7 @@
 //!     target/release/paybridge-bench startup --runs 10
 
 mod callbacks;
+mod cpu;
 mod load;
 mod server;
 mod webhooks;

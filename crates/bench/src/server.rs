@@ -79,6 +79,10 @@ impl BenchServer {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server's resident memory now, in MiB (Linux: `VmRSS` of /proc/<pid>/status).
     pub fn rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

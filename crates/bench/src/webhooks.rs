@@ -7,6 +7,7 @@ use paybridge_core::stripe::signature;
 use paybridge_testkit::Backend;
 use serde_json::json;
 
+use crate::cpu;
 use crate::load::{self, median, Stats};
 use crate::server::BenchServer;
 
@@ -39,6 +40,11 @@ pub async fn run(
     payments: usize,
 ) -> anyhow::Result<()> {
     let mut results = Vec::new();
+    let mut usages = Vec::new();
+    println!(
+        "CPU reference: {:.0} ms (a fixed loop on one core; lower is a faster machine)",
+        cpu::reference_ms()
+    );
     for run in 1..=runs {
         let s = BenchServer::start(backend, &[]).await?;
         let app = s.app().await?;
@@ -80,6 +86,7 @@ pub async fn run(
         let idle_before = s.rss_mib().unwrap_or(f64::NAN);
         let url = s.url(&format!("/v1/webhooks/stripe/{}", app.id));
         let run_tag = format!("{run}{}", now());
+        let before = cpu::Sample::take(s.pid());
         let stats = load::run(connections, dur, move |c, n| {
             // Each event is distinct; they cycle through the payments and through the
             // kinds of event a payment's life brings.
@@ -103,11 +110,13 @@ pub async fn run(
                 .body(body)
         })
         .await;
+        let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle_after = s.rss_mib().unwrap_or(f64::NAN);
         println!(
-            "run {run}: {stats}; server RSS idle {idle_before:.1} MiB before the load, {idle_after:.1} MiB 2 s after it"
+            "run {run}: {stats}; {usage}; server RSS idle {idle_before:.1} MiB before the load, {idle_after:.1} MiB 2 s after it"
         );
+        usages.push(usage);
         results.push(stats);
     }
     report(
@@ -116,6 +125,13 @@ pub async fn run(
         connections,
         dur,
         &results,
+    );
+    println!(
+        "CPU per event (median): server {:.0} µs, load generator {:.0} µs; machine busy {:.0} %, stolen {:.0} %",
+        median(usages.iter().map(|u| u.server_us)),
+        median(usages.iter().map(|u| u.generator_us)),
+        median(usages.iter().map(|u| u.busy * 100.0)),
+        median(usages.iter().map(|u| u.steal * 100.0)),
     );
     Ok(())
 }

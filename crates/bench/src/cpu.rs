@@ -1,0 +1,123 @@
+//! Where the CPU went during a run: the server's and the load generator's own CPU
+//! time (from `/proc/<pid>/stat`), and the machine's busy and stolen time (from
+//! `/proc/stat`). With two cores, 20,000 events/s leaves 100 µs of CPU per event for
+//! everything together; these numbers say how far each side is from that.
+
+use std::fmt;
+use std::time::Instant;
+
+/// CPU time (seconds) a process has used so far: user + system.
+fn process_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / ticks_per_second())
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// The machine's (busy, stolen, all) ticks so far, summed over its CPUs.
+fn machine_ticks() -> Option<(f64, f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is
+    // already counted in user.
+    let all: f64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    let steal = *v.get(7)?;
+    Some((all - idle - steal, steal, all))
+}
+
+/// How long one core takes for a fixed piece of integer work, in ms: the machine's
+/// speed at the moment, so that figures from different hours can be put side by side
+/// (this shared machine is sometimes 2 to 3 times slower than at other times).
+pub fn reference_ms() -> f64 {
+    let t = Instant::now();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..200_000_000u64 {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+    }
+    std::hint::black_box(x);
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+pub struct Sample {
+    at: Instant,
+    server: Option<f64>,
+    generator: Option<f64>,
+    machine: Option<(f64, f64, f64)>,
+}
+
+impl Sample {
+    pub fn take(server_pid: u32) -> Sample {
+        Sample {
+            at: Instant::now(),
+            server: process_seconds(server_pid),
+            generator: process_seconds(std::process::id()),
+            machine: machine_ticks(),
+        }
+    }
+
+    /// What was used between `self` and `later`, for `events` events.
+    pub fn until(&self, later: &Sample, events: u64) -> Usage {
+        let per_event = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if events > 0 => (b - a) * 1e6 / events as f64,
+            _ => f64::NAN,
+        };
+        let (busy, steal) = match (self.machine, later.machine) {
+            (Some((b0, s0, a0)), Some((b1, s1, a1))) if a1 > a0 => {
+                ((b1 - b0) / (a1 - a0), (s1 - s0) / (a1 - a0))
+            }
+            _ => (f64::NAN, f64::NAN),
+        };
+        let secs = later.at.duration_since(self.at).as_secs_f64();
+        Usage {
+            server_us: per_event(self.server, later.server),
+            generator_us: per_event(self.generator, later.generator),
+            server_cores: match (self.server, later.server) {
+                (Some(a), Some(b)) if secs > 0.0 => (b - a) / secs,
+                _ => f64::NAN,
+            },
+            busy,
+            steal,
+        }
+    }
+}
+
+/// CPU per event and the machine's share busy and stolen, over a run.
+pub struct Usage {
+    pub server_us: f64,
+    pub generator_us: f64,
+    pub server_cores: f64,
+    pub busy: f64,
+    pub steal: f64,
+}
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CPU per event: server {:.0} µs ({:.2} cores), load generator {:.0} µs; machine busy {:.0} %, stolen {:.0} %",
+            self.server_us,
+            self.server_cores,
+            self.generator_us,
+            self.busy * 100.0,
+            self.steal * 100.0
+        )
+    }
+}
