@@ -80,6 +80,32 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
             "parameter_invalid",
             None,
         ),
+        // serde would read a nested struct from an array of its fields in order too.
+        (
+            "a nested object given as an array",
+            raw(
+                Method::POST,
+                "/v1/products",
+                Some("application/json"),
+                br#"{"name":"x","unit_amount":1,"currency":"usd","recurring":["month",1]}"#
+                    .to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("recurring"),
+        ),
+        (
+            "a line item given as an array",
+            raw(
+                Method::POST,
+                "/v1/orders",
+                Some("application/json"),
+                br#"{"currency":"usd","line_items":[[null,null,"Tea",500,1]]}"#.to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("line_items[0]"),
+        ),
         (
             "whitespace is not JSON",
             raw(

@@ -102,6 +102,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// Deserializes a nested body struct from a JSON object only. serde's derive also reads
+/// a struct from an array of its fields in order, which no client means; the body as a
+/// whole is checked in [`Body`], and a struct nested in it uses this. The struct derives
+/// `Deserialize` with `#[serde(remote = "Self")]` (that makes the derived reader an
+/// inherent function), and `object_only!(Type)` gives it the trait, reading a map and
+/// nothing else, with the parameter path kept for the error.
+macro_rules! object_only {
+    ($t:ty) => {
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Fields;
+                impl<'de> serde::de::Visitor<'de> for Fields {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<$t, A::Error> {
+                        <$t>::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(Fields)
+            }
+        }
+    };
+}
+pub(crate) use object_only;
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(from_json_error)?;

@@ -43,12 +43,21 @@ async fn import_products(
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct RecurringInput {
     /// `day`, `week`, `month` or `year`.
     pub interval: String,
     /// Intervals between charges (default 1; at most one year in all).
     pub interval_count: Option<i64>,
+}
+
+crate::http::extract::object_only!(RecurringInput);
+
+// `remote = "Self"` made the derived writer an inherent function too.
+impl Serialize for RecurringInput {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RecurringInput::serialize(self, s)
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -22,7 +22,7 @@ use crate::error::{ApiError, ApiResult};
 /// One requested line: a catalog product (by our id, or by its provider `price`), or
 /// (server keys only) an ad hoc `name` and `unit_amount`.
 #[derive(Deserialize, ToSchema, Clone, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct LineItemInput {
     /// A product id (`product_…`).
     pub product: Option<String>,
@@ -35,6 +35,8 @@ pub struct LineItemInput {
     /// Default 1.
     pub quantity: Option<i64>,
 }
+
+crate::http::extract::object_only!(LineItemInput);
 
 pub const MAX_LINE_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 10_000;
