@@ -55,17 +55,21 @@ impl Ingestor {
         let rx = Arc::new(Mutex::new(rx));
         let sqlite = db.backend == paybridge_store::Backend::Sqlite;
         for _ in 0..lanes.max(1) {
-            let rx = rx.clone();
-            let db = db.clone();
-            let lane = async move {
-                loop {
-                    // Waits for one event, then takes all that has queued (at most
-                    // MAX_BATCH); none means the queue is closed.
-                    let mut batch = Vec::new();
-                    if rx.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                        return;
+            let lane = {
+                let (rx, db) = (rx.clone(), db.clone());
+                move || {
+                    let (rx, db) = (rx.clone(), db.clone());
+                    async move {
+                        loop {
+                            // Waits for one event, then takes all that has queued (at
+                            // most MAX_BATCH); none means the queue is closed.
+                            let mut batch = Vec::new();
+                            if rx.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                                return;
+                            }
+                            commit_batch(&db, batch).await;
+                        }
                     }
-                    commit_batch(&db, batch).await;
                 }
             };
             // SQLite's one writer is the whole ingest path's bottleneck, and each of a
@@ -73,16 +77,16 @@ impl Ingestor {
             // shared runtime every answer queued behind the HTTP tasks before the lane
             // saw it; on a thread of its own the lane runs at once. (PostgreSQL's
             // sockets belong to the shared runtime's reactor: its lanes stay there.)
-            match sqlite.then(own_runtime).flatten() {
-                Some(rt) => {
-                    std::thread::Builder::new()
-                        .name("pb-ingest".into())
-                        .spawn(move || rt.block_on(lane))
-                        .expect("spawn the ingest thread");
-                }
-                None => {
-                    tokio::spawn(lane);
-                }
+            let on_thread = sqlite.then(own_runtime).flatten().and_then(|rt| {
+                let run = lane.clone();
+                std::thread::Builder::new()
+                    .name("pb-ingest".into())
+                    .spawn(move || rt.block_on(run()))
+                    .inspect_err(|e| tracing::warn!(error = %e, "no thread for the ingest lane; it shares the server's runtime"))
+                    .ok()
+            });
+            if on_thread.is_none() {
+                tokio::spawn(lane());
             }
         }
         Ingestor { queue }
