@@ -211,8 +211,10 @@ pub fn validate_grants(role: Role, requested: &[String]) -> Result<Vec<Permissio
             ),
         ));
     }
+    // Managing keys stays with admin keys: a server key that could mint keys could
+    // mint an admin key, or revoke the admin's.
     let grantable = Role::Admin.default_permissions();
-    requested
+    let mut granted: Vec<Permission> = requested
         .iter()
         .map(|name| {
             let p = Permission::parse(name).ok_or_else(|| {
@@ -222,16 +224,19 @@ pub fn validate_grants(role: Role, requested: &[String]) -> Result<Vec<Permissio
                     format!("unknown permission `{name}`"),
                 )
             })?;
-            if !grantable.contains(&p) {
+            if !grantable.contains(&p) || p == Permission::KeysWrite {
                 return Err(Invalid::new(
                     "permissions",
                     "invalid_permission",
-                    format!("`{name}` cannot be granted to an app key"),
+                    format!("`{name}` cannot be granted to a server key"),
                 ));
             }
             Ok(p)
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    granted.sort_by_key(|p| p.as_str());
+    granted.dedup();
+    Ok(granted)
 }
 
 /// Who is calling, as established from the bearer key.

@@ -269,6 +269,8 @@ async fn server_keys_take_grants(b: Backend) {
     for bad in [
         json!({"role": "publishable", "permissions": ["refunds:write"]}),
         json!({"role": "server", "permissions": ["apps:write"]}),
+        // Managing keys stays with admin keys (a server key with it could mint one).
+        json!({"role": "server", "permissions": ["keys:write"]}),
         json!({"role": "server", "permissions": ["nonsense"]}),
         json!({"role": "root"}),
         json!({"role": "wizard"}),
@@ -282,6 +284,34 @@ async fn server_keys_take_grants(b: Backend) {
         );
     }
     assert_eq!(db.scalar("SELECT COUNT(*) FROM api_keys").await, 4);
+
+    // Grants are a set: asking twice stores once.
+    let r = s
+        .post(
+            &path,
+            &a.admin,
+            json!({"role": "server", "permissions": ["refunds:write", "refunds:write", "callbacks:read"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        r.json["permissions"],
+        json!(["callbacks:read", "refunds:write"])
+    );
+
+    // A server key holding keys:write from before cannot mint a key that does more
+    // than it can (an admin key), only keys within its own reach.
+    db.execute(&format!(
+        "UPDATE api_keys SET permissions = 'keys:write' WHERE app_id = '{}' AND role = 'server'",
+        a.id
+    ))
+    .await;
+    let r = s.post(&path, &a.server, json!({"role": "admin"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = s
+        .post(&path, &a.server, json!({"role": "publishable"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
 async fn environments_refuse_mixed_provider_keys(b: Backend) {

@@ -250,6 +250,14 @@ async fn create_key(
                 "role must be admin, server or publishable",
             )
         })?;
+    // A key mints no key that could do more than itself.
+    if !caller.is_root() && !role.default_permissions().iter().all(|p| caller.0.can(*p)) {
+        return Err(ApiError::forbidden(format!(
+            "A {} key cannot mint a {} key",
+            caller.0.role.as_str(),
+            role.as_str()
+        )));
+    }
     let minted = service::apps::mint_key(&state.db, id, role, &body.permissions).await?;
     let secret = minted.expose().to_owned();
     let mut view = KeyView::from(minted.row);
