@@ -237,6 +237,28 @@ impl Money {
                 format!("amount must be at most {MAX_AMOUNT} minor units"),
             ));
         }
+        self.check_rounding(param)
+    }
+
+    /// Checks a part of a charge (a refund, a partial capture): positive, at most
+    /// eight digits, and for three-decimal currencies a multiple of 10. There is no
+    /// minimum: a part may be smaller than the smallest charge.
+    pub fn validate_part(self, param: &str) -> Result<(), Invalid> {
+        if self.amount <= 0 {
+            return Err(Invalid::new(
+                param,
+                "invalid_amount",
+                "amount must be positive",
+            ));
+        }
+        if self.amount < self.currency.minimum_charge() {
+            // Below the minimum, only the rounding is left to check.
+            return self.check_rounding(param);
+        }
+        self.validate_charge(param)
+    }
+
+    fn check_rounding(self, param: &str) -> Result<(), Invalid> {
         if self.currency.exponent() == 3 && self.amount % 10 != 0 {
             return Err(Invalid::new(
                 param,
@@ -281,6 +303,28 @@ impl fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_are_positive_bounded_and_rounded_like_charges() {
+        let kwd = Currency::parse("kwd").unwrap();
+        let usd = Currency::parse("usd").unwrap();
+        let part = |a, c| {
+            Money {
+                amount: a,
+                currency: c,
+            }
+            .validate_part("amount")
+        };
+        assert!(
+            part(1, usd).is_ok(),
+            "below the minimum charge is fine for a part"
+        );
+        assert!(part(20, kwd).is_ok());
+        assert_eq!(part(15, kwd).unwrap_err().code, "invalid_amount");
+        assert_eq!(part(0, usd).unwrap_err().code, "invalid_amount");
+        assert_eq!(part(-5, usd).unwrap_err().code, "invalid_amount");
+        assert_eq!(part(i64::MAX, usd).unwrap_err().code, "amount_too_large");
+    }
 
     fn c(code: &str) -> Currency {
         Currency::parse(code).unwrap()

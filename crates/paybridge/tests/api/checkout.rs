@@ -386,6 +386,20 @@ async fn manual_capture_then_partial_capture(b: Backend) {
         )
         .await;
     assert_eq!(too_much.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let nothing = s
+        .post(
+            &format!("/v1/payments/{pid}/capture"),
+            &a.server,
+            json!({"amount": 0}),
+        )
+        .await;
+    assert_eq!(nothing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (nothing.error().1.as_str(), nothing.error().2.as_deref()),
+        ("invalid_amount", Some("amount")),
+        "{}",
+        nothing.body
+    );
     let cap = s
         .post(
             &format!("/v1/payments/{pid}/capture"),

@@ -79,6 +79,33 @@ async fn partial_several_and_too_large(b: Backend) {
         .await;
     assert_eq!(too_much.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(too_much.error().1, "amount_too_large");
+    // Amounts no payment could hold, or none at all: the caller's 422, naming the
+    // parameter (i64::MAX used to overflow PostgreSQL's sum into a 500).
+    for (amount, code) in [
+        (i64::MAX, "amount_too_large"),
+        (0, "invalid_amount"),
+        (-1, "invalid_amount"),
+    ] {
+        let r = s
+            .post(
+                "/v1/refunds",
+                &a.admin,
+                json!({"payment": pid, "amount": amount}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{amount}: {}",
+            r.body
+        );
+        assert_eq!(
+            (r.error().1.as_str(), r.error().2.as_deref()),
+            (code, Some("amount")),
+            "{amount}: {}",
+            r.body
+        );
+    }
     let r2 = s
         .post("/v1/refunds", &a.admin, json!({"payment": pid}))
         .await;

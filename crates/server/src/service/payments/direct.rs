@@ -133,7 +133,11 @@ pub async fn capture(
         ));
     }
     if let Some(a) = amount {
-        if a <= 0 || a > s.capturable() {
+        let currency = paybridge_core::Currency::parse(&p.currency)?;
+        paybridge_core::Money::new(a.max(0), currency)
+            .map_err(|_| Invalid::new("amount", "invalid_amount", "amount must be positive"))?
+            .validate_part("amount")?;
+        if a > s.capturable() {
             return Err(Invalid::new(
                 "amount",
                 "amount_too_large",
