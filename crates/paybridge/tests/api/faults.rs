@@ -42,6 +42,8 @@ enum Fault {
     Error500,
     /// 429 with Retry-After: 1.
     TooMany,
+    /// 401 before the provider sees anything (a key rotated at the provider).
+    Unauthorized,
     /// The provider never sees the request, and no answer comes for a minute.
     HangBefore,
     /// The provider acts, and no answer comes for a minute.
@@ -162,6 +164,14 @@ async fn handle(
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 axum::Json(json!({"error": {"type": "api_error", "message": "injected"}})),
+            )
+                .into_response();
+        }
+        Some(Fault::Unauthorized) => {
+            record(false);
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}})),
             )
                 .into_response();
         }
@@ -529,9 +539,21 @@ async fn charges_captures_and_refunds_survive_provider_faults_once_each(b: Backe
 
     // 6. A refund the provider does not take now: its outcome is unknown, so it is
     //    answered `pending` with its amount held (no second refund can take it), and
-    //    the reconciler settles it later with the same key: refunded once.
+    //    the reconciler settles it later with the same key: refunded once. Its first
+    //    two tries are refused with 401 (a key being rotated): that says nothing of
+    //    the refund, so it stays pending and held rather than failed and released.
     proxy.clear();
-    proxy.inject("POST /v1/refunds", &[Fault::Error500; 4]);
+    proxy.inject(
+        "POST /v1/refunds",
+        &[
+            Fault::Error500,
+            Fault::Error500,
+            Fault::Error500,
+            Fault::Error500,
+            Fault::Unauthorized,
+            Fault::Unauthorized,
+        ],
+    );
     let r = s
         .post(
             "/v1/refunds",

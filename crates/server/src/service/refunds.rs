@@ -253,10 +253,23 @@ pub async fn reconcile(state: &AppState, r: &RefundRow) -> ApiResult<bool> {
             let after = record(state, &r.app_id, &r.id, &a).await?;
             Ok(after.status != r.status)
         }
-        Err(ProviderError::Unavailable { .. }) => Ok(false),
-        Err(e) => {
+        // Only the provider refusing the refund itself settles it as failed, and only
+        // when it was never made (a refund it knows by id is asked about, not made). A
+        // refused key or an unknown object says nothing about the refund: the key may
+        // be mid-rotation, or the app moved to another account. It stays pending, its
+        // amount held, and is asked about again; failing it would free the amount
+        // while the money may already be on its way back.
+        Err(
+            e @ (ProviderError::Invalid { .. }
+            | ProviderError::Card { .. }
+            | ProviderError::Conflict { .. }),
+        ) if r.provider_refund_id.is_none() => {
             fail(state, &r.app_id, &r.id, &e.to_string()).await?;
             Ok(true)
+        }
+        Err(e) => {
+            tracing::warn!(refund = %r.id, error = %e, "cannot settle a pending refund now; it stays pending");
+            Ok(false)
         }
     }
 }
