@@ -107,6 +107,46 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
             Some("line_items[0]"),
         ),
         (
+            "payment metadata over the limits",
+            raw(
+                Method::POST,
+                "/v1/payments",
+                Some("application/json"),
+                format!(
+                    r#"{{"amount":1000,"currency":"usd","method":"payment_intent","metadata":{{"{}":"v"}}}}"#,
+                    "k".repeat(1000)
+                )
+                .into_bytes(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "metadata_invalid",
+            None,
+        ),
+        (
+            "a hosted-page field on a direct payment",
+            raw(
+                Method::POST,
+                "/v1/payments",
+                Some("application/json"),
+                br#"{"amount":1000,"currency":"usd","method":"payment_intent","success_url":"javascript:alert(1)"}"#.to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "parameter_unused",
+            Some("success_url"),
+        ),
+        (
+            "a transfer destination that is no account",
+            raw(
+                Method::POST,
+                "/v1/payments",
+                Some("application/json"),
+                br#"{"amount":1000,"currency":"usd","method":"payment_intent","transfer_destination":""}"#.to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "parameter_invalid",
+            Some("transfer_destination"),
+        ),
+        (
             "whitespace is not JSON",
             raw(
                 Method::PATCH,
@@ -342,6 +382,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(s.get("/v1/products", &a.admin).await.body, before);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM products").await, 1);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM orders").await, 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM payments").await, 0);
     // None of this was a 500, and the server is fine.
     assert!(!s.logs().contains("panicked"));
     assert_eq!(

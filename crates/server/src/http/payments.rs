@@ -129,6 +129,38 @@ async fn create_payment(
             .into())
         }
     };
+    // Checked before anything is built or stored.
+    if let Some(m) = &body.metadata {
+        paybridge_core::catalog::validate_metadata(m)?;
+    }
+    if method != "payment_link" {
+        let hosted_only = [
+            ("success_url", body.success_url.is_some()),
+            ("cancel_url", body.cancel_url.is_some()),
+            ("expires_in", body.expires_in.is_some()),
+        ];
+        if let Some((param, _)) = hosted_only.iter().find(|(_, given)| *given) {
+            return Err(Invalid::new(
+                *param,
+                "parameter_unused",
+                format!("`{param}` is for `method: payment_link` only"),
+            )
+            .into());
+        }
+    }
+    if let Some(d) = &body.transfer_destination {
+        let ok = d.starts_with("acct_")
+            && d.len() <= 255
+            && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(Invalid::new(
+                "transfer_destination",
+                "parameter_invalid",
+                "transfer_destination is a connected account id (`acct_…`)",
+            )
+            .into());
+        }
+    }
     let (new_order, order_id, amount) = match (&body.order, body.amount) {
         (Some(o), amount) => {
             if let (Some(c), Ok(order)) = (
