@@ -236,6 +236,28 @@ async fn a_subscription_starts_with_a_saved_card_and_cancels_at_period_end(b: Ba
         )
         .await;
     assert_eq!(r.error().1, "product_not_recurring");
+    // Each period's charge is held to a charge's limits, as a checkout's total is.
+    let dear = s
+        .post("/v1/products", &a.admin, json!({"name": "Dear", "unit_amount": 99_999_999, "currency": "usd", "recurring": {"interval": "month"}}))
+        .await;
+    let cheap = s
+        .post("/v1/products", &a.admin, json!({"name": "Cheap", "unit_amount": 1, "currency": "usd", "recurring": {"interval": "month"}}))
+        .await;
+    for (product, quantity, code) in [
+        (&dear, 10_000, "amount_too_large"),
+        (&cheap, 1, "amount_too_small"),
+    ] {
+        let r = s
+            .post(
+                "/v1/subscriptions",
+                &a.server,
+                json!({"customer": cid, "product": product.json["id"], "quantity": quantity}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(r.error().1, code, "{}", r.body);
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM subscriptions").await, 0);
     let r = s
         .post(
             "/v1/subscriptions",

@@ -120,6 +120,19 @@ pub async fn start(state: &AppState, app: &str, input: StartInput) -> ApiResult<
     }
     let product =
         recurring_product(state, app, input.product.as_deref(), input.price.as_deref()).await?;
+    // Each period charges the product's price times the quantity: it is checked as
+    // a checkout checks its total (the minimum, the eight digits, the rounding).
+    let currency = paybridge_core::Currency::parse(&product.currency)?;
+    paybridge_core::Money::new(product.unit_amount, currency)
+        .and_then(|m| m.checked_mul(quantity))
+        .map_err(|_| {
+            Invalid::new(
+                "quantity",
+                "amount_too_large",
+                "the price times the quantity is too large",
+            )
+        })?
+        .validate_charge("quantity")?;
     let customer = customers::get(state.db.reader(), app, &input.customer)
         .await
         .or_404("customer")?;
