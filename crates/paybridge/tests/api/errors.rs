@@ -147,6 +147,30 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
             Some("transfer_destination"),
         ),
         (
+            "a customer name over 250 characters",
+            raw(
+                Method::POST,
+                "/v1/customers",
+                Some("application/json"),
+                format!(r#"{{"external_id":"u1","name":"{}"}}"#, "n".repeat(251)).into_bytes(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "parameter_invalid",
+            Some("name"),
+        ),
+        (
+            "a control character in a customer name",
+            raw(
+                Method::POST,
+                "/v1/customers",
+                Some("application/json"),
+                br#"{"external_id":"u1","name":"\u0007bell"}"#.to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "parameter_invalid",
+            Some("name"),
+        ),
+        (
             "whitespace is not JSON",
             raw(
                 Method::PATCH,
@@ -384,6 +408,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM products").await, 1);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM orders").await, 0);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM payments").await, 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM customers").await, 0);
     // None of this was a 500, and the server is fine.
     assert!(!s.logs().contains("panicked"));
     assert_eq!(

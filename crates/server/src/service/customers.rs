@@ -45,6 +45,16 @@ pub async fn upsert(
             .into());
         }
     }
+    if let Some(n) = &input.name {
+        if n.chars().count() > 250 || n.chars().any(char::is_control) {
+            return Err(Invalid::new(
+                "name",
+                "parameter_invalid",
+                "name is at most 250 characters, without control characters",
+            )
+            .into());
+        }
+    }
     catalog::validate_metadata(&input.metadata)?;
     let ts = now();
     let (row, created) = customers::upsert(
