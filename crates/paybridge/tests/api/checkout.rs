@@ -18,6 +18,7 @@ paybridge_testkit::on_both!(
     payment_intents_and_cancel,
     orders_refuse_overpayment_and_second_payment,
     clients_cannot_set_prices_or_override_the_amount,
+    concurrent_charges_of_one_order_take_it_once,
 );
 
 fn page_client() -> reqwest::Client {
@@ -868,5 +869,74 @@ async fn clients_cannot_set_prices_or_override_the_amount(b: Backend) {
         r.status,
         StatusCode::FORBIDDEN,
         "a publishable key cannot create payments"
+    );
+}
+
+/// Eight saved-card charges of one order at once, without idempotency keys: the order
+/// is charged once. A charge whose provider call has not answered yet holds the order's
+/// amount, so the others are refused instead of charging the card again.
+async fn concurrent_charges_of_one_order_take_it_once(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = Server::start(&db).await;
+    let a = s.sandbox_app().await;
+    let c = s
+        .post("/v1/customers", &a.server, json!({"external_id": "racer"}))
+        .await;
+    let cid = c.json["id"].as_str().unwrap().to_owned();
+    s.post(
+        &format!("/v1/customers/{cid}/payment_methods"),
+        &a.server,
+        json!({"payment_method": "pm_card_visa"}),
+    )
+    .await;
+    let o = s
+        .post(
+            "/v1/orders",
+            &a.server,
+            json!({"line_items": [{"name": "Seat", "unit_amount": 4_000}], "currency": "usd", "customer": cid}),
+        )
+        .await;
+    assert_eq!(o.status, StatusCode::CREATED, "{}", o.body);
+    let order = o.json["id"].as_str().unwrap().to_owned();
+    let charges = (0..8).map(|_| {
+        s.post(
+            "/v1/payments",
+            &a.server,
+            json!({"order": order, "method": "card", "customer": cid}),
+        )
+    });
+    let answers = futures::future::join_all(charges).await;
+    let paid: Vec<_> = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(
+        paid.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert_eq!(paid[0].json["status"], "succeeded");
+    for r in answers.iter().filter(|r| r.status != StatusCode::CREATED) {
+        assert!(
+            matches!(
+                r.status,
+                StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
+            ),
+            "{}",
+            r.body
+        );
+    }
+    let o = s.get(&format!("/v1/orders/{order}"), &a.server).await.json;
+    assert_eq!(
+        (o["status"].as_str(), o["amount_paid"].as_i64()),
+        (Some("paid"), Some(4_000))
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM payments WHERE lifecycle = 'succeeded'")
+            .await,
+        1
     );
 }

@@ -265,12 +265,21 @@ pub fn random(n: usize) -> String {
 }
 
 /// What an order can still be paid: its total, less what succeeded payments brought,
-/// less what payments in flight (authorised, or settling) have committed.
+/// less what payments in flight have committed: authorised or settling, and direct
+/// charges whose outcome is not known yet (their create call has not answered, or its
+/// answer was lost), which may have taken the money. The reconciler settles those, and
+/// one that never reached the provider then fails and frees its amount. (An open
+/// hosted page does not hold the order: a newer checkout supersedes it.)
 pub async fn outstanding(conn: &mut Conn, order: &OrderRow) -> Result<i64, StoreError> {
     let ps = paybridge_store::payments::of_order(&mut *conn, &order.app_id, &order.id).await?;
     let in_flight: i64 = ps
         .iter()
-        .filter(|p| matches!(p.lifecycle.as_str(), "processing" | "requires_capture"))
+        .filter(|p| match p.lifecycle.as_str() {
+            "processing" | "requires_capture" => true,
+            "initiated" => matches!(p.method.as_str(), "card" | "payment_intent"),
+            "pending" => p.method == "card",
+            _ => false,
+        })
         .map(|p| p.amount)
         .sum();
     Ok((order.amount_total - order.amount_paid - in_flight).max(0))
