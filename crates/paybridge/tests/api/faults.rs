@@ -617,7 +617,7 @@ async fn charges_cut_off_by_a_crash_are_settled_by_the_reconciler(b: Backend) {
         &[
             ("PAYBRIDGE_STRIPE_API_BASE", &base),
             ("PAYBRIDGE_STRIPE_TIMEOUT", "30"),
-            ("PAYBRIDGE_RECONCILE_INITIATED_AFTER", "3"),
+            ("PAYBRIDGE_RECONCILE_INITIATED_AFTER", "6"),
             ("PAYBRIDGE_RECONCILE_INTERVAL", "1"),
         ],
     )
@@ -675,6 +675,19 @@ async fn charges_cut_off_by_a_crash_are_settled_by_the_reconciler(b: Backend) {
         .map(|p| p["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len(), 2, "{}", list.body);
+    // Until the reconciler has found out, neither can be cancelled: that would only
+    // drop our record of a charge the provider may have made.
+    for id in &ids {
+        let r = s
+            .post(&format!("/v1/payments/{id}/cancel"), &a.server, json!({}))
+            .await;
+        assert_eq!(
+            (r.status, r.error().1.as_str()),
+            (StatusCode::CONFLICT, "payment_in_flight"),
+            "{}",
+            r.body
+        );
+    }
     let mut settled = Vec::new();
     for id in &ids {
         let p = s

@@ -182,6 +182,20 @@ pub async fn cancel(state: &AppState, app: &str, id: &str) -> ApiResult<PaymentR
             ))
         }
     }
+    // A direct charge with no intent known is either still being made, or its answer
+    // was lost and the reconciler is finding out: cancelling it here would not stop
+    // the money, only our record of it.
+    if p.provider_payment_intent.is_none()
+        && matches!(p.method.as_str(), "card" | "payment_intent")
+        && matches!(p.lifecycle.as_str(), "initiated" | "pending")
+    {
+        return Err(ApiError::conflict(
+            "payment_in_flight",
+            format!(
+                "payment {id} is still being made at the provider; try again once it has settled"
+            ),
+        ));
+    }
     let bound = bind(state, app).await?;
     if let Some(intent) = &p.provider_payment_intent {
         match bound
