@@ -194,6 +194,10 @@ pub async fn record(
 /// Fails a refund the provider refused, releasing its amount.
 async fn fail(state: &AppState, app: &str, refund: &str, why: &str) -> ApiResult<()> {
     let mut tx = state.db.begin().await?;
+    // The payment is locked before the refund, as everywhere else (the opposite order
+    // could deadlock against a webhook applying the refund on PostgreSQL).
+    let row = refunds::get(&mut *tx, app, refund).await?;
+    payments::lock(&mut tx, app, &row.payment_id).await?;
     if let Some(mut r) = refunds::lock_by_refs(&mut tx, app, Some(refund), None).await? {
         if r.status == "pending" {
             r.status = "failed".into();
