@@ -145,6 +145,20 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 11] = [
+        PaymentStatus::Initiated,
+        PaymentStatus::Pending,
+        PaymentStatus::Processing,
+        PaymentStatus::RequiresCapture,
+        PaymentStatus::Succeeded,
+        PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded,
+        PaymentStatus::Failed,
+        PaymentStatus::Canceled,
+        PaymentStatus::Expired,
+        PaymentStatus::Disputed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::Initiated => "initiated",
@@ -424,6 +438,13 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub const ALL: [OrderStatus; 4] = [
+        OrderStatus::Open,
+        OrderStatus::Paid,
+        OrderStatus::PartiallyRefunded,
+        OrderStatus::Refunded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Open => "open",

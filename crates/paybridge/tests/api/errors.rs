@@ -305,6 +305,20 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
             Some("limit"),
         ),
         (
+            "a status no payment has",
+            raw(Method::GET, "/v1/payments?status=bogus", None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("status"),
+        ),
+        (
+            "a status no order has",
+            raw(Method::GET, "/v1/orders?status=payed", None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("status"),
+        ),
+        (
             "unknown id",
             raw(Method::GET, "/v1/products/product_nope", None, vec![]),
             StatusCode::NOT_FOUND,

@@ -65,3 +65,19 @@ pub struct Deleted {
     pub object: String,
     pub deleted: bool,
 }
+
+/// A `status` filter must name one of the statuses there are: a misspelt one would
+/// otherwise answer an empty list, as if nothing had that status.
+pub fn known_status<'a>(
+    given: Option<&'a str>,
+    known: &[&str],
+) -> Result<Option<&'a str>, ApiError> {
+    match given {
+        Some(s) if !known.contains(&s) => Err(ApiError::bad_request(
+            "parameter_invalid",
+            format!("status is one of: {}", known.join(", ")),
+        )
+        .with_param("status")),
+        other => Ok(other),
+    }
+}

@@ -125,7 +125,10 @@ async fn list_orders(
         &state.db,
         app.as_str(),
         q.customer.as_deref(),
-        q.status.as_deref(),
+        crate::http::list::known_status(
+            q.status.as_deref(),
+            &paybridge_core::payment::OrderStatus::ALL.map(|s| s.as_str()),
+        )?,
         &to_params(q.limit, q.starting_after)?,
     )
     .await?;

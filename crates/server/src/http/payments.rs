@@ -269,7 +269,10 @@ async fn list_payments(
     let filter = Filter {
         order: q.order.as_deref(),
         customer: q.customer.as_deref(),
-        status: q.status.as_deref(),
+        status: crate::http::list::known_status(
+            q.status.as_deref(),
+            &paybridge_core::payment::PaymentStatus::ALL.map(|s| s.as_str()),
+        )?,
     };
     let page = payments::list(
         &state.db,
