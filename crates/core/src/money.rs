@@ -240,22 +240,25 @@ impl Money {
         self.check_rounding(param)
     }
 
-    /// Checks a part of a charge (a refund, a partial capture): positive, at most
+    /// A part of a charge (a refund, a partial capture), checked: positive, at most
     /// eight digits, and for three-decimal currencies a multiple of 10. There is no
     /// minimum: a part may be smaller than the smallest charge.
-    pub fn validate_part(self, param: &str) -> Result<(), Invalid> {
-        if self.amount <= 0 {
+    pub fn part(amount: i64, currency: Currency, param: &str) -> Result<Money, Invalid> {
+        if amount <= 0 {
             return Err(Invalid::new(
                 param,
                 "invalid_amount",
                 "amount must be positive",
             ));
         }
-        if self.amount < self.currency.minimum_charge() {
+        let m = Money { amount, currency };
+        if amount < currency.minimum_charge() {
             // Below the minimum, only the rounding is left to check.
-            return self.check_rounding(param);
+            m.check_rounding(param)?;
+        } else {
+            m.validate_charge(param)?;
         }
-        self.validate_charge(param)
+        Ok(m)
     }
 
     fn check_rounding(self, param: &str) -> Result<(), Invalid> {
@@ -308,13 +311,7 @@ mod tests {
     fn parts_are_positive_bounded_and_rounded_like_charges() {
         let kwd = Currency::parse("kwd").unwrap();
         let usd = Currency::parse("usd").unwrap();
-        let part = |a, c| {
-            Money {
-                amount: a,
-                currency: c,
-            }
-            .validate_part("amount")
-        };
+        let part = |a, c| Money::part(a, c, "amount");
         assert!(
             part(1, usd).is_ok(),
             "below the minimum charge is fine for a part"

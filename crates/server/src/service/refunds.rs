@@ -76,9 +76,7 @@ pub async fn create(state: &AppState, app: &str, input: RefundInput) -> ApiResul
     let bound = bind(state, app).await?;
     if let Some(a) = input.amount {
         let currency = paybridge_core::Currency::parse(&p.currency)?;
-        paybridge_core::Money::new(a.max(0), currency)
-            .map_err(|_| Invalid::new("amount", "invalid_amount", "amount must be positive"))?
-            .validate_part("amount")?;
+        paybridge_core::Money::part(a, currency, "amount")?;
         // More than was ever captured is refused here, before any sum is formed.
         if a > p.amount_captured {
             return Err(not_refundable(&p).with_param("amount"));

@@ -134,9 +134,7 @@ pub async fn capture(
     }
     if let Some(a) = amount {
         let currency = paybridge_core::Currency::parse(&p.currency)?;
-        paybridge_core::Money::new(a.max(0), currency)
-            .map_err(|_| Invalid::new("amount", "invalid_amount", "amount must be positive"))?
-            .validate_part("amount")?;
+        paybridge_core::Money::part(a, currency, "amount")?;
         if a > s.capturable() {
             return Err(Invalid::new(
                 "amount",
