@@ -312,6 +312,13 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
             Some("status"),
         ),
         (
+            "a status no delivery has",
+            raw(Method::GET, "/v1/deliveries?status=done", None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("status"),
+        ),
+        (
             "a status no order has",
             raw(Method::GET, "/v1/orders?status=payed", None, vec![]),
             StatusCode::BAD_REQUEST,

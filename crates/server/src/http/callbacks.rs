@@ -265,19 +265,13 @@ async fn list_deliveries(
     Query(q): Query<DeliveryQuery>,
 ) -> ApiResult<axum::Json<List<DeliveryView>>> {
     let app = caller.app(Permission::CallbacksRead)?;
-    if let Some(s) = q.status.as_deref() {
-        if !matches!(s, "pending" | "succeeded" | "failed") {
-            return Err(ApiError::bad_request(
-                "parameter_invalid",
-                "status must be pending, succeeded or failed",
-            )
-            .with_param("status"));
-        }
-    }
     let filter = DeliveryFilter {
         endpoint: q.endpoint.as_deref(),
         event: q.event.as_deref(),
-        status: q.status.as_deref(),
+        status: crate::http::list::known_status(
+            q.status.as_deref(),
+            &["pending", "succeeded", "failed"],
+        )?,
     };
     let params = to_params(q.limit, q.starting_after)?;
     let page = callbacks::deliveries(&state.db, app.as_str(), &filter, &params).await?;
