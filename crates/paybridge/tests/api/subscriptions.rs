@@ -622,6 +622,16 @@ async fn connect_requests_carry_stripes_parameters(b: Backend) {
         ),
         (Some("500"), Some("acct_stub1"))
     );
+    // Our own account id works too, as for transfers: it is sent as the provider's.
+    let p = s
+        .post("/v1/payments", &a.server, json!({"amount": 5_000, "currency": "usd", "method": "payment_intent", "transfer_destination": aid}))
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
+    let call = &stub.calls("POST", "/v1/payment_intents")[1];
+    assert_eq!(
+        call.form_get("transfer_data[destination]"),
+        Some("acct_stub1")
+    );
     let bad = s.post("/v1/payments", &a.server, json!({"amount": 5_000, "currency": "usd", "method": "payment_intent", "application_fee_amount": 6_000})).await;
     assert_eq!(bad.error().2.as_deref(), Some("application_fee_amount"));
 

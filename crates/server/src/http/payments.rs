@@ -148,19 +148,13 @@ async fn create_payment(
             .into());
         }
     }
-    if let Some(d) = &body.transfer_destination {
-        let ok = d.starts_with("acct_")
-            && d.len() <= 255
-            && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !ok {
-            return Err(Invalid::new(
-                "transfer_destination",
-                "parameter_invalid",
-                "transfer_destination is a connected account id (`acct_…`)",
-            )
-            .into());
-        }
-    }
+    let transfer_destination = match &body.transfer_destination {
+        Some(d) => Some(
+            crate::service::connect::destination(&state, app.as_str(), "transfer_destination", d)
+                .await?,
+        ),
+        None => None,
+    };
     let (new_order, order_id, amount) = match (&body.order, body.amount) {
         (Some(o), amount) => {
             if let (Some(c), Ok(order)) = (
@@ -233,7 +227,7 @@ async fn create_payment(
         payment_method: body.payment_method,
         payment_method_types: body.payment_method_types.unwrap_or_default(),
         application_fee_amount: body.application_fee_amount,
-        transfer_destination: body.transfer_destination,
+        transfer_destination,
         metadata: body.metadata.unwrap_or_default(),
         provider_options: service::provider_options(&body.provider_options.unwrap_or_default())?,
     };

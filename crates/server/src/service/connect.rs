@@ -129,17 +129,35 @@ pub async fn persons(state: &AppState, app: &str, id: &str) -> ApiResult<Vec<Val
         .map_err(provider_error)
 }
 
-/// The provider's account id for `destination`: one of ours (`account_…`) or the
-/// provider's own (`acct_…`).
-async fn destination(state: &AppState, app: &str, destination: &str) -> ApiResult<String> {
+/// The provider's account id for a connected account given as `param`: one of ours
+/// (`account_…`) or the provider's own (`acct_…`).
+pub async fn destination(
+    state: &AppState,
+    app: &str,
+    param: &str,
+    destination: &str,
+) -> ApiResult<String> {
+    let well_formed = !destination.is_empty()
+        && destination.len() <= 255
+        && destination
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !well_formed {
+        return Err(Invalid::new(
+            param,
+            "parameter_invalid",
+            format!(
+                "`{param}` is a connected account: ours (`account_…`) or the provider's (`acct_…`)"
+            ),
+        )
+        .into());
+    }
     if destination.starts_with("acct_") {
         return Ok(destination.to_owned());
     }
     let row = connect::account(&state.db, app, destination)
         .await
-        .map_err(|_| {
-            crate::error::ApiError::not_found("connected account").with_param("destination")
-        })?;
+        .map_err(|_| crate::error::ApiError::not_found("connected account").with_param(param))?;
     Ok(row.provider_account_id)
 }
 
@@ -163,7 +181,7 @@ pub async fn transfer(
         .into());
     }
     catalog::validate_metadata(&metadata)?;
-    let dest = destination(state, app, to).await?;
+    let dest = destination(state, app, "destination", to).await?;
     let bound = bind(state, app).await?;
     let row = TransferRow {
         id: TransferId::generate().into_string(),
@@ -214,7 +232,7 @@ pub async fn payout_transactions(
     let bound = bind(state, app).await?;
     let mut call = bound.call(&format!("{app}_payout_{payout}"));
     if let Some(a) = account {
-        call = call.on_behalf_of(&destination(state, app, a).await?);
+        call = call.on_behalf_of(&destination(state, app, "account", a).await?);
     }
     bound
         .provider
