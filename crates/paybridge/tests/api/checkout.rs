@@ -881,16 +881,7 @@ async fn concurrent_charges_of_one_order_take_it_once(b: Backend) {
     };
     let s = Server::start(&db).await;
     let a = s.sandbox_app().await;
-    let c = s
-        .post("/v1/customers", &a.server, json!({"external_id": "racer"}))
-        .await;
-    let cid = c.json["id"].as_str().unwrap().to_owned();
-    s.post(
-        &format!("/v1/customers/{cid}/payment_methods"),
-        &a.server,
-        json!({"payment_method": "pm_card_visa"}),
-    )
-    .await;
+    let cid = s.customer_with_card(&a.server, "racer").await;
     let o = s
         .post(
             "/v1/orders",

@@ -290,6 +290,28 @@ impl Server {
         r.json["id"].as_str().unwrap().to_owned()
     }
 
+    /// A customer with `pm_card_visa` saved as its default card; returns its id.
+    pub async fn customer_with_card(&self, server: &str, external_id: &str) -> String {
+        let c = self
+            .post(
+                "/v1/customers",
+                server,
+                serde_json::json!({"external_id": external_id}),
+            )
+            .await;
+        assert!(c.status.is_success(), "{}", c.body);
+        let cid = c.json["id"].as_str().unwrap().to_owned();
+        let card = self
+            .post(
+                &format!("/v1/customers/{cid}/payment_methods"),
+                server,
+                serde_json::json!({"payment_method": "pm_card_visa"}),
+            )
+            .await;
+        assert!(card.status.is_success(), "{}", card.body);
+        cid
+    }
+
     /// Starts a checkout for one product; returns the checkout's JSON.
     pub async fn checkout(&self, key: &str, product: &str, quantity: i64, extra: Value) -> Value {
         let mut body = serde_json::json!({

@@ -21,20 +21,12 @@ paybridge_testkit::on_both!(
 
 /// A succeeded sandbox payment of `amount` USD, paid with a saved card.
 pub(crate) async fn paid(s: &Server, a: &AppKeys, amount: i64) -> Value {
-    let c = s
-        .post(
-            "/v1/customers",
+    let cid = s
+        .customer_with_card(
             &a.server,
-            json!({"external_id": format!("u-{amount}-{}", paybridge_testkit::random_suffix())}),
+            &format!("u-{amount}-{}", paybridge_testkit::random_suffix()),
         )
         .await;
-    let cid = c.json["id"].as_str().unwrap().to_owned();
-    s.post(
-        &format!("/v1/customers/{cid}/payment_methods"),
-        &a.server,
-        json!({"payment_method": "pm_card_visa"}),
-    )
-    .await;
     let p = s
         .post(
             "/v1/payments",

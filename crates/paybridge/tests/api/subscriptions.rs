@@ -329,16 +329,7 @@ async fn disputes_open_and_close(b: Backend) {
     };
     let s = Server::start(&db).await;
     let a = s.sandbox_app().await;
-    let c = s
-        .post("/v1/customers", &a.server, json!({"external_id": "d-1"}))
-        .await;
-    let cid = c.json["id"].as_str().unwrap().to_owned();
-    s.post(
-        &format!("/v1/customers/{cid}/payment_methods"),
-        &a.server,
-        json!({"payment_method": "pm_card_visa"}),
-    )
-    .await;
+    let cid = s.customer_with_card(&a.server, "d-1").await;
     for outcome in ["won", "lost"] {
         let p = s
             .post(
