@@ -81,6 +81,7 @@ impl Role {
                 SubscriptionsRead,
                 ConnectWrite,
                 ConnectRead,
+                TransfersWrite,
                 EventsRead,
                 CallbacksWrite,
                 CallbacksRead,
@@ -101,7 +102,9 @@ impl Role {
                 RefundsRead,
                 SubscriptionsWrite,
                 SubscriptionsRead,
-                ConnectWrite,
+                // Connected accounts are read, not made, deleted or paid: that is
+                // money-out, and goes with the refund rule (admin, or a grant of
+                // `connect:write` / `transfers:write`).
                 ConnectRead,
                 EventsRead,
                 SandboxWrite,
@@ -134,8 +137,11 @@ pub enum Permission {
     RefundsRead,
     SubscriptionsWrite,
     SubscriptionsRead,
+    /// Create and delete connected accounts.
     ConnectWrite,
     ConnectRead,
+    /// Move the platform's money to a connected account.
+    TransfersWrite,
     EventsRead,
     CallbacksWrite,
     CallbacksRead,
@@ -165,6 +171,7 @@ const PERMISSION_NAMES: &[(Permission, &str)] = &[
     (Permission::SubscriptionsRead, "subscriptions:read"),
     (Permission::ConnectWrite, "connect:write"),
     (Permission::ConnectRead, "connect:read"),
+    (Permission::TransfersWrite, "transfers:write"),
     (Permission::EventsRead, "events:read"),
     (Permission::CallbacksWrite, "callbacks:write"),
     (Permission::CallbacksRead, "callbacks:read"),
@@ -343,13 +350,29 @@ mod tests {
         };
         assert!(p(Role::Admin).can(Permission::RefundsWrite));
         assert!(!p(Role::Server).can(Permission::RefundsWrite));
+        // Money-out goes with the refund rule: admin, or a server key with a grant.
+        assert!(!p(Role::Server).can(Permission::TransfersWrite));
+        assert!(!p(Role::Server).can(Permission::ConnectWrite));
+        assert!(p(Role::Server).can(Permission::ConnectRead));
+        assert!(p(Role::Admin).can(Permission::TransfersWrite));
+        assert!(p(Role::Admin).can(Permission::ConnectWrite));
         assert!(!p(Role::Publishable).can(Permission::ProductsWrite));
         assert!(!p(Role::Publishable).can(Permission::ConfigWrite));
         assert!(p(Role::Publishable).can(Permission::CheckoutWrite));
         assert!(!p(Role::Admin).can(Permission::AppsWrite));
         let mut granted = p(Role::Server);
-        granted.grants = validate_grants(Role::Server, &["refunds:write".into()]).unwrap();
+        granted.grants = validate_grants(
+            Role::Server,
+            &[
+                "refunds:write".into(),
+                "transfers:write".into(),
+                "connect:write".into(),
+            ],
+        )
+        .unwrap();
         assert!(granted.can(Permission::RefundsWrite));
+        assert!(granted.can(Permission::TransfersWrite));
+        assert!(granted.can(Permission::ConnectWrite));
     }
 
     #[test]

@@ -51,6 +51,18 @@ pub async fn account(db: &Db, app: &str, id: &str) -> Result<AccountRow> {
     .ok_or(StoreError::NotFound)
 }
 
+/// The app's (undeleted) account with this provider id (`acct_…`).
+pub async fn account_by_provider_id(db: &Db, app: &str, provider_id: &str) -> Result<AccountRow> {
+    sqlx::query_as::<_, AccountRow>(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM connected_accounts WHERE app_id = $1 AND provider_account_id = $2 AND deleted = 0"
+    ))
+    .bind(app)
+    .bind(provider_id)
+    .fetch_optional(db.reader())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
 pub async fn delete_account(db: &Db, app: &str, id: &str) -> Result<()> {
     let n = sqlx::query("UPDATE connected_accounts SET deleted = 1, updated = $3 WHERE app_id = $1 AND id = $2 AND deleted = 0")
         .bind(app)

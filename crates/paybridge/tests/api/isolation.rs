@@ -106,7 +106,7 @@ pub(crate) async fn fixtures(s: &Server, a: &AppKeys) -> Fixtures {
     ids.insert("subscription", sub["id"].as_str().unwrap().to_owned());
     let account = created(
         s,
-        &a.server,
+        &a.admin,
         "/v1/connect/accounts",
         json!({"email": "seller@example.com", "external_id": "seller-1", "country": "us"}),
     )

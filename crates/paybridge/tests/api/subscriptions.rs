@@ -511,7 +511,7 @@ async fn connect_requests_carry_stripes_parameters(b: Backend) {
     let acct = s
         .post(
             "/v1/connect/accounts",
-            &a.server,
+            &a.admin,
             json!({"email": "seller@example.com", "external_id": "seller-9", "country": "fr"}),
         )
         .await;
@@ -553,7 +553,7 @@ async fn connect_requests_carry_stripes_parameters(b: Backend) {
         vec![("limit".to_string(), "100".to_string())]
     );
 
-    let t = s.post("/v1/connect/transfers", &a.server, json!({"destination": aid, "amount": 700, "currency": "usd", "metadata": {"order": "o-1"}})).await;
+    let t = s.post("/v1/connect/transfers", &a.admin, json!({"destination": aid, "amount": 700, "currency": "usd", "metadata": {"order": "o-1"}})).await;
     assert_eq!(
         (t.status, t.json["status"].as_str()),
         (StatusCode::CREATED, Some("succeeded")),
@@ -627,7 +627,7 @@ async fn connect_requests_carry_stripes_parameters(b: Backend) {
     assert_eq!(bad.error().2.as_deref(), Some("application_fee_amount"));
 
     let del = s
-        .delete(&format!("/v1/connect/accounts/{aid}"), &a.server)
+        .delete(&format!("/v1/connect/accounts/{aid}"), &a.admin)
         .await;
     assert_eq!(del.json["deleted"], true);
     assert_eq!(
@@ -640,7 +640,7 @@ async fn connect_requests_carry_stripes_parameters(b: Backend) {
     let bad = s
         .post(
             "/v1/connect/transfers",
-            &a.server,
+            &a.admin,
             json!({"destination": "account_nope", "amount": 1, "currency": "usd"}),
         )
         .await;

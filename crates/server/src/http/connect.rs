@@ -70,7 +70,7 @@ impl AccountView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTransfer {
-    /// A connected account (`account_…`, or the provider's `acct_…`).
+    /// One of this app's connected accounts (`account_…`, or its provider id `acct_…`).
     pub destination: String,
     pub amount: i64,
     pub currency: String,
@@ -131,7 +131,8 @@ pub struct PayoutQuery {
     pub account: Option<String>,
 }
 
-/// Create a connected account (express) for a seller.
+/// Create a connected account (express) for a seller (admin, or a server key granted
+/// `connect:write`).
 #[utoipa::path(post, path = "/v1/connect/accounts", tag = "connect", request_body = CreateAccount,
     security(("bearer" = [])),
     responses((status = 201, body = AccountView), (status = "4XX", body = ErrorBody)))]
@@ -167,6 +168,7 @@ async fn get_account(
     Ok(axum::Json(v))
 }
 
+/// Delete a connected account (admin, or a server key granted `connect:write`).
 #[utoipa::path(delete, path = "/v1/connect/accounts/{id}", tag = "connect", params(("id" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = Deleted), (status = "4XX", body = ErrorBody)))]
@@ -199,7 +201,8 @@ async fn list_persons(
     ))
 }
 
-/// Move money from the platform's balance to a connected account.
+/// Move money from the platform's balance to one of this app's connected accounts
+/// (admin, or a server key granted `transfers:write`).
 #[utoipa::path(post, path = "/v1/connect/transfers", tag = "connect", request_body = CreateTransfer,
     security(("bearer" = [])),
     responses((status = 201, body = TransferView), (status = "4XX", body = ErrorBody)))]
@@ -208,7 +211,7 @@ async fn create_transfer(
     caller: Caller,
     Body(body): Body<CreateTransfer>,
 ) -> ApiResult<(StatusCode, axum::Json<TransferView>)> {
-    let app = caller.app(Permission::ConnectWrite)?;
+    let app = caller.app(Permission::TransfersWrite)?;
     let t = service::transfer(
         &state,
         app.as_str(),

@@ -129,8 +129,10 @@ pub async fn persons(state: &AppState, app: &str, id: &str) -> ApiResult<Vec<Val
         .map_err(provider_error)
 }
 
-/// The provider's account id for a connected account given as `param`: one of ours
-/// (`account_…`) or the provider's own (`acct_…`).
+/// The provider's account id for a connected account given as `param`: one of this
+/// app's accounts, named by our id (`account_…`) or the provider's (`acct_…`). An
+/// account the app did not create through paybridge (another app's, or any `acct_…` at
+/// all) is not found: money only goes to the app's own sellers.
 pub async fn destination(
     state: &AppState,
     app: &str,
@@ -152,12 +154,18 @@ pub async fn destination(
         )
         .into());
     }
-    if destination.starts_with("acct_") {
-        return Ok(destination.to_owned());
-    }
-    let row = connect::account(&state.db, app, destination)
-        .await
-        .map_err(|_| crate::error::ApiError::not_found("connected account").with_param(param))?;
+    let row = if destination.starts_with("acct_") {
+        connect::account_by_provider_id(&state.db, app, destination).await
+    } else {
+        connect::account(&state.db, app, destination).await
+    };
+    let row = row.map_err(|_| {
+        let mut e = crate::error::ApiError::not_found("connected account").with_param(param);
+        e.message = format!(
+            "No such connected account: `{destination}` is not one of this app's connected accounts"
+        );
+        e
+    })?;
     Ok(row.provider_account_id)
 }
 
