@@ -24,6 +24,8 @@ async function shop(): Promise<string> {
   const log = await pb.logs.get({ customerId: "customer_1" });
   const stop = pb.orders.watch("order_1", (e) => console.log(e.data.object), { clientSecret: "s" });
   stop();
+  // A returning customer, vouched for by the app's server (a customer session).
+  await pb.checkout({ line_items: [{ product: "product_1", quantity: 1 }], customer_session_secret: "customersession_1_secret_x", save_card: true });
   // @ts-expect-error line_items is required
   await pb.checkout({ mode: "payment" });
   // @ts-expect-error the provider is stripe or sandbox

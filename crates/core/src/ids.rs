@@ -72,6 +72,11 @@ id_type!(TransferId, "transfer");
 id_type!(EventId, "event");
 id_type!(EndpointId, "endpoint");
 id_type!(DeliveryId, "delivery");
+id_type!(
+    /// A short-lived proof, minted by a server key, that a browser may act for one customer.
+    CustomerSessionId,
+    "customersession"
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ pub mod callbacks;
 pub mod checkouts;
 pub mod config;
 pub mod connect;
+pub mod customer_sessions;
 pub mod customers;
 mod db;
 pub mod events;

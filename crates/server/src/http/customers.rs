@@ -24,6 +24,29 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_cards, attach_card))
         .routes(routes!(detach_card))
         .routes(routes!(set_default_card))
+        .routes(routes!(create_session))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomerSession {
+    /// Seconds the session lives: 60 to 3600 (default 1800).
+    pub expires_in: Option<i64>,
+}
+
+/// A customer session, as minted: its secret is shown this once.
+#[derive(serde::Serialize, ToSchema)]
+pub struct CustomerSessionView {
+    pub id: String,
+    /// Always `customer_session`.
+    pub object: &'static str,
+    pub customer: String,
+    /// Hand this to the browser: it passes it as `customer_session_secret` when it starts
+    /// a checkout for this customer with the publishable key.
+    pub client_secret: String,
+    /// Unix seconds after which the secret no longer works.
+    pub expires_at: i64,
+    pub created: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -184,6 +207,34 @@ async fn detach_card(
         object: "payment_method".into(),
         deleted: true,
     }))
+}
+
+/// Mint a customer session (server key): a short-lived secret that lets a browser with
+/// the publishable key start a checkout as this customer (and save a card onto them).
+/// Without one, a publishable key checks out only new or anonymous customers.
+#[utoipa::path(post, path = "/v1/customers/{id}/sessions", tag = "customers", params(("id" = String, Path)),
+    request_body = Option<CreateCustomerSession>, security(("bearer" = [])),
+    responses((status = 201, body = CustomerSessionView), (status = "4XX", body = ErrorBody)))]
+async fn create_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<CreateCustomerSession>,
+) -> ApiResult<(StatusCode, axum::Json<CustomerSessionView>)> {
+    let app = caller.app(Permission::CustomersWrite)?;
+    let (row, secret) =
+        crate::service::customer_sessions::mint(&state, app.as_str(), &id, body.expires_in).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CustomerSessionView {
+            id: row.id,
+            object: "customer_session",
+            customer: row.customer_id,
+            client_secret: secret,
+            expires_at: row.expires_at,
+            created: row.created,
+        }),
+    ))
 }
 
 /// Make a saved card the customer's default.

@@ -89,7 +89,30 @@ impl Modify for BearerAuth {
 
 /// The OpenAPI document, generated from the route table and the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    optional_bodies(api_router().split_for_parts().1)
+    provider_options_docs(optional_bodies(api_router().split_for_parts().1))
+}
+
+/// The `provider_options` fields' descriptions, written from the allowlists the server
+/// enforces, so the reference cannot drift from the code.
+fn provider_options_docs(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use crate::service::payments::{describe_options, Target};
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let Some(components) = doc.components.as_mut() else {
+        return doc;
+    };
+    for (schema, target) in [
+        ("CreateCheckout", Target::CheckoutSession),
+        ("CreatePayment", Target::PaymentIntent),
+    ] {
+        if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(schema) {
+            if let Some(RefOr::T(Schema::Object(field))) = o.properties.get_mut("provider_options")
+            {
+                field.description = Some(describe_options(target));
+            }
+        }
+    }
+    doc
 }
 
 /// `request_body = Option<T>` marks a body that may be left out (every field of `T` is

@@ -17,7 +17,9 @@ use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
 use crate::http::extract::{Body, Caller, Query};
 use crate::http::list::{to_params, List};
 use crate::service::orders::{self as service, LineItemInput, OrderSpec};
-use crate::service::payments::{start_hosted, HostedSpec, PaymentSpec, MAX_EXPIRES_IN};
+use crate::service::payments::{
+    start_hosted, HostedSpec, PaymentSpec, Target, Trust, MAX_EXPIRES_IN,
+};
 use crate::service::views::{CheckoutView, OrderView, PaymentView};
 use crate::state::AppState;
 
@@ -64,12 +66,23 @@ pub struct CreateCheckout {
     pub line_items: Option<Vec<LineItemInput>>,
     /// `payment` (default) or `subscription`.
     pub mode: Option<String>,
-    /// Pay an existing order instead of listing lines.
+    /// Pay an existing order instead of listing lines. A publishable key must also give
+    /// the order's `client_secret`.
     pub order: Option<String>,
+    /// The order's client secret (from `POST /v1/orders`): with a publishable key, the
+    /// proof that this browser was given the order it pays.
+    pub client_secret: Option<String>,
+    /// An existing customer. A publishable key names one only with a
+    /// `customer_session_secret` minted for that customer.
     pub customer: Option<String>,
+    /// The `client_secret` of a customer session (`POST /v1/customers/{id}/sessions`,
+    /// minted by your server): lets a publishable key check out as that customer and save
+    /// a card onto them. It names the customer, so `customer` may be left out.
+    pub customer_session_secret: Option<String>,
     pub success_url: String,
     pub cancel_url: String,
-    /// Save the card as the customer's default (needs `customer`).
+    /// Save the card as the customer's default (needs a customer; with a publishable key,
+    /// a `customer_session_secret`).
     #[serde(default)]
     pub save_card: bool,
     /// Seconds until the session expires: 1800 to 86400 (default 86400).
@@ -77,7 +90,8 @@ pub struct CreateCheckout {
     /// `automatic` (default) or `manual` (authorise now, capture later; server keys).
     pub capture: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Further Stripe Checkout parameters passed through (`locale`, `allow_promotion_codes`, …).
+    /// Further Stripe Checkout Session parameters: an allowlist per key. The document's
+    /// description is written from the lists the server enforces (`http::openapi`).
     #[schema(value_type = Option<Object>)]
     pub provider_options: Option<BTreeMap<String, serde_json::Value>>,
 }
@@ -199,6 +213,7 @@ async fn create_checkout(
     Body(body): Body<CreateCheckout>,
 ) -> ApiResult<(StatusCode, axum::Json<CheckoutView>)> {
     let app = caller.app(Permission::CheckoutWrite)?.clone();
+    let trust = Trust::of(caller.0.role);
     let mode: &'static str = match body.mode.as_deref() {
         None | Some("payment") => "payment",
         Some("subscription") => "subscription",
@@ -247,6 +262,7 @@ async fn create_checkout(
             .into())
         }
     };
+    let customer = checkout_customer(&state, &caller, app.as_str(), &body).await?;
     let (new_order, order_id) = match (&body.order, &body.line_items) {
         (Some(o), None) => (None, o.clone()),
         (None, Some(items)) => {
@@ -256,7 +272,7 @@ async fn create_checkout(
                 &OrderSpec {
                     currency: None,
                     items,
-                    customer: body.customer.as_deref(),
+                    customer: customer.as_deref(),
                     metadata: body.metadata.clone().unwrap_or_default(),
                     allow_ad_hoc: false,
                     mode,
@@ -275,8 +291,11 @@ async fn create_checkout(
             .into())
         }
     };
-    let options =
-        crate::service::payments::provider_options(&body.provider_options.unwrap_or_default())?;
+    let options = crate::service::payments::provider_options(
+        &body.provider_options.unwrap_or_default(),
+        Target::CheckoutSession,
+        trust,
+    )?;
     let subscription = match (mode, &body.line_items) {
         ("subscription", Some(items)) => {
             let item = &items[0];
@@ -289,7 +308,7 @@ async fn create_checkout(
             .await?;
             Some(crate::service::subscriptions::new_row(
                 app.as_str(),
-                body.customer.clone(),
+                customer.clone(),
                 &product,
                 item.quantity.unwrap_or(1),
                 None,
@@ -307,7 +326,7 @@ async fn create_checkout(
             method: "checkout",
             manual_capture: manual,
             amount: None,
-            customer: body.customer,
+            customer,
             save_card: body.save_card,
             payment_method: None,
             payment_method_types: vec![],
@@ -331,18 +350,139 @@ async fn create_checkout(
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
-/// Read a checkout session.
+/// What a publishable key sees of a checkout session: what the paying page needs (is
+/// it open, where to pay, how much), not whose it is or where it returns.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicCheckoutView {
+    pub id: String,
+    /// Always `checkout.session`.
+    pub object: &'static str,
+    /// `open`, `complete` or `expired`.
+    pub status: String,
+    /// The hosted page, while the session is open.
+    pub url: Option<String>,
+    pub mode: String,
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A checkout session: all of it for server and admin keys, the paying page's part for
+/// a publishable key.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CheckoutRead {
+    Full(CheckoutView),
+    Public(PublicCheckoutView),
+}
+
+/// Read a checkout session. A publishable key sees only its status, page, amount and
+/// expiry.
 #[utoipa::path(get, path = "/v1/checkout/sessions/{id}", tag = "orders", params(("id" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = CheckoutView), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, body = CheckoutRead), (status = "4XX", body = ErrorBody)))]
 async fn get_checkout(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<CheckoutView>> {
+) -> ApiResult<axum::Json<CheckoutRead>> {
     let app = caller.app(Permission::CheckoutWrite)?;
     let c = checkouts::get(state.db.reader(), app.as_str(), &id)
         .await
         .or_404("checkout session")?;
-    Ok(axum::Json(CheckoutView::of(&c)))
+    if caller.0.role != Role::Publishable {
+        return Ok(axum::Json(CheckoutRead::Full(CheckoutView::of(&c))));
+    }
+    let p = payments::get(state.db.reader(), app.as_str(), &c.payment_id)
+        .await
+        .ok();
+    Ok(axum::Json(CheckoutRead::Public(PublicCheckoutView {
+        object: "checkout.session",
+        url: c.url.clone().filter(|_| c.status == "open"),
+        mode: c.mode,
+        amount_total: p.as_ref().map(|p| p.amount),
+        currency: p.map(|p| p.currency),
+        expires_at: c.expires_at,
+        status: c.status,
+        id: c.id,
+    })))
+}
+
+/// What a checkout is for: its customer, after the entry checks that a publishable
+/// key's request (anyone's) must pass:
+/// - paying an existing `order` needs that order's `client_secret`;
+/// - naming an existing `customer`, or saving a card onto one, needs a
+///   `customer_session_secret` that a server key minted for that customer.
+///
+/// Server and admin keys pass without them; a secret they give is checked all the same.
+async fn checkout_customer(
+    state: &AppState,
+    caller: &Caller,
+    app: &str,
+    body: &CreateCheckout,
+) -> ApiResult<Option<String>> {
+    let browser = caller.0.role == Role::Publishable;
+    match (&body.order, &body.client_secret) {
+        (Some(id), given) if browser || given.is_some() => {
+            // An unknown order and a wrong secret get the same answer: no oracle.
+            let order = orders::get(state.db.reader(), app, id).await.ok();
+            let given = given.as_deref().unwrap_or_default();
+            let proven = order
+                .is_some_and(|o| bool::from(given.as_bytes().ct_eq(o.client_secret.as_bytes())));
+            if !proven {
+                let mut e = ApiError::not_found("order").with_param("order");
+                if browser {
+                    e.message = "No such order (a publishable key pays an existing order with its `client_secret`)".into();
+                }
+                return Err(e);
+            }
+        }
+        (None, Some(_)) => {
+            return Err(Invalid::new(
+                "client_secret",
+                "parameter_unused",
+                "`client_secret` proves an existing `order`; it is not used with `line_items`",
+            )
+            .into())
+        }
+        _ => {}
+    }
+    let vouched = match &body.customer_session_secret {
+        Some(secret) => Some(
+            crate::service::customer_sessions::customer_of(
+                state,
+                app,
+                "customer_session_secret",
+                secret,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    match (&vouched, &body.customer) {
+        (Some(v), Some(c)) if v != c => {
+            return Err(ApiError::forbidden(
+                "The customer session was minted for another customer",
+            )
+            .with_code("customer_mismatch")
+            .with_param("customer"))
+        }
+        (None, Some(_)) if browser => {
+            return Err(ApiError::forbidden(
+                "A publishable key names an existing customer only with a `customer_session_secret` your server minted for them (`POST /v1/customers/{id}/sessions`); leave `customer` out to check out a new customer",
+            )
+            .with_code("customer_session_required")
+            .with_param("customer"))
+        }
+        _ => {}
+    }
+    if browser && body.save_card && vouched.is_none() {
+        return Err(ApiError::forbidden(
+            "A publishable key saves a card only onto the customer of a `customer_session_secret` your server minted (`POST /v1/customers/{id}/sessions`)",
+        )
+        .with_code("customer_session_required")
+        .with_param("save_card"));
+    }
+    Ok(vouched.or_else(|| body.customer.clone()))
 }

@@ -57,10 +57,12 @@ pub struct CreatePayment {
     pub expires_in: Option<i64>,
     /// Connect: the platform's fee out of a destination charge.
     pub application_fee_amount: Option<i64>,
-    /// Connect: the connected account (`acct_…`) receiving the charge.
+    /// Connect: one of this app's connected accounts (`account_…` or its `acct_…`)
+    /// receiving the charge.
     pub transfer_destination: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Further Stripe parameters passed through (`statement_descriptor`, `transfer_group`, …).
+    /// Further Stripe parameters: an allowlist. The document's description is written from
+    /// the lists the server enforces (`http::openapi`).
     #[schema(value_type = Option<Object>)]
     pub provider_options: Option<BTreeMap<String, serde_json::Value>>,
 }
@@ -229,7 +231,15 @@ async fn create_payment(
         application_fee_amount: body.application_fee_amount,
         transfer_destination,
         metadata: body.metadata.unwrap_or_default(),
-        provider_options: service::provider_options(&body.provider_options.unwrap_or_default())?,
+        provider_options: service::provider_options(
+            &body.provider_options.unwrap_or_default(),
+            if method == "payment_link" {
+                service::Target::CheckoutSession
+            } else {
+                service::Target::PaymentIntent
+            },
+            service::Trust::of(caller.0.role),
+        )?,
     };
     let p = if method == "payment_link" {
         let hosted = HostedSpec {

@@ -2,10 +2,12 @@
 //! state it needs and returns domain rows or an `ApiError`.
 
 pub mod apps;
+pub mod callback_target;
 pub mod callbacks;
 pub mod catalog;
 pub mod config;
 pub mod connect;
+pub mod customer_sessions;
 pub mod customers;
 pub mod ledger;
 pub mod orders;

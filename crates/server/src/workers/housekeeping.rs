@@ -1,5 +1,6 @@
 //! Housekeeping. Every `housekeeping_interval`: idempotency keys older than the
-//! retention are removed and checkouts past their expiry are expired. More often
+//! retention and expired customer sessions are removed, and checkouts past their
+//! expiry are expired. More often
 //! (every few seconds): provider events that were waiting for their object are applied,
 //! so an event that beat its object's creation is applied moments after it. Only the
 //! node that leads the cluster (see `leader`) does any of it.
@@ -43,6 +44,11 @@ pub async fn round(state: &AppState) {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "expired idempotency keys removed"),
         Err(e) => tracing::warn!(error = %e, "idempotency cleanup failed; will retry"),
+    }
+    match paybridge_store::customer_sessions::purge(&state.db, now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "expired customer sessions removed"),
+        Err(e) => tracing::warn!(error = %e, "customer session cleanup failed; will retry"),
     }
     match reconcile::expire_overdue(state).await {
         Ok(0) => {}

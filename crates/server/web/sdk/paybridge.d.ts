@@ -80,10 +80,18 @@ export interface TransactionDetails {
 export interface CheckoutParams {
   line_items: LineItem[];
   mode?: "payment" | "subscription";
+  /** An existing customer. With a publishable key, only with `customer_session_secret`. */
   customer?: string;
+  /**
+   * The `client_secret` of a customer session your server minted for this customer
+   * (`POST /v1/customers/{id}/sessions`, short-lived): lets a browser check out as
+   * that customer and save a card onto them. It names the customer itself.
+   */
+  customer_session_secret?: string;
   /** Where the popup goes after paying (default: a page that closes itself). */
   success_url?: string;
   cancel_url?: string;
+  /** Save the card onto the customer (with a publishable key: needs `customer_session_secret`). */
   save_card?: boolean;
   expires_in?: number;
   metadata?: Record<string, string>;

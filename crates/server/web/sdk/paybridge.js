@@ -201,7 +201,9 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
    * Starts a hosted checkout in a popup and resolves once paybridge has the
    * provider's signed word that it was paid — never on the browser's redirect alone.
    * Rejects with a PayBridgeError: `card_error` (declined), `checkout_canceled`
-   * (closed or cancelled) or `checkout_expired`.
+   * (closed or cancelled) or `checkout_expired`. To check out as an existing customer
+   * (or save their card) with a publishable key, pass `customer_session_secret`, the
+   * short-lived secret your server minted with `POST /v1/customers/{id}/sessions`.
    */
   async function checkout({ line_items, mode = "payment", customer, success_url, cancel_url, onEvent, popup, cancelGraceMs = 4000, ...rest } = {}) {
     const features = "popup,width=480,height=760";

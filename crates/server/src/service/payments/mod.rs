@@ -31,7 +31,7 @@ pub use direct::{cancel, capture, start_intent};
 pub use hosted::{
     apply_session, expire_checkout, start_hosted, HostedSpec, MAX_EXPIRES_IN, MIN_EXPIRES_IN,
 };
-pub use options::{provider_options, validate_url};
+pub use options::{describe as describe_options, provider_options, validate_url, Target, Trust};
 
 use super::ledger;
 use super::orders::outstanding;
