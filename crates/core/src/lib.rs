@@ -9,6 +9,7 @@ pub mod event_types;
 pub mod ids;
 pub mod keys;
 pub mod money;
+pub mod net;
 pub mod payment;
 pub mod retry;
 pub mod stripe;

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 
 use paybridge_store::apps::AppRow;
-use paybridge_store::callbacks::{self, AttemptRow, DeliveryFilter, EndpointRow, Next, Outcome};
+use paybridge_store::callbacks::{
+    self, AttemptRow, Caps, DeliveryFilter, EndpointRow, Next, Outcome,
+};
 use paybridge_store::events::{self, EventRow};
 use paybridge_store::{apps, now_ms, Db, DbOptions, ListParams};
 use paybridge_testkit::{Backend, TestDb};
@@ -14,7 +16,14 @@ paybridge_testkit::on_both!(
     events_fan_out_to_the_endpoints_that_want_them,
     two_nodes_never_claim_the_same_delivery,
     leases_run_out_and_attempts_are_recorded,
+    claims_take_apps_in_turns_and_hold_to_their_caps,
 );
+
+/// Caps no test here reaches (these tests are about leases, not fairness).
+const UNCAPPED: Caps = Caps {
+    per_app: 1_000_000,
+    per_failing_endpoint: 1_000_000,
+};
 
 async fn open(t: &TestDb) -> Db {
     let db = Db::connect(&t.url, DbOptions::default())
@@ -169,7 +178,7 @@ async fn two_nodes_never_claim_the_same_delivery(b: Backend) {
     let claim = |db: Db| async move {
         let mut mine = Vec::new();
         loop {
-            let batch = callbacks::claim_due(&db, now_ms(), 60_000, 7)
+            let batch = callbacks::claim_due(&db, now_ms(), 60_000, 7, UNCAPPED)
                 .await
                 .unwrap();
             if batch.is_empty() {
@@ -196,7 +205,7 @@ async fn two_nodes_never_claim_the_same_delivery(b: Backend) {
         }
     }
     assert_eq!(total, 600);
-    assert!(callbacks::claim_due(&db, now_ms(), 60_000, 100)
+    assert!(callbacks::claim_due(&db, now_ms(), 60_000, 100, UNCAPPED)
         .await
         .unwrap()
         .is_empty());
@@ -214,16 +223,18 @@ async fn leases_run_out_and_attempts_are_recorded(b: Backend) {
     .unwrap();
     append(&db, &[event(1, "app_a", "order.paid")]).await;
     let t0 = now_ms();
-    let d = callbacks::claim_due(&db, t0, 1_000, 10).await.unwrap();
+    let d = callbacks::claim_due(&db, t0, 1_000, 10, UNCAPPED)
+        .await
+        .unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].event_type, "order.paid");
     assert_eq!(d[0].url, "http://127.0.0.1:9/h");
     // Leased: not due again until the lease runs out (a node that died mid-attempt).
-    assert!(callbacks::claim_due(&db, t0 + 500, 1_000, 10)
+    assert!(callbacks::claim_due(&db, t0 + 500, 1_000, 10, UNCAPPED)
         .await
         .unwrap()
         .is_empty());
-    let again = callbacks::claim_due(&db, t0 + 1_001, 1_000, 10)
+    let again = callbacks::claim_due(&db, t0 + 1_001, 1_000, 10, UNCAPPED)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -253,12 +264,12 @@ async fn leases_run_out_and_attempts_are_recorded(b: Backend) {
         [("endpoint_all".to_owned(), 0)],
         "failing since just now"
     );
-    assert!(callbacks::claim_due(&db, t0 + 4_000, 1_000, 10)
+    assert!(callbacks::claim_due(&db, t0 + 4_000, 1_000, 10, UNCAPPED)
         .await
         .unwrap()
         .is_empty());
     assert_eq!(
-        callbacks::claim_due(&db, t0 + 5_000, 1_000, 10)
+        callbacks::claim_due(&db, t0 + 5_000, 1_000, 10, UNCAPPED)
             .await
             .unwrap()
             .len(),
@@ -302,4 +313,101 @@ async fn leases_run_out_and_attempts_are_recorded(b: Backend) {
         0,
         "its pending deliveries stopped"
     );
+}
+
+/// One app with many due deliveries (older than everyone else's, its endpoints hanging)
+/// and another app with one: a claim gives the other app its turn, an app never holds
+/// more than its cap in flight, a failing endpoint never more than its own, and the
+/// caps count every node's leases.
+async fn claims_take_apps_in_turns_and_hold_to_their_caps(b: Backend) {
+    let Some((t, db)) = setup(b).await else {
+        return;
+    };
+    for i in 0..4 {
+        callbacks::insert_endpoint(
+            db.writer(),
+            &endpoint(&format!("endpoint_a{i}"), "app_a", "[\"*\"]", "enabled"),
+        )
+        .await
+        .unwrap();
+    }
+    let mut failing = endpoint("endpoint_a_failing", "app_a", "[\"*\"]", "enabled");
+    failing.failing_since = Some(1);
+    callbacks::insert_endpoint(db.writer(), &failing)
+        .await
+        .unwrap();
+    callbacks::insert_endpoint(
+        db.writer(),
+        &endpoint("endpoint_b", "app_b", "[\"*\"]", "enabled"),
+    )
+    .await
+    .unwrap();
+    // 60 events for app A (5 endpoints: 300 deliveries), then one for app B.
+    let rows: Vec<EventRow> = (0..60).map(|n| event(n, "app_a", "order.paid")).collect();
+    append(&db, &rows).await;
+    append(&db, &[event(100, "app_b", "order.paid")]).await;
+    let caps = Caps {
+        per_app: 20,
+        per_failing_endpoint: 2,
+    };
+    let other = open(&t).await;
+    let now = now_ms();
+    // A claim takes app A's endpoints in turns: 10 deliveries, two per endpoint.
+    let first = callbacks::claim_due(&db, now, 60_000, 10, caps)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 10);
+    let mut per_endpoint = std::collections::HashMap::new();
+    for d in &first {
+        *per_endpoint.entry(d.endpoint_id.as_str()).or_insert(0) += 1;
+    }
+    assert_eq!(per_endpoint.len(), 5, "{per_endpoint:?}");
+    assert!(per_endpoint.values().all(|n| *n == 2), "{per_endpoint:?}");
+    // Claiming on (from both "nodes"), app A never gets past its cap, nor the failing
+    // endpoint past its own, while nothing is recorded (every attempt still hanging);
+    // and once app A holds its cap, app B's delivery is claimed, though 280 of app A's
+    // are older.
+    let mut all = first;
+    for i in 0..10 {
+        let pool = if i % 2 == 0 { &db } else { &other };
+        let batch = callbacks::claim_due(pool, now, 60_000, 10, caps)
+            .await
+            .unwrap();
+        if all.iter().filter(|d| d.app_id == "app_a").count() < 20 {
+            assert!(batch.iter().all(|d| d.app_id == "app_a"), "oldest first");
+        }
+        all.extend(batch);
+    }
+    let of_a = all.iter().filter(|d| d.app_id == "app_a").count();
+    let of_failing = all
+        .iter()
+        .filter(|d| d.endpoint_id == "endpoint_a_failing")
+        .count();
+    assert_eq!(of_a, 20, "app A holds exactly its cap");
+    assert_eq!(of_failing, 2, "the failing endpoint holds exactly its cap");
+    assert_eq!(all.iter().filter(|d| d.app_id == "app_b").count(), 1);
+    // Once app A's attempts are recorded, its slots are free again.
+    let done: Vec<Outcome> = all
+        .iter()
+        .filter(|d| d.app_id == "app_a")
+        .map(|d| Outcome {
+            endpoint: d.endpoint_id.clone(),
+            attempt: AttemptRow {
+                delivery_id: d.id.clone(),
+                app_id: "app_a".into(),
+                attempted_ms: now,
+                status_code: Some(200),
+                latency_ms: 15,
+                response_snippet: None,
+                error: None,
+                node: "n1".into(),
+            },
+            next: Next::Succeeded,
+        })
+        .collect();
+    callbacks::record_attempts(&db, &done).await.unwrap();
+    let more = callbacks::claim_due(&db, now, 60_000, 50, caps)
+        .await
+        .unwrap();
+    assert_eq!(more.len(), 20, "app A has its 20 slots back");
 }

@@ -30,7 +30,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
-    /// Where to POST the events (http or https).
+    /// Where to POST the events (http or https). A `live` app's URL must be public: not a
+    /// loopback, private, link-local or otherwise special address, by name or after DNS
+    /// resolution (checked again at every delivery). A `test` app may use `localhost`.
+    /// An app has at most 16 endpoints.
     pub url: String,
     /// Event types to send; `["*"]` (the default) for all.
     pub events: Option<Vec<String>>,
@@ -135,7 +138,12 @@ async fn create_endpoint(
 ) -> ApiResult<(StatusCode, axum::Json<EndpointView>)> {
     let app = caller.app(Permission::CallbacksWrite)?;
     let events = body.events.unwrap_or_else(|| vec!["*".into()]);
-    let (row, secret) = service::create(&state, app.as_str(), &body.url, &events).await?;
+    let environment = caller
+        .0
+        .environment
+        .unwrap_or(paybridge_core::Environment::Live);
+    let (row, secret) =
+        service::create(&state, app.as_str(), environment, &body.url, &events).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(EndpointView::of(&row, Some(&secret))),

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use paybridge_core::ids::EndpointId;
-use paybridge_core::{event_types, Invalid};
+use paybridge_core::{event_types, Environment, Invalid};
 use paybridge_store::callbacks::{self, EndpointRow};
 use paybridge_store::now;
 use rand::RngCore;
@@ -49,15 +49,23 @@ pub fn validate_events(events: &[String]) -> Result<Vec<String>, Invalid> {
     Ok(v)
 }
 
-/// Creates an endpoint; returns it with its secret, which is shown this once.
+/// How many endpoints (enabled or disabled) an app may have: Stripe's limit for
+/// webhook endpoints. Each one multiplies every event into a delivery, so without a
+/// bound one app could queue work for everyone.
+pub const MAX_ENDPOINTS_PER_APP: i64 = 16;
+
+/// Creates an endpoint; returns it with its secret, which is shown this once. A live
+/// app's URL must be public (see `callback_target`).
 pub async fn create(
     state: &AppState,
     app: &str,
+    environment: Environment,
     url: &str,
     events: &[String],
 ) -> ApiResult<(EndpointRow, SecretString)> {
     super::payments::validate_url("url", url)?;
     let events = validate_events(events)?;
+    super::callback_target::check_new(environment, url).await?;
     let id = EndpointId::generate().into_string();
     let secret = new_secret();
     let ts = now();
@@ -75,7 +83,13 @@ pub async fn create(
         created: ts,
         updated: ts,
     };
-    callbacks::insert_endpoint(state.db.writer(), &row).await?;
+    if !callbacks::insert_endpoint_within(&state.db, &row, MAX_ENDPOINTS_PER_APP).await? {
+        return Err(crate::error::ApiError::unprocessable(
+            "endpoint_limit_reached",
+            format!("an app has at most {MAX_ENDPOINTS_PER_APP} callback endpoints; delete one first (one endpoint can take every event type)"),
+        )
+        .with_param("url"));
+    }
     Ok((row, secret))
 }
 

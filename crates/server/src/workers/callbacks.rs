@@ -1,8 +1,11 @@
 //! The callback worker: delivers events to the apps' endpoints, at least once.
 //!
 //! It leases due deliveries in batches (each delivery is leased to one node at a time,
-//! see `paybridge_store::callbacks::claim_due`), POSTs each — up to [`IN_FLIGHT`] at
-//! once — signed per Standard Webhooks with the `standardwebhooks` crate, and hands
+//! see `paybridge_store::callbacks::claim_due`), fairly: no app holds more than
+//! [`CAPS`]`.per_app` attempts in flight, no failing endpoint more than
+//! `per_failing_endpoint`, and apps take turns within a claim, so one app's hanging
+//! endpoints leave the rest of the [`IN_FLIGHT`] slots to the others. It POSTs each,
+//! signed per Standard Webhooks with the `standardwebhooks` crate, and hands
 //! each result to a recorder that logs attempts and schedules the next ones (per
 //! `paybridge_core::retry`) a batch per transaction, so a busy node pays one commit for
 //! many attempts. An endpoint that
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paybridge_core::retry::{self, Attempt};
-use paybridge_store::callbacks::{self, AttemptRow, Due, Next, Outcome};
+use paybridge_store::callbacks::{self, AttemptRow, Caps, Due, Next, Outcome};
 use paybridge_store::{now, now_ms};
 use rand::Rng;
 use secrecy::ExposeSecret;
@@ -23,12 +26,20 @@ use standardwebhooks::Webhook;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::service::callback_target::{self, PublicOnly};
 use crate::service::callbacks::{signing_secrets, EndpointView};
 use crate::service::ledger;
 use crate::state::AppState;
 
 /// Attempts in flight per node.
-const IN_FLIGHT: usize = 128;
+const IN_FLIGHT: usize = 256;
+/// What one app, and one failing endpoint, may hold of them (across nodes). An app
+/// alone gets 128 in flight, as many as a node had before the caps; an app whose
+/// endpoints all hang leaves the other half to everyone else.
+pub const CAPS: Caps = Caps {
+    per_app: 128,
+    per_failing_endpoint: 4,
+};
 /// How often to look for due deliveries when nothing wakes the worker.
 const POLL: Duration = Duration::from_millis(250);
 /// How much of a receiver's answer is kept in the attempt log.
@@ -39,16 +50,26 @@ pub async fn run(state: AppState, stop: CancellationToken) {
     // twice as long, so an attempt is never made twice while one is in flight.
     let timeout = state.settings.callback_timeout;
     let lease = timeout * 2;
-    let client = match reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(5))
-        // A redirect is not a delivery: the app must give the final URL.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("paybridge-callbacks/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(IN_FLIGHT)
-        .build()
-    {
-        Ok(c) => c,
+    let builder = || {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            // A redirect is not a delivery: the app must give the final URL.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("paybridge-callbacks/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(IN_FLIGHT)
+    };
+    // Live apps' callbacks: resolved by a resolver that keeps public addresses only,
+    // connected to those addresses, never through a proxy (which would resolve anew).
+    let clients = builder().build().and_then(|test| {
+        let live = builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicOnly))
+            .build()?;
+        Ok(Clients { test, live })
+    });
+    let client = match clients {
+        Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(error = %e, "cannot build the callback HTTP client; callbacks are not delivered");
             return;
@@ -68,18 +89,21 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         }
         let free = slots.available_permits();
         let mut claimed_all = false;
+        let mut claimed_some = false;
         if free > 0 {
             let at = now_ms();
             let due = match callbacks::any_due(&state.db, at).await {
                 Ok(false) => Ok(Vec::new()),
                 Ok(true) => {
-                    callbacks::claim_due(&state.db, at, lease.as_millis() as i64, free as i64).await
+                    callbacks::claim_due(&state.db, at, lease.as_millis() as i64, free as i64, CAPS)
+                        .await
                 }
                 Err(e) => Err(e),
             };
             match due {
                 Ok(batch) => {
                     claimed_all = batch.len() == free;
+                    claimed_some = !batch.is_empty();
                     for d in batch {
                         let Ok(slot) = slots.clone().acquire_owned().await else {
                             return;
@@ -102,6 +126,12 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 _ = stop.cancelled() => break,
                 s = slots.clone().acquire_owned() => drop(s),
             }
+            continue;
+        }
+        if claimed_some {
+            // A claim stops at the apps' caps: claim again at once, so that the
+            // deliveries behind a capped app (the next apps' turns) are not kept waiting
+            // for the next poll. A claim that finds nothing ends this.
             continue;
         }
         tokio::select! {
@@ -157,8 +187,16 @@ fn payload(d: &Due) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// The callback clients: any address for test apps, public ones for live apps.
+struct Clients {
+    test: reqwest::Client,
+    live: reqwest::Client,
+}
+
 /// One attempt at one delivery, and what follows from it.
-async fn attempt(state: &AppState, client: &reqwest::Client, d: Due) -> Outcome {
+async fn attempt(state: &AppState, clients: &Clients, d: Due) -> Outcome {
+    let live = d.environment == "live";
+    let client = if live { &clients.live } else { &clients.test };
     let body = payload(&d);
     let ts = now();
     let secrets = signing_secrets(
@@ -183,6 +221,11 @@ async fn attempt(state: &AppState, client: &reqwest::Client, d: Due) -> Outcome 
     let started = Instant::now();
     let outcome = if signature.is_empty() {
         Err("the endpoint's secret cannot be opened with this master key".to_owned())
+    } else if let Err(e) = live
+        .then(|| callback_target::check_delivery(&d.url))
+        .unwrap_or(Ok(()))
+    {
+        Err(e.to_string())
     } else {
         send(
             client,
@@ -302,7 +345,9 @@ async fn read_snippet(mut res: reqwest::Response) -> Option<String> {
 }
 
 fn describe(e: reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
+    if let Some(n) = callback_target::not_public(&e) {
+        n.to_string()
+    } else if e.is_timeout() {
         format!("no answer within {} s", timeout.as_secs())
     } else if e.is_connect() {
         "could not connect".to_owned()

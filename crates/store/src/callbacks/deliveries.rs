@@ -87,6 +87,8 @@ fn ulid_like(event: &str, endpoint: &str) -> String {
 pub struct Due {
     pub id: String,
     pub app_id: String,
+    /// The app's environment: a `live` app's callbacks go to public addresses only.
+    pub environment: String,
     pub endpoint_id: String,
     pub url: String,
     pub secret_sealed: String,
@@ -111,30 +113,88 @@ pub async fn any_due(db: &Db, now_ms: i64) -> Result<bool> {
     Ok(hit.is_some())
 }
 
+/// How much of the delivery capacity one app, and one endpoint, may hold at once.
+/// In flight means leased: an attempt being made (on any node), or one whose node died
+/// until its lease runs out.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Attempts in flight for one app, across all its endpoints.
+    pub per_app: i64,
+    /// Attempts in flight for one endpoint that is failing (`failing_since` set); a
+    /// healthy endpoint may use its app's whole share.
+    pub per_failing_endpoint: i64,
+}
+
 /// Leases up to `limit` due deliveries for `lease_ms`; only this caller attempts them.
-pub async fn claim_due(db: &Db, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Due>> {
+///
+/// Fair across apps and endpoints: no app gets more than `caps.per_app` in flight, no
+/// failing endpoint more than `caps.per_failing_endpoint`, and a claim takes the apps'
+/// due deliveries in turns (each app's first, then each app's second, …) and, within
+/// an app, its endpoints' in turns. So an app whose endpoints hang cannot hold the
+/// slots another app's callbacks need. The candidates are the oldest due deliveries of
+/// endpoints and apps not already at their cap, at most `8 × limit` of them.
+pub async fn claim_due(
+    db: &Db,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: i64,
+    caps: Caps,
+) -> Result<Vec<Due>> {
     let skip_locked = match db.backend {
-        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
         crate::Backend::Sqlite => "",
     };
     let ids: Vec<String> = sqlx::query_scalar(&format!(
-        "UPDATE deliveries SET leased_until_ms = $1 + $2 WHERE id IN ( \
-             SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_ms <= $1 AND leased_until_ms < $1 \
-             ORDER BY next_attempt_ms, id LIMIT $3{skip_locked}) \
+        "WITH busy AS ( \
+             SELECT app_id, endpoint_id, COUNT(*) AS n FROM deliveries \
+             WHERE leased_until_ms > 0 AND leased_until_ms >= $1 AND status = 'pending' \
+             GROUP BY app_id, endpoint_id), \
+         busy_app AS (SELECT app_id, SUM(n) AS n FROM busy GROUP BY app_id), \
+         cand AS ( \
+             SELECT d.id, d.app_id, d.endpoint_id, d.next_attempt_ms, \
+                 CASE WHEN e.failing_since IS NULL THEN $4 ELSE $5 END AS ep_cap \
+             FROM deliveries d JOIN callback_endpoints e ON e.id = d.endpoint_id \
+             WHERE d.status = 'pending' AND d.next_attempt_ms <= $1 AND d.leased_until_ms < $1 \
+               AND NOT EXISTS (SELECT 1 FROM busy_app b WHERE b.app_id = d.app_id AND b.n >= $4) \
+               AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.endpoint_id = d.endpoint_id \
+                   AND b.n >= CASE WHEN e.failing_since IS NULL THEN $4 ELSE $5 END) \
+             ORDER BY d.next_attempt_ms, d.id LIMIT $6{skip_locked}), \
+         ep_ranked AS ( \
+             SELECT c.id, c.app_id, c.endpoint_id, c.next_attempt_ms, c.ep_cap, \
+                 ROW_NUMBER() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_ms, c.id) AS ep_rank \
+             FROM cand c), \
+         ep_ok AS ( \
+             SELECT r.id, r.app_id, r.next_attempt_ms, r.ep_rank FROM ep_ranked r \
+             LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id \
+             WHERE r.ep_rank + COALESCE(b.n, 0) <= r.ep_cap), \
+         app_ranked AS ( \
+             SELECT o.id, o.app_id, o.next_attempt_ms, \
+                 ROW_NUMBER() OVER (PARTITION BY o.app_id ORDER BY o.ep_rank, o.next_attempt_ms, o.id) AS app_rank \
+             FROM ep_ok o), \
+         chosen AS ( \
+             SELECT a.id FROM app_ranked a LEFT JOIN busy_app b ON b.app_id = a.app_id \
+             WHERE a.app_rank + COALESCE(b.n, 0) <= $4 \
+             ORDER BY a.app_rank, a.next_attempt_ms, a.id LIMIT $3) \
+         UPDATE deliveries SET leased_until_ms = $1 + $2 \
+         WHERE id IN (SELECT id FROM chosen) AND status = 'pending' AND leased_until_ms < $1 \
          RETURNING id"
     ))
     .bind(now_ms)
     .bind(lease_ms)
     .bind(limit)
+    .bind(caps.per_app)
+    .bind(caps.per_failing_endpoint)
+    .bind(limit.saturating_mul(8))
     .fetch_all(db.writer())
     .await?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT d.id, d.app_id, d.endpoint_id, e.url, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires, \
+        "SELECT d.id, d.app_id, a.environment, d.endpoint_id, e.url, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires, \
              d.event_id, d.event_type, ev.data AS event_data, ev.created AS event_created, d.attempts, d.created_ms \
          FROM deliveries d JOIN callback_endpoints e ON e.id = d.endpoint_id JOIN events ev ON ev.id = d.event_id \
+             JOIN apps a ON a.id = d.app_id \
          WHERE d.id IN ({}) ORDER BY d.next_attempt_ms, d.id",
         Params::new(db.backend).list(ids.len())
     );

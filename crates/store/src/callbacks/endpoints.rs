@@ -51,6 +51,33 @@ pub async fn insert_endpoint<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
+/// Inserts an endpoint unless its app already has `limit` (enabled or disabled ones).
+/// Returns whether it was inserted. The app's row is locked for the count, so
+/// concurrent creations cannot pass the limit together (SQLite's one writer already
+/// serializes them).
+pub async fn insert_endpoint_within(db: &Db, r: &EndpointRow, limit: i64) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    sqlx::query_scalar::<_, String>(&format!(
+        "SELECT id FROM apps WHERE id = $1{}",
+        db.for_update()
+    ))
+    .bind(&r.app_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM callback_endpoints WHERE app_id = $1 AND status <> 'deleted'",
+    )
+    .bind(&r.app_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if n >= limit {
+        return Ok(false);
+    }
+    insert_endpoint(&mut *tx, r).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 pub async fn endpoint(db: &Db, app: &str, id: &str) -> Result<EndpointRow> {
     sqlx::query_as::<_, EndpointRow>(&format!(
         "SELECT {ENDPOINT_COLUMNS} FROM callback_endpoints WHERE app_id = $1 AND id = $2 AND status <> 'deleted'"
