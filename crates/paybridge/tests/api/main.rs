@@ -4,6 +4,7 @@
 mod common;
 
 mod apps;
+mod attacks_app;
 mod browser;
 mod callbacks;
 mod checkout;
