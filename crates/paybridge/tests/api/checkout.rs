@@ -318,12 +318,12 @@ async fn a_session_cannot_be_completed_twice(b: Backend) {
         .await;
     assert_eq!(order["amount_paid"], 5000, "paid once, not twice");
     assert_eq!(order["payments"].as_array().unwrap().len(), 1);
-    // A paid order takes no new checkout.
+    // A paid order takes no new checkout (a publishable key names it with its secret).
     let r = s
         .post(
             "/v1/checkout/sessions",
             &a.publishable,
-            json!({"order": cs["order"], "success_url": "https://a.example/s", "cancel_url": "https://a.example/c"}),
+            json!({"order": cs["order"], "client_secret": cs["client_secret"], "success_url": "https://a.example/s", "cancel_url": "https://a.example/c"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);

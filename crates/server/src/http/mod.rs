@@ -203,7 +203,7 @@ fn cors() -> tower_http::cors::CorsLayer {
 
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
-    let doc = Arc::new(optional_bodies(doc));
+    let doc = Arc::new(provider_options_docs(optional_bodies(doc)));
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
         .merge(sandbox::pages())
