@@ -474,12 +474,21 @@ async fn saved_cards_are_charged_off_session(b: Backend) {
         )
         .await;
     assert_eq!(no_customer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Saving onto an existing customer from the browser: with a customer session.
+    let session = s
+        .post(
+            &format!("/v1/customers/{cid}/sessions"),
+            &a.server,
+            json!({}),
+        )
+        .await;
     let cs = s
         .checkout(
             &a.publishable,
             &shirt,
             1,
-            json!({"customer": cid, "save_card": true}),
+            json!({"customer": cid, "save_card": true,
+                   "customer_session_secret": session.json["client_secret"]}),
         )
         .await;
     let r = s

@@ -34,13 +34,21 @@ async fn a_subscription_lives_by_checkout_renewals_and_cancel(b: Backend) {
         .post("/v1/customers", &a.server, json!({"external_id": "sub-1"}))
         .await;
     let cid = c.json["id"].as_str().unwrap().to_owned();
-    // Start by checkout.
+    // Start by checkout, in the browser, as the customer the app's server vouches for.
+    let session = s
+        .post(
+            &format!("/v1/customers/{cid}/sessions"),
+            &a.server,
+            json!({}),
+        )
+        .await;
     let cs = s
         .checkout(
             &a.publishable,
             &pro,
             1,
-            json!({"mode": "subscription", "customer": cid}),
+            json!({"mode": "subscription", "customer": cid,
+                   "customer_session_secret": session.json["client_secret"]}),
         )
         .await;
     assert_eq!(cs["mode"], "subscription");

@@ -423,13 +423,16 @@ async fn checkout_customer(
     body: &CreateCheckout,
 ) -> ApiResult<Option<String>> {
     let browser = caller.0.role == Role::Publishable;
+    let mut order_customer = None;
     match (&body.order, &body.client_secret) {
         (Some(id), given) if browser || given.is_some() => {
             // An unknown order and a wrong secret get the same answer: no oracle.
             let order = orders::get(state.db.reader(), app, id).await.ok();
             let given = given.as_deref().unwrap_or_default();
-            let proven = order
-                .is_some_and(|o| bool::from(given.as_bytes().ct_eq(o.client_secret.as_bytes())));
+            let proven = order.is_some_and(|o| {
+                order_customer = o.customer_id.clone();
+                bool::from(given.as_bytes().ct_eq(o.client_secret.as_bytes()))
+            });
             if !proven {
                 let mut e = ApiError::not_found("order").with_param("order");
                 if browser {
@@ -477,7 +480,9 @@ async fn checkout_customer(
         }
         _ => {}
     }
-    if browser && body.save_card && vouched.is_none() {
+    // Saving a card onto an order's customer, too. (With no customer at all, saving a
+    // card is refused further on as `customer_required`.)
+    if browser && body.save_card && vouched.is_none() && order_customer.is_some() {
         return Err(ApiError::forbidden(
             "A publishable key saves a card only onto the customer of a `customer_session_secret` your server minted (`POST /v1/customers/{id}/sessions`)",
         )
