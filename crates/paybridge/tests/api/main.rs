@@ -4,6 +4,7 @@
 mod common;
 
 mod apps;
+mod attacks;
 mod browser;
 mod callbacks;
 mod checkout;
@@ -17,6 +18,7 @@ mod isolation;
 mod ops;
 mod products;
 mod refunds;
+mod roles;
 mod schemathesis;
 mod streams;
 mod stripe;
