@@ -51,6 +51,15 @@ impl BenchServer {
         .env("PAYBRIDGE_MASTER_KEY", &db.master_key)
         .env("PAYBRIDGE_NO_DEMO", "true")
         .env("PAYBRIDGE_LOG", "warn")
+        // The load generator is one address sending what thousands of storefront
+        // visitors would (the products and checkout benchmarks use the publishable key),
+        // and 20,000 webhooks/s to one app: far past the per-address and per-app
+        // defaults, which are for real traffic. The buckets are still checked on every
+        // request, so their cost is measured; only their size is lifted.
+        .env("PAYBRIDGE_RATE_LIMIT_ANONYMOUS", "1000000,1000000")
+        .env("PAYBRIDGE_RATE_LIMIT_PUBLISHABLE", "1000000,1000000")
+        .env("PAYBRIDGE_RATE_LIMIT_PUBLISHABLE_WRITE", "1000000,1000000")
+        .env("PAYBRIDGE_RATE_LIMIT_WEBHOOK", "1000000,1000000")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
         for (k, v) in env {

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use paybridge_server::http::limits::{parse_trusted_proxies, Rate, RateLimits};
+use paybridge_server::listen::Limits;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -87,6 +89,40 @@ pub struct ServeArgs {
     /// This process's name in delivery attempt logs (default the host name and pid).
     #[arg(long, env = "PAYBRIDGE_NODE")]
     pub node: Option<String>,
+    /// Connections served at once; more wait to be accepted (default: the open-file
+    /// limit less 512, between 64 and 10,000).
+    #[arg(long, env = "PAYBRIDGE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers (default 10).
+    #[arg(long, env = "PAYBRIDGE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds an idle kept-alive connection stays open (default 75).
+    #[arg(long, env = "PAYBRIDGE_KEEP_ALIVE_TIMEOUT")]
+    pub keep_alive_timeout: Option<u64>,
+    /// Event streams one key may hold open on a node; for a publishable key, per client
+    /// address (default 32).
+    #[arg(long, env = "PAYBRIDGE_MAX_STREAMS_PER_KEY")]
+    pub max_streams_per_key: Option<usize>,
+    /// Requests per second and burst per client address without a key (default 20,100; `off`).
+    #[arg(long, env = "PAYBRIDGE_RATE_LIMIT_ANONYMOUS")]
+    pub rate_limit_anonymous: Option<String>,
+    /// Requests per second and burst per publishable key and client address (default 20,100).
+    #[arg(long, env = "PAYBRIDGE_RATE_LIMIT_PUBLISHABLE")]
+    pub rate_limit_publishable: Option<String>,
+    /// Writes (POST, PUT, PATCH, DELETE) per second and burst per publishable key and
+    /// client address (default 5,30).
+    #[arg(long, env = "PAYBRIDGE_RATE_LIMIT_PUBLISHABLE_WRITE")]
+    pub rate_limit_publishable_write: Option<String>,
+    /// Requests per second and burst per admin, server or root key (default 5000,10000).
+    #[arg(long, env = "PAYBRIDGE_RATE_LIMIT_SECRET_KEY")]
+    pub rate_limit_secret_key: Option<String>,
+    /// Webhook requests per second and burst per app (default 1000,5000).
+    #[arg(long, env = "PAYBRIDGE_RATE_LIMIT_WEBHOOK")]
+    pub rate_limit_webhook: Option<String>,
+    /// Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names
+    /// the client (default none: the socket's peer is the client).
+    #[arg(long, env = "PAYBRIDGE_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
 }
 
 /// The optional TOML file.
@@ -117,6 +153,16 @@ pub struct FileConfig {
     pub callback_timeout: Option<u64>,
     pub stream_keep_alive: Option<u64>,
     pub node: Option<String>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<u64>,
+    pub keep_alive_timeout: Option<u64>,
+    pub max_streams_per_key: Option<usize>,
+    pub rate_limit_anonymous: Option<String>,
+    pub rate_limit_publishable: Option<String>,
+    pub rate_limit_publishable_write: Option<String>,
+    pub rate_limit_secret_key: Option<String>,
+    pub rate_limit_webhook: Option<String>,
+    pub trusted_proxies: Option<String>,
 }
 
 impl FileConfig {
@@ -160,6 +206,10 @@ pub struct Resolved {
     pub callback_timeout: Duration,
     pub stream_keep_alive: Duration,
     pub node: String,
+    pub listen_limits: Limits,
+    pub max_streams_per_key: usize,
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 fn env_secret(name: &str) -> Option<SecretString> {
@@ -264,6 +314,66 @@ impl Resolved {
             stream_keep_alive: secs(args.stream_keep_alive, file.stream_keep_alive, 15)
                 .max(Duration::from_secs(1)),
             node: args.node.clone().or(file.node).unwrap_or_else(default_node),
+            listen_limits: Limits {
+                max_connections: args.max_connections.or(file.max_connections),
+                header_read_timeout: secs(args.header_read_timeout, file.header_read_timeout, 10)
+                    .max(Duration::from_secs(1)),
+                keep_alive_timeout: secs(args.keep_alive_timeout, file.keep_alive_timeout, 75)
+                    .max(Duration::from_secs(1)),
+            },
+            max_streams_per_key: args
+                .max_streams_per_key
+                .or(file.max_streams_per_key)
+                .unwrap_or(32)
+                .max(1),
+            rate_limits: {
+                let d = RateLimits::default();
+                let rate =
+                    |name: &str, flag: &Option<String>, file: Option<String>, default| match flag
+                        .clone()
+                        .or(file)
+                    {
+                        Some(s) => Rate::parse(&s).map_err(|e| anyhow::anyhow!("{name}: {e}")),
+                        None => Ok(default),
+                    };
+                RateLimits {
+                    anonymous: rate(
+                        "PAYBRIDGE_RATE_LIMIT_ANONYMOUS",
+                        &args.rate_limit_anonymous,
+                        file.rate_limit_anonymous,
+                        d.anonymous,
+                    )?,
+                    publishable: rate(
+                        "PAYBRIDGE_RATE_LIMIT_PUBLISHABLE",
+                        &args.rate_limit_publishable,
+                        file.rate_limit_publishable,
+                        d.publishable,
+                    )?,
+                    publishable_write: rate(
+                        "PAYBRIDGE_RATE_LIMIT_PUBLISHABLE_WRITE",
+                        &args.rate_limit_publishable_write,
+                        file.rate_limit_publishable_write,
+                        d.publishable_write,
+                    )?,
+                    secret_key: rate(
+                        "PAYBRIDGE_RATE_LIMIT_SECRET_KEY",
+                        &args.rate_limit_secret_key,
+                        file.rate_limit_secret_key,
+                        d.secret_key,
+                    )?,
+                    webhook: rate(
+                        "PAYBRIDGE_RATE_LIMIT_WEBHOOK",
+                        &args.rate_limit_webhook,
+                        file.rate_limit_webhook,
+                        d.webhook,
+                    )?,
+                }
+            },
+            trusted_proxies: match args.trusted_proxies.clone().or(file.trusted_proxies) {
+                Some(s) => parse_trusted_proxies(&s)
+                    .map_err(|e| anyhow::anyhow!("PAYBRIDGE_TRUSTED_PROXIES: {e}"))?,
+                None => Vec::new(),
+            },
         })
     }
 }

@@ -325,6 +325,10 @@ async fn prepare(
     settings.callback_timeout = cfg.callback_timeout;
     settings.storefront = !cfg.no_demo;
     settings.database_url = cfg.database_url.clone();
+    settings.listen = cfg.listen_limits.clone();
+    settings.max_streams_per_key = cfg.max_streams_per_key;
+    settings.rate_limits = cfg.rate_limits.clone();
+    settings.trusted_proxies = cfg.trusted_proxies.clone();
     Ok(Prepared {
         state: AppState::new(db, vault, settings),
         cfg,

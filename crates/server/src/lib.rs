@@ -5,14 +5,13 @@ pub mod bootstrap;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod listen;
 pub mod metrics;
 pub mod service;
 pub mod state;
 pub mod workers;
 
 use std::future::Future;
-use std::net::SocketAddr;
-
 use tokio::net::TcpListener;
 
 pub use state::{AppState, Settings};
@@ -26,14 +25,24 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let stop = state.stop.clone();
     let workers = workers::spawn(state.clone(), stop.clone());
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state.clone());
+    // Rate-limit buckets that are full again are as good as forgotten: drop them.
+    let pruning = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = every.tick() => pruning.limiter.prune(),
+                _ = pruning.stop.cancelled() => return,
+            }
+        }
+    });
     let stop_http = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop_http.cancel();
-        })
-        .await?;
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_http.cancel();
+    });
+    listen::serve(listener, app, state.settings.listen.clone(), stop.clone()).await?;
     stop.cancel();
     workers.wait().await;
     state.db.close().await;

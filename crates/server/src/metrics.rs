@@ -9,17 +9,44 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    /// One of a fixed set (see [`method_label`]): a made-up method is `other`.
+    pub method: &'static str,
     /// The route template (`/v1/products/{id}`), never the raw path: ids would make
     /// the label set unbounded.
     pub route: String,
     pub status: u16,
 }
 
+/// A request's method as a label or log field: the methods HTTP defines, and `other`
+/// for anything a caller made up (which would otherwise grow `/metrics` and the logs
+/// by whatever it sent).
+pub fn method_label(m: &http::Method) -> &'static str {
+    use http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     /// `processed`, `duplicate` or `rejected`.
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// `anonymous`, `publishable`, `publishable_write`, `secret_key`, `webhook`,
+    /// `streams` (see `http::limits`).
+    pub class: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,6 +59,8 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_latency: Family<RouteLabels, Histogram>,
     pub webhook_events: Family<OutcomeLabels, Counter>,
+    /// Requests refused with a 429, by the budget they ran out of.
+    pub rate_limited: Family<RateLimitLabels, Counter>,
     /// Callback attempts by what became of the delivery (`succeeded`, `retrying`, `failed`).
     pub callback_attempts: Family<OutcomeLabels, Counter>,
     /// Deliveries still to make (all nodes; refreshed every few seconds).
@@ -70,6 +99,12 @@ impl Metrics {
         for outcome in ["processed", "duplicate", "rejected"] {
             let _ = webhook_events.get_or_create(&OutcomeLabels { outcome });
         }
+        let rate_limited = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429, by the budget they ran out of",
+            rate_limited.clone(),
+        );
         let callback_attempts = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "callback_attempts",
@@ -104,6 +139,7 @@ impl Metrics {
             http_requests,
             http_latency,
             webhook_events,
+            rate_limited,
             callback_attempts,
             callback_backlog,
             callback_first_attempt_lag,

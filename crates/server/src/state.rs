@@ -65,6 +65,14 @@ pub struct Settings {
     pub node: String,
     /// The database URL (PostgreSQL nodes listen on it for each other's events).
     pub database_url: String,
+    /// Connection cap and timeouts of the listener.
+    pub listen: crate::listen::Limits,
+    /// Open event streams one key may hold (a publishable key: per client address).
+    pub max_streams_per_key: usize,
+    /// Request rates per key and per client address.
+    pub rate_limits: crate::http::limits::RateLimits,
+    /// Proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Svix's schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h
@@ -98,6 +106,10 @@ impl Settings {
             storefront: false,
             node: format!("node-{}", std::process::id()),
             database_url: String::new(),
+            listen: crate::listen::Limits::default(),
+            max_streams_per_key: 32,
+            rate_limits: crate::http::limits::RateLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -124,6 +136,10 @@ pub struct Inner {
     pub stop: CancellationToken,
     /// Whether this node runs the cluster-wide workers now.
     pub leadership: Leadership,
+    /// This node's rate-limit buckets.
+    pub limiter: crate::http::limits::Limiter,
+    /// Event streams open on this node, per key.
+    pub streams: crate::http::streams::OpenStreams,
 }
 
 impl AppState {
@@ -150,6 +166,8 @@ impl AppState {
             hub: Hub::default(),
             stop: CancellationToken::new(),
             leadership: Leadership::default(),
+            limiter: crate::http::limits::Limiter::new(&settings.rate_limits),
+            streams: Default::default(),
             ingestor,
             db,
             vault,

@@ -2,8 +2,20 @@
 //! same fingerprint gets the stored response; another body is refused; a repeat while
 //! the first still runs is told so. Claiming is one `INSERT … ON CONFLICT DO NOTHING`,
 //! so of two concurrent requests (on one node or two) exactly one runs.
+//!
+//! Keys belong to an [`Owner`]: one API key of one app. Another API key of the same
+//! app that sends the same `Idempotency-Key` makes a request of its own; it never sees
+//! the first key's response, nor learns that the first key used it.
 
 use crate::{now, now_ms, Db, Result};
+
+/// Whose idempotency keys these are: an app (or `root`) and the id of the API key
+/// that sent the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub scope: &'a str,
+    pub api_key: &'a str,
+}
 
 /// What to do with a request that carries an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,26 +39,27 @@ struct Row {
     locked_ms: i64,
 }
 
-/// Claims `key` within `scope` (an app id, or `root`). A running claim older than
+/// Claims `key` for `owner`. A running claim older than
 /// `stale_after_ms` is taken over: its owner died (a crash between claim and
 /// completion), and every money path behind it is itself idempotent at the provider.
 pub async fn claim(
     db: &Db,
-    scope: &str,
+    owner: Owner<'_>,
     key: &str,
     fingerprint: &str,
     stale_after_ms: i64,
 ) -> Result<Claim> {
     let now_ms = now_ms();
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (scope, key, fingerprint, state, created, locked_ms) \
-         VALUES ($1, $2, $3, 'running', $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+        "INSERT INTO idempotency_keys (scope, key_id, key, fingerprint, state, created, locked_ms) \
+         VALUES ($1, $6, $2, $3, 'running', $4, $5) ON CONFLICT (scope, key_id, key) DO NOTHING",
     )
-    .bind(scope)
+    .bind(owner.scope)
     .bind(key)
     .bind(fingerprint)
     .bind(now())
     .bind(now_ms)
+    .bind(owner.api_key)
     .execute(&db.write)
     .await?
     .rows_affected();
@@ -54,15 +67,17 @@ pub async fn claim(
         return Ok(Claim::Run);
     }
     let Some(row) = sqlx::query_as::<_, Row>(
-        "SELECT fingerprint, state, status, body, locked_ms FROM idempotency_keys WHERE scope = $1 AND key = $2",
+        "SELECT fingerprint, state, status, body, locked_ms FROM idempotency_keys \
+         WHERE scope = $1 AND key_id = $3 AND key = $2",
     )
-    .bind(scope)
+    .bind(owner.scope)
     .bind(key)
+    .bind(owner.api_key)
     .fetch_optional(&db.write)
     .await?
     else {
         // Released between our insert and read: try once more.
-        return Box::pin(claim(db, scope, key, fingerprint, stale_after_ms)).await;
+        return Box::pin(claim(db, owner, key, fingerprint, stale_after_ms)).await;
     };
     if row.state == "running" {
         // Busy wins over a body mismatch: the caller should wait, then learn the rest.
@@ -70,7 +85,7 @@ pub async fn claim(
             return Ok(Claim::InFlight);
         }
         if row.fingerprint == fingerprint
-            && take_over(db, scope, key, row.locked_ms, now_ms).await?
+            && take_over(db, owner, key, row.locked_ms, now_ms).await?
         {
             return Ok(Claim::Run);
         }
@@ -92,19 +107,20 @@ pub async fn claim(
 /// Takes over a claim whose owner stopped renewing it; only one taker wins.
 async fn take_over(
     db: &Db,
-    scope: &str,
+    owner: Owner<'_>,
     key: &str,
     seen_locked_ms: i64,
     now_ms: i64,
 ) -> Result<bool> {
     let took = sqlx::query(
         "UPDATE idempotency_keys SET locked_ms = $3 \
-         WHERE scope = $1 AND key = $2 AND state = 'running' AND locked_ms = $4",
+         WHERE scope = $1 AND key_id = $5 AND key = $2 AND state = 'running' AND locked_ms = $4",
     )
-    .bind(scope)
+    .bind(owner.scope)
     .bind(key)
     .bind(now_ms)
     .bind(seen_locked_ms)
+    .bind(owner.api_key)
     .execute(&db.write)
     .await?
     .rows_affected();
@@ -112,26 +128,32 @@ async fn take_over(
 }
 
 /// Stores the response of the request that ran.
-pub async fn complete(db: &Db, scope: &str, key: &str, status: u16, body: &str) -> Result<()> {
+pub async fn complete(db: &Db, owner: Owner<'_>, key: &str, status: u16, body: &str) -> Result<()> {
     sqlx::query(
-        "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4 WHERE scope = $1 AND key = $2",
+        "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4 \
+         WHERE scope = $1 AND key_id = $5 AND key = $2",
     )
-    .bind(scope)
+    .bind(owner.scope)
     .bind(key)
     .bind(i64::from(status))
     .bind(body)
+    .bind(owner.api_key)
     .execute(&db.write)
     .await?;
     Ok(())
 }
 
 /// Forgets a claim whose request failed on our side, so a retry runs again.
-pub async fn release(db: &Db, scope: &str, key: &str) -> Result<()> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'running'")
-        .bind(scope)
-        .bind(key)
-        .execute(&db.write)
-        .await?;
+pub async fn release(db: &Db, owner: Owner<'_>, key: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys \
+         WHERE scope = $1 AND key_id = $3 AND key = $2 AND state = 'running'",
+    )
+    .bind(owner.scope)
+    .bind(key)
+    .bind(owner.api_key)
+    .execute(&db.write)
+    .await?;
     Ok(())
 }
 

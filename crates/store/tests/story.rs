@@ -3,7 +3,7 @@
 //! concurrency.
 
 use paybridge_store::apps::AppRow;
-use paybridge_store::idempotency::{self, Claim};
+use paybridge_store::idempotency::{self, Claim, Owner};
 use paybridge_store::keys::KeyRow;
 use paybridge_store::products::ProductRow;
 use paybridge_store::{
@@ -291,11 +291,18 @@ async fn idempotency_claims_are_exclusive(b: Backend) {
     let Some((_t, db)) = open(b).await else {
         return;
     };
+    const A: Owner<'static> = Owner {
+        scope: "app_a",
+        api_key: "key_a1",
+    };
+    const B: Owner<'static> = Owner {
+        scope: "app_b",
+        api_key: "key_b1",
+    };
     // 20 concurrent claims of one key: exactly one runs.
-    let claims = futures::future::join_all(
-        (0..20).map(|_| idempotency::claim(&db, "app_a", "k", "fp", 60_000)),
-    )
-    .await;
+    let claims =
+        futures::future::join_all((0..20).map(|_| idempotency::claim(&db, A, "k", "fp", 60_000)))
+            .await;
     let runs = claims
         .iter()
         .filter(|c| matches!(c, Ok(Claim::Run)))
@@ -304,49 +311,63 @@ async fn idempotency_claims_are_exclusive(b: Backend) {
     assert!(claims
         .iter()
         .all(|c| matches!(c, Ok(Claim::Run) | Ok(Claim::InFlight))));
-    let busy = idempotency::claim(&db, "app_a", "k", "other", 60_000)
+    let busy = idempotency::claim(&db, A, "k", "other", 60_000)
         .await
         .unwrap();
     assert_eq!(busy, Claim::InFlight);
-    idempotency::complete(&db, "app_a", "k", 201, "{\"id\":1}")
+    idempotency::complete(&db, A, "k", 201, "{\"id\":1}")
         .await
         .unwrap();
     assert_eq!(
-        idempotency::claim(&db, "app_a", "k", "fp", 60_000)
-            .await
-            .unwrap(),
+        idempotency::claim(&db, A, "k", "fp", 60_000).await.unwrap(),
         Claim::Replay {
             status: 201,
             body: "{\"id\":1}".into()
         }
     );
-    let other = idempotency::claim(&db, "app_a", "k", "other", 60_000)
+    let other = idempotency::claim(&db, A, "k", "other", 60_000)
         .await
         .unwrap();
     assert_eq!(other, Claim::Mismatch);
-    let elsewhere = idempotency::claim(&db, "app_b", "k", "other", 60_000)
+    let elsewhere = idempotency::claim(&db, B, "k", "other", 60_000)
         .await
         .unwrap();
     assert_eq!(elsewhere, Claim::Run, "scopes are apart");
+    // Another API key of the same app: its own request, neither the first key's
+    // response nor a mismatch that would tell it the key was used.
+    let sibling = Owner {
+        scope: "app_a",
+        api_key: "key_a2",
+    };
+    for fp in ["fp", "other"] {
+        let c = idempotency::claim(&db, sibling, "k", fp, 60_000)
+            .await
+            .unwrap();
+        assert_eq!(c, Claim::Run, "another API key's claim with {fp}");
+        idempotency::release(&db, sibling, "k").await.unwrap();
+    }
+    assert_eq!(
+        idempotency::claim(&db, A, "k", "fp", 60_000).await.unwrap(),
+        Claim::Replay {
+            status: 201,
+            body: "{\"id\":1}".into()
+        },
+        "the first key's record is untouched"
+    );
 
     // A released claim can run again; a stale one is taken over by one caller only.
     assert_eq!(
-        idempotency::claim(&db, "app_a", "r", "fp", 60_000)
-            .await
-            .unwrap(),
+        idempotency::claim(&db, A, "r", "fp", 60_000).await.unwrap(),
         Claim::Run
     );
-    idempotency::release(&db, "app_a", "r").await.unwrap();
+    idempotency::release(&db, A, "r").await.unwrap();
     assert_eq!(
-        idempotency::claim(&db, "app_a", "r", "fp", 60_000)
-            .await
-            .unwrap(),
+        idempotency::claim(&db, A, "r", "fp", 60_000).await.unwrap(),
         Claim::Run
     );
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     let takers =
-        futures::future::join_all((0..10).map(|_| idempotency::claim(&db, "app_a", "r", "fp", 10)))
-            .await;
+        futures::future::join_all((0..10).map(|_| idempotency::claim(&db, A, "r", "fp", 10))).await;
     assert_eq!(
         takers
             .iter()
@@ -358,7 +379,7 @@ async fn idempotency_claims_are_exclusive(b: Backend) {
 
     assert_eq!(idempotency::purge(&db, i64::MAX).await.unwrap(), 3);
     assert_eq!(
-        idempotency::claim(&db, "app_a", "k", "other", 60_000)
+        idempotency::claim(&db, A, "k", "other", 60_000)
             .await
             .unwrap(),
         Claim::Run

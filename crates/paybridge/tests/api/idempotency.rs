@@ -65,8 +65,19 @@ async fn replay_mismatch_and_in_flight(b: Backend) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
+    // Keys belong to the API key that sent them: the admin key's own id.
+    let keys = s.get(&format!("/v1/apps/{}/keys", a.id), &a.admin).await;
+    let admin_key = keys.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "admin")
+        .expect("the admin key")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     db.execute(&format!(
-        "INSERT INTO idempotency_keys (scope, key, fingerprint, state, created, locked_ms) VALUES ('{}', 'busy', 'x', 'running', {}, {})",
+        "INSERT INTO idempotency_keys (scope, key_id, key, fingerprint, state, created, locked_ms) VALUES ('{}', '{admin_key}', 'busy', 'x', 'running', {}, {})",
         a.id,
         now.as_secs(),
         now.as_millis()

@@ -174,7 +174,7 @@ pub(crate) fn kind_of(path: &str, param: &str) -> &'static str {
 }
 
 /// Bodies for operations whose body names another object (no path parameter).
-fn referencing_body(method: &str, path: &str, f: &Fixtures) -> Option<Value> {
+pub(crate) fn referencing_body(method: &str, path: &str, f: &Fixtures) -> Option<Value> {
     Some(match (method, path) {
         ("POST", "/v1/refunds") => json!({"payment": f.get("payment"), "amount": 1}),
         ("POST", "/v1/payments") => {
@@ -230,7 +230,7 @@ const OWN_DATA: &[(&str, &str)] = &[
     ("GET", "/v1/reports/payments"),
 ];
 
-fn body_for(method: &str, path: &str) -> Option<Value> {
+pub(crate) fn body_for(method: &str, path: &str) -> Option<Value> {
     match method {
         "POST" | "PUT" | "PATCH" => Some(match path {
             p if p.ends_with("/complete") || p.ends_with("/confirm") => {

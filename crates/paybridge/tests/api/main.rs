@@ -4,6 +4,7 @@
 mod common;
 
 mod apps;
+mod attacks;
 mod attacks_app;
 mod browser;
 mod callbacks;
@@ -18,6 +19,7 @@ mod isolation;
 mod ops;
 mod products;
 mod refunds;
+mod roles;
 mod schemathesis;
 mod streams;
 mod stripe;

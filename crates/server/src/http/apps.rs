@@ -1,7 +1,7 @@
 //! `/v1/apps` and `/v1/keys`: the operator's side. The root key creates apps; an
 //! app's admin key may read its own app and manage its own keys.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use paybridge_core::keys::{Permission, Role};
 use paybridge_core::{Environment, Invalid};
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
-use crate::http::extract::{Body, Caller, Query};
+use crate::http::extract::{Body, Caller, Path, Query};
 use crate::http::list::{List, ListQuery};
 use crate::service;
 use crate::state::AppState;

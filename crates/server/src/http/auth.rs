@@ -12,6 +12,7 @@ use paybridge_core::Environment;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::http::limits;
 use crate::state::AppState;
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -21,10 +22,14 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let key = match header.to_str().ok().and_then(bearer) {
         Some(k) => k.to_owned(),
         None => {
+            let addr = limits::client_addr(&req, &state.settings.trusted_proxies);
+            if let Err(limited) = state.limiter.anonymous(addr) {
+                return limits::refuse(&state, limited);
+            }
             return ApiError::unauthorized(
                 "Malformed Authorization header: send `Authorization: Bearer <key>`",
             )
-            .into_response()
+            .into_response();
         }
     };
     match principal_for(&state, &key).await {
@@ -32,8 +37,16 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             req.extensions_mut().insert(p);
             next.run(req).await
         }
-        Ok(None) => ApiError::unauthorized(format!("Invalid API key provided: {}", redact(&key)))
-            .into_response(),
+        // A refused key is an anonymous caller: it spends its address's budget, so
+        // guessing keys is as slow as any anonymous traffic.
+        Ok(None) => {
+            let addr = limits::client_addr(&req, &state.settings.trusted_proxies);
+            if let Err(limited) = state.limiter.anonymous(addr) {
+                return limits::refuse(&state, limited);
+            }
+            ApiError::unauthorized(format!("Invalid API key provided: {}", redact(&key)))
+                .into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

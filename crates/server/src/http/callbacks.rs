@@ -1,7 +1,7 @@
 //! `/v1/callback_endpoints` and `/v1/deliveries`: where paybridge sends the app's
 //! events, and every attempt it made (admin keys; reading also `callbacks:read`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use paybridge_core::keys::Permission;
 use paybridge_store::callbacks::{self, AttemptRow, DeliveryFilter, DeliveryRow};
@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
-use crate::http::extract::{Body, Caller, Query};
+use crate::http::extract::{Body, Caller, Path, Query};
 use crate::http::list::{to_params, Deleted, List, ListQuery};
 use crate::service::callbacks::{self as service, EndpointView};
 use crate::state::AppState;

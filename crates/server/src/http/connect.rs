@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use paybridge_core::keys::Permission;
 use paybridge_store::connect::{AccountRow, TransferRow};
@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiResult, ErrorBody};
-use crate::http::extract::{Body, Caller, Query};
+use crate::http::extract::{Body, Caller, Path, Query};
 use crate::http::list::Deleted;
 use crate::service::connect as service;
 use crate::state::AppState;

@@ -246,6 +246,48 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// The path's parameters, refused in the error shape: axum's own `Path` answers a bad
+/// parameter (`%FF`, which is not UTF-8 once decoded) in plain text.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    // The one place axum's `Path` is used (clippy.toml forbids it elsewhere).
+    #[allow(clippy::disallowed_types)]
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        let got = axum::extract::Path::<T>::from_request_parts(parts, state).await;
+        let rejection = match got {
+            Ok(axum::extract::Path(v)) => return Ok(Path(v)),
+            Err(r) => r,
+        };
+        let PathRejection::FailedToDeserializePathParams(e) = rejection else {
+            // The route and the handler disagree on their parameters: our bug.
+            return Err(ApiError::internal(rejection.body_text()));
+        };
+        Err(match e.into_kind() {
+            ErrorKind::InvalidUtf8InPathParam { key } => ApiError::bad_request(
+                "parameter_invalid",
+                format!("The path parameter `{key}` is not valid UTF-8 once percent-decoded"),
+            )
+            .with_param(key),
+            ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::DeserializeError { key, .. } => {
+                ApiError::bad_request(
+                    "parameter_invalid",
+                    format!("The path parameter `{key}` is not valid"),
+                )
+                .with_param(key)
+            }
+            ErrorKind::ParseError { .. } | ErrorKind::ParseErrorAtIndex { .. } => {
+                ApiError::bad_request("parameter_invalid", "A path parameter is not valid")
+            }
+            other => ApiError::internal(other),
+        })
+    }
+}
+
 /// The caller, as the bearer key established (see `http::auth`). Handlers ask it for
 /// permissions; the rules themselves live in `paybridge_core::keys`.
 #[derive(Debug, Clone)]

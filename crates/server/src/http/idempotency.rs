@@ -7,6 +7,11 @@
 //! was executed (2xx, or 402 for a declined card) and replayed to later requests with
 //! the same key and body. Validation failures and server errors are not stored, so a
 //! corrected request or a retry may reuse the key, as with Stripe.
+//!
+//! A key belongs to the API key that sent it (`idempotency::Owner`): another of the
+//! app's keys sending the same `Idempotency-Key` makes a request of its own, checked
+//! for permission like any other, and neither gets the stored response (which may hold
+//! a new key's or a callback endpoint's secret) nor a 422 telling it the key was used.
 
 use std::panic::AssertUnwindSafe;
 
@@ -17,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use paybridge_core::keys::Principal;
-use paybridge_store::idempotency::{self, Claim};
+use paybridge_store::idempotency::{self, Claim, Owner};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ErrorType};
@@ -46,12 +51,14 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             .into_response()
         }
     };
-    let scope = match req.extensions().get::<Principal>() {
-        Some(p) => p
-            .app_id
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "root".to_owned()),
+    let (scope, api_key) = match req.extensions().get::<Principal>() {
+        Some(p) => (
+            p.app_id
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "root".to_owned()),
+            p.key_id.clone().unwrap_or_else(|| "root".to_owned()),
+        ),
         // Unauthenticated POSTs (webhooks) have their own dedupe; let the handler say 401.
         None => return run_detached(next, req).await,
     };
@@ -70,7 +77,11 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         hex::encode(h.finalize())
     };
     let stale_ms = state.settings.idempotency_stale.as_millis() as i64;
-    let claim = match idempotency::claim(&state.db, &scope, &key, &fingerprint, stale_ms).await {
+    let owner = Owner {
+        scope: &scope,
+        api_key: &api_key,
+    };
+    let claim = match idempotency::claim(&state.db, owner, &key, &fingerprint, stale_ms).await {
         Ok(c) => c,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -108,7 +119,11 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
                     Ok(r) => r,
                     Err(_) => ApiError::internal("request handler panicked").into_response(),
                 };
-                record(&state, &scope, &key, resp).await
+                let owner = Owner {
+                    scope: &scope,
+                    api_key: &api_key,
+                };
+                record(&state, owner, &key, resp).await
             });
             task.await.unwrap_or_else(|e| {
                 ApiError::internal(format!("request task failed: {e}")).into_response()
@@ -117,10 +132,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     }
 }
 
-async fn record(state: &AppState, scope: &str, key: &str, resp: Response) -> Response {
+async fn record(state: &AppState, owner: Owner<'_>, key: &str, resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_success() || status == StatusCode::PAYMENT_REQUIRED) {
-        if let Err(e) = idempotency::release(&state.db, scope, key).await {
+        if let Err(e) = idempotency::release(&state.db, owner, key).await {
             tracing::error!(error = %e, "could not release an idempotency key");
         }
         return resp;
@@ -129,12 +144,12 @@ async fn record(state: &AppState, scope: &str, key: &str, resp: Response) -> Res
     let bytes = match to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
-            let _ = idempotency::release(&state.db, scope, key).await;
+            let _ = idempotency::release(&state.db, owner, key).await;
             return ApiError::internal(e).into_response();
         }
     };
     let text = String::from_utf8_lossy(&bytes);
-    if let Err(e) = idempotency::complete(&state.db, scope, key, status.as_u16(), &text).await {
+    if let Err(e) = idempotency::complete(&state.db, owner, key, status.as_u16(), &text).await {
         tracing::error!(error = %e, "could not store an idempotent response");
     }
     Response::from_parts(parts, Body::from(bytes))

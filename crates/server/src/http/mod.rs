@@ -11,15 +11,17 @@ mod docs;
 mod events;
 pub mod extract;
 mod idempotency;
+pub mod limits;
 mod list;
 mod ops;
 mod orders;
 mod payments;
 mod products;
 mod refunds;
+mod rejections;
 mod reports;
 mod sandbox;
-mod streams;
+pub mod streams;
 mod subscriptions;
 mod web;
 mod webhooks;
@@ -43,7 +45,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{ApiError, ErrorBody, ErrorType};
-use crate::metrics::{RequestLabels, RouteLabels};
+use crate::metrics::{method_label, RequestLabels, RouteLabels};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -89,7 +91,54 @@ impl Modify for BearerAuth {
 
 /// The OpenAPI document, generated from the route table and the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    provider_options_docs(optional_bodies(api_router().split_for_parts().1))
+    finish_doc(api_router().split_for_parts().1)
+}
+
+/// What the annotations cannot say operation by operation.
+fn finish_doc(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    provider_options_docs(declare_rate_limits(optional_bodies(doc)))
+}
+
+/// Every operation may answer 429 (`http::limits`: the caller's budget is spent, or a
+/// key has too many streams open), in the error shape and with `Retry-After`.
+fn declare_rate_limits(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let too_many = ResponseBuilder::new()
+        .description(
+            "Too many requests: the key's or the address's budget is spent (see Retry-After)",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds to wait before trying again"))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            op.responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| RefOr::T(too_many.clone()));
+        }
+    }
+    doc
 }
 
 /// The `provider_options` fields' descriptions, written from the allowlists the server
@@ -203,7 +252,7 @@ fn cors() -> tower_http::cors::CorsLayer {
 
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
-    let doc = Arc::new(provider_options_docs(optional_bodies(doc)));
+    let doc = Arc::new(finish_doc(doc));
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
         .merge(sandbox::pages())
@@ -212,32 +261,78 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(bounded_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                        let id = req
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        // The path only: query strings may carry client secrets.
-                        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-                    })
-                    .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            // The path only: query strings may carry client secrets. What the
+                            // caller chose is bounded: a made-up method is `other`, a path is
+                            // cut at PATH_LOGGED characters, and the request id is ours or
+                            // a caller's of at most REQUEST_ID_MAX (see `bounded_request_id`).
+                            tracing::info_span!(
+                                "request",
+                                request_id = %id,
+                                method = method_label(req.method()),
+                                path = %rejections::truncate(req.uri().path(), PATH_LOGGED)
+                            )
+                        })
+                        .on_response(
+                            DefaultOnResponse::new()
+                                .level(Level::INFO)
+                                .latency_unit(LatencyUnit::Micros),
+                        ),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::internal("handler panicked").into_response()
                 }))
-                .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+                .layer(middleware::from_fn(rejections::in_error_shape))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    record_metrics,
+                ))
                 .layer(middleware::from_fn(limit_declared_length))
                 .layer(middleware::from_fn(refuse_nul_in_url))
-                .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-                .layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency)),
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::authenticate,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    limits::rate_limit,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    idempotency::idempotency,
+                )),
         )
         // Outermost, so a browser's preflight is answered before authentication.
         .layer(cors())
         .with_state(state)
+}
+
+/// How much of a request's path goes into its log line.
+const PATH_LOGGED: usize = 256;
+
+/// The longest `x-request-id` a caller may choose; a longer one (or one that is not
+/// visible ASCII) is replaced by ours, as a missing one is. It is logged and echoed.
+const REQUEST_ID_MAX: usize = 128;
+
+async fn bounded_request_id(mut req: Request, next: Next) -> Response {
+    let fits = req
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.len() <= REQUEST_ID_MAX && v.as_bytes().iter().all(|b| b.is_ascii_graphic()));
+    if fits == Some(false) {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 async fn route_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -245,7 +340,11 @@ async fn route_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         ErrorType::InvalidRequestError,
         "route_not_found",
-        format!("Unrecognized request URL ({method}: {})", uri.path()),
+        format!(
+            "Unrecognized request URL ({}: {})",
+            rejections::truncate(method.as_str(), 32),
+            rejections::truncate(uri.path(), PATH_LOGGED)
+        ),
     )
 }
 
@@ -254,7 +353,11 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorType::InvalidRequestError,
         "method_not_allowed",
-        format!("{method} is not allowed on {}", uri.path()),
+        format!(
+            "{} is not allowed on {}",
+            rejections::truncate(method.as_str(), 32),
+            rejections::truncate(uri.path(), PATH_LOGGED)
+        ),
     )
 }
 
@@ -294,7 +397,7 @@ async fn refuse_nul_in_url(req: Request, next: Next) -> Response {
 
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use paybridge_core::keys::{Permission, Role};
 use paybridge_core::Invalid;
@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
-use crate::http::extract::{Body, Caller, Query};
+use crate::http::extract::{Body, Caller, Path, Query};
 use crate::http::list::{to_params, List};
 use crate::service::orders::{self as service, LineItemInput, OrderSpec};
 use crate::service::payments::{

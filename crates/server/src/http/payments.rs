@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use paybridge_core::keys::Permission;
 use paybridge_core::Invalid;
@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiResult, ErrorBody, OrNotFound};
-use crate::http::extract::{Body, Caller, Query};
+use crate::http::extract::{Body, Caller, Path, Query};
 use crate::http::list::{to_params, List};
 use crate::service::orders::{build, LineItemInput, OrderSpec};
 use crate::service::payments::{self as service, HostedSpec, PaymentSpec, MAX_EXPIRES_IN};

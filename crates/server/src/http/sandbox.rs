@@ -4,7 +4,7 @@
 //! Stripe-shaped events a real account would, through the webhook endpoint.
 
 use axum::body::{to_bytes, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
-use crate::http::extract::{Body, Caller};
+use crate::http::extract::{Body, Caller, Path};
 use crate::service::provider::provider_error;
 use crate::service::views::{CheckoutView, PaymentView};
 use crate::state::AppState;

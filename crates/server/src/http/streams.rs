@@ -8,10 +8,11 @@
 //! skipped, so nothing is lost or repeated between the two. Comments keep idle
 //! connections alive (every 15 s by default); a stream ends when the server shuts down.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
@@ -23,7 +24,8 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
-use crate::http::extract::{Caller, Query};
+use crate::http::extract::{Caller, Path, Query};
+use crate::http::limits::ClientAddr;
 use crate::http::list::{to_params, List};
 use crate::http::orders::readable_order;
 use crate::service::views::EventView;
@@ -37,6 +39,81 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 const REPLAY_PAGE: i64 = 200;
+
+/// The event streams open on this node, by key (a publishable key: by key and client
+/// address, since every storefront visitor holds it). A stream past
+/// `max_streams_per_key` is refused with a 429, so one key cannot hold the node's
+/// connections open.
+#[derive(Default, Clone)]
+pub struct OpenStreams(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One open stream's place; the place is freed when the stream ends or its client
+/// leaves (the response body, which holds this, is dropped).
+pub struct StreamSlot {
+    streams: OpenStreams,
+    owner: String,
+}
+
+impl OpenStreams {
+    fn open(&self, owner: String, max: usize) -> Option<StreamSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(owner.clone()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            streams: self.clone(),
+            owner,
+        })
+    }
+
+    /// Streams open now, over all keys.
+    pub fn total(&self) -> usize {
+        let open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        open.values().sum()
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.owner) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.owner);
+            }
+        }
+    }
+}
+
+/// Takes a stream's place for the caller, or refuses with a 429.
+fn stream_slot(state: &AppState, caller: &Caller, addr: ClientAddr) -> ApiResult<StreamSlot> {
+    let p = &caller.0;
+    let key = p.key_id.as_deref().unwrap_or("root");
+    let owner = match p.role {
+        paybridge_core::keys::Role::Publishable => format!("{key}/{}", addr.0),
+        _ => key.to_owned(),
+    };
+    let max = state.settings.max_streams_per_key;
+    state.streams.open(owner, max).ok_or_else(|| {
+        state
+            .metrics
+            .rate_limited
+            .get_or_create(&crate::metrics::RateLimitLabels { class: "streams" })
+            .inc();
+        let mut e = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            crate::error::ErrorType::RateLimitError,
+            "too_many_streams",
+            format!(
+                "This key already has {max} event streams open; close one before opening another"
+            ),
+        );
+        e.retry_after = Some(5);
+        e
+    })
+}
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -61,21 +138,32 @@ pub struct OrderStreamQuery {
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(StreamQuery),
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/event-stream", description = "server-sent events"),
+        (status = 429, body = ErrorBody, description = "Too many streams open for this key, or too many requests",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = "4XX", body = ErrorBody)))]
 async fn event_stream(
     State(state): State<AppState>,
     caller: Caller,
+    addr: ClientAddr,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let app = caller.app(Permission::EventsRead)?.as_str().to_owned();
+    let slot = stream_slot(&state, &caller, addr)?;
     let live = state.hub.subscribe();
     let upto = state.hub.published();
     let cursor = match resume_point(&state, &app, &headers, q.last_event_id).await? {
         Some(seq) => seq,
         None => upto,
     };
-    Ok(sse(state, live, Follow { app, order: None }, cursor, upto))
+    Ok(sse(
+        state,
+        live,
+        Follow { app, order: None },
+        cursor,
+        upto,
+        slot,
+    ))
 }
 
 /// One order's events: its history, then each change as it happens (a publishable
@@ -85,15 +173,19 @@ async fn event_stream(
     params(("id" = String, Path), OrderStreamQuery),
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/event-stream", description = "server-sent events"),
+        (status = 429, body = ErrorBody, description = "Too many streams open for this key, or too many requests",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = "4XX", body = ErrorBody)))]
 async fn order_stream(
     State(state): State<AppState>,
     caller: Caller,
+    addr: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<OrderStreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let order = readable_order(&state, &caller, &id, q.client_secret.as_deref()).await?;
+    let slot = stream_slot(&state, &caller, addr)?;
     let live = state.hub.subscribe();
     let upto = state.hub.published();
     let cursor = resume_point(&state, &order.app_id, &headers, q.last_event_id)
@@ -103,7 +195,7 @@ async fn order_stream(
         app: order.app_id,
         order: Some(order.id),
     };
-    Ok(sse(state, live, follow, cursor, upto))
+    Ok(sse(state, live, follow, cursor, upto, slot))
 }
 
 /// The `seq` to resume after, from the header or the query.
@@ -224,6 +316,7 @@ fn sse(
     follow: Follow,
     cursor: i64,
     upto: i64,
+    slot: StreamSlot,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stop = state.stop.clone();
     let keep_alive = state.settings.stream_keep_alive;
@@ -240,9 +333,10 @@ fn sse(
         phase,
         page: Default::default(),
     };
-    let stream = futures::stream::unfold(start, |mut c| async move {
+    // The slot lives as long as the stream does.
+    let stream = futures::stream::unfold((start, slot), |(mut c, slot)| async move {
         let e = c.next().await?;
-        Some((Ok(message(&e)), c))
+        Some((Ok(message(&e)), (c, slot)))
     });
     let stream = futures::StreamExt::take_until(stream, stop.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive))

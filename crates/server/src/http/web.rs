@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +17,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::bootstrap;
+use crate::http::extract::Query;
 use crate::state::AppState;
 
 const SDK: &str = include_str!("../../web/sdk/paybridge.js");

@@ -3,7 +3,7 @@
 //! (the current one, or the previous one during its grace period) within 300 s. The
 //! 200 is sent only once the event is durably stored.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use paybridge_core::keys::Permission;
 use paybridge_core::stripe::event::{self, MAX_EVENT_BYTES};
 use paybridge_core::stripe::signature::{self, SignatureError};
@@ -14,7 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult, ErrorBody, OrNotFound};
-use crate::http::extract::{Caller, Query};
+use crate::http::extract::{Caller, Path, Query};
+use crate::http::limits;
 use crate::http::list::{to_params, List};
 use crate::metrics::OutcomeLabels;
 use crate::service::views::ProviderEventView;
@@ -60,8 +61,22 @@ async fn receive(
         .headers()
         .get("stripe-signature")
         .map(|v| v.to_str().unwrap_or("").to_owned());
+    // The app's budget (Stripe sends from a few addresses for all its accounts, so
+    // not the address's); a URL naming no app spends the caller's address's budget.
+    let keys = match state.webhook_keys.get(&state, &app_id).await {
+        Ok(k) => k,
+        Err(e) => {
+            let addr = limits::client_addr(&req, &state.settings.trusted_proxies);
+            if let Err(limited) = state.limiter.anonymous(addr) {
+                return Err(limits::refused(&state, limited));
+            }
+            return Err(e);
+        }
+    };
+    if let Err(limited) = state.limiter.webhook(&app_id) {
+        return Err(limits::refused(&state, limited));
+    }
     let body = crate::http::extract::read_limited(req.into_body(), MAX_EVENT_BYTES).await?;
-    let keys = state.webhook_keys.get(&state, &app_id).await?;
     if keys.secrets.is_empty() {
         return Err(rejected(
             &state,
