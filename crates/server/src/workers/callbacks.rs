@@ -221,10 +221,11 @@ async fn attempt(state: &AppState, clients: &Clients, d: Due) -> Outcome {
     let started = Instant::now();
     let outcome = if signature.is_empty() {
         Err("the endpoint's secret cannot be opened with this master key".to_owned())
-    } else if let Err(e) = live
-        .then(|| callback_target::check_delivery(&d.url))
-        .unwrap_or(Ok(()))
-    {
+    } else if let Err(e) = if live {
+        callback_target::check_delivery(&d.url)
+    } else {
+        Ok(())
+    } {
         Err(e.to_string())
     } else {
         send(

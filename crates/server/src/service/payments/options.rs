@@ -389,11 +389,14 @@ mod tests {
     use axum::http::StatusCode;
     use serde_json::json;
 
+    /// A refusal as the tests compare it: status, code and the parameter named.
+    type Refusal = (StatusCode, String, Option<String>);
+
     fn check(
         target: Target,
         trust: Trust,
         opts: serde_json::Value,
-    ) -> Result<Vec<(String, String)>, (StatusCode, String, Option<String>)> {
+    ) -> Result<Vec<(String, String)>, Refusal> {
         let map: BTreeMap<String, serde_json::Value> = serde_json::from_value(opts).unwrap();
         provider_options(&map, target, trust).map_err(|e| (e.status, e.code, e.param))
     }
