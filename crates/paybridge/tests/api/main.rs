@@ -16,6 +16,7 @@ mod errors;
 mod faults;
 mod idempotency;
 mod isolation;
+mod money;
 mod ops;
 mod products;
 mod refunds;
