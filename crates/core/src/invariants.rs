@@ -164,13 +164,13 @@ pub fn check_refund(
             ),
         ));
     }
-    if adds > 0 && b.refunding + adds > captured {
+    if adds > 0 && b.refunding.saturating_add(adds) > captured {
         return Err(Anomaly::new(
             "refund_exceeds_capture",
             format!(
                 "a refund of {amount} {} would make {} refunded or refunding of {captured} captured",
                 b.currency,
-                b.refunding + adds
+                b.refunding.saturating_add(adds)
             ),
         ));
     }
@@ -213,7 +213,7 @@ pub fn check_books(b: &Books<'_>) -> Result<(), Anomaly> {
 
 /// What an order holds beyond its total: money that arrived twice.
 pub fn surplus(total: i64, paid: i64, refunded: i64) -> i64 {
-    (paid - refunded - total).max(0)
+    paid.saturating_sub(refunded).saturating_sub(total).max(0)
 }
 
 /// An order's invariant: paid − refunded ≤ total, unless a surplus refund of

@@ -745,6 +745,7 @@ pub fn run_many(from: u64, count: u64) -> Result<Stats, String> {
         total.crashes += r.crashes;
         total.duplicates_applied += r.duplicates_applied;
         total.refunds += r.refunds;
+        total.rejected += r.rejected;
     }
     Ok(total)
 }
