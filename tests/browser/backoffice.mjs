@@ -32,10 +32,11 @@ async function api(path, init = {}) {
   }
 }
 
+/** The README's pictures (scripts/screenshots): what a phone shows, not the whole page. */
 async function shot(page, name) {
   if (!shots) return;
   mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/${name}.png` });
 }
 
 /** A signed-in dashboard at `width`, recording console errors. */
@@ -170,7 +171,7 @@ const scenarios = {
         if (h === `payments/${process.env.PAYMENT}`) await page.locator("#timeline li").first().waitFor();
         const w = await sideways(page);
         widths[h] = w.scroll;
-        if (width === 390) await shot(page, `dashboard-phone-${h.replace(/[^a-z]+/g, "-").slice(0, 30)}`);
+        if (width === 390 && h === "payments") await shot(page, "dashboard-phone");
         expect(w.scroll <= w.inner, `${width}px #/${h} scrolls sideways: ${w.scroll} > ${w.inner}`);
       }
       await visit(page, "payments");
@@ -254,6 +255,9 @@ Object.assign(scenarios, {
       await page.locator("td code", { hasText: refund }).waitFor({ timeout: 15000 });
       // The timeline reads as sentences, the raw event a click away.
       await page.locator("#timeline li .what", { hasText: "Refund of $7.00 succeeded" }).first().waitFor({ timeout: 15000 });
+      // A callback that failed says where, how, and when it is tried again.
+      const callback = await page.locator("#timeline li.bad .what", { hasText: "Callback to" }).first().textContent();
+      expect(/^Callback to http:\/\/\S+\/nope failed \(404\)/.test(callback), `callback: ${callback}`);
       const first = page.locator("#timeline li details.raw").first();
       await first.locator("summary").click();
       const raw = await first.locator("pre").textContent();
@@ -261,7 +265,6 @@ Object.assign(scenarios, {
       // A payment with nothing left to refund has no form.
       await visit(page, `payments/${process.env.FAILED_PAYMENT}`);
       expect((await page.locator("#refund-form").count()) === 0 && (await page.locator("#refunds").textContent()).includes("Nothing to refund"), "no form on a failed payment");
-      await shot(page, `dashboard-refund-${width}`);
       out[width] = { refund, reasons };
       await page.context().close();
     }
@@ -302,12 +305,13 @@ Object.assign(scenarios, {
       const row = page.locator(`tr[data-payment="${process.env.PAYMENT}"]`);
       const description = await row.locator("td[data-label=description]").textContent();
       const who = await row.locator("td[data-label=customer]").textContent();
-      expect(description.includes("Poster") && who === "ada@example.com", `row: ${description} / ${who}`);
+      expect(description.includes("Poster") && who === "ada@example.com · Visa •••• 4242", `row: ${description} / ${who}`);
       expect(byOrder.length === 1 && byOrder[0] === process.env.PAYMENT, `by order: ${byOrder}`);
       await page.locator("#search").fill(process.env.PAYMENT);
       await page.locator("#payment-filters button[type=submit]").click();
       await page.locator("#payment-summary").waitFor();
-      await shot(page, `dashboard-payment-${width}`);
+      const charged = (await page.locator("#payment-card").textContent()).trim();
+      expect(charged === "Visa •••• 4242", `the card charged: ${charged}`);
       out[width] = { byEmail, byAmount, byProduct };
       await page.context().close();
     }
@@ -374,7 +378,6 @@ Object.assign(scenarios, {
       await page.locator(`tr[data-subscription="${id}"] [data-cancel=now]`).click();
       await page.locator(`tr[data-subscription="${id}"] [data-confirm=yes]`).click();
       await page.locator(`tr[data-subscription="${id}"] .status`, { hasText: "canceled" }).waitFor();
-      await shot(page, `dashboard-subscriptions-${width}`);
       out[width] = (await api(`/v1/subscriptions/${id}`)).status;
       await page.context().close();
     }
@@ -458,7 +461,6 @@ Object.assign(scenarios, {
         const card = document.querySelector(`section[data-endpoint="${id}"]`);
         return !card || card.querySelector(".status").dataset.status !== "enabled";
       }, eid);
-      await shot(page, `dashboard-callbacks-${width}`);
       out[width] = { product: pid, endpoint: eid };
       expect(page.problems.length === 0, `console errors: ${page.problems.join(" | ")}`);
       await page.context().close();

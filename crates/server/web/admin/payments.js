@@ -114,8 +114,16 @@ export async function payments(params) {
   ];
 }
 
+/** The saved card a payment charged (`card` payments), or null. */
+async function chargedCard(p) {
+  if (!p.payment_method || !p.customer) return null;
+  const cards = await cached(`/v1/customers/${p.customer}/payment_methods`);
+  return (cards && cards.data.find((k) => k.id === p.payment_method)) || null;
+}
+
 async function paymentRow(p) {
-  const [what, who] = await Promise.all([orderLabel(p.order), customerLabel(p.customer)]);
+  const [what, customer, card] = await Promise.all([orderLabel(p.order), customerLabel(p.customer), chargedCard(p)]);
+  const who = [customer, card && cardName(card)].filter(Boolean).join(" · ");
   const tr = el(
     "tr",
     { class: "link", "data-payment": p.id },
@@ -145,8 +153,7 @@ export async function payment(id, rerender) {
   const p = await pb.request("GET", `/v1/payments/${id}`);
   const [refunds, order, who] = await Promise.all([pb.request("GET", `/v1/refunds?payment=${id}&limit=100`), cached(`/v1/orders/${p.order}`), customerLabel(p.customer)]);
   // The saved card a card payment charged: its brand and last 4.
-  const cards = p.payment_method && p.customer ? await cached(`/v1/customers/${p.customer}/payment_methods`) : null;
-  const card = cards && cards.data.find((k) => k.id === p.payment_method);
+  const card = await chargedCard(p);
   const refundable = ["succeeded", "partially_refunded"].includes(p.status);
   const left = refundable ? p.amount_captured - p.amount_refunded : 0;
   const timeline = el("ol", { class: "timeline", id: "timeline" }, el("li", { class: "muted" }, "Loading the timeline…"));

@@ -1,6 +1,6 @@
 // Set-up without curl: the payment configuration, products, API keys and callbacks.
 // Every action is a call of the public API with the admin key.
-import { session, el, fill, money, toMinor, when, whenMs, status, table, td, shortId, failure, confirmButton, copyButton, unitsOf } from "/admin/ui.js";
+import { session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, confirmButton, copyButton, unitsOf } from "/admin/ui.js";
 import { every } from "/admin/customers.js";
 
 const rerender = () => window.dispatchEvent(new HashChangeEvent("hashchange"));
@@ -262,7 +262,7 @@ async function endpointCard(ep) {
       }
     });
     const attempts = el("button", { type: "button" }, `${d.attempts} attempt${d.attempts === 1 ? "" : "s"}`);
-    const tr = el("tr", { "data-delivery": d.id, class: failed ? "bad" : null }, td("when", whenMs(d.created_ms)), td("event", d.event_type), td("status", status(d.status)), td("attempts", attempts), td("answer", d.last_status_code ?? d.last_error ?? ""), td("", retry));
+    const tr = el("tr", { "data-delivery": d.id, class: failed ? "bad" : null }, td("when", whenMs(d.created_ms)), td("event", d.event_type), td("status", status(d.status)), td("attempts", attempts), td("answer", `${d.last_status_code ?? d.last_error ?? ""}${failed && d.next_attempt_ms ? ` · retrying at ${time(d.next_attempt_ms)}` : ""}`), td("", retry));
     attempts.addEventListener("click", async () => {
       const full = await pb.request("GET", `/v1/deliveries/${d.id}`);
       tr.after(el("tr", { class: "attempts" }, el("td", { colSpan: 6 }, table(["when", "answer", "latency", "body", "node"], full.attempt_log.map((a) => el("tr", { class: a.status_code && a.status_code < 300 ? null : "bad" }, td("when", whenMs(a.attempted_ms)), td("answer", a.status_code ?? a.error), td("latency", `${a.latency_ms} ms`), td("body", el("code", {}, a.response_snippet || "")), td("node", a.node)))))));
