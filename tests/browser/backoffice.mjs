@@ -70,7 +70,12 @@ async function visit(page, hash) {
     if (location.hash === h) window.dispatchEvent(new HashChangeEvent("hashchange"));
     else location.hash = h;
   }, `#/${hash}`);
-  await page.waitForFunction(() => !document.querySelector("#view .loading") && document.querySelector("#view h1, #view .error"), null, { timeout: 15000 });
+  await drawn(page);
+}
+
+/** Waits until the page drawn is the one the address names. */
+async function drawn(page, hashHas = "") {
+  await page.waitForFunction((has) => document.getElementById("view").dataset.rendered === location.hash && decodeURIComponent(location.hash).includes(has), hashHas, { timeout: 15000 });
 }
 
 /** Text nodes that read "null" or "undefined": a value that was never there. */
@@ -91,7 +96,7 @@ async function openMenu(page, width) {
 async function go(page, width, view) {
   await openMenu(page, width);
   await page.locator(`#nav a[data-view="${view}"]`).click();
-  await page.waitForFunction(() => !document.querySelector("#view .loading") && document.querySelector("#view h1, #view .error"), null, { timeout: 15000 });
+  await drawn(page, `#/${view}`);
 }
 
 const scenarios = {
@@ -285,13 +290,15 @@ Object.assign(scenarios, {
       expect(/Visa •••• 4242/.test(card), `card: ${card}`);
       const pays = await page.locator("#customer-payments tr[data-payment]").count();
       expect(pays >= 1, "the customer's payments");
+      const log = await page.locator("#customer-log .what").allTextContents();
+      expect(log.includes("Payment of $25.00 succeeded"), `the customer's log: ${log.slice(0, 5)}`);
       const subs = await page.locator("#subscriptions-table tr[data-subscription]").count();
       expect(subs === 1, `the customer's subscriptions: ${subs}`);
       await go(page, width, "payments");
       const search = async (q) => {
         await page.locator("#search").fill(q);
         await page.locator("#payment-filters button[type=submit]").click();
-        await page.waitForFunction((q) => decodeURIComponent(location.hash).includes(q) && !document.querySelector("#view .loading") && document.querySelector("#view h1"), q);
+        await drawn(page, q);
         return page.locator("tr[data-payment]").evaluateAll((trs) => trs.map((t) => t.dataset.payment));
       };
       const byEmail = await search("ada@example.com");
@@ -300,7 +307,7 @@ Object.assign(scenarios, {
       const byOrder = await search(process.env.ORDER);
       expect(byEmail.length >= 2 && byEmail.includes(process.env.PAYMENT) && !byEmail.includes(process.env.PAYMENT2), `by email: ${byEmail}`);
       expect(byAmount.length === 2 && byAmount.includes(process.env.PAYMENT) && byAmount.includes(process.env.PAYMENT2), `by amount: ${byAmount}`);
-      expect(byProduct.length === 2 && byProduct.includes(process.env.PAYMENT) && byProduct.includes(process.env.PAYMENT2), `by product: ${byProduct}`);
+      expect(byProduct.length === 2 && byProduct.includes(process.env.PAYMENT) && byProduct.includes(process.env.PAYMENT2), `by product: ${byProduct} at ${await page.evaluate(() => location.hash + " " + document.getElementById("view").textContent.slice(0, 300))}`);
       // The payments list names the products and the customer.
       const row = page.locator(`tr[data-payment="${process.env.PAYMENT}"]`);
       const description = await row.locator("td[data-label=description]").textContent();
@@ -326,13 +333,14 @@ Object.assign(scenarios, {
       await go(page, width, "payments");
       const first = await page.locator("tr[data-payment]").evaluateAll((t) => t.map((x) => x.dataset.payment));
       await page.locator("#page-next").click();
-      await page.waitForFunction(() => location.hash.includes("after=") && !document.querySelector("#view .loading"));
+      await drawn(page, "after=");
       const second = await page.locator("tr[data-payment]").evaluateAll((t) => t.map((x) => x.dataset.payment));
       expect(first.length === 50 && second.length > 0 && second.every((id) => !first.includes(id)), `pages: ${first.length} then ${second.length}`);
       const more = await page.locator("#page-next").count();
       expect(more === 0 && first.length + second.length === Number(process.env.TOTAL_PAYMENTS), `${first.length} + ${second.length} payments listed (more: ${more}), ${process.env.TOTAL_PAYMENTS} made`);
       await page.locator("#page-first").click();
-      await page.waitForFunction(() => !location.hash.includes("after=") && !document.querySelector("#view .loading"));
+      await page.waitForFunction(() => !location.hash.includes("after="));
+      await drawn(page);
       // From $20 to $30, today: the two posters.
       await visit(page, "payments");
       const today = await page.evaluate(() => new Date().toLocaleDateString("en-CA"));
@@ -341,7 +349,7 @@ Object.assign(scenarios, {
       await page.locator("#filter-min").fill("20");
       await page.locator("#filter-max").fill("30");
       await page.locator("#payment-filters button[type=submit]").click();
-      await page.waitForFunction(() => location.hash.includes("min=20") && !document.querySelector("#view .loading") && document.querySelector("#view h1"));
+      await drawn(page, "min=20");
       const filtered = await page.locator("tr[data-payment] td[data-label=amount]").allTextContents();
       expect(filtered.length === 2 && filtered.every((a) => a === "$25.00"), `filtered: ${filtered}`);
       const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#export-csv").click()]);

@@ -166,17 +166,22 @@ async function route() {
   }
   closeMenu();
   const mine = ++generation;
+  const hash = location.hash;
+  delete view.dataset.rendered;
   show(el("p", { class: "muted loading" }, "Loading…"));
   try {
     const nodes = await PAGES[page](params, id && decodeURIComponent(id));
     // A later navigation wins: an answer for a page the user left is dropped.
-    if (mine === generation && nodes) show(...nodes);
+    if (mine !== generation) return;
+    if (nodes) show(...nodes);
   } catch (e) {
     if (e.status === 401) return logout();
     if (mine !== generation) return;
     const back = id ? el("p", {}, el("a", { href: `#/${page}` }, `← ${page[0].toUpperCase()}${page.slice(1)}`)) : null;
     show(back, failure(e));
   }
+  // Which address the page shows (the browser tests wait for it).
+  view.dataset.rendered = hash;
 }
 
 function closeMenu() {

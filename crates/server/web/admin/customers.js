@@ -1,5 +1,5 @@
 // Customers (the list, one customer's page) and subscriptions (with cancel).
-import { session, el, money, when, status, table, td, shortId, confirmButton, customerLabel, cached } from "/admin/ui.js";
+import { sentence, raw, session, el, money, when, whenMs, status, table, td, shortId, confirmButton, customerLabel, cached } from "/admin/ui.js";
 
 export async function customers(params) {
   const pb = session.pb;
@@ -39,10 +39,11 @@ export async function customers(params) {
 export async function customer(id) {
   const pb = session.pb;
   const c = await pb.request("GET", `/v1/customers/${id}`);
-  const [cards, pays, subs] = await Promise.all([
+  const [cards, pays, subs, events] = await Promise.all([
     pb.request("GET", `/v1/customers/${id}/payment_methods`),
     pb.request("GET", `/v1/payments?customer=${id}&limit=50`),
     pb.request("GET", `/v1/subscriptions?customer=${id}&limit=100`),
+    pb.request("GET", `/v1/events?customer=${id}&limit=30`),
   ]);
   const paid = {};
   for (const p of pays.data) if (p.amount_captured) paid[p.currency] = (paid[p.currency] || 0) + p.amount_captured - p.amount_refunded;
@@ -90,6 +91,14 @@ export async function customer(id) {
           )
         : el("p", { class: "muted" }, "No payments yet."),
       pays.has_more ? el("p", {}, el("a", { href: `#/payments?customer=${id}` }, "All payments →")) : null,
+    ),
+    el(
+      "section",
+      { class: "card", id: "customer-log" },
+      el("h2", {}, "Log"),
+      events.data.length
+        ? el("ol", { class: "timeline" }, events.data.map((e) => el("li", { "data-kind": "ours", class: /failed|disputed/.test(e.type) ? "bad" : null }, el("span", { class: "muted" }, whenMs(e.created * 1000)), el("span", { class: "kind ours" }, "event"), el("div", {}, el("span", { class: "what" }, sentence(e)), raw(e)))))
+        : el("p", { class: "muted" }, "Nothing yet."),
     ),
   ];
 }

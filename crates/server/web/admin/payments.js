@@ -1,7 +1,7 @@
 // Payments and orders: the lists (filters, search, pages, CSV export), a payment's page
 // (refunds, timeline).
 import { cardName } from "/admin/customers.js";
-import { session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, confirmButton, customerLabel, orderLabel, cached, forget } from "/admin/ui.js";
+import { sentence, raw, session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, confirmButton, customerLabel, orderLabel, cached, forget } from "/admin/ui.js";
 
 const PAGE = 50;
 const STATUSES = ["", "pending", "processing", "requires_capture", "succeeded", "partially_refunded", "refunded", "failed", "canceled", "expired", "disputed"];
@@ -252,22 +252,6 @@ function refundForm(p, left, rerender) {
 }
 
 // ---------------------------------------------------------------- timeline
-
-function sentence(e, p) {
-  const o = (e.data && e.data.object) || {};
-  const m = (a) => money(a, o.currency || p.currency);
-  const [kind, what] = e.type.split(".");
-  if (kind === "refund") return `Refund of ${m(o.amount)} ${what}`;
-  if (kind === "payment") {
-    const words = { pending: "is waiting for the customer", processing: "is processing", requires_capture: "is authorised, waiting for capture", succeeded: "succeeded", failed: "failed", canceled: "was canceled", expired: "expired (checkout abandoned)", disputed: "was disputed", partially_refunded: "was partly refunded", refunded: "was refunded in full" };
-    return `Payment of ${m(o.amount)} ${words[what] || what}${what === "failed" && o.failure ? `: ${o.failure.message || o.failure.code}` : ""}`;
-  }
-  if (kind === "order") return `Order ${({ paid: "paid", partially_refunded: "partly refunded", refunded: "refunded" })[what] || what}`;
-  if (kind === "checkout") return what === "completed" ? "Checkout completed" : "Checkout expired";
-  return e.type;
-}
-
-const raw = (obj) => el("details", { class: "raw" }, el("summary", {}, "raw event"), el("pre", {}, JSON.stringify(obj, null, 2)));
 
 /** Our events, the provider's events and every callback attempt, oldest first. */
 async function timelineOf(p, refunds) {

@@ -140,3 +140,22 @@ export function copyButton(text, label = "Copy") {
   });
   return b;
 }
+
+/** An event as a sentence: "Refund of $10.00 succeeded". `p` gives a default currency. */
+export function sentence(e, p = {}) {
+  const o = (e.data && e.data.object) || {};
+  const m = (a) => money(a, o.currency || p.currency);
+  const [kind, what] = e.type.split(".");
+  if (kind === "refund") return `Refund of ${m(o.amount)} ${what}`;
+  if (kind === "payment") {
+    const words = { pending: "is waiting for the customer", processing: "is processing", requires_capture: "is authorised, waiting for capture", succeeded: "succeeded", failed: "failed", canceled: "was canceled", expired: "expired (checkout abandoned)", disputed: "was disputed", partially_refunded: "was partly refunded", refunded: "was refunded in full" };
+    return `Payment of ${m(o.amount)} ${words[what] || what}${what === "failed" && o.failure ? `: ${o.failure.message || o.failure.code}` : ""}`;
+  }
+  if (kind === "order") return `Order ${({ paid: "paid", partially_refunded: "partly refunded", refunded: "refunded" })[what] || what}`;
+  if (kind === "checkout") return what === "completed" ? "Checkout completed" : "Checkout expired";
+  return e.type;
+}
+
+/** The raw object, a click away. */
+export const raw = (obj) => el("details", { class: "raw" }, el("summary", {}, "raw event"), el("pre", {}, JSON.stringify(obj, null, 2)));
+
