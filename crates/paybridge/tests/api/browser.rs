@@ -21,7 +21,7 @@ fn chromium() -> String {
 }
 
 /// The demo shop, with the keys its first start printed.
-async fn demo() -> (TestDb, Server, AppKeys) {
+pub(crate) async fn demo() -> (TestDb, Server, AppKeys) {
     assert!(
         std::path::Path::new(&chromium()).exists() && browser_dir().join("node_modules/playwright-core").exists(),
         "Chromium ({}) or tests/browser/node_modules is missing: run scripts/test, which installs both",

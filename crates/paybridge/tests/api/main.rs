@@ -6,6 +6,7 @@ mod common;
 mod apps;
 mod attacks;
 mod attacks_app;
+mod backoffice;
 mod browser;
 mod callbacks;
 mod checkout;

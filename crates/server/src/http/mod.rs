@@ -9,6 +9,7 @@ mod connect;
 mod customers;
 mod docs;
 mod events;
+mod export;
 pub mod extract;
 mod idempotency;
 pub mod limits;
@@ -212,6 +213,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(customers::routes())
         .merge(orders::routes())
         .merge(payments::routes())
+        .merge(export::routes())
         .merge(refunds::routes())
         .merge(reports::routes())
         .merge(subscriptions::routes())
