@@ -18,6 +18,7 @@ mod errors;
 mod faults;
 mod idempotency;
 mod isolation;
+mod logs;
 mod ops;
 mod products;
 mod refunds;
