@@ -109,9 +109,15 @@ fn parse_since(s: &str, now: i64) -> anyhow::Result<i64> {
         .split(|c| c == '-' || c == 'T' || c == ':' || c == ' ')
         .map(|p| p.parse::<i64>())
         .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--since: give unix seconds, 2026-12-01T00:00:00Z or an age such as 12h"))?;
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--since: give unix seconds, 2026-12-01T00:00:00Z or an age such as 12h"
+            )
+        })?;
     match parts.as_slice() {
-        [y, mo, d] | [y, mo, d, _, _] | [y, mo, d, _, _, _] if (1..=12).contains(mo) && (1..=31).contains(d) => {
+        [y, mo, d] | [y, mo, d, _, _] | [y, mo, d, _, _, _]
+            if (1..=12).contains(mo) && (1..=31).contains(d) =>
+        {
             let day = paybridge_core::civil::days_from_civil(*y, *mo, *d);
             let (h, mi, sec) = (
                 parts.get(3).copied().unwrap_or(0),
@@ -120,7 +126,9 @@ fn parse_since(s: &str, now: i64) -> anyhow::Result<i64> {
             );
             Ok(day * 86_400 + h * 3600 + mi * 60 + sec)
         }
-        _ => anyhow::bail!("--since: give unix seconds, 2026-12-01T00:00:00Z or an age such as 12h"),
+        _ => {
+            anyhow::bail!("--since: give unix seconds, 2026-12-01T00:00:00Z or an age such as 12h")
+        }
     }
 }
 

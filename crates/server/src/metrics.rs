@@ -185,7 +185,10 @@ impl Metrics {
 
     /// A catch-up round's count: `new` of `relevant` events were missing.
     pub fn event_sync_events(&self, new: usize, relevant: usize) {
-        let get = |outcome| self.event_sync_events.get_or_create(&OutcomeLabels { outcome });
+        let get = |outcome| {
+            self.event_sync_events
+                .get_or_create(&OutcomeLabels { outcome })
+        };
         get("new").inc_by(new as u64);
         get("known").inc_by(relevant.saturating_sub(new) as u64);
     }

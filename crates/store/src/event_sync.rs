@@ -105,12 +105,10 @@ pub async fn known(db: &Db, app: &str, ids: &[String]) -> Result<Vec<String>> {
 
 /// The newest provider event time the app has, by any path.
 pub async fn newest_event(db: &Db, app: &str) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT MAX(created) FROM provider_events WHERE app_id = $1",
-        )
-        .bind(app)
-        .fetch_one(db.reader())
-        .await?,
+    Ok(sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MAX(created) FROM provider_events WHERE app_id = $1",
     )
+    .bind(app)
+    .fetch_one(db.reader())
+    .await?)
 }

@@ -111,7 +111,10 @@ fn endpoint_stub(accounts: Arc<Mutex<Accounts>>) -> impl Fn(&Recorded, usize) ->
             };
             if r.method == "DELETE" {
                 list.remove(i);
-                return (200, json!({"id": id, "object": "webhook_endpoint", "deleted": true}));
+                return (
+                    200,
+                    json!({"id": id, "object": "webhook_endpoint", "deleted": true}),
+                );
             }
             if let Some(url) = r.form_get("url") {
                 list[i]["url"] = json!(url);
@@ -221,10 +224,7 @@ async fn setting_a_stripe_key_makes_our_webhook_endpoint(b: Backend) {
     let r = set_keys(&s, &a, "sk_test_account_one").await;
     assert_eq!(r.json["webhook_endpoint"]["id"], "we_made1");
     assert_eq!(stub.calls("POST", "/v1/webhook_endpoints").len(), 1);
-    assert!(stub
-        .all()
-        .iter()
-        .all(|c| c.method != "DELETE"));
+    assert!(stub.all().iter().all(|c| c.method != "DELETE"));
 }
 
 async fn a_new_key_or_url_moves_our_endpoint_and_never_a_hand_made_one(b: Backend) {
@@ -348,7 +348,10 @@ async fn a_restricted_key_or_a_private_url_names_the_fallback(b: Backend) {
     assert_eq!(we["setup"], "permission_denied", "{}", r.body);
     let msg = we["message"].as_str().unwrap();
     assert!(msg.contains("Webhook Endpoints"), "{msg}");
-    assert!(msg.contains("PUT /v1/payment_config/signing_secret"), "{msg}");
+    assert!(
+        msg.contains("PUT /v1/payment_config/signing_secret"),
+        "{msg}"
+    );
     assert!(msg.contains("polls"), "{msg}");
     assert!(!msg.contains("rk_test_restricted"), "the key leaked: {msg}");
     assert!(stub.calls("POST", "/v1/webhook_endpoints").is_empty());
@@ -388,7 +391,11 @@ async fn a_restricted_key_or_a_private_url_names_the_fallback(b: Backend) {
     assert_eq!(r.json["configured"], true);
     assert_eq!(stub.all().len(), before, "no call to Stripe");
     // Said at start too.
-    assert!(s.banner().contains("polling Stripe's event list"), "{}", s.banner());
+    assert!(
+        s.banner().contains("polling Stripe's event list"),
+        "{}",
+        s.banner()
+    );
 }
 
 async fn localstripe_call(ls: &LocalStripe, path: &str, form: &[(&str, &str)]) -> Value {
@@ -431,7 +438,12 @@ async fn pay_without_webhooks(s: &Server, ls: &LocalStripe, a: &AppKeys, amount:
     )
     .await;
     let pm = pm["id"].as_str().unwrap();
-    localstripe_call(ls, &format!("/v1/payment_intents/{pi}"), &[("payment_method", pm)]).await;
+    localstripe_call(
+        ls,
+        &format!("/v1/payment_intents/{pi}"),
+        &[("payment_method", pm)],
+    )
+    .await;
     let done = localstripe_call(ls, &format!("/v1/payment_intents/{pi}/confirm"), &[]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     p.json["id"].as_str().unwrap().to_owned()
@@ -463,7 +475,10 @@ async fn the_catch_up_worker_applies_what_webhooks_never_brought(b: Backend) {
         .await;
     assert_eq!(paid["amount_captured"], 2300);
     let events = s
-        .get("/v1/provider_events?type=payment_intent.succeeded", &a.admin)
+        .get(
+            "/v1/provider_events?type=payment_intent.succeeded",
+            &a.admin,
+        )
         .await;
     let e = &events.json["data"][0];
     assert_eq!(e["outcome"], "processed", "{}", events.body);
@@ -496,7 +511,9 @@ async fn the_catch_up_worker_applies_what_webhooks_never_brought(b: Backend) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json["duplicate"], true, "{}", r.body);
     assert_eq!(
-        s.event_types(&a.admin, "type=payment.succeeded").await.len(),
+        s.event_types(&a.admin, "type=payment.succeeded")
+            .await
+            .len(),
         1
     );
     // The view and the metrics show the worker.
@@ -505,12 +522,21 @@ async fn the_catch_up_worker_applies_what_webhooks_never_brought(b: Backend) {
     assert!(sync["events_new"].as_i64().unwrap() >= 1, "{}", v.body);
     assert!(sync["lag_seconds"].as_i64().unwrap() <= 5, "{}", v.body);
     assert!(sync["last_error"].is_null(), "{}", v.body);
-    let m = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let m = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(m.contains("paybridge_event_sync_lag_seconds"), "{m}");
     assert!(
-        m.lines()
-            .any(|l| l.starts_with("paybridge_event_sync_events_total{outcome=\"new\"}")
-                && !l.ends_with(" 0")),
+        m.lines().any(
+            |l| l.starts_with("paybridge_event_sync_events_total{outcome=\"new\"}")
+                && !l.ends_with(" 0")
+        ),
         "{m}"
     );
 }
@@ -558,12 +584,14 @@ async fn events_sync_cli_reads_from_since(b: Backend) {
     );
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert!(report["new"].as_i64().unwrap() >= 1, "{report}");
-    assert!(report["since"].as_i64().unwrap() <= now() - 7190, "{report}");
+    assert!(
+        report["since"].as_i64().unwrap() <= now() - 7190,
+        "{report}"
+    );
     // Run again: everything is known now.
     let out = run(&[]);
     let report: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
-            .unwrap();
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(report["new"], 0, "{report}");
     // A bad --since is refused, not guessed.
     let out = run(&["--since", "yesterday-ish"]);

@@ -21,8 +21,8 @@ use serde_json::Value;
 pub use client::{Client, RetryPolicy, STRIPE_VERSION};
 
 use crate::{
-    Call, EventPage, Form, IntentLookup, NewWebhookEndpoint, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund,
-    NewSubscription, NewTransfer, Provider, Result,
+    Call, EventPage, Form, IntentLookup, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent,
+    NewRefund, NewSubscription, NewTransfer, NewWebhookEndpoint, Provider, Result,
 };
 
 /// Pages of 100 read when looking for an intent whose create call got no answer.

@@ -137,7 +137,8 @@ async fn view(
         provider_public_key: row.and_then(|r| r.public_key),
         environment: env.as_str().to_owned(),
         webhook_callback_url: stripe_endpoint::callback_url(state, app),
-        event_delivery: stripe.then(|| if polling_only { "polling" } else { "webhooks" }.to_owned()),
+        event_delivery: stripe
+            .then(|| if polling_only { "polling" } else { "webhooks" }.to_owned()),
         webhook_endpoint: endpoint.map(|e| WebhookEndpointView {
             setup: e.setup,
             message: e.message,

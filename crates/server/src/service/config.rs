@@ -86,7 +86,11 @@ pub async fn set_signing_secret(state: &AppState, app: &str, secret: &str) -> Ap
 /// a signing secret, or for Stripe with no public URL (`polling_only`) the keys alone,
 /// since the catch-up worker then brings every event.
 pub fn configured(row: &ConfigRow, polling_only: bool) -> bool {
-    is_configured(row) || (polling_only && row.provider == ProviderKind::Stripe.as_str() && row.secret_key_sealed.is_some() && row.public_key.is_some())
+    is_configured(row)
+        || (polling_only
+            && row.provider == ProviderKind::Stripe.as_str()
+            && row.secret_key_sealed.is_some()
+            && row.public_key.is_some())
 }
 
 /// Ready to take payments: a provider, its secret key (Stripe) and a signing secret.

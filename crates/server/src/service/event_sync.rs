@@ -87,11 +87,14 @@ pub async fn sync_app(
                 now(),
             )
             .await?;
-            state.metrics.event_sync_events(report.new - report.duplicates, report.relevant);
+            state
+                .metrics
+                .event_sync_events(report.new - report.duplicates, report.relevant);
             Ok(report)
         }
         Err(e) => {
-            let _ = event_sync::failed(&state.db, app, start + OVERLAP_SECS, &e.message, now()).await;
+            let _ =
+                event_sync::failed(&state.db, app, start + OVERLAP_SECS, &e.message, now()).await;
             state.metrics.event_sync_failed();
             Err(e)
         }
@@ -136,7 +139,10 @@ async fn read_and_apply(
             report.cursor = report.cursor.max(created);
             let kind = v["type"].as_str().unwrap_or("");
             // A fake may ignore the `created` filter; Stripe's list never needs this.
-            if created < start || !HANDLED.contains(&kind) || v["livemode"].as_bool().unwrap_or(false) != live {
+            if created < start
+                || !HANDLED.contains(&kind)
+                || v["livemode"].as_bool().unwrap_or(false) != live
+            {
                 continue;
             }
             if let Some(id) = v["id"].as_str() {

@@ -63,9 +63,16 @@ pub fn unreachable_reason(public_url: &str) -> Option<String> {
         Some(url::Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             !d.contains('.')
-                || [".localhost", ".local", ".internal", ".lan", ".home.arpa", ".test"]
-                    .iter()
-                    .any(|s| d.ends_with(s))
+                || [
+                    ".localhost",
+                    ".local",
+                    ".internal",
+                    ".lan",
+                    ".home.arpa",
+                    ".test",
+                ]
+                .iter()
+                .any(|s| d.ends_with(s))
         }
     };
     private.then(|| {
@@ -101,7 +108,12 @@ fn ours(e: &WebhookEndpoint, app: &str) -> bool {
         .is_some_and(|a| a == app)
 }
 
-fn row(app: &str, setup: &str, message: Option<String>, e: Option<&WebhookEndpoint>) -> EndpointRow {
+fn row(
+    app: &str,
+    setup: &str,
+    message: Option<String>,
+    e: Option<&WebhookEndpoint>,
+) -> EndpointRow {
     EndpointRow {
         app_id: app.to_owned(),
         setup: setup.to_owned(),
@@ -117,7 +129,11 @@ fn row(app: &str, setup: &str, message: Option<String>, e: Option<&WebhookEndpoi
 
 fn call(app: &str, key: SecretString, op: &str) -> Call {
     let nonce = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    Call::new(app, Some(key), &format!("{app}_webhook_endpoint_{op}_{nonce}"))
+    Call::new(
+        app,
+        Some(key),
+        &format!("{app}_webhook_endpoint_{op}_{nonce}"),
+    )
 }
 
 /// Makes, updates or replaces the app's own endpoint at Stripe so that it matches the
@@ -161,7 +177,12 @@ pub async fn ensure(
                 ),
             };
             tracing::warn!(app, setup, error = %e, "no webhook endpoint of ours at Stripe");
-            row(app, setup, Some(format!("{what} {}", fallback(state, app))), None)
+            row(
+                app,
+                setup,
+                Some(format!("{what} {}", fallback(state, app))),
+                None,
+            )
         }
     };
     Ok(Some(stripe_endpoints::put(&state.db, &recorded).await?))
@@ -229,7 +250,12 @@ async fn reconcile(
             want.sort();
             if e.url != url || have != want {
                 stripe
-                    .update_webhook_endpoint(&call(app, key.clone(), "update"), &e.id, &url, &wanted)
+                    .update_webhook_endpoint(
+                        &call(app, key.clone(), "update"),
+                        &e.id,
+                        &url,
+                        &wanted,
+                    )
                     .await?
             } else {
                 e.clone()
@@ -287,7 +313,11 @@ async fn remove(stripe: &dyn Provider, app: &str, key: &SecretString, id: &str) 
         .await
     {
         Ok(()) | Err(ProviderError::NotFound { .. }) => {
-            tracing::info!(app, endpoint = id, "removed a webhook endpoint paybridge had made")
+            tracing::info!(
+                app,
+                endpoint = id,
+                "removed a webhook endpoint paybridge had made"
+            )
         }
         Err(e) => {
             tracing::warn!(app, endpoint = id, error = %e, "could not remove an old webhook endpoint of ours")

@@ -27,7 +27,11 @@ pub async fn run(state: AppState, stop: CancellationToken) {
     let mut first = true;
     loop {
         // The first round waits only for leadership to settle.
-        let wait = if first { Duration::from_millis(500) } else { every };
+        let wait = if first {
+            Duration::from_millis(500)
+        } else {
+            every
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -39,7 +43,10 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             first = false;
             match stripe_endpoint::refresh_all(&state).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(apps = n, "webhook endpoints brought in line with the public URL"),
+                Ok(n) => tracing::info!(
+                    apps = n,
+                    "webhook endpoints brought in line with the public URL"
+                ),
                 Err(e) => tracing::warn!(error = %e.message, "webhook endpoint refresh failed"),
             }
         }
