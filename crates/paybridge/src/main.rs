@@ -106,7 +106,7 @@ fn parse_since(s: &str, now: i64) -> anyhow::Result<i64> {
     // YYYY-MM-DDTHH:MM:SS with `Z` or `+00:00`.
     let t = s.trim_end_matches('Z').trim_end_matches("+00:00");
     let parts: Vec<i64> = t
-        .split(|c| c == '-' || c == 'T' || c == ':' || c == ' ')
+        .split(['-', 'T', ':', ' '])
         .map(|p| p.parse::<i64>())
         .collect::<Result<_, _>>()
         .map_err(|_| {

@@ -22,6 +22,8 @@ paybridge_testkit::on_both!(
     a_restricted_key_or_a_private_url_names_the_fallback,
     the_catch_up_worker_applies_what_webhooks_never_brought,
     events_sync_cli_reads_from_since,
+    portal_sessions_send_the_customer_to_stripes_portal,
+    the_sandbox_portal_cancels_and_changes_the_default_card,
 );
 
 const PUBLIC: &str = "https://pay.example.com";
@@ -600,4 +602,208 @@ async fn events_sync_cli_reads_from_since(b: Backend) {
     s.restart().await;
     let p = s.get(&format!("/v1/payments/{pid}"), &a.server).await;
     assert_eq!(p.json["status"], "succeeded", "{}", p.body);
+}
+
+async fn portal_sessions_send_the_customer_to_stripes_portal(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let stub = Stub::start(|r: &Recorded, _| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", "/v1/customers") => (200, fixture("customer", json!({"id": "cus_portal1"}))),
+        ("POST", "/v1/billing_portal/sessions") => (
+            200,
+            // Stripe's published billing_portal.session.
+            json!({"id": "bps_1MrSjzLkdIwHu7ixex0IvU9b", "object": "billing_portal.session",
+                "configuration": "bpc_1MAhNDLkdIwHu7ixckACO1Jq", "created": 1680210639,
+                "customer": r.form_get("customer"), "flow": null, "livemode": false, "locale": null,
+                "on_behalf_of": null, "return_url": r.form_get("return_url"),
+                "url": "https://billing.stripe.com/p/session/test_YWNjdF8xTTJKVGtMa2RJd0h1N2l4"}),
+        ),
+        _ => (404, json!({"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}})),
+    })
+    .await;
+    let s = Server::start_with(
+        &db,
+        &[
+            ("PAYBRIDGE_STRIPE_API_BASE", &stub.base),
+            ("PAYBRIDGE_STRIPE_RETRY_BASE_MS", "20"),
+        ],
+    )
+    .await;
+    let a = s.app("test").await;
+    set_keys(&s, &a, "sk_test_portal").await;
+    let c = s
+        .post(
+            "/v1/customers",
+            &a.server,
+            json!({"external_id": "portal-1", "email": "ada@example.com"}),
+        )
+        .await;
+    let cid = c.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/customers/{cid}/portal_sessions");
+    let r = s
+        .post(
+            &path,
+            &a.server,
+            json!({"return_url": "https://shop.example.com/account"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json["object"], "portal_session");
+    assert_eq!(r.json["customer"], cid.as_str());
+    assert_eq!(r.json["id"], "bps_1MrSjzLkdIwHu7ixex0IvU9b");
+    assert!(r.json["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://billing.stripe.com/p/session/"));
+    assert_eq!(r.json["return_url"], "https://shop.example.com/account");
+    let sent = stub.calls("POST", "/v1/billing_portal/sessions");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].form_get("customer"), Some("cus_portal1"));
+    assert_eq!(
+        sent[0].form_get("return_url"),
+        Some("https://shop.example.com/account")
+    );
+    // Only a server (or admin) key; a bad return URL and an unknown customer are the caller's.
+    let r = s
+        .post(
+            &path,
+            &a.publishable,
+            json!({"return_url": "https://shop.example.com/"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = s
+        .post(
+            &path,
+            &a.server,
+            json!({"return_url": "javascript:alert(1)"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.error().2.as_deref(), Some("return_url"));
+    let r = s
+        .post(
+            "/v1/customers/customer_nope/portal_sessions",
+            &a.server,
+            json!({"return_url": "https://shop.example.com/"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(stub.calls("POST", "/v1/billing_portal/sessions").len(), 1);
+}
+
+async fn the_sandbox_portal_cancels_and_changes_the_default_card(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = Server::start(&db).await;
+    let a = s.sandbox_app().await;
+    let cid = s.customer_with_card(&a.server, "portal-sandbox").await;
+    let second = s
+        .post(
+            &format!("/v1/customers/{cid}/payment_methods"),
+            &a.server,
+            json!({"payment_method": "pm_card_mastercard"}),
+        )
+        .await;
+    assert!(second.status.is_success(), "{}", second.body);
+    let pro = s
+        .post("/v1/products", &a.admin, json!({"name": "Pro", "unit_amount": 1_500, "currency": "usd", "recurring": {"interval": "month"}}))
+        .await;
+    let sub = s
+        .post(
+            "/v1/subscriptions",
+            &a.server,
+            json!({"customer": cid, "product": pro.json["id"]}),
+        )
+        .await;
+    assert_eq!(sub.status, StatusCode::CREATED, "{}", sub.body);
+    let sid = sub.json["id"].as_str().unwrap().to_owned();
+    let r = s
+        .post(
+            &format!("/v1/customers/{cid}/portal_sessions"),
+            &a.server,
+            json!({"return_url": "https://shop.example.com/account"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let url = r.json["url"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with(&format!("{}/sandbox/portal/{}/bps_", s.base, a.id)),
+        "{url}"
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("15.00 USD / month"), "{html}");
+    assert!(html.contains("Cancel subscription"), "{html}");
+    assert!(html.contains("Make default"), "{html}");
+    assert!(html.contains("https://shop.example.com/account"), "{html}");
+    // The customer cancels: the sandbox's events reach paybridge's subscription.
+    let psub = html
+        .split("subscriptions/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(format!("{url}/subscriptions/{psub}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let done = s
+        .until(&format!("/v1/subscriptions/{sid}"), &a.server, |v| {
+            v["status"] == "canceled"
+        })
+        .await;
+    assert_eq!(done["status"], "canceled");
+    let html = http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(!html.contains("Cancel subscription"), "{html}");
+    // Makes the other card the default at the provider.
+    let pm = html
+        .split("payment_methods/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(format!("{url}/payment_methods/{pm}/default"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let html = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let li = html
+        .split(&format!("data-id=\"{pm}\">"))
+        .nth(1)
+        .and_then(|r| r.split("</li>").next())
+        .unwrap();
+    assert!(li.contains("class=default"), "{html}");
+    assert!(
+        !html.contains(&format!("payment_methods/{pm}/default")),
+        "{html}"
+    );
+    // Another session's objects and an unknown session are not reachable.
+    let r = http
+        .post(format!("{url}/subscriptions/sub_not_theirs/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = http
+        .get(format!("{}/sandbox/portal/{}/bps_unknown", s.base, a.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

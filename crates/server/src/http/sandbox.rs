@@ -264,7 +264,7 @@ async fn confirm(
     Ok(axum::Json(PaymentView::of(&p)))
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -272,7 +272,7 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn money(amount: i64, currency: &str) -> String {
+pub(super) fn money(amount: i64, currency: &str) -> String {
     Currency::parse(currency)
         .ok()
         .and_then(|c| Money::new(amount, c).ok())
@@ -280,7 +280,7 @@ fn money(amount: i64, currency: &str) -> String {
         .unwrap_or_else(|| format!("{amount} {currency}"))
 }
 
-fn origin(url: &str) -> String {
+pub(super) fn origin(url: &str) -> String {
     url::Url::parse(url)
         .ok()
         .map(|u| u.origin().ascii_serialization())

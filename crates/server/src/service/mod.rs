@@ -13,6 +13,7 @@ pub mod event_sync;
 pub mod ledger;
 pub mod orders;
 pub mod payments;
+pub mod portal;
 pub mod provider;
 pub mod reconcile;
 pub mod refunds;
