@@ -381,3 +381,35 @@ pub async fn refresh_all(state: &AppState) -> Result<usize, ApiError> {
     }
     Ok(changed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unreachable_reason;
+
+    #[test]
+    fn only_public_urls_can_receive_stripes_webhooks() {
+        for url in [
+            "https://pay.example.com",
+            "http://pay.example.com:8080/pb",
+            "https://8.8.8.8",
+            "https://[2606:4700::1111]",
+        ] {
+            assert_eq!(unreachable_reason(url), None, "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:4242",
+            "http://localhost:4242",
+            "http://[::1]:4242",
+            "http://10.0.0.5",
+            "http://192.168.1.20:4242",
+            "http://169.254.169.254",
+            "http://myhost",
+            "http://shop.local",
+            "http://api.localhost",
+            "ftp://pay.example.com",
+            "not a url",
+        ] {
+            assert!(unreachable_reason(url).is_some(), "{url}");
+        }
+    }
+}
