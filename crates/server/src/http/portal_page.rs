@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
 
-use super::sandbox::{esc, money, origin};
+use super::checkout_page::{esc, format_money as money, origin};
 use crate::http::extract::Path;
 use crate::state::AppState;
 
