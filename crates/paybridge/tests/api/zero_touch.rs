@@ -241,6 +241,23 @@ async fn setting_a_stripe_key_makes_our_webhook_endpoint(b: Backend) {
     assert_eq!(made_for_b2, 1);
     assert_eq!(stub.calls("POST", "/v1/webhook_endpoints").len(), 2);
     assert!(stub.all().iter().all(|c| c.method != "DELETE"));
+    // Leaving Stripe for the sandbox removes the endpoint we made there.
+    let r = s
+        .put(
+            "/v1/payment_config",
+            &a.admin,
+            json!({"provider": "sandbox"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let deletes: Vec<Recorded> = stub
+        .all()
+        .into_iter()
+        .filter(|c| c.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].path, "/v1/webhook_endpoints/we_made1");
+    assert_eq!(key_of(&deletes[0]), "sk_test_account_one");
 }
 
 async fn a_new_key_or_url_moves_our_endpoint_and_never_a_hand_made_one(b: Backend) {

@@ -325,6 +325,36 @@ async fn remove(stripe: &dyn Provider, app: &str, key: &SecretString, id: &str) 
     }
 }
 
+/// The app left Stripe (for the sandbox): the endpoint we made there, reachable with
+/// the key it had, is removed, and the record says so.
+pub async fn forget(
+    state: &AppState,
+    app: &str,
+    previous_key: Option<SecretString>,
+) -> ApiResult<()> {
+    let lock = app_lock(app);
+    let _held = lock.lock().await;
+    let Some(stored) = stripe_endpoints::get(&state.db, app).await? else {
+        return Ok(());
+    };
+    if let (Some(id), Some(key), MANAGED) =
+        (&stored.endpoint_id, previous_key, stored.setup.as_str())
+    {
+        remove(state.stripe.as_ref(), app, &key, id).await;
+    }
+    stripe_endpoints::put(
+        &state.db,
+        &row(
+            app,
+            MANUAL,
+            Some("The app no longer uses Stripe.".into()),
+            None,
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
 /// A signing secret set by hand: the app now uses its own endpoint, so the one we made
 /// (which would fail once its secret's grace ends) is removed.
 pub async fn set_manual_signing_secret(
