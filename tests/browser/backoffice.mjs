@@ -75,7 +75,7 @@ async function visit(page, hash) {
 
 /** Waits until the page drawn is the one the address names. */
 async function drawn(page, hashHas = "") {
-  await page.waitForFunction((has) => document.getElementById("view").dataset.rendered === location.hash && decodeURIComponent(location.hash).includes(has), hashHas, { timeout: 15000 });
+  await page.waitForFunction((has) => document.getElementById("view").dataset.rendered === location.hash && decodeURIComponent(location.hash).includes(has), hashHas, { timeout: 30000 });
 }
 
 /** Text nodes that read "null" or "undefined": a value that was never there. */

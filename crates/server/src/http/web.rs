@@ -125,7 +125,9 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     r
 }
 
-async fn admin_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+async fn admin_file(
+    crate::http::extract::Path(file): crate::http::extract::Path<String>,
+) -> Response {
     match ADMIN_FILES.iter().find(|(name, _, _)| *name == file) {
         Some((_, body, content_type)) => asset(body, content_type),
         None => crate::error::ApiError::not_found("file").into_response(),
