@@ -8,6 +8,7 @@
 // $ARTIFACTS when set).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
+import { scenarios as checkoutScenarios } from "./checkout.mjs";
 
 const BASE = process.env.BASE;
 const scenario = process.argv[2];
@@ -193,7 +194,7 @@ const scenarios = {
 
 const browser = await launch();
 try {
-  const fn = scenarios[scenario];
+  const fn = scenarios[scenario] || checkoutScenarios[scenario];
   if (!fn) throw new Error(`no scenario ${scenario}`);
   const out = await fn(browser);
   console.log(JSON.stringify(out));

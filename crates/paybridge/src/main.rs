@@ -2,6 +2,7 @@
 
 mod config;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -113,12 +114,20 @@ enum KeyCommand {
     },
 }
 
+/// Whether logs carry ANSI colour: only on a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>).
+fn colour_logs(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_logs(json: bool) {
     let filter = EnvFilter::try_from_env("PAYBRIDGE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // Colour only for a person at a terminal: a log file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs(std::io::stderr().is_terminal()))
         .with_writer(std::io::stderr);
     if json {
         builder

@@ -99,6 +99,11 @@ impl Metrics {
         for outcome in ["processed", "duplicate", "rejected"] {
             let _ = webhook_events.get_or_create(&OutcomeLabels { outcome });
         }
+        registry.register(
+            "ledger_anomalies",
+            "Facts refused by the ledger's invariants (webhooks, provider answers, the reconciler)",
+            crate::service::ledger::ANOMALIES.clone(),
+        );
         let rate_limited = Family::<RateLimitLabels, Counter>::default();
         registry.register(
             "rate_limited",

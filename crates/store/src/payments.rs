@@ -336,7 +336,7 @@ pub async fn reserve_refund(
     Ok(sqlx::query_as::<_, PaymentRow>(&format!(
         "UPDATE payments SET amount_refunding = amount_refunding + $3 \
          WHERE app_id = $1 AND id = $2 AND lifecycle = 'succeeded' AND $3 > 0 \
-             AND amount_refunding + $3 <= amount_captured \
+             AND dispute NOT IN ('open', 'lost') AND amount_refunding + $3 <= amount_captured \
          RETURNING {COLUMNS}"
     ))
     .bind(app)

@@ -54,7 +54,7 @@ pub(crate) async fn demo() -> (TestDb, Server, AppKeys) {
 }
 
 /// Runs one scenario of `run.mjs`; returns the JSON it printed.
-fn scenario(s: &Server, keys: &AppKeys, name: &str, env: &[(&str, &str)]) -> Value {
+pub(crate) fn scenario(s: &Server, keys: &AppKeys, name: &str, env: &[(&str, &str)]) -> Value {
     let artifacts = paybridge_testkit::repo_root().join("target/browser-artifacts");
     let mut cmd = Command::new("node");
     cmd.arg("run.mjs")

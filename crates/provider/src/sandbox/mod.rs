@@ -429,6 +429,26 @@ impl Sandbox {
         session: &str,
         card_number: &str,
     ) -> Result<CheckoutSession> {
+        self.complete_checkout_as(app, session, card_number, None)
+            .await
+    }
+
+    /// `complete_checkout`, with the email the customer gave on the page (kept in the
+    /// session's `customer_details`, as Stripe's page does). A number that is not a card
+    /// at all is refused before anything is tried or recorded, as Stripe refuses it
+    /// before a charge.
+    pub async fn complete_checkout_as(
+        &self,
+        app: &str,
+        session: &str,
+        card_number: &str,
+        email: Option<&str>,
+    ) -> Result<CheckoutSession> {
+        if let Err(d) = cards::lookup(card_number) {
+            if cards::is_typo(&d) {
+                return Err(card_error(d, None));
+            }
+        }
         let mut ch = Change::begin(self, app, None).await?;
         let mut cs = ch
             .load(session)
@@ -454,6 +474,9 @@ impl Sandbox {
                 "checkout_session_expired",
                 "This Checkout Session has expired.",
             ));
+        }
+        if let Some(email) = email {
+            cs["customer_details"] = json!({"email": email});
         }
         if cs["mode"] == "subscription" {
             return self
@@ -527,6 +550,11 @@ impl Sandbox {
         intent: &str,
         card_number: &str,
     ) -> Result<PaymentIntent> {
+        if let Err(d) = cards::lookup(card_number) {
+            if cards::is_typo(&d) {
+                return Err(card_error(d, None));
+            }
+        }
         let mut ch = Change::begin(self, app, None).await?;
         let mut pi = ch
             .load(intent)

@@ -4,6 +4,7 @@
 mod apps;
 mod auth;
 mod callbacks;
+mod checkout_page;
 mod config;
 mod connect;
 mod customers;
@@ -257,7 +258,7 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(finish_doc(doc));
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
-        .merge(sandbox::pages())
+        .merge(checkout_page::pages())
         .merge(web::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
