@@ -66,8 +66,15 @@ pub async fn serve(db: &str, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn receive(State(f): State<Floor>, headers: HeaderMap, body: Bytes) -> (StatusCode, &'static str) {
-    let Some(header) = headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
+async fn receive(
+    State(f): State<Floor>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let Some(header) = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
         return (StatusCode::BAD_REQUEST, "{\"error\":\"signature_missing\"}");
     };
     let now = std::time::SystemTime::now()
@@ -83,7 +90,11 @@ async fn receive(State(f): State<Floor>, headers: HeaderMap, body: Bytes) -> (St
     let id = ev.id.to_owned();
     let (done, answer) = oneshot::channel();
     let queue = f.queue.clone();
-    let job = Job { id, raw: body, done };
+    let job = Job {
+        id,
+        raw: body,
+        done,
+    };
     // The queue is bounded: a full one blocks this task's thread briefly, which is the
     // back-pressure a naive receiver has.
     if tokio::task::block_in_place(|| queue.send(job)).is_err() {
@@ -91,7 +102,10 @@ async fn receive(State(f): State<Floor>, headers: HeaderMap, body: Bytes) -> (St
     }
     match answer.await {
         Ok(true) => (StatusCode::OK, "{\"received\":true}"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"not_stored\"}"),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"error\":\"not_stored\"}",
+        ),
     }
 }
 

@@ -309,7 +309,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             floors.push(m);
         }
     }
-    println!("webhook ingest on {backend:?}, {connections} connections, {runs} runs of {}s:", dur.as_secs());
+    println!(
+        "webhook ingest on {backend:?}, {connections} connections, {runs} runs of {}s:",
+        dur.as_secs()
+    );
     summary("  paybridge, cheap generator", &cheap);
     summary("  paybridge, signing generator", &signing);
     summary("  floor, cheap generator", &floors);
