@@ -31,3 +31,4 @@ mod stripe;
 mod stub;
 mod subscriptions;
 mod webhooks;
+mod zero_touch;

@@ -18,6 +18,7 @@ mod list;
 mod ops;
 mod orders;
 mod payments;
+mod portal_page;
 mod products;
 mod refunds;
 mod rejections;
@@ -259,6 +260,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
         .merge(checkout_page::pages())
+        .merge(portal_page::pages())
         .merge(web::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
