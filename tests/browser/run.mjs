@@ -128,6 +128,7 @@ const scenarios = {
     await page.locator("td code", { hasText: refund }).waitFor({ timeout: 15000 });
     const refunded = await page.locator("#amount-refunded").textContent();
     expect(refunded.replace(/[^0-9]/g, "") === process.env.REFUND_AMOUNT, `refunded: ${refunded}`);
+    await page.locator("#timeline li[data-kind]").first().waitFor();
     await shot(page, "dashboard-payment");
     // Callback endpoints: add one; its secret is shown this once.
     await page.locator('#nav a[data-view="callbacks"]').click();

@@ -535,3 +535,26 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing requests in flight");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_takes_seconds_times_and_ages() {
+        let now = 1_800_000_000;
+        assert_eq!(parse_since("1700000000", now).unwrap(), 1_700_000_000);
+        assert_eq!(parse_since("12h", now).unwrap(), now - 12 * 3600);
+        assert_eq!(parse_since("7d", now).unwrap(), now - 7 * 86_400);
+        assert_eq!(parse_since("90m", now).unwrap(), now - 90 * 60);
+        assert_eq!(
+            parse_since("2026-12-01T00:00:00Z", now).unwrap(),
+            1_796_083_200
+        );
+        assert_eq!(parse_since("2026-12-01", now).unwrap(), 1_796_083_200);
+        assert_eq!(parse_since("1970-01-01T00:01:05+00:00", now).unwrap(), 65);
+        for bad in ["yesterday", "12x", "2026-13-01", ""] {
+            assert!(parse_since(bad, now).is_err(), "{bad}");
+        }
+    }
+}

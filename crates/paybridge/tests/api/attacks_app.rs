@@ -98,8 +98,8 @@ async fn provider_options_are_an_allowlist_per_role(b: Backend) {
         ),
         (
             pay(json!({"allow_promotion_codes": true})),
-            StatusCode::FORBIDDEN,
-            "permission_denied",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "parameter_reserved",
             "allow_promotion_codes",
         ),
         (
@@ -147,11 +147,24 @@ async fn provider_options_are_an_allowlist_per_role(b: Backend) {
         )
         .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
-    // The app's server may offer promotion codes; nobody may pass fees or trials.
+    // The app's server may set its statement descriptor; nobody may pass fees, trials or
+    // promotion codes (they would charge less than the order's total).
     let r = s
-        .post("/v1/checkout/sessions", &a.server, pay(json!({"allow_promotion_codes": true, "payment_intent_data[statement_descriptor]": "SHOP"})))
+        .post(
+            "/v1/checkout/sessions",
+            &a.server,
+            pay(json!({"payment_intent_data[statement_descriptor]": "SHOP"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = s
+        .post(
+            "/v1/checkout/sessions",
+            &a.admin,
+            pay(json!({"allow_promotion_codes": true})),
+        )
+        .await;
+    assert_eq!(r.error().1, "parameter_reserved", "{}", r.body);
     let r = s
         .post(
             "/v1/checkout/sessions",

@@ -9,20 +9,23 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::browser::demo;
-use crate::common::{AppKeys, Server, TestDb};
+use crate::common::{AppKeys, Receiver, Server, TestDb};
 
 /// The shop: three customers (two with a Visa, one whose card is declined), a poster
 /// each for Ada and Bob, a mug for Ada, a decline, an open and an expired checkout, two
-/// monthly subscriptions, a callback endpoint that answers 404, and 50 small sales so
+/// monthly subscriptions, a callback endpoint that answers 400, and 50 small sales so
 /// the list has a second page. Returns the ids the scenarios need, as their environment.
-async fn shop(s: &Server, keys: &AppKeys) -> Vec<(String, String)> {
+async fn shop(s: &Server, keys: &AppKeys, receiver: &Receiver) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: &Value| env.push((k.into(), v.as_str().unwrap().to_owned()));
+    // A receiver that knows no secret answers 400 to every delivery. (Not a 404 from
+    // paybridge itself: hundreds of anonymous callbacks from 127.0.0.1 would spend the
+    // address's anonymous budget, which the browser's page loads share.)
     let failing = s
         .post(
             "/v1/callback_endpoints",
             &keys.admin,
-            json!({"url": s.url("/nope")}),
+            json!({"url": receiver.url()}),
         )
         .await;
     put("FAILING_ENDPOINT", &failing.json["id"]);
@@ -177,6 +180,7 @@ fn scenario(s: &Server, keys: &AppKeys, name: &str, env: &[(String, String)]) ->
 /// The demo server with the shop's data, after one scenario ran on it.
 struct Ran {
     _db: TestDb,
+    _receiver: Receiver,
     s: Server,
     keys: AppKeys,
     env: Vec<(String, String)>,
@@ -185,10 +189,12 @@ struct Ran {
 
 async fn run(name: &str) -> Ran {
     let (db, s, keys) = demo().await;
-    let env = shop(&s, &keys).await;
+    let receiver = Receiver::start().await;
+    let env = shop(&s, &keys, &receiver).await;
     let out = scenario(&s, &keys, name, &env);
     Ran {
         _db: db,
+        _receiver: receiver,
         s,
         keys,
         env,

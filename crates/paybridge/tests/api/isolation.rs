@@ -217,6 +217,7 @@ const OWN_DATA: &[(&str, &str)] = &[
     ("POST", "/v1/customers"),
     ("GET", "/v1/orders"),
     ("GET", "/v1/payments"),
+    ("GET", "/v1/payments/export"),
     ("GET", "/v1/refunds"),
     ("GET", "/v1/subscriptions"),
     ("GET", "/v1/events"),

@@ -424,7 +424,7 @@ async fn checkout_sessions_send_stripes_exact_parameters(b: Backend) {
             &a.server,
             json!({"line_items": [{"product": shirt, "quantity": 2}], "customer": cid, "save_card": true, "capture": "manual",
                    "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/cart", "expires_in": 3600,
-                   "provider_options": {"locale": "fr", "allow_promotion_codes": true}}),
+                   "provider_options": {"locale": "fr", "billing_address_collection": "required"}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -477,7 +477,7 @@ async fn checkout_sessions_send_stripes_exact_parameters(b: Backend) {
         ("payment_intent_data[metadata][pb_payment]", payment),
         ("payment_intent_data[metadata][pb_checkout]", checkout),
         ("locale", "fr"),
-        ("allow_promotion_codes", "true"),
+        ("billing_address_collection", "required"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

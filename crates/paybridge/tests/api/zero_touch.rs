@@ -225,8 +225,39 @@ async fn setting_a_stripe_key_makes_our_webhook_endpoint(b: Backend) {
     // Setting the same key again keeps the endpoint: nothing made, nothing removed.
     let r = set_keys(&s, &a, "sk_test_account_one").await;
     assert_eq!(r.json["webhook_endpoint"]["id"], "we_made1");
-    assert_eq!(stub.calls("POST", "/v1/webhook_endpoints").len(), 1);
+    // Five first setups of another app at once: they take turns, so one endpoint is
+    // made and the others keep it (without the per-app lock each would make its own).
+    let b2 = s.app("test").await;
+    let all =
+        futures::future::join_all((0..5).map(|_| set_keys(&s, &b2, "sk_test_account_one"))).await;
+    for r in &all {
+        assert_eq!(r.json["webhook_endpoint"]["id"], "we_made2", "{}", r.body);
+    }
+    let made_for_b2 = stub
+        .calls("POST", "/v1/webhook_endpoints")
+        .iter()
+        .filter(|c| c.form_get("metadata[pb_app]") == Some(b2.id.as_str()))
+        .count();
+    assert_eq!(made_for_b2, 1);
+    assert_eq!(stub.calls("POST", "/v1/webhook_endpoints").len(), 2);
     assert!(stub.all().iter().all(|c| c.method != "DELETE"));
+    // Leaving Stripe for the sandbox removes the endpoint we made there.
+    let r = s
+        .put(
+            "/v1/payment_config",
+            &a.admin,
+            json!({"provider": "sandbox"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let deletes: Vec<Recorded> = stub
+        .all()
+        .into_iter()
+        .filter(|c| c.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].path, "/v1/webhook_endpoints/we_made1");
+    assert_eq!(key_of(&deletes[0]), "sk_test_account_one");
 }
 
 async fn a_new_key_or_url_moves_our_endpoint_and_never_a_hand_made_one(b: Backend) {
@@ -744,7 +775,7 @@ async fn the_sandbox_portal_cancels_and_changes_the_default_card(b: Backend) {
         .unwrap()
         .contains("default-src 'none'"));
     let html = page.text().await.unwrap();
-    assert!(html.contains("15.00 USD / month"), "{html}");
+    assert!(html.contains("$15.00 / month"), "{html}");
     assert!(html.contains("Cancel subscription"), "{html}");
     assert!(html.contains("Make default"), "{html}");
     assert!(html.contains("https://shop.example.com/account"), "{html}");

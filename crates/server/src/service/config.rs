@@ -45,6 +45,9 @@ pub async fn set_provider(
         sealed.as_deref(),
     )
     .await?;
+    if provider == ProviderKind::Sandbox && previous_key.is_some() {
+        super::stripe_endpoint::forget(state, app, previous_key.clone()).await?;
+    }
     if provider == ProviderKind::Sandbox && row.signing_secret_sealed.is_none() {
         let mut bytes = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut bytes);

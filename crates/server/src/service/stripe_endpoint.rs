@@ -325,6 +325,36 @@ async fn remove(stripe: &dyn Provider, app: &str, key: &SecretString, id: &str) 
     }
 }
 
+/// The app left Stripe (for the sandbox): the endpoint we made there, reachable with
+/// the key it had, is removed, and the record says so.
+pub async fn forget(
+    state: &AppState,
+    app: &str,
+    previous_key: Option<SecretString>,
+) -> ApiResult<()> {
+    let lock = app_lock(app);
+    let _held = lock.lock().await;
+    let Some(stored) = stripe_endpoints::get(&state.db, app).await? else {
+        return Ok(());
+    };
+    if let (Some(id), Some(key), MANAGED) =
+        (&stored.endpoint_id, previous_key, stored.setup.as_str())
+    {
+        remove(state.stripe.as_ref(), app, &key, id).await;
+    }
+    stripe_endpoints::put(
+        &state.db,
+        &row(
+            app,
+            MANUAL,
+            Some("The app no longer uses Stripe.".into()),
+            None,
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
 /// A signing secret set by hand: the app now uses its own endpoint, so the one we made
 /// (which would fail once its secret's grace ends) is removed.
 pub async fn set_manual_signing_secret(
@@ -380,4 +410,36 @@ pub async fn refresh_all(state: &AppState) -> Result<usize, ApiError> {
         }
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unreachable_reason;
+
+    #[test]
+    fn only_public_urls_can_receive_stripes_webhooks() {
+        for url in [
+            "https://pay.example.com",
+            "http://pay.example.com:8080/pb",
+            "https://8.8.8.8",
+            "https://[2606:4700::1111]",
+        ] {
+            assert_eq!(unreachable_reason(url), None, "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:4242",
+            "http://localhost:4242",
+            "http://[::1]:4242",
+            "http://10.0.0.5",
+            "http://192.168.1.20:4242",
+            "http://169.254.169.254",
+            "http://myhost",
+            "http://shop.local",
+            "http://api.localhost",
+            "ftp://pay.example.com",
+            "not a url",
+        ] {
+            assert!(unreachable_reason(url).is_some(), "{url}");
+        }
+    }
 }

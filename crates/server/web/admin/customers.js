@@ -114,6 +114,18 @@ export function every(r) {
   return r.interval_count > 1 ? `every ${r.interval_count} ${many}` : one;
 }
 
+/** Cancels through the public API, then redraws once the provider has confirmed it
+ * (its webhook may land a moment after the answer), for up to 10 s. */
+async function cancel(id, atPeriodEnd) {
+  let sub = await session.pb.request("POST", `/v1/subscriptions/${id}/cancel`, { at_period_end: atPeriodEnd });
+  const done = (x) => (atPeriodEnd ? x.cancel_at_period_end : x.status === "canceled");
+  for (let i = 0; i < 20 && !done(sub); i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    sub = await session.pb.request("GET", `/v1/subscriptions/${id}`);
+  }
+  window.dispatchEvent(new HashChangeEvent("hashchange"));
+}
+
 async function subscriptionTable(list) {
   const rows = await Promise.all(
     list.map(async (s) => {
@@ -126,12 +138,10 @@ async function subscriptionTable(list) {
             s.cancel_at_period_end
               ? null
               : confirmButton("Cancel at period end", `Stop renewing after ${when(s.current_period_end) || "this period"}?`, async () => {
-                  await session.pb.request("POST", `/v1/subscriptions/${s.id}/cancel`, { at_period_end: true });
-                  window.dispatchEvent(new HashChangeEvent("hashchange"));
+                  await cancel(s.id, true);
                 }, { "data-cancel": "period_end" }),
             confirmButton("Cancel now", "End it now? The customer is not charged again.", async () => {
-              await session.pb.request("POST", `/v1/subscriptions/${s.id}/cancel`, { at_period_end: false });
-              window.dispatchEvent(new HashChangeEvent("hashchange"));
+              await cancel(s.id, false);
             }, { "data-cancel": "now", class: "danger" }),
           )
         : null;

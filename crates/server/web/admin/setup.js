@@ -201,9 +201,9 @@ export async function keys() {
       td("status", k.revoked ? status("revoked") : status("active")),
       td(
         "",
-        k.revoked || k.id === session.me.key
-          ? k.id === session.me.key ? el("span", { class: "muted" }, "this session") : null
-          : confirmButton("Revoke", "Revoke it? Anything using it stops working at once.", async () => {
+        k.revoked
+          ? null
+          : confirmButton("Revoke", "Revoke it? Anything using it (this dashboard too, if it is this key) stops working at once.", async () => {
               await pb.request("DELETE", `/v1/keys/${k.id}`);
               rerender();
             }, { "data-revoke": k.id }),

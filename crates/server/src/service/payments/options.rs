@@ -66,7 +66,6 @@ pub const CHECKOUT_BROWSER: &[&str] = &[
 /// browser's): they change what the customer pays, what their statement and receipt
 /// say, what is written onto a saved customer, or which saved cards are offered.
 pub const CHECKOUT_SERVER: &[&str] = &[
-    "allow_promotion_codes",
     "payment_method_configuration",
     "payment_method_options[card][request_three_d_secure]",
     "saved_payment_method_options[payment_method_save]",
@@ -184,6 +183,10 @@ const RESERVED: &[(&str, &str)] = &[
         "the first period starts when the checkout is paid",
     ),
     ("discounts", "paybridge prices the order itself"),
+    (
+        "allow_promotion_codes",
+        "paybridge prices the order itself: a promotion code would charge less than the order's total, which the ledger refuses to book",
+    ),
     ("shipping_options", "paybridge prices the order itself"),
     ("automatic_tax", "paybridge prices the order itself"),
     (
@@ -416,7 +419,7 @@ mod tests {
         .unwrap();
         assert_eq!(ok.len(), 7);
         for (k, code) in [
-            ("allow_promotion_codes", StatusCode::FORBIDDEN),
+            ("allow_promotion_codes", StatusCode::UNPROCESSABLE_ENTITY),
             (
                 "saved_payment_method_options[allow_redisplay_filters][0]",
                 StatusCode::FORBIDDEN,
@@ -463,7 +466,7 @@ mod tests {
         assert!(check(
             Target::CheckoutSession,
             Trust::Server,
-            json!({"allow_promotion_codes": true, "locale": "de",
+            json!({"locale": "de",
                    "saved_payment_method_options[allow_redisplay_filters][0]": "always",
                    "payment_intent_data[shipping][address][line1]": "1 Main St"}),
         )
