@@ -147,10 +147,7 @@ pub fn check_refund(
         if !same_currency(c, b.currency) {
             return Err(Anomaly::new(
                 "currency_mismatch",
-                format!(
-                    "a refund of {amount} {c}; the payment is in {}",
-                    b.currency
-                ),
+                format!("a refund of {amount} {c}; the payment is in {}", b.currency),
             ));
         }
     }
@@ -370,11 +367,24 @@ mod tests {
         let amount = prop_oneof![-2000i64..3000, Just(1000), Just(900_000), Just(i64::MAX)];
         let currency = prop_oneof![Just("usd"), Just("USD"), Just("jpy")];
         prop_oneof![
-            (amount.clone(), proptest::option::of((amount.clone(), currency.clone())))
+            (
+                amount.clone(),
+                proptest::option::of((amount.clone(), currency.clone()))
+            )
                 .prop_map(|(a, r)| Step::Fact(PaymentFact::Succeeded { amount_captured: a }, r)),
-            (amount.clone(), proptest::option::of((amount.clone(), currency.clone())))
-                .prop_map(|(a, r)| Step::Fact(PaymentFact::RequiresCapture { amount_capturable: a }, r)),
-            amount.clone().prop_map(|a| Step::Fact(PaymentFact::Refunded { amount_refunded: a }, None)),
+            (
+                amount.clone(),
+                proptest::option::of((amount.clone(), currency.clone()))
+            )
+                .prop_map(|(a, r)| Step::Fact(
+                    PaymentFact::RequiresCapture {
+                        amount_capturable: a
+                    },
+                    r
+                )),
+            amount
+                .clone()
+                .prop_map(|a| Step::Fact(PaymentFact::Refunded { amount_refunded: a }, None)),
             Just(Step::Fact(PaymentFact::Canceled, None)),
             Just(Step::Fact(PaymentFact::Dispute(Dispute::Lost), None)),
             (amount, currency, any::<bool>()).prop_map(|(a, c, ok)| Step::Refund(a, c, ok)),
@@ -417,10 +427,16 @@ mod tests {
     #[test]
     fn an_overpaid_order_needs_a_surplus_refund_under_way() {
         assert_eq!(check_order(1000, 1000, 0, 0), Ok(()));
-        assert_eq!(check_order(1000, 2000, 0, 0).unwrap_err().code, "order_overpaid");
+        assert_eq!(
+            check_order(1000, 2000, 0, 0).unwrap_err().code,
+            "order_overpaid"
+        );
         assert_eq!(check_order(1000, 2000, 0, 1000), Ok(()));
         assert_eq!(check_order(1000, 2000, 1000, 0), Ok(()));
         assert_eq!(surplus(1000, 2000, 300), 700);
-        assert_eq!(check_order(1000, 100, 200, 0).unwrap_err().code, "order_books");
+        assert_eq!(
+            check_order(1000, 100, 200, 0).unwrap_err().code,
+            "order_books"
+        );
     }
 }

@@ -551,7 +551,8 @@ pub fn run(seed: u64) -> Result<Stats, String> {
                         },
                         None,
                     ),
-                    2 => ours.apply_payment_checked(&PaymentFact::Processing, Some((amount + r, "usd"))),
+                    2 => ours
+                        .apply_payment_checked(&PaymentFact::Processing, Some((amount + r, "usd"))),
                     3 => ours.foreign_refund(-r + 1, "usd"),
                     4 => ours.foreign_refund(r, "jpy"),
                     _ => ours.foreign_refund(left + r, "usd"),

@@ -14,6 +14,7 @@ paybridge_testkit::on_both!(
     racing_checkouts_pay_an_order_once,
     a_checkout_that_cannot_be_expired_holds_the_order,
     intents_hold_the_order_and_a_new_way_to_pay_supersedes,
+    an_intent_that_cannot_be_cancelled_holds_the_order,
     money_that_arrives_twice_is_refunded,
     refund_facts_that_cannot_be_true_are_rejected,
     a_capture_beyond_the_amount_is_rejected,
@@ -76,7 +77,11 @@ async fn a_second_checkout_while_the_first_is_paid_is_refused(b: Backend) {
     assert_eq!(complete(&s, &a, &first.json).await.status, StatusCode::OK);
     let second = checkout_for(&s, &a, &oid).await;
     assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.body);
-    assert_eq!(second.error().1, "order_payment_in_progress");
+    assert_eq!(
+        second.error().1,
+        "order_already_paid",
+        "A's outcome was fetched: the order is paid"
+    );
     // Before its webhook (3 s away): A's outcome was fetched when B was refused.
     let o = get_order(&s, &a, &oid).await;
     assert_eq!(
@@ -101,19 +106,28 @@ async fn racing_checkouts_pay_an_order_once(b: Backend) {
     for round in 0..3 {
         let oid = order(&s, &a, 1000).await;
         let first = checkout_for(&s, &a, &oid).await;
-        let (paid_a, second) = tokio::join!(complete(&s, &a, &first.json), checkout_for(&s, &a, &oid));
+        let (paid_a, second) =
+            tokio::join!(complete(&s, &a, &first.json), checkout_for(&s, &a, &oid));
         if second.status == StatusCode::CREATED {
             let r = complete(&s, &a, &second.json).await;
             assert!(
-                r.status == StatusCode::OK || paid_a.status != StatusCode::OK,
-                "round {round}: both pages were payable: {}",
+                r.status == StatusCode::OK && paid_a.status != StatusCode::OK,
+                "round {round}: B admitted, so A must have been expired first: {} / {}",
+                paid_a.body,
                 r.body
             );
         } else {
-            assert_eq!(second.error().1, "order_payment_in_progress", "{}", second.body);
+            assert!(
+                ["order_payment_in_progress", "order_already_paid"]
+                    .contains(&second.error().1.as_str()),
+                "{}",
+                second.body
+            );
         }
-        s.until(&format!("/v1/orders/{oid}"), &a.server, |o| o["status"] == "paid")
-            .await;
+        s.until(&format!("/v1/orders/{oid}"), &a.server, |o| {
+            o["status"] == "paid"
+        })
+        .await;
         tokio::time::sleep(std::time::Duration::from_millis(800)).await;
         let o = get_order(&s, &a, &oid).await;
         assert_eq!(o["amount_paid"], 1000, "round {round}: {o}");
@@ -166,7 +180,14 @@ async fn stripe_server(db: &TestDb, stub: &Stub, extra: &[(&str, &str)]) -> (Ser
 }
 
 /// Sends a signed event; returns the provider event's stored outcome.
-async fn send(s: &Server, a: &AppKeys, id: &str, kind: &str, object: Value, account: Option<&str>) -> String {
+async fn send(
+    s: &Server,
+    a: &AppKeys,
+    id: &str,
+    kind: &str,
+    object: Value,
+    account: Option<&str>,
+) -> String {
     let mut body = json!({"id": id, "object": "event", "type": kind, "created": 1, "livemode": false, "data": {"object": object}});
     if let Some(acct) = account {
         body["account"] = json!(acct);
@@ -206,9 +227,16 @@ async fn a_checkout_that_cannot_be_expired_holds_the_order(b: Backend) {
         ("POST", "/v1/checkout/sessions") => (200, session_answer(req, &format!("cs_test_{n}"))),
         ("POST", p) if p.ends_with("/expire") => (
             400,
-            stripe_error("invalid_request_error", "resource_missing", "cannot expire now"),
+            stripe_error(
+                "invalid_request_error",
+                "resource_missing",
+                "cannot expire now",
+            ),
         ),
-        _ => (404, stripe_error("invalid_request_error", "resource_missing", "none")),
+        _ => (
+            404,
+            stripe_error("invalid_request_error", "resource_missing", "none"),
+        ),
     })
     .await;
     let (s, a) = stripe_server(&db, &stub, &[]).await;
@@ -217,10 +245,20 @@ async fn a_checkout_that_cannot_be_expired_holds_the_order(b: Backend) {
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     let second = checkout_for(&s, &a, &oid).await;
     assert!(second.status.is_client_error() || second.status.is_server_error());
-    assert_ne!(second.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", second.body);
-    assert_eq!(stub.calls("POST", "/v1/checkout/sessions").len(), 1, "no second page");
+    assert_ne!(
+        second.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        second.body
+    );
     assert_eq!(
-        stub.calls("POST", "/v1/checkout/sessions/cs_test_0/expire").len(),
+        stub.calls("POST", "/v1/checkout/sessions").len(),
+        1,
+        "no second page"
+    );
+    assert_eq!(
+        stub.calls("POST", "/v1/checkout/sessions/cs_test_0/expire")
+            .len(),
         1
     );
     let o = get_order(&s, &a, &oid).await;
@@ -246,7 +284,10 @@ async fn intents_hold_the_order_and_a_new_way_to_pay_supersedes(b: Backend) {
     assert_eq!(p1.status, StatusCode::CREATED, "{}", p1.body);
     let p2 = intent().await;
     assert_eq!(p2.status, StatusCode::CREATED, "{}", p2.body);
-    let (id1, id2) = (p1.json["id"].as_str().unwrap(), p2.json["id"].as_str().unwrap());
+    let (id1, id2) = (
+        p1.json["id"].as_str().unwrap(),
+        p2.json["id"].as_str().unwrap(),
+    );
     assert_eq!(
         s.get(&format!("/v1/payments/{id1}"), &a.server).await.json["status"],
         "canceled",
@@ -262,8 +303,10 @@ async fn intents_hold_the_order_and_a_new_way_to_pay_supersedes(b: Backend) {
     };
     assert_eq!(confirm(id1).await.status, StatusCode::CONFLICT);
     assert_eq!(confirm(id2).await.status, StatusCode::OK);
-    s.until(&format!("/v1/orders/{oid}"), &a.server, |o| o["status"] == "paid")
-        .await;
+    s.until(&format!("/v1/orders/{oid}"), &a.server, |o| {
+        o["status"] == "paid"
+    })
+    .await;
     assert_eq!(get_order(&s, &a, &oid).await["amount_paid"], 1000);
     // An open page and then an intent: the intent supersedes the page.
     let oid = order(&s, &a, 1000).await;
@@ -278,7 +321,11 @@ async fn intents_hold_the_order_and_a_new_way_to_pay_supersedes(b: Backend) {
         .await;
     assert_eq!(p3.status, StatusCode::CREATED, "{}", p3.body);
     let paid_page = complete(&s, &a, &page.json).await;
-    assert_ne!(paid_page.status, StatusCode::OK, "the page was expired first");
+    assert_ne!(
+        paid_page.status,
+        StatusCode::OK,
+        "the page was expired first"
+    );
     let pay = page.json["payment"].as_str().unwrap();
     assert_eq!(
         s.get(&format!("/v1/payments/{pay}"), &a.server).await.json["status"],
@@ -295,7 +342,10 @@ async fn intents_hold_the_order_and_a_new_way_to_pay_supersedes(b: Backend) {
     };
     let h1 = half(500).await;
     let h2 = half(500).await;
-    assert_eq!((h1.status, h2.status), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(
+        (h1.status, h2.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
     let h1 = h1.json["id"].as_str().unwrap().to_owned();
     assert_eq!(
         s.get(&format!("/v1/payments/{h1}"), &a.server).await.json["status"],
@@ -329,21 +379,45 @@ async fn money_that_arrives_twice_is_refunded(b: Backend) {
     let mut ids = Vec::new();
     for _ in 0..2 {
         let p = s
-            .post("/v1/payments", &a.server, json!({"order": oid, "method": "payment_intent"}))
+            .post(
+                "/v1/payments",
+                &a.server,
+                json!({"order": oid, "method": "payment_intent"}),
+            )
             .await;
         assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
         ids.push(p.json["id"].as_str().unwrap().to_owned());
     }
-    assert_eq!(stub.calls("POST", &format!("/v1/payment_intents/pi_{}/cancel", ids[0])).len(), 1);
+    assert_eq!(
+        stub.calls("POST", &format!("/v1/payment_intents/pi_{}/cancel", ids[0]))
+            .len(),
+        1
+    );
     // The customer had confirmed the first before the cancel reached it: both succeed.
     for (i, id) in ids.iter().enumerate() {
-        let pi = fixture("payment_intent", json!({"id": format!("pi_{id}"), "amount": 1000, "currency": "usd", "status": "succeeded",
+        let pi = fixture(
+            "payment_intent",
+            json!({"id": format!("pi_{id}"), "amount": 1000, "currency": "usd", "status": "succeeded",
             "amount_received": 1000, "amount_capturable": 0, "last_payment_error": null, "latest_charge": null, "transfer_data": null,
-            "metadata": {"pb_payment": id}}));
-        assert_eq!(send(&s, &a, &format!("evt_twice_{i}"), "payment_intent.succeeded", pi, None).await, "processed");
+            "metadata": {"pb_payment": id}}),
+        );
+        assert_eq!(
+            send(
+                &s,
+                &a,
+                &format!("evt_twice_{i}"),
+                "payment_intent.succeeded",
+                pi,
+                None
+            )
+            .await,
+            "processed"
+        );
     }
     let o = s
-        .until(&format!("/v1/orders/{oid}"), &a.server, |o| o["amount_refunded"] == 1000)
+        .until(&format!("/v1/orders/{oid}"), &a.server, |o| {
+            o["amount_refunded"] == 1000
+        })
         .await;
     assert_eq!(
         (o["status"].as_str(), o["amount_paid"].as_i64()),
@@ -358,7 +432,9 @@ async fn money_that_arrives_twice_is_refunded(b: Backend) {
     assert_eq!(refunds.len(), 1);
     assert_eq!(refunds[0]["status"], "succeeded");
     assert_eq!(
-        s.event_types(&a.admin, &format!("order={oid}&type=order.overpaid")).await.len(),
+        s.event_types(&a.admin, &format!("order={oid}&type=order.overpaid"))
+            .await
+            .len(),
         1
     );
 }
@@ -386,27 +462,44 @@ async fn card_stub() -> Stub {
 
 async fn paid_by_card(s: &Server, a: &AppKeys, amount: i64) -> String {
     let c = s
-        .post("/v1/customers", &a.server, json!({"external_id": format!("m-{}", paybridge_testkit::random_suffix())}))
+        .post(
+            "/v1/customers",
+            &a.server,
+            json!({"external_id": format!("m-{}", paybridge_testkit::random_suffix())}),
+        )
         .await;
     let cid = c.json["id"].as_str().unwrap().to_owned();
     let att = s
-        .post(&format!("/v1/customers/{cid}/payment_methods"), &a.server, json!({"payment_method": "pm_card_visa"}))
+        .post(
+            &format!("/v1/customers/{cid}/payment_methods"),
+            &a.server,
+            json!({"payment_method": "pm_card_visa"}),
+        )
         .await;
     assert_eq!(att.status, StatusCode::CREATED, "{}", att.body);
     let p = s
-        .post("/v1/payments", &a.server, json!({"amount": amount, "currency": "usd", "method": "card", "customer": cid}))
+        .post(
+            "/v1/payments",
+            &a.server,
+            json!({"amount": amount, "currency": "usd", "method": "card", "customer": cid}),
+        )
         .await;
     assert_eq!(p.json["status"], "succeeded", "{}", p.body);
     p.json["id"].as_str().unwrap().to_owned()
 }
 
 fn refund_object(id: &str, pi: &str, amount: i64, currency: &str) -> Value {
-    fixture("refund", json!({"id": id, "amount": amount, "currency": currency, "status": "succeeded",
-        "payment_intent": pi, "charge": null, "failure_reason": null, "metadata": {}}))
+    fixture(
+        "refund",
+        json!({"id": id, "amount": amount, "currency": currency, "status": "succeeded",
+        "payment_intent": pi, "charge": null, "failure_reason": null, "metadata": {}}),
+    )
 }
 
 async fn anomalies(s: &Server, a: &AppKeys, pid: &str) -> usize {
-    s.event_types(&a.admin, &format!("payment={pid}&type=ledger.anomaly")).await.len()
+    s.event_types(&a.admin, &format!("payment={pid}&type=ledger.anomaly"))
+        .await
+        .len()
 }
 
 /// Item 3: refund facts that cannot be true are stored as rejected, told to the app,
@@ -422,34 +515,93 @@ async fn refund_facts_that_cannot_be_true_are_rejected(b: Backend) {
     let path = format!("/v1/payments/{pid}");
     let payment = |_: &Server| s.get(&path, &a.server);
     for (i, (amount, currency)) in [(5000, "usd"), (400, "jpy")].into_iter().enumerate() {
-        let outcome = send(&s, &a, &format!("evt_bad_refund_{i}"), "refund.updated",
-            refund_object(&format!("re_bad_{i}"), &pi, amount, currency), None).await;
+        let outcome = send(
+            &s,
+            &a,
+            &format!("evt_bad_refund_{i}"),
+            "refund.updated",
+            refund_object(&format!("re_bad_{i}"), &pi, amount, currency),
+            None,
+        )
+        .await;
         assert_eq!(outcome, "rejected", "{amount} {currency}");
     }
     let p = payment(&s).await.json;
-    assert_eq!((p["status"].as_str(), p["amount_refunded"].as_i64()), (Some("succeeded"), Some(0)), "{p}");
+    assert_eq!(
+        (p["status"].as_str(), p["amount_refunded"].as_i64()),
+        (Some("succeeded"), Some(0)),
+        "{p}"
+    );
     assert_eq!(anomalies(&s, &a, &pid).await, 2);
     // A full refund, then a "negative refund" that would undo it.
-    let r = s.post("/v1/refunds", &a.admin, json!({"payment": pid})).await;
+    let r = s
+        .post("/v1/refunds", &a.admin, json!({"payment": pid}))
+        .await;
     assert_eq!(r.json["status"], "succeeded", "{}", r.body);
-    let outcome = send(&s, &a, "evt_negative_refund", "refund.updated",
-        refund_object("re_negative", &pi, -1000, "usd"), None).await;
+    let outcome = send(
+        &s,
+        &a,
+        "evt_negative_refund",
+        "refund.updated",
+        refund_object("re_negative", &pi, -1000, "usd"),
+        None,
+    )
+    .await;
     assert_eq!(outcome, "rejected");
     let p = payment(&s).await.json;
-    assert_eq!((p["status"].as_str(), p["amount_refunded"].as_i64()), (Some("refunded"), Some(1000)), "{p}");
-    let again = s.post("/v1/refunds", &a.admin, json!({"payment": pid, "amount": 1000})).await;
+    assert_eq!(
+        (p["status"].as_str(), p["amount_refunded"].as_i64()),
+        (Some("refunded"), Some(1000)),
+        "{p}"
+    );
+    let again = s
+        .post(
+            "/v1/refunds",
+            &a.admin,
+            json!({"payment": pid, "amount": 1000}),
+        )
+        .await;
     assert_eq!(again.error().1, "amount_too_large", "{}", again.body);
-    assert_eq!(stub.calls("POST", "/v1/refunds").len(), 1, "no second refund sent");
+    assert_eq!(
+        stub.calls("POST", "/v1/refunds").len(),
+        1,
+        "no second refund sent"
+    );
     // A refund on a payment that never captured.
-    let open = s.post("/v1/payments", &a.server, json!({"amount": 1000, "currency": "usd", "method": "payment_intent"})).await;
+    let open = s
+        .post(
+            "/v1/payments",
+            &a.server,
+            json!({"amount": 1000, "currency": "usd", "method": "payment_intent"}),
+        )
+        .await;
     let open_id = open.json["id"].as_str().unwrap().to_owned();
-    let outcome = send(&s, &a, "evt_refund_uncaptured", "refund.updated",
-        refund_object("re_uncaptured", &format!("pi_{open_id}"), 700, "usd"), None).await;
+    let outcome = send(
+        &s,
+        &a,
+        "evt_refund_uncaptured",
+        "refund.updated",
+        refund_object("re_uncaptured", &format!("pi_{open_id}"), 700, "usd"),
+        None,
+    )
+    .await;
     assert_eq!(outcome, "rejected");
-    let o = s.get(&format!("/v1/payments/{open_id}"), &a.server).await.json;
+    let o = s
+        .get(&format!("/v1/payments/{open_id}"), &a.server)
+        .await
+        .json;
     assert_eq!(o["amount_refunded"], 0);
     assert_eq!(anomalies(&s, &a, &open_id).await, 1);
-    let m = s.http.get(s.url("/metrics")).bearer_auth(&s.root).send().await.unwrap().text().await.unwrap();
+    let m = s
+        .http
+        .get(s.url("/metrics"))
+        .bearer_auth(&s.root)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(m.contains("paybridge_ledger_anomalies_total 4"), "{m}");
 }
 
@@ -460,15 +612,45 @@ async fn a_capture_beyond_the_amount_is_rejected(b: Backend) {
     };
     let stub = card_stub().await;
     let (s, a) = stripe_server(&db, &stub, &[]).await;
-    let p = s.post("/v1/payments", &a.server, json!({"amount": 1000, "currency": "usd", "method": "payment_intent"})).await;
+    let p = s
+        .post(
+            "/v1/payments",
+            &a.server,
+            json!({"amount": 1000, "currency": "usd", "method": "payment_intent"}),
+        )
+        .await;
     let pid = p.json["id"].as_str().unwrap().to_owned();
-    let pi = fixture("payment_intent", json!({"id": format!("pi_{pid}"), "amount": 1000, "currency": "usd", "status": "succeeded",
+    let pi = fixture(
+        "payment_intent",
+        json!({"id": format!("pi_{pid}"), "amount": 1000, "currency": "usd", "status": "succeeded",
         "amount_received": 900000, "amount_capturable": 0, "last_payment_error": null, "latest_charge": null, "transfer_data": null,
-        "metadata": {"pb_payment": pid}}));
-    assert_eq!(send(&s, &a, "evt_huge_capture", "payment_intent.succeeded", pi, None).await, "rejected");
+        "metadata": {"pb_payment": pid}}),
+    );
+    assert_eq!(
+        send(
+            &s,
+            &a,
+            "evt_huge_capture",
+            "payment_intent.succeeded",
+            pi,
+            None
+        )
+        .await,
+        "rejected"
+    );
     let after = s.get(&format!("/v1/payments/{pid}"), &a.server).await.json;
-    assert_eq!((after["status"].as_str(), after["amount_captured"].as_i64()), (Some("pending"), Some(0)), "{after}");
-    let r = s.post("/v1/refunds", &a.admin, json!({"payment": pid, "amount": 500000})).await;
+    assert_eq!(
+        (after["status"].as_str(), after["amount_captured"].as_i64()),
+        (Some("pending"), Some(0)),
+        "{after}"
+    );
+    let r = s
+        .post(
+            "/v1/refunds",
+            &a.admin,
+            json!({"payment": pid, "amount": 500000}),
+        )
+        .await;
     assert!(r.status.is_client_error(), "{}", r.body);
     assert!(stub.calls("POST", "/v1/refunds").is_empty());
     assert_eq!(anomalies(&s, &a, &pid).await, 1);
@@ -483,12 +665,32 @@ async fn connected_account_events_move_no_platform_payment(b: Backend) {
     };
     let stub = card_stub().await;
     let (s, a) = stripe_server(&db, &stub, &[]).await;
-    let p = s.post("/v1/payments", &a.server, json!({"amount": 1000, "currency": "usd", "method": "payment_intent"})).await;
+    let p = s
+        .post(
+            "/v1/payments",
+            &a.server,
+            json!({"amount": 1000, "currency": "usd", "method": "payment_intent"}),
+        )
+        .await;
     let pid = p.json["id"].as_str().unwrap().to_owned();
-    let pi = fixture("payment_intent", json!({"id": format!("pi_{pid}"), "amount": 1000, "currency": "usd", "status": "succeeded",
+    let pi = fixture(
+        "payment_intent",
+        json!({"id": format!("pi_{pid}"), "amount": 1000, "currency": "usd", "status": "succeeded",
         "amount_received": 1000, "amount_capturable": 0, "last_payment_error": null, "latest_charge": null, "transfer_data": null,
-        "metadata": {"pb_payment": pid}}));
-    assert_eq!(send(&s, &a, "evt_connected", "payment_intent.succeeded", pi, Some("acct_1ConnectedXyz")).await, "ignored");
+        "metadata": {"pb_payment": pid}}),
+    );
+    assert_eq!(
+        send(
+            &s,
+            &a,
+            "evt_connected",
+            "payment_intent.succeeded",
+            pi,
+            Some("acct_1ConnectedXyz")
+        )
+        .await,
+        "ignored"
+    );
     let after = s.get(&format!("/v1/payments/{pid}"), &a.server).await.json;
     assert_eq!(after["status"], "pending", "{after}");
 }
@@ -503,19 +705,56 @@ async fn a_lost_dispute_gives_the_money_back(b: Backend) {
     let a = s.sandbox_app().await;
     let cid = s.customer_with_card(&a.server, "dispute-lost").await;
     let p = s
-        .post("/v1/payments", &a.server, json!({"amount": 4_000, "currency": "usd", "method": "card", "customer": cid}))
+        .post(
+            "/v1/payments",
+            &a.server,
+            json!({"amount": 4_000, "currency": "usd", "method": "card", "customer": cid}),
+        )
         .await;
     let pid = p.json["id"].as_str().unwrap().to_owned();
     let oid = p.json["order"].as_str().unwrap().to_owned();
-    s.post(&format!("/v1/sandbox/payments/{pid}/dispute"), &a.server, json!({})).await;
-    s.until(&format!("/v1/payments/{pid}"), &a.server, |p| p["dispute"] == "open").await;
-    let r = s.post("/v1/refunds", &a.admin, json!({"payment": pid, "amount": 100})).await;
-    assert_eq!((r.status, r.error().1.as_str()), (StatusCode::CONFLICT, "payment_disputed"), "{}", r.body);
-    s.post(&format!("/v1/sandbox/payments/{pid}/dispute"), &a.server, json!({"close": "lost"})).await;
-    s.until(&format!("/v1/payments/{pid}"), &a.server, |p| p["dispute"] == "lost").await;
-    let o = s.until(&format!("/v1/orders/{oid}"), &a.server, |o| o["status"] == "refunded").await;
+    s.post(
+        &format!("/v1/sandbox/payments/{pid}/dispute"),
+        &a.server,
+        json!({}),
+    )
+    .await;
+    s.until(&format!("/v1/payments/{pid}"), &a.server, |p| {
+        p["dispute"] == "open"
+    })
+    .await;
+    let r = s
+        .post(
+            "/v1/refunds",
+            &a.admin,
+            json!({"payment": pid, "amount": 100}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error().1.as_str()),
+        (StatusCode::CONFLICT, "payment_disputed"),
+        "{}",
+        r.body
+    );
+    s.post(
+        &format!("/v1/sandbox/payments/{pid}/dispute"),
+        &a.server,
+        json!({"close": "lost"}),
+    )
+    .await;
+    s.until(&format!("/v1/payments/{pid}"), &a.server, |p| {
+        p["dispute"] == "lost"
+    })
+    .await;
+    let o = s
+        .until(&format!("/v1/orders/{oid}"), &a.server, |o| {
+            o["status"] == "refunded"
+        })
+        .await;
     assert_eq!(o["amount_refunded"], 4_000);
-    let r = s.post("/v1/refunds", &a.admin, json!({"payment": pid})).await;
+    let r = s
+        .post("/v1/refunds", &a.admin, json!({"payment": pid}))
+        .await;
     assert_eq!(r.error().1, "payment_disputed", "{}", r.body);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM refunds").await, 0);
 }
@@ -530,12 +769,70 @@ async fn a_refund_answered_for_another_amount_is_settled(b: Backend) {
     let (s, a) = stripe_server(&db, &stub, &[]).await;
     let pid = paid_by_card(&s, &a, 1000).await;
     let r = s
-        .post("/v1/refunds", &a.admin, json!({"payment": pid, "amount": 600, "metadata": {"short": "yes"}}))
+        .post(
+            "/v1/refunds",
+            &a.admin,
+            json!({"payment": pid, "amount": 600, "metadata": {"short": "yes"}}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!((r.json["status"].as_str(), r.json["amount"].as_i64()), (Some("succeeded"), Some(500)), "{}", r.body);
+    assert_eq!(
+        (r.json["status"].as_str(), r.json["amount"].as_i64()),
+        (Some("succeeded"), Some(500)),
+        "{}",
+        r.body
+    );
     let p = s.get(&format!("/v1/payments/{pid}"), &a.server).await.json;
     assert_eq!(p["amount_refunded"], 500);
-    assert_eq!(db.scalar("SELECT amount_refunding FROM payments").await, 500);
+    assert_eq!(
+        db.scalar("SELECT amount_refunding FROM payments").await,
+        500
+    );
     assert_eq!(anomalies(&s, &a, &pid).await, 1, "a person is told");
+}
+
+/// Item 2: cancelling the open intent fails (not because it took money): the new way
+/// to pay is refused, and the old one stays the order's only one.
+async fn an_intent_that_cannot_be_cancelled_holds_the_order(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let stub = Stub::start(|req, _| match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/v1/payment_intents") => (200, intent_answer(req, "requires_payment_method")),
+        ("POST", p) if p.ends_with("/cancel") => (
+            400,
+            stripe_error("invalid_request_error", "parameter_invalid", "not now"),
+        ),
+        _ => (
+            404,
+            stripe_error("invalid_request_error", "resource_missing", "none"),
+        ),
+    })
+    .await;
+    let (s, a) = stripe_server(&db, &stub, &[]).await;
+    let oid = order(&s, &a, 1000).await;
+    let intent = || {
+        s.post(
+            "/v1/payments",
+            &a.server,
+            json!({"order": oid, "method": "payment_intent"}),
+        )
+    };
+    let p1 = intent().await;
+    assert_eq!(p1.status, StatusCode::CREATED, "{}", p1.body);
+    let p2 = intent().await;
+    assert!(p2.status.is_server_error() || p2.status.is_client_error());
+    assert_ne!(p2.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", p2.body);
+    assert_eq!(
+        stub.calls("POST", "/v1/payment_intents").len(),
+        1,
+        "no second intent"
+    );
+    let o = get_order(&s, &a, &oid).await;
+    assert_eq!(o["payments"].as_array().unwrap().len(), 1, "{o}");
+    let id1 = p1.json["id"].as_str().unwrap();
+    assert_eq!(
+        s.get(&format!("/v1/payments/{id1}"), &a.server).await.json["status"],
+        "pending"
+    );
 }

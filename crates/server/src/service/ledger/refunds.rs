@@ -44,7 +44,11 @@ impl UnitOfWork {
         let Some(mut r) = row else {
             // A refund made outside paybridge is the provider's truth only if it can be
             // true of this payment.
-            let adds = if rf.status.holds_amount() { rf.amount } else { 0 };
+            let adds = if rf.status.holds_amount() {
+                rf.amount
+            } else {
+                0
+            };
             if let Err(a) = invariants::check_refund(&b, rf.amount, rf.currency.as_deref(), adds) {
                 return Ok(self.reject(&payment, &a, rf));
             }
@@ -81,7 +85,11 @@ impl UnitOfWork {
             // person is told either way. A refund left pending on a mismatch would hold
             // its amount for ever.
             let held = if old.holds_amount() { r.amount } else { 0 };
-            let adds = if rf.status.holds_amount() { rf.amount } else { 0 };
+            let adds = if rf.status.holds_amount() {
+                rf.amount
+            } else {
+                0
+            };
             let relieved = Books {
                 refunding: b.refunding - held,
                 ..b
@@ -110,7 +118,13 @@ impl UnitOfWork {
             }
             r.amount = rf.amount;
             refunds::save(conn, &r).await?;
-        } else if r.currency != rf.currency.clone().unwrap_or(r.currency.clone()).to_ascii_lowercase() {
+        } else if r.currency
+            != rf
+                .currency
+                .clone()
+                .unwrap_or(r.currency.clone())
+                .to_ascii_lowercase()
+        {
             let a = Anomaly {
                 code: "currency_mismatch",
                 reason: format!(

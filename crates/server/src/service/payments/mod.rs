@@ -30,7 +30,8 @@ use paybridge_store::{customers, now, Conn};
 
 pub use direct::{cancel, capture, start_intent};
 pub use hosted::{
-    apply_session, expire_checkout, start_hosted, Expiry, HostedSpec, MAX_EXPIRES_IN, MIN_EXPIRES_IN,
+    apply_session, expire_checkout, start_hosted, Expiry, HostedSpec, MAX_EXPIRES_IN,
+    MIN_EXPIRES_IN,
 };
 pub use options::{describe as describe_options, provider_options, validate_url, Target, Trust};
 
