@@ -8,6 +8,7 @@
 // $ARTIFACTS when set).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
+import { scenarios as checkoutScenarios } from "./checkout.mjs";
 
 const BASE = process.env.BASE;
 const scenario = process.argv[2];
@@ -116,8 +117,10 @@ const scenarios = {
     await page.locator('#timeline li[data-kind="provider"]').first().waitFor();
     const kinds = await page.locator("#timeline li").evaluateAll((lis) => lis.map((li) => li.dataset.kind));
     expect(kinds.includes("ours") && kinds.includes("provider"), `timeline: ${kinds}`);
-    await page.locator("#refund-amount").fill(process.env.REFUND_AMOUNT);
+    // The form takes dollars and asks before money moves (backoffice.mjs tests both).
+    await page.locator("#refund-amount").fill((Number(process.env.REFUND_AMOUNT) / 100).toFixed(2));
     await page.locator("#refund-button").click();
+    await page.locator("#refund-confirm-yes").click();
     await page.locator("#refund-result.ok").waitFor({ timeout: 15000 });
     const result = await page.locator("#refund-result").textContent();
     const refund = result.match(/refund_[a-z0-9]+/)[0];
@@ -191,7 +194,7 @@ const scenarios = {
 
 const browser = await launch();
 try {
-  const fn = scenarios[scenario];
+  const fn = scenarios[scenario] || checkoutScenarios[scenario];
   if (!fn) throw new Error(`no scenario ${scenario}`);
   const out = await fn(browser);
   console.log(JSON.stringify(out));

@@ -26,6 +26,11 @@ async function shop(): Promise<string> {
   stop();
   // A returning customer, vouched for by the app's server (a customer session).
   await pb.checkout({ line_items: [{ product: "product_1", quantity: 1 }], customer_session_secret: "customersession_1_secret_x", save_card: true });
+  // A checkout the shop can end (the server says how it ended).
+  const controller = new AbortController();
+  const pending = pb.checkout({ line_items: [{ product: "product_1", quantity: 1 }], signal: controller.signal });
+  controller.abort();
+  await pending.catch((e: PayBridgeError) => e.code === "checkout_canceled");
   // @ts-expect-error line_items is required
   await pb.checkout({ mode: "payment" });
   // @ts-expect-error the provider is stripe or sandbox

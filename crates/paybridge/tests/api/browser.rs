@@ -21,7 +21,7 @@ fn chromium() -> String {
 }
 
 /// The demo shop, with the keys its first start printed.
-async fn demo() -> (TestDb, Server, AppKeys) {
+pub(crate) async fn demo() -> (TestDb, Server, AppKeys) {
     assert!(
         std::path::Path::new(&chromium()).exists() && browser_dir().join("node_modules/playwright-core").exists(),
         "Chromium ({}) or tests/browser/node_modules is missing: run scripts/test, which installs both",
@@ -54,7 +54,7 @@ async fn demo() -> (TestDb, Server, AppKeys) {
 }
 
 /// Runs one scenario of `run.mjs`; returns the JSON it printed.
-fn scenario(s: &Server, keys: &AppKeys, name: &str, env: &[(&str, &str)]) -> Value {
+pub(crate) fn scenario(s: &Server, keys: &AppKeys, name: &str, env: &[(&str, &str)]) -> Value {
     let artifacts = paybridge_testkit::repo_root().join("target/browser-artifacts");
     let mut cmd = Command::new("node");
     cmd.arg("run.mjs")

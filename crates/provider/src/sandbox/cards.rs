@@ -115,7 +115,8 @@ pub fn lookup(number_or_token: &str) -> Result<TestCard, Decline> {
     }
 }
 
-fn luhn(digits: &str) -> bool {
+/// The Luhn check every card number passes.
+pub fn luhn(digits: &str) -> bool {
     let sum: u32 = digits
         .chars()
         .rev()
@@ -135,6 +136,12 @@ fn luhn(digits: &str) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
+}
+
+/// Whether a lookup's refusal is a typo (not a card number at all) rather than a
+/// decline: Stripe refuses such a number before any charge is tried.
+pub fn is_typo(d: &Decline) -> bool {
+    d.code == BAD_NUMBER.code
 }
 
 impl TestCard {

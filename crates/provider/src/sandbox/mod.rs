@@ -12,6 +12,7 @@ pub mod cards;
 mod connect;
 mod money_out;
 pub mod objects;
+mod portal;
 mod recurring;
 
 use std::sync::Arc;
@@ -429,6 +430,26 @@ impl Sandbox {
         session: &str,
         card_number: &str,
     ) -> Result<CheckoutSession> {
+        self.complete_checkout_as(app, session, card_number, None)
+            .await
+    }
+
+    /// `complete_checkout`, with the email the customer gave on the page (kept in the
+    /// session's `customer_details`, as Stripe's page does). A number that is not a card
+    /// at all is refused before anything is tried or recorded, as Stripe refuses it
+    /// before a charge.
+    pub async fn complete_checkout_as(
+        &self,
+        app: &str,
+        session: &str,
+        card_number: &str,
+        email: Option<&str>,
+    ) -> Result<CheckoutSession> {
+        if let Err(d) = cards::lookup(card_number) {
+            if cards::is_typo(&d) {
+                return Err(card_error(d, None));
+            }
+        }
         let mut ch = Change::begin(self, app, None).await?;
         let mut cs = ch
             .load(session)
@@ -454,6 +475,9 @@ impl Sandbox {
                 "checkout_session_expired",
                 "This Checkout Session has expired.",
             ));
+        }
+        if let Some(email) = email {
+            cs["customer_details"] = json!({"email": email});
         }
         if cs["mode"] == "subscription" {
             return self
@@ -527,6 +551,11 @@ impl Sandbox {
         intent: &str,
         card_number: &str,
     ) -> Result<PaymentIntent> {
+        if let Err(d) = cards::lookup(card_number) {
+            if cards::is_typo(&d) {
+                return Err(card_error(d, None));
+            }
+        }
         let mut ch = Change::begin(self, app, None).await?;
         let mut pi = ch
             .load(intent)
@@ -1045,6 +1074,15 @@ impl Provider for Sandbox {
 
     async fn list_webhook_endpoints(&self, call: &Call) -> Result<Vec<Value>> {
         Ok(self.webhook_endpoints(call))
+    }
+
+    async fn create_portal_session(
+        &self,
+        call: &Call,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<paybridge_core::stripe::objects::PortalSession> {
+        self.create_portal(call, customer, return_url).await
     }
 }
 

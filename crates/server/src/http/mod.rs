@@ -4,11 +4,13 @@
 mod apps;
 mod auth;
 mod callbacks;
+mod checkout_page;
 mod config;
 mod connect;
 mod customers;
 mod docs;
 mod events;
+mod export;
 pub mod extract;
 mod idempotency;
 pub mod limits;
@@ -16,6 +18,7 @@ mod list;
 mod ops;
 mod orders;
 mod payments;
+mod portal_page;
 mod products;
 mod refunds;
 mod rejections;
@@ -212,6 +215,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(customers::routes())
         .merge(orders::routes())
         .merge(payments::routes())
+        .merge(export::routes())
         .merge(refunds::routes())
         .merge(reports::routes())
         .merge(subscriptions::routes())
@@ -255,7 +259,8 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(finish_doc(doc));
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
-        .merge(sandbox::pages())
+        .merge(checkout_page::pages())
+        .merge(portal_page::pages())
         .merge(web::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -18,7 +18,7 @@ use crate::http::extract::{Body, Caller, Path, Query};
 use crate::http::list::{to_params, List};
 use crate::service::orders::{self as service, LineItemInput, OrderSpec};
 use crate::service::payments::{
-    start_hosted, HostedSpec, PaymentSpec, Target, Trust, MAX_EXPIRES_IN,
+    self as payments_service, start_hosted, HostedSpec, PaymentSpec, Target, Trust, MAX_EXPIRES_IN,
 };
 use crate::service::views::{CheckoutView, OrderView, PaymentView};
 use crate::state::AppState;
@@ -29,6 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_order))
         .routes(routes!(create_checkout))
         .routes(routes!(get_checkout))
+        .routes(routes!(expire_checkout))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -391,12 +392,15 @@ async fn get_checkout(
     let c = checkouts::get(state.db.reader(), app.as_str(), &id)
         .await
         .or_404("checkout session")?;
-    if caller.0.role != Role::Publishable {
-        return Ok(axum::Json(CheckoutRead::Full(CheckoutView::of(&c))));
-    }
     let p = payments::get(state.db.reader(), app.as_str(), &c.payment_id)
         .await
         .ok();
+    if caller.0.role != Role::Publishable {
+        return Ok(axum::Json(CheckoutRead::Full(CheckoutView::with_payment(
+            &c,
+            p.as_ref(),
+        ))));
+    }
     Ok(axum::Json(CheckoutRead::Public(PublicCheckoutView {
         object: "checkout.session",
         url: c.url.clone().filter(|_| c.status == "open"),
@@ -407,6 +411,46 @@ async fn get_checkout(
         status: c.status,
         id: c.id,
     })))
+}
+
+/// End an open checkout now (Stripe's `expire`): its page stops taking payment and its
+/// payment becomes `expired`; the order stays payable by a new checkout. The SDK's
+/// return page calls this when the customer cancels, so the shop learns it from the
+/// server (`checkout.expired` on the order's stream). A publishable key may do it
+/// knowing the checkout's id, as knowing a session's page is what lets one pay it. A
+/// checkout that is already complete answers 409 `checkout_complete`.
+#[utoipa::path(post, path = "/v1/checkout/sessions/{id}/expire", tag = "orders", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = CheckoutRead), (status = 409, body = ErrorBody), (status = "4XX", body = ErrorBody)))]
+async fn expire_checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<CheckoutRead>> {
+    let app = caller.app(Permission::CheckoutWrite)?;
+    let c = checkouts::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("checkout session")?;
+    if c.status == "complete" {
+        return Err(ApiError::conflict(
+            "checkout_complete",
+            "this checkout is already complete",
+        ));
+    }
+    if c.status == "open" {
+        let bound = crate::service::provider::bind(&state, app.as_str()).await?;
+        payments_service::expire_checkout(&state, &bound, &c).await?;
+    }
+    let after = checkouts::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("checkout session")?;
+    if after.status == "complete" {
+        return Err(ApiError::conflict(
+            "checkout_complete",
+            "this checkout was completed before it could be ended",
+        ));
+    }
+    get_checkout(State(state), caller, Path(id)).await
 }
 
 /// What a checkout is for: its customer, after the entry checks that a publishable

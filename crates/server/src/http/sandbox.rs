@@ -1,20 +1,12 @@
-//! The sandbox's test helpers (`/v1/sandbox/…`, any key of a sandbox app) and its
-//! hosted test checkout page (`/sandbox/pay/{app}/{session}`, no key: knowing the
-//! session id is the capability, as on Stripe's hosted page). Each produces the signed
-//! Stripe-shaped events a real account would, through the webhook endpoint.
+//! The sandbox's test helpers (`/v1/sandbox/…`, any key of a sandbox app); its hosted
+//! checkout page is `checkout_page`. Each produces the signed Stripe-shaped events a
+//! real account would, through the webhook endpoint.
 
-use axum::body::{to_bytes, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::extract::State;
 use paybridge_core::keys::Permission;
-use paybridge_core::{Currency, Money, ProviderKind};
-use paybridge_provider::ProviderError;
+use paybridge_core::ProviderKind;
 use paybridge_store::{checkouts, config, payments};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -134,11 +126,6 @@ async fn dispute(
     }))
 }
 
-/// The hosted page (HTML, outside the JSON API).
-pub fn pages() -> Router<AppState> {
-    Router::new().route("/sandbox/pay/{app}/{session}", get(page).post(pay))
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardInput {
@@ -205,10 +192,7 @@ async fn complete(
         .complete_checkout(&app, &session, &body.card_number)
         .await
         .map_err(provider_error)?;
-    Ok(axum::Json(SandboxResult {
-        provider_status: s.status,
-        checkout: CheckoutView::of(&c),
-    }))
+    current(&state, &app, &c, s).await
 }
 
 /// Expire a checkout session now.
@@ -229,9 +213,27 @@ async fn expire(
         .expire_checkout(&app, &session)
         .await
         .map_err(provider_error)?;
+    current(&state, &app, &c, s).await
+}
+
+/// The answer of a helper that moved a session: the provider's answer is applied (as
+/// any answer to our own call is), so the checkout shown is the current one.
+async fn current(
+    state: &AppState,
+    app: &str,
+    c: &checkouts::CheckoutRow,
+    s: paybridge_core::stripe::objects::CheckoutSession,
+) -> ApiResult<axum::Json<SandboxResult>> {
+    crate::service::payments::apply_session(state, app, &s).await?;
+    let c = checkouts::get(state.db.reader(), app, &c.id)
+        .await
+        .or_404("checkout session")?;
+    let p = payments::get(state.db.reader(), app, &c.payment_id)
+        .await
+        .ok();
     Ok(axum::Json(SandboxResult {
         provider_status: s.status,
-        checkout: CheckoutView::of(&c),
+        checkout: CheckoutView::with_payment(&c, p.as_ref()),
     }))
 }
 
@@ -262,155 +264,4 @@ async fn confirm(
         .await
         .map_err(provider_error)?;
     Ok(axum::Json(PaymentView::of(&p)))
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-fn money(amount: i64, currency: &str) -> String {
-    Currency::parse(currency)
-        .ok()
-        .and_then(|c| Money::new(amount, c).ok())
-        .map(|m| m.to_string().to_uppercase())
-        .unwrap_or_else(|| format!("{amount} {currency}"))
-}
-
-fn origin(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .map(|u| u.origin().ascii_serialization())
-        .filter(|o| o != "null")
-        .unwrap_or_default()
-}
-
-fn render(session: &Value, message: Option<&str>, status: StatusCode) -> Response {
-    let currency = session["currency"].as_str().unwrap_or("usd");
-    let mut rows = String::new();
-    for li in session["_sandbox"]["line_items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let qty = li["quantity"].as_i64().unwrap_or(1);
-        let unit = li["unit_amount"].as_i64().unwrap_or(0);
-        rows.push_str(&format!(
-            "<tr><td>{} × {qty}</td><td class=r>{}</td></tr>",
-            esc(li["name"].as_str().unwrap_or("")),
-            esc(&money(unit.saturating_mul(qty), currency))
-        ));
-    }
-    let total = money(session["amount_total"].as_i64().unwrap_or(0), currency);
-    let state = session["status"].as_str().unwrap_or("open");
-    let form = if state == "open" {
-        format!(
-            "<form method=post><label for=card>Card number</label>\
-             <input id=card name=card_number inputmode=numeric autocomplete=cc-number value=\"4242 4242 4242 4242\" required>\
-             <button id=pay type=submit>Pay {}</button></form>\
-             <p class=hint>Test cards: 4242 4242 4242 4242 succeeds · 4000 0000 0000 0002 declined · \
-             4000 0000 0000 9995 insufficient funds · 4000 0000 0000 0069 expired</p>\
-             <p><a id=cancel href=\"{}\">Cancel and go back</a></p>",
-            esc(&total),
-            esc(session["cancel_url"].as_str().unwrap_or("/"))
-        )
-    } else {
-        format!("<p id=closed>This checkout is {}.</p>", esc(state))
-    };
-    let alert = message
-        .map(|m| format!("<p id=error role=alert>{}</p>", esc(m)))
-        .unwrap_or_default();
-    let html = format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\">\
-         <title>Sandbox checkout</title><style>\
-         body{{font:16px/1.5 system-ui,sans-serif;background:#f6f8fa;color:#1a1a2e;margin:0}}\
-         main{{max-width:420px;margin:3em auto;background:#fff;padding:2em;border-radius:12px;box-shadow:0 2px 12px #0001}}\
-         .badge{{background:#ffd36b;border-radius:4px;padding:2px 8px;font-size:12px;font-weight:600}}\
-         table{{width:100%;border-collapse:collapse;margin:1em 0}}td{{padding:.3em 0}}.r{{text-align:right}}\
-         .total td{{border-top:1px solid #ddd;font-weight:700}}label{{display:block;font-size:14px;margin-top:1em}}\
-         input{{width:100%;box-sizing:border-box;padding:.6em;font-size:16px;border:1px solid #ccc;border-radius:6px}}\
-         button{{width:100%;margin-top:1em;padding:.8em;background:#635bff;color:#fff;border:0;border-radius:6px;font-size:16px;cursor:pointer}}\
-         #error{{color:#b00020;background:#fde8ec;padding:.6em;border-radius:6px}}.hint{{font-size:12px;color:#666}}</style></head>\
-         <body><main><p><span class=badge>SANDBOX</span> No real money moves.</p><h1>Pay {}</h1>{alert}\
-         <table>{rows}<tr class=total><td>Total</td><td class=r id=total>{}</td></tr></table>{form}</main></body></html>",
-        esc(&total),
-        esc(&total),
-    );
-    let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
-        origin(session["success_url"].as_str().unwrap_or(""))
-    );
-    (
-        status,
-        [
-            (header::CONTENT_SECURITY_POLICY, csp),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-            (header::REFERRER_POLICY, "no-referrer".to_owned()),
-        ],
-        Html(html),
-    )
-        .into_response()
-}
-
-fn page_error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Html(format!(
-            "<!doctype html><title>Sandbox checkout</title><p>{}</p>",
-            esc(message)
-        )),
-    )
-        .into_response()
-}
-
-async fn page(
-    State(state): State<AppState>,
-    Path((app, session)): Path<(String, String)>,
-) -> Response {
-    match state.sandbox.checkout_page(&app, &session).await {
-        Ok(s) => render(&s, None, StatusCode::OK),
-        Err(_) => page_error(StatusCode::NOT_FOUND, "No such checkout session."),
-    }
-}
-
-async fn pay(
-    State(state): State<AppState>,
-    Path((app, session)): Path<(String, String)>,
-    req: Request,
-) -> Response {
-    let body: Bytes = match to_bytes(req.into_body(), 16 * 1024).await {
-        Ok(b) => b,
-        Err(_) => return page_error(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
-    };
-    let number = form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "card_number")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let result = state
-        .sandbox
-        .complete_checkout(&app, &session, &number)
-        .await;
-    let current = match state.sandbox.checkout_page(&app, &session).await {
-        Ok(s) => s,
-        Err(_) => return page_error(StatusCode::NOT_FOUND, "No such checkout session."),
-    };
-    match result {
-        Ok(_) => {
-            let target = current["success_url"]
-                .as_str()
-                .unwrap_or("/")
-                .replace("{CHECKOUT_SESSION_ID}", &session);
-            Redirect::to(&target).into_response()
-        }
-        Err(ProviderError::Card { message, .. }) => {
-            render(&current, Some(&message), StatusCode::PAYMENT_REQUIRED)
-        }
-        Err(ProviderError::Conflict { message, .. }) => {
-            render(&current, Some(&message), StatusCode::CONFLICT)
-        }
-        Err(e) => render(&current, Some(&e.to_string()), StatusCode::BAD_GATEWAY),
-    }
 }

@@ -241,6 +241,16 @@ impl CheckoutView {
             created: c.created,
         }
     }
+
+    /// The checkout with what it charges (its payment's amount and currency).
+    pub fn with_payment(c: &CheckoutRow, p: Option<&PaymentRow>) -> CheckoutView {
+        let mut v = CheckoutView::of(c);
+        if let Some(p) = p.filter(|p| p.id == c.payment_id) {
+            v.amount_total = Some(p.amount);
+            v.currency = Some(p.currency.clone());
+        }
+        v
+    }
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]

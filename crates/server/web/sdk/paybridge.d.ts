@@ -88,8 +88,13 @@ export interface CheckoutParams {
    * that customer and save a card onto them. It names the customer itself.
    */
   customer_session_secret?: string;
-  /** Where the popup goes after paying (default: a page that closes itself). */
+  /**
+   * Where the popup goes after paying (default: paybridge's return page, which reads
+   * the checkout's status from paybridge and closes itself). `{CHECKOUT_ID}` in either
+   * URL becomes the checkout's id.
+   */
   success_url?: string;
+  /** Where the popup goes on cancel (default: the return page, which ends the checkout on the server). */
   cancel_url?: string;
   /** Save the card onto the customer (with a publishable key: needs `customer_session_secret`). */
   save_card?: boolean;
@@ -99,8 +104,11 @@ export interface CheckoutParams {
   onEvent?: (event: PayBridgeEvent) => void;
   /** A window to use instead of opening a popup (null: none, e.g. on a server). */
   popup?: Window | null;
-  /** How long to wait for a last webhook after the popup closes (ms, default 4000). */
-  cancelGraceMs?: number;
+  /**
+   * Aborting ends the checkout on the server (`POST /v1/checkout/sessions/{id}/expire`);
+   * the promise then rejects with `checkout_canceled`, or resolves if it was paid first.
+   */
+  signal?: AbortSignal;
 }
 
 export interface CheckoutResult {
@@ -125,7 +133,11 @@ export interface Client {
   };
   isConfigured(): Promise<boolean>;
   getProducts(): Promise<Product[]>;
-  /** Resolves once the payment is confirmed by the provider's signed webhook. */
+  /**
+   * Resolves once the payment is confirmed by the provider's signed webhook; rejects
+   * with `checkout_canceled` or `checkout_expired` once paybridge says the checkout
+   * ended unpaid. A decline does not settle it (the customer retries on the page).
+   */
   checkout(params: CheckoutParams): Promise<CheckoutResult>;
   logs: {
     get(params: { customerId: string; limit?: number }): Promise<PayBridgeEvent[]>;

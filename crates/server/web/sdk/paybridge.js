@@ -198,25 +198,39 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
   }
 
   /**
-   * Starts a hosted checkout in a popup and resolves once paybridge has the
-   * provider's signed word that it was paid — never on the browser's redirect alone.
-   * Rejects with a PayBridgeError: `card_error` (declined), `checkout_canceled`
-   * (closed or cancelled) or `checkout_expired`. To check out as an existing customer
-   * (or save their card) with a publishable key, pass `customer_session_secret`, the
-   * short-lived secret your server minted with `POST /v1/customers/{id}/sessions`.
+   * Starts a hosted checkout in a popup of its own and settles on what paybridge says
+   * of the order, never on the popup: it resolves once paybridge has the provider's
+   * signed word that the order is paid, and rejects with a PayBridgeError
+   * `checkout_canceled` (the customer cancelled, or `signal` aborted: the checkout was
+   * ended on the server) or `checkout_expired` once the server says the checkout
+   * expired. A declined card does not settle it: the customer retries on the hosted
+   * page, and `onEvent` sees each `payment.failed`. The popup is another site's page
+   * (as Stripe Checkout is), so nothing here depends on reaching into it. To check out
+   * as an existing customer (or save their card) with a publishable key, pass
+   * `customer_session_secret`, the short-lived secret your server minted with
+   * `POST /v1/customers/{id}/sessions`.
    */
-  async function checkout({ line_items, mode = "payment", customer, success_url, cancel_url, onEvent, popup, cancelGraceMs = 4000, ...rest } = {}) {
+  async function checkout({ line_items, mode = "payment", customer, success_url, cancel_url, onEvent, popup, signal, ...rest } = {}) {
     const features = "popup,width=480,height=760";
-    // Opened now, while the click that called us still counts as the user's.
-    const win = popup !== undefined ? popup : typeof window !== "undefined" ? window.open("", "paybridge-checkout", features) : null;
+    // A window of its own (opened now, while the click that called us still counts as
+    // the user's): two checkouts at once never share, or steal, a popup.
+    const name = `paybridge-checkout-${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
+    const win = popup !== undefined ? popup : typeof window !== "undefined" ? window.open("", name, features) : null;
+    // The SDK's return page learns which checkout it is about from `{CHECKOUT_ID}` and
+    // asks paybridge (a publishable key is public; no other key is put in a URL).
+    const back = (result) => {
+      const k = String(key).startsWith("pb_pk_") ? `&key=${encodeURIComponent(key)}` : "";
+      return `${base}/sdk/return?result=${result}&checkout={CHECKOUT_ID}${k}`;
+    };
     let session;
     try {
+      if (signal && signal.aborted) throw new PayBridgeError({ type: "checkout_error", code: "checkout_canceled", message: "the checkout was cancelled" });
       session = await request("POST", "/v1/checkout/sessions", {
         line_items,
         mode,
         ...(customer ? { customer } : {}),
-        success_url: success_url || `${base}/sdk/return?result=success`,
-        cancel_url: cancel_url || `${base}/sdk/return?result=cancel`,
+        success_url: success_url || back("success"),
+        cancel_url: cancel_url || back("cancel"),
         ...rest,
       });
     } catch (e) {
@@ -228,39 +242,27 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
 
     return new Promise((resolve, reject) => {
       let settled = false;
-      let cancelTimer = null;
-      // The page said it was paid: wait for the webhook however long it takes.
-      let returnedPaid = false;
       const finish = (fn, value) => {
         if (settled) return;
         settled = true;
         stop();
-        clearInterval(closedPoll);
-        clearTimeout(cancelTimer);
-        if (typeof window !== "undefined") window.removeEventListener("message", onMessage);
-        if (win && !win.closed) win.close();
+        if (signal) signal.removeEventListener("abort", onAbort);
+        // Closes the popup where this page still can (a page that severed its opener
+        // closes itself from the return page).
+        try {
+          if (win && !win.closed) win.close();
+        } catch {
+          /* not ours to close any more */
+        }
         fn(value);
       };
       const paid = (o) => finish(resolve, { customerId: o.customer || session.customer || null, transactionDetails: details(o) });
-      const cancelled = () => {
-        if (cancelTimer || settled || returnedPaid) return;
-        // It may have been paid just before it closed: give the webhook a moment,
-        // then ask paybridge once more before calling it cancelled.
-        cancelTimer = setTimeout(async () => {
-          const o = await order(session.order, session.client_secret).catch(() => null);
-          if (o && o.status === "paid") paid(o);
-          else finish(reject, new PayBridgeError({ type: "checkout_error", code: "checkout_canceled", message: "the checkout was closed before it was paid" }));
-        }, cancelGraceMs);
+      // Ended on the server: the outcome still comes from the order's stream (it may
+      // have been paid a moment before, and then it resolves as paid).
+      const onAbort = () => {
+        request("POST", `/v1/checkout/sessions/${encodeURIComponent(session.id)}/expire`).catch(() => null);
       };
-      const onMessage = (m) => {
-        if (!m.data || m.data.source !== "paybridge" || (win && m.source !== win)) return;
-        if (m.data.result === "cancel") cancelled();
-        else if (m.data.result === "success") returnedPaid = true;
-      };
-      if (typeof window !== "undefined") window.addEventListener("message", onMessage);
-      const closedPoll = setInterval(() => {
-        if (win && win.closed) cancelled();
-      }, 300);
+      if (signal) signal.addEventListener("abort", onAbort);
       const stop = watch(
         session.order,
         async (event) => {
@@ -274,11 +276,17 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
           const obj = event.data.object;
           if (event.type === "order.paid") {
             paid(await order(session.order, session.client_secret).catch(() => obj));
-          } else if (event.type === "payment.failed") {
-            const f = obj.failure || {};
-            finish(reject, new PayBridgeError({ type: "card_error", code: f.code || "card_declined", declineCode: f.decline_code, message: f.message || "the card was declined" }));
-          } else if (event.type === "checkout.expired" || event.type === "payment.expired") {
-            finish(reject, new PayBridgeError({ type: "checkout_error", code: "checkout_expired", message: "the checkout expired" }));
+          } else if (event.type === "checkout.expired" && obj.id === session.id) {
+            const o = await order(session.order, session.client_secret).catch(() => null);
+            if (o && o.status === "paid") return paid(o);
+            // Ended before its time: someone ended it (the customer's cancel, or ours).
+            const early = obj.expires_at && event.created < obj.expires_at;
+            finish(
+              reject,
+              early
+                ? new PayBridgeError({ type: "checkout_error", code: "checkout_canceled", message: "the checkout was cancelled; nothing was charged" })
+                : new PayBridgeError({ type: "checkout_error", code: "checkout_expired", message: "the checkout expired; nothing was charged" }),
+            );
           }
         },
         { clientSecret: session.client_secret, onError: (e) => finish(reject, e) },

@@ -17,36 +17,69 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
-function setStatus(text, kind = "") {
-  const s = $("status");
-  s.textContent = text;
-  s.className = kind;
+// Each checkout has its own line in #checkouts, and #status repeats the line of the
+// checkout started last. A line changes only when paybridge says something of that
+// checkout's order (its stream, or the SDK's settled promise, which is the server's
+// word too): never because a window closed or a timer ran out.
+let latest = null;
+
+function say(entry, kind, ...parts) {
+  entry.text.replaceChildren(...parts);
+  entry.li.className = kind;
+  entry.li.dataset.state = kind === "ok" ? "paid" : kind === "error" ? "declined" : entry.li.dataset.state;
+  if (latest === entry) {
+    const s = $("status");
+    s.replaceChildren(...parts.map((p) => (typeof p === "string" ? p : p.cloneNode(true))));
+    s.className = kind;
+  }
 }
 
 function showEvent(event) {
   const o = event.data.object;
   const amount = o.amount_total ?? o.amount;
-  const what = amount !== undefined && o.currency ? ` · ${formatMoney(amount, o.currency)}` : "";
+  const what = amount !== undefined && amount !== null && o.currency ? ` · ${formatMoney(amount, o.currency)}` : "";
   $("events").append(el("li", { "data-type": event.type }, el("code", {}, event.type), `${what} · ${o.status ?? ""}`));
 }
 
-async function buy(product, button) {
+async function buy(product) {
+  const text = el("span", {});
+  const cancel = el("button", { type: "button", class: "link" }, "Cancel");
+  const li = el("li", { "data-product": product.id, "data-state": "waiting" }, el("strong", {}, product.name), " ", text, " ", cancel);
+  const entry = { li, text };
+  $("checkouts").prepend(li);
+  latest = entry;
   $("events").replaceChildren();
-  setStatus("Waiting for the payment in the checkout window…");
-  button.disabled = true;
+  const controller = new AbortController();
+  cancel.addEventListener("click", () => {
+    cancel.disabled = true;
+    say(entry, "muted", "Cancelling…");
+    controller.abort();
+  });
+  say(entry, "muted", "Waiting for the payment in the checkout window…");
   try {
     const { transactionDetails: t } = await pb.checkout({
       line_items: [{ product: product.id, quantity: 1 }],
       mode: product.recurring ? "subscription" : "payment",
-      onEvent: showEvent,
+      signal: controller.signal,
+      onEvent: (event) => {
+        const o = event.data.object;
+        if (o.order) li.dataset.order = o.order;
+        if (latest === entry) showEvent(event);
+        if (event.type === "payment.failed") {
+          const f = o.failure || {};
+          say(entry, "error", `Declined: ${f.message || "the card was declined"}${f.decline_code ? ` (${f.decline_code})` : ""}. Try another card in the checkout window.`);
+        }
+      },
     });
-    setStatus(`Paid: ${formatMoney(t.amountPaid, t.currency)} for order ${t.order}. Confirmed by the provider's webhook.`, "ok");
+    li.dataset.order = t.order;
+    say(entry, "ok", `Paid: ${formatMoney(t.amountPaid, t.currency)} for order `, el("code", { class: "id" }, t.order), ". Confirmed by the provider's webhook.");
   } catch (e) {
-    if (e.type === "card_error") setStatus(`Declined: ${e.message}${e.declineCode ? ` (${e.declineCode})` : ""}`, "error");
-    else if (e.code === "checkout_canceled") setStatus("Checkout cancelled. Nothing was charged.", "muted");
-    else setStatus(`Something went wrong: ${e.message}`, "error");
+    li.dataset.state = e.code || "failed";
+    if (e.code === "checkout_canceled") say(entry, "muted", "Checkout cancelled. Nothing was charged.");
+    else if (e.code === "checkout_expired") say(entry, "muted", "The checkout expired. Nothing was charged.");
+    else say(entry, "error", `Something went wrong: ${e.message}`);
   } finally {
-    button.disabled = false;
+    cancel.remove();
   }
 }
 
@@ -59,7 +92,7 @@ async function load() {
       const price = formatMoney(p.unit_amount, p.currency) + (p.recurring ? ` / ${p.recurring.interval}` : "");
       const button = el("button", { class: "primary", type: "button" }, p.recurring ? "Subscribe" : "Buy");
       button.setAttribute("data-product", p.id);
-      button.addEventListener("click", () => buy(p, button));
+      button.addEventListener("click", () => buy(p));
       grid.append(el("article", { class: "card product" }, el("h3", {}, p.name), el("p", { class: "muted" }, p.description || ""), el("p", { class: "price" }, price), button));
     }
     if (!products.length) grid.append(el("p", { class: "muted" }, "No products yet."));

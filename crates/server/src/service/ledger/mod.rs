@@ -296,6 +296,7 @@ impl UnitOfWork {
         let Some(c) = self.checkouts.get_mut(id) else {
             return;
         };
+        let payment = self.payments.get(&c.payment_id);
         let old = CheckoutStatus::parse(&c.status).unwrap_or(CheckoutStatus::Open);
         let new = old.apply(fact);
         if new == old {
@@ -316,7 +317,7 @@ impl UnitOfWork {
                 Some(&c.payment_id),
                 c.customer_id.as_deref(),
             ),
-            &CheckoutView::of(c),
+            &CheckoutView::with_payment(c, payment),
         );
         self.events.push(row);
     }
@@ -534,6 +535,11 @@ pub async fn apply_checkout_status(
 ) -> Result<(), StoreError> {
     let mut uow = UnitOfWork::new();
     uow.add_checkout(c.clone());
+    // Its payment, so the event tells what the checkout charges (read only: unchanged
+    // rows are not written back).
+    if let Ok(p) = payments::get(&mut *conn, &c.app_id, &c.payment_id).await {
+        uow.add_payment(p);
+    }
     uow.apply_checkout(&c.id, fact);
     uow.flush(conn).await
 }

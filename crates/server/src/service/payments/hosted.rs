@@ -23,6 +23,9 @@ use crate::state::AppState;
 pub const MIN_EXPIRES_IN: i64 = 30 * 60;
 pub const MAX_EXPIRES_IN: i64 = 24 * 3600;
 
+/// The placeholder for the checkout's own id in its success and cancel URLs.
+pub const CHECKOUT_ID: &str = "{CHECKOUT_ID}";
+
 pub struct HostedSpec {
     pub success_url: String,
     pub cancel_url: String,
@@ -38,8 +41,15 @@ pub async fn start_hosted(
     new_order: Option<OrderRow>,
     order_id: &str,
     spec: PaymentSpec,
-    hosted: HostedSpec,
+    mut hosted: HostedSpec,
 ) -> ApiResult<(CheckoutRow, PaymentRow, OrderRow)> {
+    // `{CHECKOUT_ID}` in either URL becomes this checkout's id (Stripe fills in
+    // `{CHECKOUT_SESSION_ID}`, its own id, and only in the success URL): a return page
+    // can then ask paybridge about, or end, the checkout the customer came back from.
+    let checkout_id = CheckoutId::generate().into_string();
+    for url in [&mut hosted.success_url, &mut hosted.cancel_url] {
+        *url = url.replace(CHECKOUT_ID, &checkout_id);
+    }
     validate_url("success_url", &hosted.success_url)?;
     validate_url("cancel_url", &hosted.cancel_url)?;
     if !(MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&hosted.expires_in) {
@@ -72,7 +82,7 @@ pub async fn start_hosted(
     let (order, p) = reserve(&mut tx, &bound, new_order.as_ref(), order_id, &spec).await?;
     let ts = now();
     let checkout = CheckoutRow {
-        id: CheckoutId::generate().into_string(),
+        id: checkout_id,
         app_id: app.to_owned(),
         order_id: order.id.clone(),
         payment_id: p.id.clone(),
