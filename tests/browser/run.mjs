@@ -117,8 +117,10 @@ const scenarios = {
     await page.locator('#timeline li[data-kind="provider"]').first().waitFor();
     const kinds = await page.locator("#timeline li").evaluateAll((lis) => lis.map((li) => li.dataset.kind));
     expect(kinds.includes("ours") && kinds.includes("provider"), `timeline: ${kinds}`);
-    await page.locator("#refund-amount").fill(process.env.REFUND_AMOUNT);
+    // The form takes dollars and asks before money moves (backoffice.mjs tests both).
+    await page.locator("#refund-amount").fill((Number(process.env.REFUND_AMOUNT) / 100).toFixed(2));
     await page.locator("#refund-button").click();
+    await page.locator("#refund-confirm-yes").click();
     await page.locator("#refund-result.ok").waitFor({ timeout: 15000 });
     const result = await page.locator("#refund-result").textContent();
     const refund = result.match(/refund_[a-z0-9]+/)[0];

@@ -121,3 +121,40 @@ impl fmt::Display for Usage {
         )
     }
 }
+
+/// What a process has written so far (`/proc/<pid>/io`): `wchar`, the bytes it passed
+/// to `write`/`pwrite`, and `write_bytes`, the bytes it sent to the storage layer.
+#[derive(Clone, Copy)]
+pub struct Io {
+    pub wchar: u64,
+    pub write_bytes: u64,
+}
+
+impl Io {
+    pub fn take(pid: u32) -> Option<Io> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))?
+                .trim()
+                .parse()
+                .ok()
+        };
+        Some(Io {
+            wchar: field("wchar:")?,
+            write_bytes: field("write_bytes:")?,
+        })
+    }
+
+    /// Bytes per event between `self` and `later`: (written by syscalls, to storage).
+    pub fn per_event(&self, later: &Io, events: u64) -> (f64, f64) {
+        if events == 0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let n = events as f64;
+        (
+            later.wchar.saturating_sub(self.wchar) as f64 / n,
+            later.write_bytes.saturating_sub(self.write_bytes) as f64 / n,
+        )
+    }
+}

@@ -9,9 +9,11 @@
 
 mod callbacks;
 mod cpu;
+mod floor;
 mod load;
 mod server;
 mod webhooks;
+mod wire;
 
 use std::time::{Duration, Instant};
 
@@ -71,6 +73,25 @@ enum Command {
         /// How many payments the events are about.
         #[arg(long, default_value_t = 500)]
         payments: usize,
+        /// `cheap`: events signed and encoded before the clock starts (the headline);
+        /// `signing`: each event built and signed on the clock; `both`.
+        #[arg(long, value_enum, default_value = "both")]
+        generator: webhooks::Generator,
+        /// Skip the floor receiver (run by default in each run, after paybridge).
+        #[arg(long)]
+        no_floor: bool,
+        /// Events signed in advance per run (0: enough for 12,000/s).
+        #[arg(long, default_value_t = 0)]
+        events: usize,
+    },
+    /// The floor receiver (started by `webhooks`): verify, store the raw event, group
+    /// commit with `synchronous=FULL`.
+    #[command(hide = true)]
+    FloorServe {
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        secret: String,
     },
     /// `POST /v1/checkout/sessions` on the sandbox (order, payment, session per request).
     Checkout {
@@ -153,16 +174,23 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             runs,
             payments,
+            generator,
+            no_floor,
+            events,
         } => {
-            webhooks::run(
-                backend.into(),
+            webhooks::run(webhooks::Options {
+                backend: backend.into(),
                 connections,
-                Duration::from_secs(seconds),
+                dur: Duration::from_secs(seconds),
                 runs,
                 payments,
-            )
+                generator,
+                floor: !no_floor,
+                events,
+            })
             .await
         }
+        Command::FloorServe { db, secret } => floor::serve(&db, &secret).await,
         Command::Checkout {
             backend,
             connections,

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::cpu;
 use crate::load::{self, median, Stats};
 use crate::server::BenchServer;
+use crate::wire;
 
 const SECRET: &str = "whsec_benchmark_signing_secret_0001";
 
@@ -32,15 +33,195 @@ fn report(what: &str, backend: Backend, connections: usize, dur: Duration, resul
     );
 }
 
-pub async fn run(
-    backend: Backend,
+/// Which load generator drives paybridge.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Generator {
+    /// Every request signed and encoded before the clock starts, sent on bare TCP.
+    Cheap,
+    /// Each request built, signed and sent with `reqwest` on the clock (the old one).
+    Signing,
+    /// Both, one after the other in each run.
+    Both,
+}
+
+pub struct Options {
+    pub backend: Backend,
+    pub connections: usize,
+    pub dur: Duration,
+    pub runs: usize,
+    pub payments: usize,
+    pub generator: Generator,
+    /// Run the floor receiver in each run too.
+    pub floor: bool,
+    /// Events signed in advance per run and target (0: enough for 12,000/s).
+    pub events: usize,
+}
+
+/// One measured load: what the client saw, and what the measured process used.
+struct Measured {
+    stats: Stats,
+    usage: cpu::Usage,
+    /// Bytes per event: passed to write(2)/pwrite(2), and sent to the storage layer.
+    wchar: f64,
+    write_bytes: f64,
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; {}; written per event {:.0} B (syscalls), {:.0} B (to storage)",
+            self.stats, self.usage, self.wchar, self.write_bytes
+        )
+    }
+}
+
+/// A body of the `n`-th event, about `targets[n % len]`.
+fn event_body(tag: &str, n: u64, targets: &[(String, String)]) -> String {
+    let (payment, pi) = &targets[(n as usize) % targets.len()];
+    let (kind, status) = match n % 3 {
+        0 => ("payment_intent.processing", "processing"),
+        1 => ("payment_intent.succeeded", "succeeded"),
+        _ => ("payment_intent.requires_action", "requires_action"),
+    };
+    json!({
+        "id": format!("evt_{tag}_{n}"), "object": "event", "type": kind, "created": now(), "livemode": false,
+        "data": {"object": {"id": pi, "object": "payment_intent", "status": status, "amount": 1000,
+            "amount_received": if status == "succeeded" { 1000 } else { 0 }, "currency": "usd",
+            "metadata": {"pb_payment": payment}}}
+    })
+    .to_string()
+}
+
+/// `count` distinct signed events, encoded as POSTs to `path` on `authority`.
+fn presign(
+    tag: &str,
+    count: usize,
+    targets: &[(String, String)],
+    authority: &str,
+    path: &str,
+) -> Vec<Vec<u8>> {
+    (0..count as u64)
+        .map(|n| {
+            let body = event_body(tag, n, targets);
+            let header = signature::sign(body.as_bytes(), SECRET.as_bytes(), now());
+            wire::encode_post(
+                authority,
+                path,
+                &[
+                    ("content-type", "application/json"),
+                    ("stripe-signature", &header),
+                ],
+                body.as_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// Drives `pid` with prepared requests and measures it.
+async fn measure_cheap(
+    pid: u32,
+    authority: &str,
     connections: usize,
     dur: Duration,
-    runs: usize,
-    payments: usize,
-) -> anyhow::Result<()> {
-    let mut results = Vec::new();
-    let mut usages = Vec::new();
+    requests: Vec<Vec<u8>>,
+) -> Measured {
+    let requests = Arc::new(requests);
+    let io0 = cpu::Io::take(pid);
+    let before = cpu::Sample::take(pid);
+    let (stats, ran_out) = wire::run(authority, connections, dur, requests.clone()).await;
+    let usage = before.until(&cpu::Sample::take(pid), stats.ok);
+    let io1 = cpu::Io::take(pid);
+    if ran_out {
+        println!(
+            "  (the {} prepared events ran out before the {} s were up: raise --events)",
+            requests.len(),
+            dur.as_secs()
+        );
+    }
+    // Freed off the clock.
+    drop(requests);
+    let (wchar, write_bytes) = match (io0, io1) {
+        (Some(a), Some(b)) => a.per_event(&b, stats.ok),
+        _ => (f64::NAN, f64::NAN),
+    };
+    Measured {
+        stats,
+        usage,
+        wchar,
+        write_bytes,
+    }
+}
+
+/// Drives paybridge with the old generator: each event built and signed on the clock.
+async fn measure_signing(
+    s: &BenchServer,
+    app: &str,
+    tag: String,
+    targets: Arc<Vec<(String, String)>>,
+    connections: usize,
+    dur: Duration,
+) -> Measured {
+    let url = s.url(&format!("/v1/webhooks/stripe/{app}"));
+    let io0 = cpu::Io::take(s.pid());
+    let before = cpu::Sample::take(s.pid());
+    let stats = load::run(connections, dur, move |c, n| {
+        let body = event_body(&tag, n, &targets);
+        let header = signature::sign(body.as_bytes(), SECRET.as_bytes(), now());
+        c.post(&url)
+            .header("content-type", "application/json")
+            .header("stripe-signature", header)
+            .body(body)
+    })
+    .await;
+    let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
+    let (wchar, write_bytes) = match (io0, cpu::Io::take(s.pid())) {
+        (Some(a), Some(b)) => a.per_event(&b, stats.ok),
+        _ => (f64::NAN, f64::NAN),
+    };
+    Measured {
+        stats,
+        usage,
+        wchar,
+        write_bytes,
+    }
+}
+
+fn summary(label: &str, list: &[Measured]) {
+    if list.is_empty() {
+        return;
+    }
+    println!(
+        "{label}: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {}; CPU per event: measured process {:.0} µs, load generator {:.0} µs; machine busy {:.0} %; written per event {:.0} B (syscalls), {:.0} B (to storage)",
+        median(list.iter().map(|m| m.stats.rps)),
+        median(list.iter().map(|m| m.stats.p50_ms)),
+        median(list.iter().map(|m| m.stats.p99_ms)),
+        list.iter().map(|m| m.stats.errors).sum::<u64>(),
+        median(list.iter().map(|m| m.usage.server_us)),
+        median(list.iter().map(|m| m.usage.generator_us)),
+        median(list.iter().map(|m| m.usage.busy * 100.0)),
+        median(list.iter().map(|m| m.wchar)),
+        median(list.iter().map(|m| m.write_bytes)),
+    );
+}
+
+pub async fn run(o: Options) -> anyhow::Result<()> {
+    let Options {
+        backend,
+        connections,
+        dur,
+        runs,
+        payments,
+        generator,
+        floor,
+        events,
+    } = o;
+    let events = if events == 0 {
+        (dur.as_secs() as usize * 12_000).max(20_000)
+    } else {
+        events
+    };
+    let (mut cheap, mut signing, mut floors, mut ratios) = (vec![], vec![], vec![], vec![]);
     println!(
         "CPU reference: {:.0} ms (a fixed loop on one core; lower is a faster machine)",
         cpu::reference_ms()
@@ -84,56 +265,110 @@ pub async fn run(
         let targets = Arc::new(targets);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle_before = s.rss_mib().unwrap_or(f64::NAN);
-        let url = s.url(&format!("/v1/webhooks/stripe/{}", app.id));
-        let run_tag = format!("{run}{}", now());
-        let before = cpu::Sample::take(s.pid());
-        let stats = load::run(connections, dur, move |c, n| {
-            // Each event is distinct; they cycle through the payments and through the
-            // kinds of event a payment's life brings.
-            let (payment, pi) = &targets[(n as usize) % targets.len()];
-            let (kind, status) = match n % 3 {
-                0 => ("payment_intent.processing", "processing"),
-                1 => ("payment_intent.succeeded", "succeeded"),
-                _ => ("payment_intent.requires_action", "requires_action"),
-            };
-            let body = json!({
-                "id": format!("evt_{run_tag}_{n}"), "object": "event", "type": kind, "created": now(), "livemode": false,
-                "data": {"object": {"id": pi, "object": "payment_intent", "status": status, "amount": 1000,
-                    "amount_received": if status == "succeeded" { 1000 } else { 0 }, "currency": "usd",
-                    "metadata": {"pb_payment": payment}}}
-            })
-            .to_string();
-            let header = signature::sign(body.as_bytes(), SECRET.as_bytes(), now());
-            c.post(&url)
-                .header("content-type", "application/json")
-                .header("stripe-signature", header)
-                .body(body)
-        })
-        .await;
-        let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
+        let tag = format!("{run}{}", now());
+        let mut paybridge_rps = f64::NAN;
+        if generator != Generator::Signing {
+            let authority = wire::authority(&s.base).to_owned();
+            let path = format!("/v1/webhooks/stripe/{}", app.id);
+            let requests = presign(&format!("{tag}c"), events, &targets, &authority, &path);
+            let m = measure_cheap(s.pid(), &authority, connections, dur, requests).await;
+            println!("run {run} paybridge, cheap generator: {m}");
+            paybridge_rps = m.stats.rps;
+            cheap.push(m);
+        }
+        if generator != Generator::Cheap {
+            let m = measure_signing(
+                &s,
+                &app.id,
+                format!("{tag}s"),
+                targets.clone(),
+                connections,
+                dur,
+            )
+            .await;
+            println!("run {run} paybridge, signing generator: {m}");
+            signing.push(m);
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle_after = s.rss_mib().unwrap_or(f64::NAN);
         println!(
-            "run {run}: {stats}; {usage}; server RSS idle {idle_before:.1} MiB before the load, {idle_after:.1} MiB 2 s after it"
+            "run {run}: server RSS idle {idle_before:.1} MiB before the load, {idle_after:.1} MiB 2 s after it"
         );
-        usages.push(usage);
-        results.push(stats);
+        drop(s);
+        if floor {
+            let f = FloorProcess::start()?;
+            let authority = wire::authority(&f.base).to_owned();
+            let requests = presign(&format!("{tag}f"), events, &targets, &authority, "/hook");
+            let m = measure_cheap(f.pid(), &authority, connections, dur, requests).await;
+            println!("run {run} floor, cheap generator: {m}");
+            if paybridge_rps.is_finite() {
+                let ratio = paybridge_rps / m.stats.rps;
+                println!("run {run}: paybridge / floor = {ratio:.2}");
+                ratios.push(ratio);
+            }
+            floors.push(m);
+        }
     }
-    report(
-        "webhook ingest (events)",
-        backend,
-        connections,
-        dur,
-        &results,
-    );
     println!(
-        "CPU per event (median): server {:.0} µs, load generator {:.0} µs; machine busy {:.0} %, stolen {:.0} %",
-        median(usages.iter().map(|u| u.server_us)),
-        median(usages.iter().map(|u| u.generator_us)),
-        median(usages.iter().map(|u| u.busy * 100.0)),
-        median(usages.iter().map(|u| u.steal * 100.0)),
+        "webhook ingest on {backend:?}, {connections} connections, {runs} runs of {}s:",
+        dur.as_secs()
     );
+    summary("  paybridge, cheap generator", &cheap);
+    summary("  paybridge, signing generator", &signing);
+    summary("  floor, cheap generator", &floors);
+    if !ratios.is_empty() {
+        println!(
+            "  paybridge / floor (median of the runs' ratios): {:.2}",
+            median(ratios.into_iter())
+        );
+    }
     Ok(())
+}
+
+/// The floor receiver (`paybridge-bench floor-serve`) in a process of its own.
+struct FloorProcess {
+    base: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl FloorProcess {
+    fn start() -> anyhow::Result<FloorProcess> {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("floor.db");
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args(["floor-serve", "--db"])
+            .arg(&db)
+            .args(["--secret", SECRET])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("listening on ").nth(1).map(|b| b.trim().to_owned()))
+            .ok_or_else(|| anyhow::anyhow!("the floor receiver did not start"))?;
+        std::thread::spawn(move || for _ in lines {});
+        Ok(FloorProcess {
+            base,
+            child,
+            _dir: dir,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for FloorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 pub async fn checkout(

@@ -5,6 +5,7 @@ pub const ALL: &[&str] = &[
     "order.paid",
     "order.partially_refunded",
     "order.refunded",
+    "order.overpaid",
     "payment.pending",
     "payment.processing",
     "payment.requires_capture",
@@ -26,6 +27,7 @@ pub const ALL: &[&str] = &[
     "subscription.payment_succeeded",
     "subscription.payment_failed",
     "callback_endpoint.disabled",
+    "ledger.anomaly",
 ];
 
 /// Whether `t` is an event type, or `*` (all of them).

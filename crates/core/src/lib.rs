@@ -7,6 +7,7 @@ pub mod civil;
 pub mod config;
 pub mod event_types;
 pub mod ids;
+pub mod invariants;
 pub mod keys;
 pub mod money;
 pub mod net;

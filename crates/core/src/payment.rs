@@ -231,9 +231,13 @@ impl PaymentState {
         }
     }
 
-    /// What can still be refunded.
+    /// What can still be refunded: nothing while a dispute is open or once it is lost
+    /// (the provider refuses to refund a disputed charge; a lost one gave the money
+    /// back already).
     pub fn refundable(&self) -> i64 {
-        if self.lifecycle == Lifecycle::Succeeded {
+        if self.lifecycle == Lifecycle::Succeeded
+            && !matches!(self.dispute, Dispute::Open | Dispute::Lost)
+        {
             (self.amount_captured - self.amount_refunded).max(0)
         } else {
             0
@@ -424,6 +428,54 @@ pub fn apply_subscription(
         (report, at.max(since))
     } else {
         (current, since)
+    }
+}
+
+/// How a payment holds its order's amount: what an order admits as new money is its
+/// total less what succeeded, less every payment that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Holds nothing: it ended without money, or its money is already counted as paid.
+    None,
+    /// Money is moving (authorised, settling, or a direct charge whose outcome is not
+    /// known yet): it holds the order and nothing can take it back from here.
+    Committed,
+    /// Promised to a way to pay that has not taken money yet (an open hosted page, or an
+    /// intent awaiting the customer): it holds the order until it is superseded —
+    /// expired or cancelled at the provider — by a new way to pay.
+    Open,
+}
+
+/// How a payment holds its order. `method` is `checkout`, `payment_link`,
+/// `payment_intent` or `card`; `has_intent` whether the provider's intent is known;
+/// `checkout_open` whether a hosted payment's page is still open.
+pub fn hold(method: &str, lifecycle: Lifecycle, has_intent: bool, checkout_open: bool) -> Hold {
+    let hosted = matches!(method, "checkout" | "payment_link");
+    match lifecycle {
+        Lifecycle::Processing | Lifecycle::RequiresCapture => Hold::Committed,
+        Lifecycle::Succeeded | Lifecycle::Expired | Lifecycle::Canceled => Hold::None,
+        // A page that is open, or complete with its payment not booked yet.
+        Lifecycle::Initiated | Lifecycle::Pending if hosted => Hold::Open,
+        // A declined attempt on a page still open can be retried on the page.
+        Lifecycle::Failed if hosted => {
+            if checkout_open {
+                Hold::Open
+            } else {
+                Hold::None
+            }
+        }
+        // A direct charge whose create call has not answered may have taken the money.
+        Lifecycle::Initiated | Lifecycle::Pending if !has_intent => Hold::Committed,
+        // An off-session charge of a saved card waiting on its customer.
+        Lifecycle::Initiated | Lifecycle::Pending if method == "card" => Hold::Committed,
+        // An intent awaiting the customer's confirmation (also after a decline: the
+        // same intent can be confirmed again with another card).
+        Lifecycle::Initiated | Lifecycle::Pending | Lifecycle::Failed
+            if method == "payment_intent" && has_intent =>
+        {
+            Hold::Open
+        }
+        _ => Hold::None,
     }
 }
 

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Seconds between reconciler rounds (default 300).
     #[arg(long, env = "PAYBRIDGE_RECONCILE_INTERVAL")]
     pub reconcile_interval: Option<u64>,
+    /// Seconds between catch-up rounds over each Stripe app's event list (default 300,
+    /// or 5 when Stripe cannot reach the public URL; 0 turns the worker off).
+    #[arg(long, env = "PAYBRIDGE_EVENT_SYNC_INTERVAL")]
+    pub event_sync_interval: Option<u64>,
     /// Seconds a payment must have been pending before the reconciler asks about it (default 60).
     #[arg(long, env = "PAYBRIDGE_RECONCILE_AFTER")]
     pub reconcile_after: Option<u64>,
@@ -142,6 +146,7 @@ pub struct FileConfig {
     pub signing_secret_grace: Option<u64>,
     pub housekeeping_interval: Option<u64>,
     pub reconcile_interval: Option<u64>,
+    pub event_sync_interval: Option<u64>,
     pub reconcile_after: Option<u64>,
     pub reconcile_initiated_after: Option<u64>,
     pub stripe_timeout: Option<u64>,
@@ -195,6 +200,7 @@ pub struct Resolved {
     pub signing_secret_grace: Duration,
     pub housekeeping_interval: Duration,
     pub reconcile_interval: Duration,
+    pub event_sync_interval: Option<Duration>,
     pub reconcile_after: Duration,
     pub reconcile_initiated_after: Duration,
     pub stripe_timeout: Duration,
@@ -271,6 +277,10 @@ impl Resolved {
             ),
             housekeeping_interval: secs(args.housekeeping_interval, file.housekeeping_interval, 60),
             reconcile_interval: secs(args.reconcile_interval, file.reconcile_interval, 300),
+            event_sync_interval: args
+                .event_sync_interval
+                .or(file.event_sync_interval)
+                .map(Duration::from_secs),
             reconcile_after: secs(args.reconcile_after, file.reconcile_after, 60),
             reconcile_initiated_after: secs(
                 args.reconcile_initiated_after,

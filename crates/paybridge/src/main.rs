@@ -48,6 +48,11 @@ enum Command {
     },
     /// Ask the provider about payments left pending or processing, once, and apply the answers.
     Reconcile(ServeArgs),
+    /// Read Stripe's event list.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Work with an app's catalog.
     Products {
         #[command(subcommand)]
@@ -64,6 +69,68 @@ enum ProductsCommand {
         #[command(flatten)]
         serve: ServeArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Read a Stripe app's events from Stripe's event list and apply those paybridge
+    /// does not have (what the catch-up worker does each round), once, now.
+    Sync {
+        #[arg(long)]
+        app: String,
+        /// Read from here instead of where the last round stood: unix seconds, an RFC
+        /// 3339 time (`2026-12-01T00:00:00Z`) or an age (`90m`, `12h`, `7d`). Stripe keeps 30 days.
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+/// `--since`: unix seconds, an RFC 3339 UTC time, or an age before now.
+fn parse_since(s: &str, now: i64) -> anyhow::Result<i64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    if let Some(unit) = s.chars().last().filter(|c| "smhd".contains(*c)) {
+        if let Ok(n) = s[..s.len() - 1].parse::<i64>() {
+            let mult = match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => 86_400,
+            };
+            return Ok(now - n * mult);
+        }
+    }
+    // YYYY-MM-DDTHH:MM:SS with `Z` or `+00:00`.
+    let t = s.trim_end_matches('Z').trim_end_matches("+00:00");
+    let parts: Vec<i64> = t
+        .split(['-', 'T', ':', ' '])
+        .map(|p| p.parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--since: give unix seconds, 2026-12-01T00:00:00Z or an age such as 12h"
+            )
+        })?;
+    match parts.as_slice() {
+        [y, mo, d] | [y, mo, d, _, _] | [y, mo, d, _, _, _]
+            if (1..=12).contains(mo) && (1..=31).contains(d) =>
+        {
+            let day = paybridge_core::civil::days_from_civil(*y, *mo, *d);
+            let (h, mi, sec) = (
+                parts.get(3).copied().unwrap_or(0),
+                parts.get(4).copied().unwrap_or(0),
+                parts.get(5).copied().unwrap_or(0),
+            );
+            Ok(day * 86_400 + h * 3600 + mi * 60 + sec)
+        }
+        _ => {
+            anyhow::bail!("--since: give unix seconds, 2026-12-01T00:00:00Z or an age such as 12h")
+        }
+    }
 }
 
 fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
@@ -219,6 +286,32 @@ async fn main() -> anyhow::Result<()> {
             p.state.db.close().await;
             Ok(())
         }
+        Command::Events {
+            command: EventsCommand::Sync { app, since, serve },
+        } => {
+            init_logs(false);
+            let since = since
+                .map(|s| parse_since(&s, paybridge_store::now()))
+                .transpose()?;
+            let p = prepare(&serve, None, "http://127.0.0.1".into()).await?;
+            let bar = progress_bar("reading Stripe's events");
+            let mut on_progress = |phase: &'static str, done: usize, total: usize| {
+                if phase == "applying" {
+                    bar.set_message("applying new events");
+                    bar.set_length(total as u64);
+                } else {
+                    bar.set_length(done as u64);
+                }
+                bar.set_position(done as u64);
+            };
+            let report = service::event_sync::sync_app(&p.state, &app, since, &mut on_progress)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            bar.finish();
+            println!("{}", serde_json::to_string(&report)?);
+            p.state.db.close().await;
+            Ok(())
+        }
         Command::Products {
             command: ProductsCommand::Import { app, serve },
         } => {
@@ -325,6 +418,7 @@ async fn prepare(
     settings.internal_url = internal_url;
     settings.reconcile_interval = cfg.reconcile_interval;
     settings.reconcile_after = cfg.reconcile_after;
+    settings.event_sync_every = cfg.event_sync_interval;
     settings.reconcile_initiated_after = cfg.reconcile_initiated_after;
     settings.sandbox_webhook_delay = cfg.sandbox_webhook_delay;
     settings.callback_retry_schedule = cfg.callback_retry_schedule.clone();
@@ -398,9 +492,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ => println!("  (the demo's admin and server keys were shown at first start; `paybridge key create` mints more)"),
         }
     }
-    // Last, so whoever waits for this line has the whole banner.
+    if state.settings.polling_only() {
+        println!(
+            "  events     Stripe cannot reach {public_url}: Stripe apps get their events by polling Stripe's event list every {} s (no tunnel or `stripe listen` needed)",
+            state.settings.event_sync_interval().as_secs()
+        );
+    }
+    let internal_url = state.settings.internal_url.clone();
+    if public_url != internal_url {
+        println!("  public URL {public_url}");
+    }
+    // Last, so whoever waits for this line has the whole banner. The address it
+    // listens on, which is the public URL unless one was set.
     println!(
-        "paybridge {} listening on {public_url}",
+        "paybridge {} listening on {internal_url}",
         env!("CARGO_PKG_VERSION")
     );
     tracing::info!(%addr, "listening");

@@ -14,8 +14,8 @@ pub mod stripe;
 
 use async_trait::async_trait;
 use paybridge_core::stripe::objects::{
-    Account, CheckoutSession, Customer, Metadata, PaymentIntent, PaymentMethod, Price, Refund,
-    Subscription, Transfer,
+    Account, CheckoutSession, Customer, List, Metadata, PaymentIntent, PaymentMethod,
+    PortalSession, Price, Refund, Subscription, Transfer, WebhookEndpoint,
 };
 use secrecy::SecretString;
 use serde_json::Value;
@@ -156,6 +156,20 @@ pub struct NewSubscription {
     pub metadata: Metadata,
 }
 
+/// A webhook endpoint paybridge makes for itself.
+#[derive(Debug, Clone)]
+pub struct NewWebhookEndpoint {
+    pub url: String,
+    pub enabled_events: Vec<String>,
+    /// The API version its events are rendered in (the one paybridge parses).
+    pub api_version: String,
+    pub description: String,
+    pub metadata: Metadata,
+}
+
+/// One page of the account's events (Stripe's `GET /v1/events`), the events as JSON.
+pub type EventPage = List<Value>;
+
 #[derive(Debug, Clone)]
 pub struct NewAccount {
     pub email: String,
@@ -196,6 +210,10 @@ pub enum ProviderError {
     /// The app's key was refused.
     #[error("the provider refused the app's secret key: {message}")]
     Authentication { message: String },
+    /// The key is valid but may not make this call (a restricted key without the
+    /// permission; HTTP 403).
+    #[error("the provider's key lacks a permission: {message}")]
+    Permission { message: String },
     /// Still failing after the retries: network errors, timeouts, 429s or 5xx.
     #[error("the provider is unavailable: {message}")]
     Unavailable { message: String },
@@ -282,4 +300,54 @@ pub trait Provider: Send + Sync {
     async fn list_payout_transactions(&self, call: &Call, payout: &str) -> Result<Vec<Value>>;
     /// The account's webhook endpoints (Stripe's objects, passed through).
     async fn list_webhook_endpoints(&self, call: &Call) -> Result<Vec<Value>>;
+
+    /// Makes a webhook endpoint; the answer carries its signing secret.
+    async fn create_webhook_endpoint(
+        &self,
+        _call: &Call,
+        _e: &NewWebhookEndpoint,
+    ) -> Result<WebhookEndpoint> {
+        Err(unsupported(self.name(), "webhook endpoints"))
+    }
+    /// Points an endpoint at another URL and event list (its secret stays).
+    async fn update_webhook_endpoint(
+        &self,
+        _call: &Call,
+        _id: &str,
+        _url: &str,
+        _enabled_events: &[String],
+    ) -> Result<WebhookEndpoint> {
+        Err(unsupported(self.name(), "webhook endpoints"))
+    }
+    async fn delete_webhook_endpoint(&self, _call: &Call, _id: &str) -> Result<()> {
+        Err(unsupported(self.name(), "webhook endpoints"))
+    }
+    /// The account's events created at or after `created_gte` (unix seconds), one page
+    /// of up to 100 after `starting_after`. Every type: Stripe's `types` filter takes at
+    /// most 20 names, and the caller keeps the ones it reads.
+    async fn list_events(
+        &self,
+        _call: &Call,
+        _created_gte: i64,
+        _starting_after: Option<&str>,
+    ) -> Result<EventPage> {
+        Ok(EventPage::default())
+    }
+    /// A customer portal session for one of the provider's customers.
+    async fn create_portal_session(
+        &self,
+        _call: &Call,
+        _customer: &str,
+        _return_url: &str,
+    ) -> Result<PortalSession> {
+        Err(unsupported(self.name(), "customer portal sessions"))
+    }
+}
+
+fn unsupported(provider: &str, what: &str) -> ProviderError {
+    ProviderError::Invalid {
+        code: Some("unsupported".into()),
+        param: None,
+        message: format!("the {provider} provider has no {what}"),
+    }
 }

@@ -69,6 +69,13 @@ pub struct Metrics {
     pub callback_first_attempt_lag: Histogram,
     /// 1 while this node runs the cluster-wide workers.
     pub leader: Gauge,
+    /// Events the catch-up worker read from Stripe's event list, by `outcome`: `new`
+    /// (missed by webhooks, applied now) or `known`.
+    pub event_sync_events: Family<OutcomeLabels, Counter>,
+    /// Catch-up rounds that failed.
+    pub event_sync_failures: Counter,
+    /// Seconds since the stalest Stripe app's last complete catch-up round.
+    pub event_sync_lag: Gauge,
 }
 
 impl Metrics {
@@ -99,6 +106,11 @@ impl Metrics {
         for outcome in ["processed", "duplicate", "rejected"] {
             let _ = webhook_events.get_or_create(&OutcomeLabels { outcome });
         }
+        registry.register(
+            "ledger_anomalies",
+            "Facts refused by the ledger's invariants (webhooks, provider answers, the reconciler)",
+            crate::service::ledger::ANOMALIES.clone(),
+        );
         let rate_limited = Family::<RateLimitLabels, Counter>::default();
         registry.register(
             "rate_limited",
@@ -133,7 +145,31 @@ impl Metrics {
             "1 while this node runs the reconciler and housekeeping for the cluster",
             leader.clone(),
         );
+        let event_sync_events = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "event_sync_events",
+            "Events read from Stripe's event list by the catch-up worker, by outcome (new: missed by webhooks)",
+            event_sync_events.clone(),
+        );
+        for outcome in ["new", "known"] {
+            let _ = event_sync_events.get_or_create(&OutcomeLabels { outcome });
+        }
+        let event_sync_failures = Counter::default();
+        registry.register(
+            "event_sync_failures",
+            "Catch-up rounds over Stripe's event list that failed",
+            event_sync_failures.clone(),
+        );
+        let event_sync_lag = Gauge::default();
+        registry.register(
+            "event_sync_lag_seconds",
+            "Seconds since the stalest Stripe app's last complete catch-up round",
+            event_sync_lag.clone(),
+        );
         Metrics {
+            event_sync_events,
+            event_sync_failures,
+            event_sync_lag,
             leader,
             registry,
             http_requests,
@@ -150,6 +186,20 @@ impl Metrics {
         self.callback_attempts
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    /// A catch-up round's count: `new` of `relevant` events were missing.
+    pub fn event_sync_events(&self, new: usize, relevant: usize) {
+        let get = |outcome| {
+            self.event_sync_events
+                .get_or_create(&OutcomeLabels { outcome })
+        };
+        get("new").inc_by(new as u64);
+        get("known").inc_by(relevant.saturating_sub(new) as u64);
+    }
+
+    pub fn event_sync_failed(&self) {
+        self.event_sync_failures.inc();
     }
 
     pub fn render(&self) -> String {

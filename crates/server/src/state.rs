@@ -73,6 +73,9 @@ pub struct Settings {
     pub rate_limits: crate::http::limits::RateLimits,
     /// Proxies whose `X-Forwarded-For` names the client (none by default).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often the catch-up worker reads each Stripe app's events; `None` takes the
+    /// default (see `event_sync_interval()`).
+    pub event_sync_every: Option<Duration>,
 }
 
 /// Svix's schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h
@@ -110,7 +113,24 @@ impl Settings {
             max_streams_per_key: 32,
             rate_limits: crate::http::limits::RateLimits::default(),
             trusted_proxies: Vec::new(),
+            event_sync_every: None,
         }
+    }
+
+    /// Whether Stripe cannot reach this server (no public URL): then polling Stripe's
+    /// event list is the whole delivery path.
+    pub fn polling_only(&self) -> bool {
+        crate::service::stripe_endpoint::unreachable_reason(&self.public_url).is_some()
+    }
+
+    /// Between catch-up rounds: as set, or 5 s when polling is the whole delivery path
+    /// and 5 min when it only backs up webhooks.
+    pub fn event_sync_interval(&self) -> Duration {
+        self.event_sync_every.unwrap_or(if self.polling_only() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_secs(300)
+        })
     }
 }
 

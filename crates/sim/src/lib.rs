@@ -26,10 +26,18 @@
 //! after the network drains, the payment, its refunds and its order match the
 //! reference: the provider's own final truth.
 //!
+//! Facts that cannot be true are sent too, as a buggy or forged provider would: a
+//! capture beyond the amount, negative amounts, a refund in another currency or beyond
+//! the capture, an object about another amount. Every fact enters through the
+//! ledger's invariants (`paybridge_core::invariants`), as in the server; each forged one
+//! must be rejected, every true one admitted (else the end state would not match the
+//! reference), and the books' invariants are checked after every step.
+//!
 //! A failure names its seed; `paybridge-sim --seed N` replays it exactly. The random
 //! numbers come from SplitMix64, written out below, so a seed means the same run on
 //! any machine and after any dependency upgrade.
 
+use paybridge_core::invariants::{self, Books};
 use paybridge_core::payment::{
     apply, Dispute, Failure, Lifecycle, OrderStatus, PaymentFact, PaymentState, PaymentStatus,
     RefundStatus,
@@ -233,6 +241,10 @@ struct Ledger {
     events: Vec<(String, String)>,
     /// Provider events applied (by id), to tell a copy from a first delivery.
     applied: Vec<u64>,
+    /// What the payment is for.
+    amount: i64,
+    /// Facts refused by the invariants.
+    rejected: u64,
 }
 
 impl Ledger {
@@ -254,6 +266,36 @@ impl Ledger {
             self.events
                 .push(("order".into(), format!("order.{}", status.as_str())));
         }
+    }
+
+    fn books(&self) -> Books<'_> {
+        Books {
+            amount: self.amount,
+            currency: "usd",
+            state: &self.payment,
+            refunding: self.refunding,
+        }
+    }
+
+    /// A fact about the payment, checked where it enters (ledger/mod.rs). Returns
+    /// whether it was admitted.
+    fn apply_payment_checked(&mut self, f: &PaymentFact, reported: Option<(i64, &str)>) -> bool {
+        if invariants::check_payment_fact(&self.books(), reported, f).is_err() {
+            self.rejected += 1;
+            return false;
+        }
+        self.apply_payment(f);
+        true
+    }
+
+    /// A refund made outside paybridge, checked where it enters (ledger/refunds.rs):
+    /// only forged ones are sent here, so it must be refused.
+    fn foreign_refund(&mut self, amount: i64, currency: &str) -> bool {
+        if invariants::check_refund(&self.books(), amount, Some(currency), amount).is_err() {
+            self.rejected += 1;
+            return false;
+        }
+        true
     }
 
     fn apply_payment(&mut self, f: &PaymentFact) {
@@ -335,6 +377,7 @@ impl Ledger {
                 self.payment.amount_refunded, self.payment.amount_captured
             ));
         }
+        invariants::check_books(&self.books()).map_err(|a| a.to_string())?;
         if provider.refused_over_refunds > 0 {
             return Err("the provider had to refuse an over-refund".into());
         }
@@ -354,6 +397,8 @@ pub struct Stats {
     pub crashes: u64,
     pub duplicates_applied: u64,
     pub refunds: u64,
+    /// Facts that cannot be true, sent and rejected.
+    pub rejected: u64,
 }
 
 /// One payment's life under `seed`. `Err` says what broke, and where.
@@ -422,6 +467,8 @@ pub fn run(seed: u64) -> Result<Stats, String> {
         order_status: OrderStatus::Open,
         events: Vec::new(),
         applied: Vec::new(),
+        amount,
+        rejected: 0,
     };
     let mut stats = Stats::default();
     let crash_rate = 5 + rng.below(20);
@@ -484,6 +531,36 @@ pub fn run(seed: u64) -> Result<Stats, String> {
                     }
                     Err(()) => ours.apply_refund(id, usize::MAX, RefundStatus::Failed),
                 }
+            }
+            // A fact that cannot be true arrives (a bug at the provider, or a forged
+            // event signed with a leaked secret): it must be refused, changing nothing.
+            9 if rng.chance(30) => {
+                let before = (ours.payment.clone(), ours.refunding, ours.events.len());
+                let r = 1 + rng.below(1_000_000) as i64;
+                let left = ours.payment.amount_captured - ours.refunding;
+                let admitted = match rng.below(6) {
+                    0 => ours.apply_payment_checked(
+                        &PaymentFact::Succeeded {
+                            amount_captured: amount + r,
+                        },
+                        None,
+                    ),
+                    1 => ours.apply_payment_checked(
+                        &PaymentFact::RequiresCapture {
+                            amount_capturable: -r,
+                        },
+                        None,
+                    ),
+                    2 => ours
+                        .apply_payment_checked(&PaymentFact::Processing, Some((amount + r, "usd"))),
+                    3 => ours.foreign_refund(-r + 1, "usd"),
+                    4 => ours.foreign_refund(r, "jpy"),
+                    _ => ours.foreign_refund(left + r, "usd"),
+                };
+                if admitted || before != (ours.payment.clone(), ours.refunding, ours.events.len()) {
+                    return Err(fail(step, "a fact that cannot be true was booked".into()));
+                }
+                stats.rejected += 1;
             }
             // The reconciler asks the provider.
             _ => reconcile(&mut ours, &mut provider, &mut rng, &mut net),
@@ -570,7 +647,11 @@ pub fn run(seed: u64) -> Result<Stats, String> {
 
 fn deliver(ours: &mut Ledger, e: &Event) {
     match &e.fact {
-        Fact::Payment(f) => ours.apply_payment(f),
+        // The object's own amount comes with it, as a payment intent's does.
+        Fact::Payment(f) => {
+            let amount = ours.amount;
+            ours.apply_payment_checked(f, Some((amount, "usd")));
+        }
         // Found by its `pb_refund` metadata. Our row is written before the provider is
         // called, so even an event that beats the call's answer finds it.
         Fact::Refund {
@@ -586,7 +667,7 @@ fn deliver(ours: &mut Ledger, e: &Event) {
 fn reconcile(ours: &mut Ledger, provider: &mut Provider, rng: &mut Rng, net: &mut Network) {
     let truth = provider.state.clone();
     for f in facts_of(&truth) {
-        ours.apply_payment(&f);
+        ours.apply_payment_checked(&f, None);
     }
     for id in 0..ours.refunds.len() {
         if ours.refunds[id].status != RefundStatus::Pending {
@@ -647,6 +728,7 @@ pub fn run_many(from: u64, count: u64) -> Result<Stats, String> {
                         total.crashes += r.crashes;
                         total.duplicates_applied += r.duplicates_applied;
                         total.refunds += r.refunds;
+                        total.rejected += r.rejected;
                     }
                     Ok(total)
                 })
@@ -664,6 +746,7 @@ pub fn run_many(from: u64, count: u64) -> Result<Stats, String> {
         total.crashes += r.crashes;
         total.duplicates_applied += r.duplicates_applied;
         total.refunds += r.refunds;
+        total.rejected += r.rejected;
     }
     Ok(total)
 }

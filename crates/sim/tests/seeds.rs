@@ -17,6 +17,10 @@ fn a_hundred_thousand_payment_lives_match_the_reference() {
     assert!(stats.crashes > seeds, "{stats:?}");
     assert!(stats.duplicates_applied > seeds, "{stats:?}");
     assert!(stats.refunds > seeds, "{stats:?}");
+    assert!(
+        stats.rejected > seeds / 2,
+        "facts that cannot be true were sent: {stats:?}"
+    );
 }
 
 #[test]

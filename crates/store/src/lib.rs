@@ -10,6 +10,7 @@ pub mod connect;
 pub mod customer_sessions;
 pub mod customers;
 mod db;
+pub mod event_sync;
 pub mod events;
 pub mod idempotency;
 pub mod keys;
@@ -21,6 +22,7 @@ pub mod provider_events;
 pub mod refunds;
 pub mod sandbox;
 pub mod settings;
+pub mod stripe_endpoints;
 pub mod subscriptions;
 
 pub use db::{

@@ -198,6 +198,18 @@ pub struct Filter<'a> {
     pub order: Option<&'a str>,
     pub customer: Option<&'a str>,
     pub status: Option<&'a str>,
+    /// Created at or after (unix seconds).
+    pub created_gte: Option<i64>,
+    /// Created at or before (unix seconds).
+    pub created_lte: Option<i64>,
+    /// At least this amount (minor units, any currency).
+    pub amount_gte: Option<i64>,
+    /// At most this amount (minor units, any currency).
+    pub amount_lte: Option<i64>,
+    /// The customer's email, any case.
+    pub email: Option<&'a str>,
+    /// A product on the payment's order (`product_…`; the caller checks its shape).
+    pub product: Option<&'a str>,
 }
 
 pub async fn list(
@@ -212,6 +224,21 @@ pub async fn list(
         .and_opt("order_id = ?", text(f.order))
         .and_opt("customer_id = ?", text(f.customer))
         .and_opt("status = ?", text(f.status))
+        .and_opt("created >= ?", f.created_gte.map(Arg::Int))
+        .and_opt("created <= ?", f.created_lte.map(Arg::Int))
+        .and_opt("amount >= ?", f.amount_gte.map(Arg::Int))
+        .and_opt("amount <= ?", f.amount_lte.map(Arg::Int))
+        .and_opt(
+            "customer_id IN (SELECT id FROM customers WHERE lower(email) = lower(?))",
+            text(f.email),
+        )
+        // Line items are stored as JSON (`[{"product":"product_…",…}]`): ids are
+        // `[a-z0-9_]`, so the pattern matches that product's lines and nothing else.
+        .and_opt(
+            "order_id IN (SELECT id FROM orders WHERE line_items LIKE ?)",
+            f.product
+                .map(|p| Arg::Text(format!("%\"product\":\"{p}\"%"))),
+        )
         .page(&db.read, params)
         .await
 }
@@ -309,7 +336,7 @@ pub async fn reserve_refund(
     Ok(sqlx::query_as::<_, PaymentRow>(&format!(
         "UPDATE payments SET amount_refunding = amount_refunding + $3 \
          WHERE app_id = $1 AND id = $2 AND lifecycle = 'succeeded' AND $3 > 0 \
-             AND amount_refunding + $3 <= amount_captured \
+             AND dispute NOT IN ('open', 'lost') AND amount_refunding + $3 <= amount_captured \
          RETURNING {COLUMNS}"
     ))
     .bind(app)

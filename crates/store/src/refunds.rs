@@ -21,7 +21,8 @@ pub struct RefundRow {
     pub provider_refund_id: Option<String>,
     pub refund_application_fee: i64,
     pub reverse_transfer: i64,
-    /// `api` (made through paybridge) or `provider` (found in the provider's events).
+    /// `api` (made through paybridge), `provider` (found in the provider's events) or
+    /// `surplus` (paybridge giving back money that paid an order twice).
     pub source: String,
     pub metadata: String,
     pub created: i64,
@@ -95,9 +96,12 @@ pub async fn lock_by_refs(
     Ok(None)
 }
 
+/// Writes a refund's status, failure, provider id and amount (the provider's, when it
+/// reports another than asked for).
 pub async fn save(conn: &mut Conn, r: &RefundRow) -> Result<()> {
     sqlx::query(
-        "UPDATE refunds SET status = $3, failure_reason = $4, provider_refund_id = $5, updated = $6 WHERE app_id = $1 AND id = $2",
+        "UPDATE refunds SET status = $3, failure_reason = $4, provider_refund_id = $5, updated = $6, amount = $7 \
+         WHERE app_id = $1 AND id = $2",
     )
     .bind(&r.app_id)
     .bind(&r.id)
@@ -105,6 +109,7 @@ pub async fn save(conn: &mut Conn, r: &RefundRow) -> Result<()> {
     .bind(&r.failure_reason)
     .bind(&r.provider_refund_id)
     .bind(now())
+    .bind(r.amount)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -148,10 +153,13 @@ pub async fn of_order<'e, E: Executor<'e, Database = Any>>(
     .await?)
 }
 
-/// Refunds of any app still pending since before `updated_before` (for the reconciler).
+/// Refunds of any app still pending since before `updated_before` (for the reconciler),
+/// and surplus refunds not sent to the provider yet, whatever their age.
 pub async fn stuck(db: &Db, updated_before: i64, limit: i64) -> Result<Vec<RefundRow>> {
     Ok(sqlx::query_as::<_, RefundRow>(&format!(
-        "SELECT {COLUMNS} FROM refunds WHERE status = 'pending' AND updated < $1 ORDER BY updated LIMIT $2"
+        "SELECT {COLUMNS} FROM refunds WHERE status = 'pending' \
+             AND (updated < $1 OR (source = 'surplus' AND provider_refund_id IS NULL)) \
+         ORDER BY updated LIMIT $2"
     ))
     .bind(updated_before)
     .bind(limit)

@@ -56,6 +56,36 @@ macro_rules! has_id {
     ($($t:ty),*) => { $(impl HasId for $t { fn id(&self) -> &str { &self.id } })* };
 }
 
+/// A webhook endpoint (`we_…`). Its `secret` is present only in the answer to the
+/// call that created it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub url: String,
+    /// `enabled` or `disabled`.
+    pub status: Option<String>,
+    pub api_version: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub enabled_events: Vec<String>,
+    pub metadata: Option<Metadata>,
+    #[serde(skip_serializing)]
+    pub secret: Option<String>,
+    pub livemode: bool,
+}
+
+/// A customer portal session (`bps_…`): where to send the customer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PortalSession {
+    pub id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub url: String,
+    pub return_url: Option<String>,
+    pub customer: Option<String>,
+}
+
 /// Stripe's `{"object":"list","data":[…],"has_more":…}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct List<T> {

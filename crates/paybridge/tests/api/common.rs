@@ -77,6 +77,8 @@ impl Server {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PAYBRIDGE_ROOT_KEY", &self.root)
             .env("PAYBRIDGE_NO_DEMO", "true")
+            // The catch-up worker polls Stripe's event list; tests of it turn it on.
+            .env("PAYBRIDGE_EVENT_SYNC_INTERVAL", "0")
             .env("PAYBRIDGE_LOG", "info,sqlx=warn")
             .env("RUST_BACKTRACE", "1");
         if self.db_url.starts_with("postgres") {

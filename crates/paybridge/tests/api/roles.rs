@@ -119,6 +119,9 @@ fn valid_body(method: &str, template: &str, f: &Fixtures) -> Option<serde_json::
             json!({"email": "sweep@example.com", "external_id": "role-sweep", "country": "us"})
         }
         ("POST", "/v1/customers") => json!({"external_id": "role-sweep"}),
+        ("POST", "/v1/customers/{id}/portal_sessions") => {
+            json!({"return_url": "https://shop.example/account"})
+        }
         ("PUT", "/v1/payment_config") => json!({"provider": "sandbox"}),
         ("PUT", "/v1/payment_config/signing_secret") => {
             json!({"signing_secret": "whsec_rolesweeprolesweeprolesweep"})

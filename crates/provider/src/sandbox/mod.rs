@@ -12,6 +12,7 @@ pub mod cards;
 mod connect;
 mod money_out;
 pub mod objects;
+mod portal;
 mod recurring;
 
 use std::sync::Arc;
@@ -1073,6 +1074,15 @@ impl Provider for Sandbox {
 
     async fn list_webhook_endpoints(&self, call: &Call) -> Result<Vec<Value>> {
         Ok(self.webhook_endpoints(call))
+    }
+
+    async fn create_portal_session(
+        &self,
+        call: &Call,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<paybridge_core::stripe::objects::PortalSession> {
+        self.create_portal(call, customer, return_url).await
     }
 }
 

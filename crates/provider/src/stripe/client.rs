@@ -213,9 +213,8 @@ impl Client {
                     .and_then(|v| serde_json::from_value(v["error"]["payment_intent"].clone()).ok())
                     .map(Box::new),
             },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                ProviderError::Authentication { message }
-            }
+            StatusCode::UNAUTHORIZED => ProviderError::Authentication { message },
+            StatusCode::FORBIDDEN => ProviderError::Permission { message },
             StatusCode::NOT_FOUND => ProviderError::NotFound { message },
             s if s.is_client_error() && !retryable => ProviderError::Invalid {
                 code: err.code,

@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paybridge_core::stripe::objects::{
-    Account, CheckoutSession, Customer, List, PaymentIntent, PaymentMethod, Price, Refund,
-    Subscription, Transfer,
+    Account, CheckoutSession, Customer, List, PaymentIntent, PaymentMethod, PortalSession, Price,
+    Refund, Subscription, Transfer, WebhookEndpoint,
 };
 use serde_json::Value;
 
 pub use client::{Client, RetryPolicy, STRIPE_VERSION};
 
 use crate::{
-    Call, Form, IntentLookup, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund,
-    NewSubscription, NewTransfer, Provider, Result,
+    Call, EventPage, Form, IntentLookup, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent,
+    NewRefund, NewSubscription, NewTransfer, NewWebhookEndpoint, Provider, Result,
 };
 
 /// Pages of 100 read when looking for an intent whose create call got no answer.
@@ -422,6 +422,80 @@ impl Provider for Stripe {
         let page: List<Value> = self.client.get(call, "/v1/webhook_endpoints", &q).await?;
         Ok(page.data)
     }
+
+    async fn create_webhook_endpoint(
+        &self,
+        call: &Call,
+        e: &NewWebhookEndpoint,
+    ) -> Result<WebhookEndpoint> {
+        self.client
+            .post(call, "/v1/webhook_endpoints", &webhook_endpoint_form(e))
+            .await
+    }
+
+    async fn update_webhook_endpoint(
+        &self,
+        call: &Call,
+        id: &str,
+        url: &str,
+        enabled_events: &[String],
+    ) -> Result<WebhookEndpoint> {
+        let mut f = Form::new();
+        f.push("url", url);
+        for (i, t) in enabled_events.iter().enumerate() {
+            f.push(format!("enabled_events[{i}]"), t);
+        }
+        self.client
+            .post(call, &format!("/v1/webhook_endpoints/{id}"), &f)
+            .await
+    }
+
+    async fn delete_webhook_endpoint(&self, call: &Call, id: &str) -> Result<()> {
+        let _: Value = self
+            .client
+            .delete(call, &format!("/v1/webhook_endpoints/{id}"))
+            .await?;
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        call: &Call,
+        created_gte: i64,
+        starting_after: Option<&str>,
+    ) -> Result<EventPage> {
+        let mut q = Form::new();
+        q.push("created[gte]", created_gte)
+            .push("limit", 100)
+            .push_opt("starting_after", starting_after);
+        self.client.get(call, "/v1/events", &q).await
+    }
+
+    async fn create_portal_session(
+        &self,
+        call: &Call,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<PortalSession> {
+        let mut f = Form::new();
+        f.push("customer", customer).push("return_url", return_url);
+        self.client
+            .post(call, "/v1/billing_portal/sessions", &f)
+            .await
+    }
+}
+
+/// The form Stripe expects for a new webhook endpoint.
+pub fn webhook_endpoint_form(e: &NewWebhookEndpoint) -> Form {
+    let mut f = Form::new();
+    f.push("url", &e.url)
+        .push("api_version", &e.api_version)
+        .push("description", &e.description);
+    for (i, t) in e.enabled_events.iter().enumerate() {
+        f.push(format!("enabled_events[{i}]"), t);
+    }
+    f.push_map("metadata", &e.metadata);
+    f
 }
 
 /// The form Stripe expects for a refund of a payment intent.

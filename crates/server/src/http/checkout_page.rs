@@ -33,7 +33,7 @@ pub fn pages() -> Router<AppState> {
     Router::new().route("/sandbox/pay/{app}/{session}", get(page).post(pay))
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -343,7 +343,7 @@ fn render(session: &Value, form: &Form, decline: Option<&str>, status: StatusCod
         .into_response()
 }
 
-fn origin(url: &str) -> String {
+pub(super) fn origin(url: &str) -> String {
     url::Url::parse(url)
         .ok()
         .map(|u| u.origin().ascii_serialization())

@@ -25,6 +25,35 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(detach_card))
         .routes(routes!(set_default_card))
         .routes(routes!(create_session))
+        .routes(routes!(create_portal_session))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePortalSession {
+    /// Where the portal's "return" link takes the customer (absolute http(s) URL).
+    pub return_url: String,
+}
+
+/// Open a customer portal session (server key): the URL of the provider's customer
+/// portal (Stripe's Billing portal; the sandbox's own page), where this customer sees
+/// their subscriptions and payments, cancels a subscription or changes the default card.
+/// Changes reach paybridge as the provider's events.
+#[utoipa::path(post, path = "/v1/customers/{id}/portal_sessions", tag = "customers", params(("id" = String, Path)),
+    request_body = CreatePortalSession, security(("bearer" = [])),
+    responses((status = 201, body = crate::service::portal::PortalSessionView), (status = "4XX", body = ErrorBody), (status = 502, body = ErrorBody)))]
+async fn create_portal_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<CreatePortalSession>,
+) -> ApiResult<(
+    StatusCode,
+    axum::Json<crate::service::portal::PortalSessionView>,
+)> {
+    let app = caller.app(Permission::CustomersWrite)?;
+    let view = crate::service::portal::create(&state, app.as_str(), &id, &body.return_url).await?;
+    Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
 #[derive(Deserialize, ToSchema, Default)]

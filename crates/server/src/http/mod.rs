@@ -10,6 +10,7 @@ mod connect;
 mod customers;
 mod docs;
 mod events;
+mod export;
 pub mod extract;
 mod idempotency;
 pub mod limits;
@@ -17,6 +18,7 @@ mod list;
 mod ops;
 mod orders;
 mod payments;
+mod portal_page;
 mod products;
 mod refunds;
 mod rejections;
@@ -213,6 +215,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(customers::routes())
         .merge(orders::routes())
         .merge(payments::routes())
+        .merge(export::routes())
         .merge(refunds::routes())
         .merge(reports::routes())
         .merge(subscriptions::routes())
@@ -257,6 +260,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
         .merge(checkout_page::pages())
+        .merge(portal_page::pages())
         .merge(web::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -87,6 +87,65 @@ pub struct PaymentQuery {
     pub status: Option<String>,
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
+    /// Created at or after this time (unix seconds).
+    #[serde(rename = "created[gte]")]
+    pub created_gte: Option<i64>,
+    /// Created at or before this time (unix seconds).
+    #[serde(rename = "created[lte]")]
+    pub created_lte: Option<i64>,
+    /// At least this amount, in minor units.
+    #[serde(rename = "amount[gte]")]
+    pub amount_gte: Option<i64>,
+    /// At most this amount, in minor units.
+    #[serde(rename = "amount[lte]")]
+    pub amount_lte: Option<i64>,
+    /// The customer's email (any case).
+    pub email: Option<String>,
+    /// A product on the payment's order (`product_…`).
+    pub product: Option<String>,
+}
+
+/// The store's filter for a list or an export, checked: a typo is a 400, not an empty
+/// list.
+pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::ApiError> {
+    for (param, v) in [("amount[gte]", q.amount_gte), ("amount[lte]", q.amount_lte)] {
+        if v.is_some_and(|v| v < 0) {
+            return Err(
+                Invalid::new(param, "parameter_invalid", "amounts are not negative").into(),
+            );
+        }
+    }
+    if let Some(p) = &q.product {
+        let ok = p.starts_with("product_")
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(Invalid::new(
+                "product",
+                "parameter_invalid",
+                "product is a `product_…` id",
+            )
+            .into());
+        }
+    }
+    let email = q.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    if email.is_some_and(|e| e.len() > 320) {
+        return Err(Invalid::new("email", "parameter_invalid", "email is too long").into());
+    }
+    Ok(Filter {
+        order: q.order.as_deref(),
+        customer: q.customer.as_deref(),
+        status: crate::http::list::known_status(
+            q.status.as_deref(),
+            &paybridge_core::payment::PaymentStatus::ALL.map(|s| s.as_str()),
+        )?,
+        created_gte: q.created_gte,
+        created_lte: q.created_lte,
+        amount_gte: q.amount_gte,
+        amount_lte: q.amount_lte,
+        email,
+        product: q.product.as_deref(),
+    })
 }
 
 fn with_secret(state: &AppState, p: &payments::PaymentRow) -> PaymentView {
@@ -270,19 +329,12 @@ async fn list_payments(
     Query(q): Query<PaymentQuery>,
 ) -> ApiResult<axum::Json<List<PaymentView>>> {
     let app = caller.app(Permission::PaymentsRead)?;
-    let filter = Filter {
-        order: q.order.as_deref(),
-        customer: q.customer.as_deref(),
-        status: crate::http::list::known_status(
-            q.status.as_deref(),
-            &paybridge_core::payment::PaymentStatus::ALL.map(|s| s.as_str()),
-        )?,
-    };
+    let filter = filter_of(&q)?;
     let page = payments::list(
         &state.db,
         app.as_str(),
         &filter,
-        &to_params(q.limit, q.starting_after)?,
+        &to_params(q.limit, q.starting_after.clone())?,
     )
     .await?;
     Ok(axum::Json(List::from_page(page, |p| PaymentView::of(&p))))

@@ -35,9 +35,17 @@ pub struct Day {
     pub payments: i64,
     /// Of those, how many took money (succeeded, later refunded or disputed included).
     pub succeeded: i64,
-    /// Of those, how many failed, were canceled or expired.
+    /// Of those, how many failed: declined or refused by the provider.
     pub failed: i64,
-    /// `succeeded / (succeeded + failed)`; none when nothing was settled yet.
+    /// Of those, how many are still open: a checkout the customer has not finished, an
+    /// authorisation not yet captured, a payment processing.
+    pub open: i64,
+    /// Of those, how many were abandoned: checkouts that expired, payments canceled.
+    /// `succeeded + failed + open + abandoned = payments`.
+    pub abandoned: i64,
+    /// `succeeded / (succeeded + failed)`: of the payments the customer completed, how
+    /// many took money. An abandoned checkout is not a decline. None when no payment
+    /// was completed.
     pub success_rate: Option<f64>,
     /// Captured, per currency, in minor units.
     pub volume: BTreeMap<String, i64>,
@@ -88,6 +96,8 @@ fn tally(first: i64, last: i64, rows: &[payments::DailyRow]) -> Vec<Day> {
             payments: 0,
             succeeded: 0,
             failed: 0,
+            open: 0,
+            abandoned: 0,
             success_rate: None,
             volume: BTreeMap::new(),
             refunded: BTreeMap::new(),
@@ -102,8 +112,9 @@ fn tally(first: i64, last: i64, rows: &[payments::DailyRow]) -> Vec<Day> {
             "succeeded" | "partially_refunded" | "refunded" | "disputed" => {
                 day.succeeded += r.count
             }
-            "failed" | "canceled" | "expired" => day.failed += r.count,
-            _ => {}
+            "failed" => day.failed += r.count,
+            "canceled" | "expired" => day.abandoned += r.count,
+            _ => day.open += r.count,
         }
         if r.captured > 0 {
             *day.volume.entry(r.currency.clone()).or_default() += r.captured;
@@ -162,5 +173,29 @@ mod tests {
             days[2].success_rate, None,
             "pending payments are not settled"
         );
+        assert_eq!(days[2].open, 2);
+    }
+
+    /// An abandoned checkout is neither a success nor a decline, and every payment is
+    /// counted once: the figures add up.
+    #[test]
+    fn abandoned_checkouts_are_not_declines() {
+        let days = tally(
+            10,
+            10,
+            &[
+                row(10, "succeeded", 1, 1000),
+                row(10, "refunded", 1, 1000),
+                row(10, "failed", 1, 0),
+                row(10, "expired", 3, 0),
+                row(10, "canceled", 1, 0),
+                row(10, "pending", 2, 0),
+                row(10, "requires_capture", 1, 0),
+            ],
+        );
+        let d = &days[0];
+        assert_eq!((d.succeeded, d.failed, d.abandoned, d.open), (2, 1, 4, 3));
+        assert_eq!(d.succeeded + d.failed + d.abandoned + d.open, d.payments);
+        assert_eq!(d.success_rate, Some(2.0 / 3.0));
     }
 }

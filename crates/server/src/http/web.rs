@@ -31,6 +31,26 @@ const LANDING_PAGE: &str = include_str!("../../web/landing.html");
 const ADMIN_PAGE: &str = include_str!("../../web/admin/index.html");
 const ADMIN_JS: &str = include_str!("../../web/admin/admin.js");
 const ADMIN_CHARTS_JS: &str = include_str!("../../web/admin/charts.js");
+/// The dashboard's other modules and its stylesheet, by file name under `/admin/`.
+const ADMIN_FILES: &[(&str, &str, &str)] = &[
+    ("ui.js", include_str!("../../web/admin/ui.js"), JS),
+    (
+        "payments.js",
+        include_str!("../../web/admin/payments.js"),
+        JS,
+    ),
+    (
+        "customers.js",
+        include_str!("../../web/admin/customers.js"),
+        JS,
+    ),
+    ("setup.js", include_str!("../../web/admin/setup.js"), JS),
+    (
+        "admin.css",
+        include_str!("../../web/admin/admin.css"),
+        "text/css; charset=utf-8",
+    ),
+];
 
 /// The policy of every page.
 pub const CSP: &str =
@@ -47,6 +67,7 @@ pub fn routes() -> Router<AppState> {
             "/admin/charts.js",
             get(|| async { asset(ADMIN_CHARTS_JS, JS) }),
         )
+        .route("/admin/{file}", get(admin_file))
         .route("/store/store.js", get(|| async { asset(STORE_JS, JS) }))
         .route(
             "/assets/style.css",
@@ -102,6 +123,15 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     security_headers(h);
     r
+}
+
+async fn admin_file(
+    crate::http::extract::Path(file): crate::http::extract::Path<String>,
+) -> Response {
+    match ADMIN_FILES.iter().find(|(name, _, _)| *name == file) {
+        Some((_, body, content_type)) => asset(body, content_type),
+        None => crate::error::ApiError::not_found("file").into_response(),
+    }
 }
 
 /// The storefront while the demo app is on; otherwise a page that says where things are.

@@ -27,6 +27,12 @@ pub async fn set_provider(
     secret_key: Option<&str>,
 ) -> ApiResult<ConfigRow> {
     validate_provider_keys(env, provider, public_key, secret_key)?;
+    // The key this app had, to remove the endpoint we made in its account if the new
+    // key belongs to another one.
+    let previous_key = match config::get(&state.db, app).await? {
+        Some(r) if r.provider == ProviderKind::Stripe.as_str() => provider_secret_key(state, &r)?,
+        _ => None,
+    };
     let sealed = secret_key
         .filter(|k| !k.is_empty())
         .map(|k| state.vault.seal(k, &context(app, "provider_secret_key")));
@@ -48,6 +54,13 @@ pub async fn set_provider(
         );
         return set_signing_secret(state, app, &secret).await;
     }
+    if provider == ProviderKind::Stripe {
+        // Records its outcome (and the fallback) rather than failing the change of keys.
+        super::stripe_endpoint::ensure(state, app, previous_key).await?;
+        return config::get(&state.db, app)
+            .await?
+            .ok_or_else(|| ApiError::internal("the configuration vanished"));
+    }
     Ok(row)
 }
 
@@ -67,6 +80,17 @@ pub async fn set_signing_secret(state: &AppState, app: &str, secret: &str) -> Ap
             ))
             .with_code("payment_config_missing")
         })
+}
+
+/// Ready to take payments and learn their outcomes: a provider, its keys (Stripe), and
+/// a signing secret, or for Stripe with no public URL (`polling_only`) the keys alone,
+/// since the catch-up worker then brings every event.
+pub fn configured(row: &ConfigRow, polling_only: bool) -> bool {
+    is_configured(row)
+        || (polling_only
+            && row.provider == ProviderKind::Stripe.as_str()
+            && row.secret_key_sealed.is_some()
+            && row.public_key.is_some())
 }
 
 /// Ready to take payments: a provider, its secret key (Stripe) and a signing secret.

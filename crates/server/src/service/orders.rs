@@ -265,22 +265,59 @@ pub fn random(n: usize) -> String {
 }
 
 /// What an order can still be paid: its total, less what succeeded payments brought,
-/// less what payments in flight have committed: authorised or settling, and direct
-/// charges whose outcome is not known yet (their create call has not answered, or its
-/// answer was lost), which may have taken the money. The reconciler settles those, and
-/// one that never reached the provider then fails and frees its amount. (An open
-/// hosted page does not hold the order: a newer checkout supersedes it.)
+/// less every payment that holds it (`paybridge_core::payment::hold`): money moving
+/// (authorised, settling, or a direct charge whose outcome is not known yet — the
+/// reconciler settles those), and money promised to a way to pay that has not taken it
+/// yet: an open hosted page (or one complete at the provider whose payment is not
+/// booked yet), an intent awaiting its customer. A new way to pay supersedes the
+/// promised ones at the provider first (`payments::supersede`), which frees them.
 pub async fn outstanding(conn: &mut Conn, order: &OrderRow) -> Result<i64, StoreError> {
+    let held = holds(conn, order).await?;
+    let all: i64 = held.iter().map(|(_, a)| a).sum();
+    Ok((order.amount_total - order.amount_paid - all).max(0))
+}
+
+/// The payments of an order that hold it, with how.
+pub async fn holds(
+    conn: &mut Conn,
+    order: &OrderRow,
+) -> Result<Vec<(paybridge_core::payment::Hold, i64)>, StoreError> {
+    Ok(held_payments(conn, order)
+        .await?
+        .into_iter()
+        .map(|(h, p)| (h, p.amount))
+        .collect())
+}
+
+/// The payments of an order that hold it.
+pub async fn held_payments(
+    conn: &mut Conn,
+    order: &OrderRow,
+) -> Result<
+    Vec<(
+        paybridge_core::payment::Hold,
+        paybridge_store::payments::PaymentRow,
+    )>,
+    StoreError,
+> {
+    use paybridge_core::payment::{hold, Hold, Lifecycle};
     let ps = paybridge_store::payments::of_order(&mut *conn, &order.app_id, &order.id).await?;
-    let in_flight: i64 = ps
-        .iter()
-        .filter(|p| match p.lifecycle.as_str() {
-            "processing" | "requires_capture" => true,
-            "initiated" => matches!(p.method.as_str(), "card" | "payment_intent"),
-            "pending" => p.method == "card",
-            _ => false,
+    let open =
+        paybridge_store::checkouts::open_of_order(&mut *conn, &order.app_id, &order.id).await?;
+    Ok(ps
+        .into_iter()
+        .filter_map(|p| {
+            let lifecycle = Lifecycle::parse(&p.lifecycle).unwrap_or(Lifecycle::Initiated);
+            let checkout_open = open.iter().any(|c| c.payment_id == p.id);
+            match hold(
+                &p.method,
+                lifecycle,
+                p.provider_payment_intent.is_some(),
+                checkout_open,
+            ) {
+                Hold::None => None,
+                h => Some((h, p)),
+            }
         })
-        .map(|p| p.amount)
-        .sum();
-    Ok((order.amount_total - order.amount_paid - in_flight).max(0))
+        .collect())
 }

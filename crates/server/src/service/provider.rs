@@ -99,6 +99,12 @@ pub fn provider_error(e: ProviderError) -> ApiError {
             "provider_authentication_failed",
             format!("The provider refused this app's secret key: {message}"),
         ),
+        ProviderError::Permission { message } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorType::ProviderError,
+            "provider_permission_denied",
+            format!("The provider's key may not do this: {message}"),
+        ),
         ProviderError::Unavailable { message } => {
             tracing::warn!(%message, "provider unavailable");
             ApiError::new(

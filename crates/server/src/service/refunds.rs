@@ -67,6 +67,17 @@ pub async fn create(state: &AppState, app: &str, input: RefundInput) -> ApiResul
         )
         .into());
     }
+    // A disputed charge is the bank's to settle: the provider refuses to refund it
+    // while the dispute is open, and a lost one has given the money back already.
+    if matches!(p.dispute.as_str(), "open" | "lost") {
+        return Err(ApiError::conflict(
+            "payment_disputed",
+            format!(
+                "payment {} is disputed ({}): it cannot be refunded",
+                p.id, p.dispute
+            ),
+        ));
+    }
     let intent = p.provider_payment_intent.clone().ok_or_else(|| {
         ApiError::conflict(
             "payment_not_refundable",

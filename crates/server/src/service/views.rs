@@ -362,7 +362,8 @@ pub struct ProviderEventView {
     pub received_count: i64,
     pub first_received: i64,
     pub last_received: i64,
-    /// `processed`, `ignored`, `pending` (its object not known yet; retried) or `failed`.
+    /// `processed`, `ignored`, `pending` (its object not known yet; retried), `failed`,
+    /// or `rejected` (it breaks the ledger's invariants: not applied, never retried).
     pub outcome: String,
     pub detail: Option<String>,
     pub attempts: i64,

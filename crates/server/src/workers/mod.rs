@@ -2,6 +2,7 @@
 //! token is cancelled; `wait` lets the current round finish on shutdown.
 
 mod callbacks;
+mod event_sync;
 pub mod housekeeping;
 pub mod leader;
 mod reconciler;
@@ -24,6 +25,7 @@ pub fn spawn(state: AppState, stop: CancellationToken) -> Workers {
             tokio::spawn(reconciler::run(state.clone(), stop.clone())),
             tokio::spawn(sandbox::run(state.clone(), stop.clone())),
             tokio::spawn(callbacks::run(state.clone(), stop.clone())),
+            tokio::spawn(event_sync::run(state.clone(), stop.clone())),
             tokio::spawn(crate::hub::run(state, stop)),
         ],
     }

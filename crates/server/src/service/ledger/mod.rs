@@ -16,6 +16,7 @@ pub use billing::apply_subscription as apply_subscription_reading;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use paybridge_core::ids::{CardId, EventId};
+use paybridge_core::invariants::{self, Anomaly, Books};
 use paybridge_core::payment::{
     apply, CheckoutStatus, Dispute, Failure, Lifecycle, OrderStatus, PaymentFact, PaymentState,
 };
@@ -97,6 +98,42 @@ pub async fn emit(
     Ok(())
 }
 
+/// Facts refused by the ledger's invariants since the process started (exported as
+/// `paybridge_ledger_anomalies_total`).
+pub static ANOMALIES: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The `ledger.anomaly` event for a fact refused about a payment: what was refused and
+/// why, for a person to look at.
+pub fn anomaly_event(p: &PaymentRow, a: &Anomaly, source: &str, fact: &str) -> EventRow {
+    ANOMALIES.inc();
+    tracing::warn!(payment = %p.id, code = a.code, reason = %a.reason, source, "a fact breaks the ledger's invariants; not applied");
+    event_row(
+        &p.app_id,
+        "ledger.anomaly",
+        &p.id,
+        (Some(&p.order_id), Some(&p.id), p.customer_id.as_deref()),
+        &serde_json::json!({
+            "object": "ledger_anomaly",
+            "code": a.code,
+            "reason": a.reason,
+            "source": source,
+            "fact": fact,
+            "payment": PaymentView::of(p),
+        }),
+    )
+}
+
+/// A payment's books, for the invariants.
+pub fn books<'a>(p: &'a PaymentRow, s: &'a PaymentState) -> Books<'a> {
+    Books {
+        amount: p.amount,
+        currency: &p.currency,
+        state: s,
+        refunding: p.amount_refunding,
+    }
+}
+
 /// What processing made of a provider event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -107,6 +144,9 @@ pub enum Outcome {
     Pending(String),
     /// Refused by a check (an amount that does not match); kept for inspection.
     Failed(String),
+    /// It breaks the ledger's invariants (`paybridge_core::invariants`): not applied,
+    /// never retried, and told to the app as `ledger.anomaly`.
+    Rejected(String),
 }
 
 impl Outcome {
@@ -116,6 +156,7 @@ impl Outcome {
             Outcome::Ignored(d) => ("ignored", d),
             Outcome::Pending(d) => ("pending", d),
             Outcome::Failed(d) => ("failed", d),
+            Outcome::Rejected(d) => ("rejected", d),
         }
     }
 }
@@ -241,6 +282,7 @@ impl UnitOfWork {
         }
         if old.amount_captured != new.amount_captured
             || old.amount_refunded != new.amount_refunded
+            || (old.dispute == Dispute::Lost) != (new.dispute == Dispute::Lost)
             || (old.lifecycle == Lifecycle::Succeeded) != (new.lifecycle == Lifecycle::Succeeded)
         {
             self.orders.insert((p.app_id.clone(), p.order_id.clone()));
@@ -295,6 +337,14 @@ impl UnitOfWork {
                 ev.kind
             )));
         };
+        // paybridge makes every payment, refund and subscription on the platform's own
+        // account: an event of a connected account is about that account's objects,
+        // whatever metadata they carry, and moves nothing of ours.
+        if let Some(account) = &ev.account {
+            return Ok(Outcome::Ignored(format!(
+                "an event of connected account {account}: paybridge's payments are the platform's"
+            )));
+        }
         if let Some(rf) = &r.refund {
             return self.apply_refund(conn, app, &r.refs, rf).await;
         }
@@ -326,13 +376,18 @@ impl UnitOfWork {
             };
         };
         let p = self.payments.get_mut(&pid).expect("checked above");
-        if let Some((amount, currency)) = &r.amount {
-            if !currency.eq_ignore_ascii_case(&p.currency) || *amount != p.amount {
-                return Outcome::Failed(format!(
-                    "the event is about {amount} {currency}, the payment is {} {}",
-                    p.amount, p.currency
-                ));
-            }
+        let reported = r.amount.as_ref().map(|(a, c)| (*a, c.as_str()));
+        let state = state_of(p);
+        let checked = invariants::check_reported(&books(p, &state), reported).and_then(|()| {
+            r.payment
+                .iter()
+                .try_for_each(|f| invariants::check_payment_fact(&books(p, &state), None, f))
+        });
+        if let Err(a) = checked {
+            let fact = format!("{:?}", r.payment);
+            let ev = anomaly_event(p, &a, "webhook", &fact);
+            self.events.push(ev);
+            return Outcome::Rejected(a.to_string());
         }
         if p.provider_payment_intent.is_none() {
             p.provider_payment_intent = r.refs.payment_intent.clone();
@@ -450,6 +505,20 @@ pub async fn apply_payment_facts(
     let mut uow = UnitOfWork::new();
     let id = before.id.clone();
     uow.add_payment(before.clone());
+    let state = state_of(before);
+    let refused = facts.iter().find_map(|f| {
+        invariants::check_payment_fact(&books(before, &state), None, f)
+            .err()
+            .map(|a| (a, f))
+    });
+    if let Some((a, f)) = refused {
+        // Facts from the provider's answer to our own call (or the reconciler's
+        // question): none of them is applied, the provider ids neither.
+        let ev = anomaly_event(before, &a, "provider_answer", &format!("{f:?}"));
+        uow.events.push(ev);
+        uow.flush(conn).await?;
+        return Ok(before.clone());
+    }
     if let Some(p) = uow.payment_mut(&id) {
         *p = after;
     }
@@ -487,16 +556,44 @@ pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outco
 }
 
 /// Re-totals an order from its payments; emits `order.<status>` when its status moves.
+///
+/// Money given back counts refunds and lost disputes. Money that paid the order twice
+/// (two ways to pay both succeeded before one could be ended) is refunded: a `surplus`
+/// refund is opened on the latest payments for the excess, sent to the provider by the
+/// reconciler at once, and the order says so (`order.overpaid`). A surplus given back
+/// does not count against the order's status.
 pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result<(), StoreError> {
     let order = orders::lock(conn, app, order_id).await?;
-    let ps = payments::of_order(&mut *conn, app, order_id).await?;
+    let mut ps = payments::of_order(&mut *conn, app, order_id).await?;
     let paid: i64 = ps
         .iter()
         .filter(|p| p.lifecycle == "succeeded")
         .map(|p| p.amount_captured)
         .sum();
-    let refunded: i64 = ps.iter().map(|p| p.amount_refunded).sum();
-    let status = OrderStatus::derive(order.amount_total, paid, refunded);
+    let lost: i64 = ps
+        .iter()
+        .filter(|p| p.lifecycle == "succeeded" && p.dispute == "lost")
+        .map(|p| (p.amount_captured - p.amount_refunded).max(0))
+        .sum();
+    let refunded: i64 = ps.iter().map(|p| p.amount_refunded).sum::<i64>() + lost;
+    let rs = paybridge_store::refunds::of_order(&mut *conn, app, order_id).await?;
+    let surplus_sum = |status: &str| -> i64 {
+        rs.iter()
+            .filter(|r| r.source == "surplus" && r.status == status)
+            .map(|r| r.amount)
+            .sum()
+    };
+    let (surplus_given, surplus_pending) = (surplus_sum("succeeded"), surplus_sum("pending"));
+    let over = invariants::surplus(order.amount_total, paid, refunded);
+    if over > surplus_pending {
+        ps.sort_by(|a, b| (b.created, &b.id).cmp(&(a.created, &a.id)));
+        refund_surplus(conn, &order, &ps, over - surplus_pending, paid, refunded).await?;
+    }
+    let status = OrderStatus::derive(
+        order.amount_total,
+        paid - surplus_given,
+        refunded - surplus_given,
+    );
     if (paid, refunded, status.as_str())
         == (
             order.amount_paid,
@@ -522,6 +619,93 @@ pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Opens refunds of `excess` on an overpaid order's payments, latest first, each
+/// admitted like any refund (within what its payment captured), and emits
+/// `order.overpaid`.
+async fn refund_surplus(
+    conn: &mut Conn,
+    order: &orders::OrderRow,
+    newest_first: &[PaymentRow],
+    excess: i64,
+    paid: i64,
+    refunded: i64,
+) -> Result<(), StoreError> {
+    use paybridge_store::refunds::{self, RefundRow};
+    let mut left = excess;
+    let mut opened = Vec::new();
+    for p in newest_first {
+        if left == 0 {
+            break;
+        }
+        if p.lifecycle != "succeeded" || matches!(p.dispute.as_str(), "open" | "lost") {
+            continue;
+        }
+        let take = left.min(p.amount_captured - p.amount_refunding);
+        if take <= 0 {
+            continue;
+        }
+        if payments::reserve_refund(conn, &order.app_id, &p.id, take)
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        let ts = now();
+        let r = RefundRow {
+            id: paybridge_core::ids::RefundId::generate().into_string(),
+            app_id: order.app_id.clone(),
+            payment_id: p.id.clone(),
+            order_id: order.id.clone(),
+            amount: take,
+            currency: p.currency.clone(),
+            reason: Some("duplicate".into()),
+            status: "pending".into(),
+            failure_reason: None,
+            provider_refund_id: None,
+            refund_application_fee: 0,
+            reverse_transfer: 0,
+            source: "surplus".into(),
+            metadata: "{}".into(),
+            created: ts,
+            updated: ts,
+        };
+        refunds::insert(&mut *conn, &r).await?;
+        emit(
+            conn,
+            &order.app_id,
+            "refund.pending",
+            &r.id,
+            (Some(&order.id), Some(&p.id), p.customer_id.as_deref()),
+            &super::views::RefundView::of(&r),
+        )
+        .await?;
+        left -= take;
+        opened.push(r.id);
+    }
+    if left > 0 {
+        tracing::warn!(order = %order.id, left, "an overpaid order's surplus cannot all be refunded automatically");
+    }
+    let mut view = OrderView::of(order);
+    view.amount_paid = paid;
+    view.amount_refunded = refunded;
+    emit(
+        conn,
+        &order.app_id,
+        "order.overpaid",
+        &order.id,
+        (Some(&order.id), None, order.customer_id.as_deref()),
+        &serde_json::json!({
+            "object": "order_surplus",
+            "surplus": excess,
+            "refunding": excess - left,
+            "refunds": opened,
+            "order": view,
+        }),
+    )
+    .await?;
     Ok(())
 }
 

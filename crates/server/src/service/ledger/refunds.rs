@@ -7,7 +7,10 @@ use paybridge_core::stripe::event::{Refs, RefundReading};
 use paybridge_store::refunds::{self, RefundRow};
 use paybridge_store::{now, payments, Conn, StoreError};
 
-use super::{event_row, Outcome, UnitOfWork};
+use paybridge_core::invariants::{self, Anomaly, Books};
+use paybridge_store::payments::PaymentRow;
+
+use super::{anomaly_event, books, event_row, state_of, Outcome, UnitOfWork};
 use crate::service::views::RefundView;
 
 impl UnitOfWork {
@@ -36,7 +39,19 @@ impl UnitOfWork {
             self.add_payment(p);
         }
         let payment = self.payment(&pid).cloned().ok_or(StoreError::NotFound)?;
+        let state = state_of(&payment);
+        let b = books(&payment, &state);
         let Some(mut r) = row else {
+            // A refund made outside paybridge is the provider's truth only if it can be
+            // true of this payment.
+            let adds = if rf.status.holds_amount() {
+                rf.amount
+            } else {
+                0
+            };
+            if let Err(a) = invariants::check_refund(&b, rf.amount, rf.currency.as_deref(), adds) {
+                return Ok(self.reject(&payment, &a, rf));
+            }
             let ts = now();
             let r = RefundRow {
                 id: RefundId::generate().into_string(),
@@ -59,16 +74,66 @@ impl UnitOfWork {
             refunds::insert(&mut *conn, &r).await?;
             if rf.status.holds_amount() {
                 payments::add_refunding(conn, app, &pid, r.amount).await?;
+                self.hold_refunding(&pid, r.amount);
             }
             return self.after_refund(conn, &r, None).await;
         };
-        if rf.amount != r.amount {
-            return Ok(Outcome::Failed(format!(
-                "the provider reports {} for refund {}, which is {}",
-                rf.amount, r.id, r.amount
-            )));
-        }
         let old = RefundStatus::parse(&r.status).unwrap_or(RefundStatus::Pending);
+        if rf.amount != r.amount {
+            // The provider gave back another amount than we asked for: its amount is
+            // booked (money moved as it says) if it can be true of the payment, and a
+            // person is told either way. A refund left pending on a mismatch would hold
+            // its amount for ever.
+            let held = if old.holds_amount() { r.amount } else { 0 };
+            let adds = if rf.status.holds_amount() {
+                rf.amount
+            } else {
+                0
+            };
+            let relieved = Books {
+                refunding: b.refunding - held,
+                ..b
+            };
+            if let Err(a) =
+                invariants::check_refund(&relieved, rf.amount, rf.currency.as_deref(), adds)
+            {
+                return Ok(self.reject(&payment, &a, rf));
+            }
+            let a = Anomaly {
+                code: "refund_amount_differs",
+                reason: format!(
+                    "refund {} was asked for {} {}; the provider reports {}: its amount is booked",
+                    r.id, r.amount, r.currency, rf.amount
+                ),
+            };
+            let ev = anomaly_event(&payment, &a, "provider", &format!("{rf:?}"));
+            self.events.push(ev);
+            if held > 0 {
+                payments::release_refund(conn, app, &pid, held).await?;
+                self.hold_refunding(&pid, -held);
+            }
+            if old.holds_amount() {
+                payments::add_refunding(conn, app, &pid, rf.amount).await?;
+                self.hold_refunding(&pid, rf.amount);
+            }
+            r.amount = rf.amount;
+            refunds::save(conn, &r).await?;
+        } else if r.currency
+            != rf
+                .currency
+                .clone()
+                .unwrap_or(r.currency.clone())
+                .to_ascii_lowercase()
+        {
+            let a = Anomaly {
+                code: "currency_mismatch",
+                reason: format!(
+                    "refund {} is in {}; the provider reports {:?}",
+                    r.id, r.currency, rf.currency
+                ),
+            };
+            return Ok(self.reject(&payment, &a, rf));
+        }
         let new = old.apply(rf.status);
         let learned_id = r.provider_refund_id.is_none();
         if new == old && !learned_id {
@@ -85,6 +150,7 @@ impl UnitOfWork {
         refunds::save(conn, &r).await?;
         if old.holds_amount() && !new.holds_amount() {
             payments::release_refund(conn, app, &pid, r.amount).await?;
+            self.hold_refunding(&pid, -r.amount);
         }
         if new == old {
             return Ok(Outcome::Processed(format!(
@@ -93,6 +159,24 @@ impl UnitOfWork {
             )));
         }
         self.after_refund(conn, &r, Some(old)).await
+    }
+
+    /// Refuses a refund fact that breaks the invariants: not booked, told to the app.
+    fn reject(&mut self, p: &PaymentRow, a: &Anomaly, rf: &RefundReading) -> Outcome {
+        let ev = anomaly_event(p, a, "provider", &format!("{rf:?}"));
+        self.events.push(ev);
+        Outcome::Rejected(a.to_string())
+    }
+
+    /// Keeps the loaded payment's `amount_refunding` as the database has it (the
+    /// invariants of later facts in the same unit of work are checked against it).
+    fn hold_refunding(&mut self, pid: &str, delta: i64) {
+        if let Some(p) = self.payments.get_mut(pid) {
+            p.amount_refunding = (p.amount_refunding + delta).max(0);
+        }
+        if let Some(p) = self.payments_before.get_mut(pid) {
+            p.amount_refunding = (p.amount_refunding + delta).max(0);
+        }
     }
 
     /// Emits `refund.succeeded` / `refund.failed` and re-totals the payment's refunds.

@@ -71,6 +71,9 @@ pub async fn start_intent(
         payment_method: card.as_ref().map(|c| c.id.clone()),
         ..spec
     };
+    // A new way to pay ends the order's open ones at the provider first, if the order
+    // would not admit it otherwise.
+    super::supersede::supersede(state, &bound, order_id, spec.amount, false).await?;
     let mut tx = state.db.begin().await?;
     let (_, p) = reserve(&mut tx, &bound, new_order.as_ref(), order_id, &spec).await?;
     tx.commit()
@@ -211,7 +214,12 @@ pub async fn cancel(state: &AppState, app: &str, id: &str) -> ApiResult<PaymentR
         let c = checkouts::by_session(&state.db, app, session)
             .await?
             .ok_or_else(|| ApiError::not_found("checkout"))?;
-        expire_checkout(state, &bound, &c).await?;
+        if expire_checkout(state, &bound, &c).await? == super::hosted::Expiry::Complete {
+            return Err(ApiError::conflict(
+                "payment_not_cancelable",
+                format!("payment {id}'s checkout is complete at the provider; its outcome has been applied"),
+            ));
+        }
     }
     let mut tx = state.db.begin().await?;
     let before = payments::lock(&mut tx, app, id).await?;

@@ -75,9 +75,11 @@ pub async fn start_hosted(
         .into());
     }
     let bound = bind(state, app).await?;
+    // One open page per order: the older ones are expired at the provider before this
+    // one is admitted, so an order cannot be paid twice through two pages.
+    super::supersede::supersede(state, &bound, order_id, spec.amount, true).await?;
     let mut tx = state.db.begin().await?;
     let (order, p) = reserve(&mut tx, &bound, new_order.as_ref(), order_id, &spec).await?;
-    let superseded = checkouts::open_of_order(&mut *tx, app, order_id).await?;
     let ts = now();
     let checkout = CheckoutRow {
         id: checkout_id,
@@ -112,14 +114,6 @@ pub async fn start_hosted(
     tx.commit()
         .await
         .map_err(paybridge_store::StoreError::from)?;
-
-    // One open checkout per order: the older ones are expired, so an order cannot be
-    // paid twice through two pages.
-    for old in superseded {
-        if let Err(e) = expire_checkout(state, &bound, &old).await {
-            tracing::warn!(checkout = %old.id, error = %e.message, "could not expire a superseded checkout");
-        }
-    }
 
     let customer = provider_customer(state, &bound, p.customer_id.as_deref()).await?;
     let lines: Vec<LineItemView> = serde_json::from_str(&order.line_items).unwrap_or_default();
@@ -257,8 +251,23 @@ async fn record_session(
     Ok((checkout, after))
 }
 
+/// What expiring a checkout found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Expired (at the provider, or only ours if it never reached the provider).
+    Expired,
+    /// The provider reports it complete: it cannot be expired. What it became has been
+    /// fetched and applied.
+    Complete,
+}
+
 /// Expires a checkout at the provider and records it (the payment becomes `expired`).
-pub async fn expire_checkout(state: &AppState, bound: &Bound, c: &CheckoutRow) -> ApiResult<()> {
+/// One the provider reports complete is fetched and applied instead (`Complete`).
+pub async fn expire_checkout(
+    state: &AppState,
+    bound: &Bound,
+    c: &CheckoutRow,
+) -> ApiResult<Expiry> {
     let Some(session) = &c.provider_session_id else {
         let mut tx = state.db.begin().await?;
         if let Some(locked) = checkouts::lock_by_refs(&mut tx, &c.app_id, Some(&c.id), None).await?
@@ -276,7 +285,7 @@ pub async fn expire_checkout(state: &AppState, bound: &Bound, c: &CheckoutRow) -
         tx.commit()
             .await
             .map_err(paybridge_store::StoreError::from)?;
-        return Ok(());
+        return Ok(Expiry::Expired);
     };
     let s = match bound
         .provider
@@ -284,11 +293,29 @@ pub async fn expire_checkout(state: &AppState, bound: &Bound, c: &CheckoutRow) -
         .await
     {
         Ok(s) => s,
-        // Already complete: what it became arrives by webhook (or the reconciler).
-        Err(ProviderError::Conflict { .. }) => return Ok(()),
+        // Already complete: what it became is fetched and applied now, not left to a
+        // webhook's latency (the order is paid, or being paid, through it).
+        Err(ProviderError::Conflict { .. }) => {
+            let s = bound
+                .provider
+                .retrieve_checkout_session(&bound.call(&format!("{}_retrieve", c.id)), session)
+                .await
+                .map_err(provider_error)?;
+            apply_session(state, &c.app_id, &s).await?;
+            return Ok(if s.status.as_deref() == Some("expired") {
+                Expiry::Expired
+            } else {
+                Expiry::Complete
+            });
+        }
         Err(e) => return Err(provider_error(e)),
     };
-    apply_session(state, &c.app_id, &s).await
+    apply_session(state, &c.app_id, &s).await?;
+    Ok(if s.status.as_deref() == Some("complete") {
+        Expiry::Complete
+    } else {
+        Expiry::Expired
+    })
 }
 
 /// Applies what a provider's checkout session (fetched or answered) says.

@@ -11,6 +11,7 @@
 mod direct;
 mod hosted;
 mod options;
+mod supersede;
 
 use std::collections::BTreeMap;
 
@@ -29,7 +30,8 @@ use paybridge_store::{customers, now, Conn};
 
 pub use direct::{cancel, capture, start_intent};
 pub use hosted::{
-    apply_session, expire_checkout, start_hosted, HostedSpec, MAX_EXPIRES_IN, MIN_EXPIRES_IN,
+    apply_session, expire_checkout, start_hosted, Expiry, HostedSpec, MAX_EXPIRES_IN,
+    MIN_EXPIRES_IN,
 };
 pub use options::{describe as describe_options, provider_options, validate_url, Target, Trust};
 
@@ -99,6 +101,16 @@ async fn reserve(
         }
     }
     let left = outstanding(conn, &order).await?;
+    if left == 0 && order.amount_total > 0 {
+        return Err(ApiError::conflict(
+            "order_payment_in_progress",
+            format!(
+                "order {} is held in full by payments in flight or open (a page or an intent another request opened meanwhile)",
+                order.id
+            ),
+        )
+        .with_param("order"));
+    }
     let amount = spec.amount.unwrap_or(left);
     if amount > left {
         return Err(Invalid::new(
