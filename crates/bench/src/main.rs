@@ -83,6 +83,9 @@ enum Command {
         /// Events signed in advance per run (0: enough for 12,000/s).
         #[arg(long, default_value_t = 0)]
         events: usize,
+        /// Events about payment intents paybridge never created (kept as pending).
+        #[arg(long)]
+        unknown: bool,
     },
     /// The floor receiver (started by `webhooks`): verify, store the raw event, group
     /// commit with `synchronous=FULL`.
@@ -177,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
             generator,
             no_floor,
             events,
+            unknown,
         } => {
             webhooks::run(webhooks::Options {
                 backend: backend.into(),
@@ -187,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
                 generator,
                 floor: !no_floor,
                 events,
+                unknown,
             })
             .await
         }

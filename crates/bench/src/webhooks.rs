@@ -55,6 +55,9 @@ pub struct Options {
     pub floor: bool,
     /// Events signed in advance per run and target (0: enough for 12,000/s).
     pub events: usize,
+    /// Every event is about a payment intent paybridge never created (another system's
+    /// traffic on a shared Stripe account): stored, and kept as pending.
+    pub unknown: bool,
 }
 
 /// One measured load: what the client saw, and what the measured process used.
@@ -87,8 +90,10 @@ fn event_body(tag: &str, n: u64, targets: &[(String, String)]) -> String {
     json!({
         "id": format!("evt_{tag}_{n}"), "object": "event", "type": kind, "created": now(), "livemode": false,
         "data": {"object": {"id": pi, "object": "payment_intent", "status": status, "amount": 1000,
+            // Stripe's payment intents carry their client secret; paybridge cuts it out.
+            "client_secret": format!("{pi}_secret_benchmark0000"),
             "amount_received": if status == "succeeded" { 1000 } else { 0 }, "currency": "usd",
-            "metadata": {"pb_payment": payment}}}
+            "metadata": if payment.is_empty() { json!({}) } else { json!({"pb_payment": payment}) }}}
     })
     .to_string()
 }
@@ -215,6 +220,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         generator,
         floor,
         events,
+        unknown,
     } = o;
     let events = if events == 0 {
         (dur.as_secs() as usize * 12_000).max(20_000)
@@ -261,6 +267,12 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                         .to_owned(),
                 ));
             }
+        }
+        if unknown {
+            // Intents of another system: no payment of ours names them.
+            targets = (0..payments.max(1))
+                .map(|i| (String::new(), format!("pi_foreign_{i}")))
+                .collect();
         }
         let targets = Arc::new(targets);
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -310,8 +322,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         }
     }
     println!(
-        "webhook ingest on {backend:?}, {connections} connections, {runs} runs of {}s:",
-        dur.as_secs()
+        "webhook ingest on {backend:?}, {connections} connections, {runs} runs of {}s, events about {}:",
+        dur.as_secs(),
+        if unknown { "intents paybridge does not know" } else { "paybridge's payments" }
     );
     summary("  paybridge, cheap generator", &cheap);
     summary("  paybridge, signing generator", &signing);

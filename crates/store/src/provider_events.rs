@@ -242,15 +242,31 @@ pub async fn list(
 }
 
 /// Events of any app still waiting to be applied (their object was unknown, or
-/// processing failed), oldest first. The condition `outcome IN ('pending', 'failed')`
-/// is spelt exactly as the partial index `provider_events_unfinished` spells it: SQLite
-/// uses a partial index only for a query whose WHERE contains the index's own condition.
-pub async fn retryable(db: &Db, received_after: i64, limit: i64) -> Result<Vec<ProviderEventRow>> {
+/// processing failed) whose next try is due, oldest first. The condition
+/// `outcome IN ('pending', 'failed')` is spelt exactly as the partial index
+/// `provider_events_unfinished` spells it: SQLite uses a partial index only for a query
+/// whose WHERE contains the index's own condition.
+///
+/// Each try backs off: an event tried `n` times waits `n²` seconds after its last try
+/// (at most ten minutes). Without it the same oldest events were tried every few
+/// seconds for a day, each try a write transaction of its own, so another system's
+/// traffic on a shared Stripe account (events about objects paybridge will never know)
+/// kept the one SQLite writer busy, and once more than a page of them waited, newer
+/// events (the ones whose object is about to appear) were never reached.
+pub async fn retryable(
+    db: &Db,
+    received_after: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<ProviderEventRow>> {
     Ok(sqlx::query_as::<_, ProviderEventRow>(&format!(
         "SELECT {COLUMNS} FROM provider_events WHERE outcome IN ('pending', 'failed') AND first_received > $1 \
-         ORDER BY first_received LIMIT $2"
+         AND (processed_at IS NULL \
+              OR processed_at + CASE WHEN attempts > 24 THEN 600 ELSE attempts * attempts END <= $2) \
+         ORDER BY first_received LIMIT $3"
     ))
     .bind(received_after)
+    .bind(now)
     .bind(limit)
     .fetch_all(&db.read)
     .await?)

@@ -6,6 +6,7 @@ use paybridge_store::apps::AppRow;
 use paybridge_store::idempotency::{self, Claim, Owner};
 use paybridge_store::keys::KeyRow;
 use paybridge_store::products::ProductRow;
+use paybridge_store::provider_events::{self, ProviderEventRow};
 use paybridge_store::{
     apps, config, keys, products, settings, Db, DbOptions, ListParams, StoreError,
 };
@@ -16,6 +17,7 @@ paybridge_testkit::on_both!(
     payment_config_keeps_the_previous_signing_secret,
     products_are_scoped_to_their_app,
     idempotency_claims_are_exclusive,
+    waiting_provider_events_back_off,
 );
 
 async fn open(b: Backend) -> Option<(TestDb, Db)> {
@@ -385,4 +387,84 @@ async fn idempotency_claims_are_exclusive(b: Backend) {
         Claim::Run
     );
     db.close().await;
+}
+
+/// A waiting provider event is tried again only when its back-off (tries² seconds
+/// after the last try) is over, so events that will never apply do not keep the
+/// writer busy, and newer ones are reached.
+async fn waiting_provider_events_back_off(b: Backend) {
+    let Some((_t, db)) = open(b).await else {
+        return;
+    };
+    apps::create_app(&db, &app("app_w"), &[], &[])
+        .await
+        .unwrap();
+    let row = |id: &str, received: i64| ProviderEventRow {
+        app_id: "app_w".into(),
+        id: id.into(),
+        kind: "payment_intent.succeeded".into(),
+        created: received,
+        livemode: 0,
+        object_id: Some("pi_elsewhere".into()),
+        payload: "{}".into(),
+        received_count: 1,
+        first_received: received,
+        last_received: received,
+        outcome: "pending".into(),
+        detail: None,
+        attempts: 0,
+        processed_at: None,
+    };
+    let mut tx = db.begin().await.unwrap();
+    provider_events::record(&mut tx, &row("evt_old", 100))
+        .await
+        .unwrap();
+    provider_events::record(&mut tx, &row("evt_new", 200))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let due = |now: i64| {
+        let db = db.clone();
+        async move {
+            provider_events::retryable(&db, 0, now, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Never tried: both due, oldest first.
+    assert_eq!(due(1000).await, ["evt_old", "evt_new"]);
+    let tried = |id: &'static str, at: i64| {
+        let db = db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            provider_events::set_outcome(
+                &mut tx,
+                "app_w",
+                id,
+                "pending",
+                Some("still unknown"),
+                at,
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    // Tried once at 1000: due again 1 s later; the other stays due.
+    tried("evt_old", 1000).await;
+    assert_eq!(due(1000).await, ["evt_new"]);
+    assert_eq!(due(1001).await, ["evt_old", "evt_new"]);
+    // Tried twice (the second at 1001): 4 s later.
+    tried("evt_old", 1001).await;
+    assert_eq!(due(1004).await, ["evt_new"]);
+    assert_eq!(due(1005).await, ["evt_old", "evt_new"]);
+    // Many tries: at most ten minutes.
+    for at in 0..30 {
+        tried("evt_new", 2000 + at).await;
+    }
+    assert!(!due(2029 + 599).await.contains(&"evt_new".to_owned()));
+    assert!(due(2029 + 600).await.contains(&"evt_new".to_owned()));
 }

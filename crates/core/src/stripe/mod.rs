@@ -3,4 +3,5 @@
 
 pub mod event;
 pub mod objects;
+pub mod redact;
 pub mod signature;

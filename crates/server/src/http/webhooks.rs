@@ -118,7 +118,11 @@ async fn receive(
             ),
         ));
     }
-    let raw = String::from_utf8_lossy(&body).into_owned();
+    // The body parsed as JSON, so it is UTF-8: this takes its buffer, not a copy. The
+    // client secret is cut out here, on the bytes, before the event is queued.
+    let raw = String::from_utf8(Vec::from(body))
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let raw = paybridge_core::stripe::redact::client_secrets(raw);
     let outcome = state
         .ingestor
         .ingest(&app_id, ev, raw)

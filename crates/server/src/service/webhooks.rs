@@ -92,7 +92,9 @@ impl Ingestor {
         Ingestor { queue }
     }
 
-    /// Stores and applies an event; returns once it is durable.
+    /// Stores and applies an event; returns once it is durable. `raw` is stored as
+    /// given: the caller has cut the client secret out of it
+    /// (`paybridge_core::stripe::redact`).
     pub async fn ingest(&self, app: &str, event: Event, raw: String) -> Result<Ingested, String> {
         let (reply, answer) = oneshot::channel();
         self.queue
@@ -174,7 +176,7 @@ async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError
                     .get("id")
                     .and_then(|v| v.as_str())
                     .map(str::to_owned),
-                payload: redact_client_secrets(&j.raw),
+                payload: j.raw.clone(),
                 received_count: n,
                 first_received: ts,
                 last_received: ts,
@@ -234,17 +236,41 @@ async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError
     Ok(results)
 }
 
-/// Applies stored events that were waiting for their object (or failed); gives up on
+/// Applies stored events that were waiting for their object (or failed) and are due
+/// for another try (`provider_events::retryable` backs off per event); gives up on
 /// those older than a day. Returns how many were applied now.
+///
+/// The due events are tried in one transaction (one commit and fsync for up to 200,
+/// where each had its own); if that fails as a whole, they are tried one by one, so
+/// one bad event cannot hold back the others.
 pub async fn retry_pending(state: &AppState) -> Result<usize, StoreError> {
     let day_ago = now() - 24 * 3600;
     provider_events::expire_pending(&state.db, day_ago).await?;
+    let rows = provider_events::retryable(&state.db, day_ago, now(), 200).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    match retry_rows(state, &rows).await {
+        Ok(n) => Ok(n),
+        Err(e) if rows.len() > 1 => {
+            tracing::warn!(error = %e, events = rows.len(), "retrying waiting provider events together failed; one by one");
+            let mut applied = 0;
+            for row in &rows {
+                applied += retry_rows(state, std::slice::from_ref(row)).await?;
+            }
+            Ok(applied)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn retry_rows(state: &AppState, rows: &[ProviderEventRow]) -> Result<usize, StoreError> {
     let mut applied = 0;
-    for row in provider_events::retryable(&state.db, day_ago, 200).await? {
+    let mut tx = state.db.begin().await?;
+    for row in rows {
         let Ok(ev) = paybridge_core::stripe::event::parse(row.payload.as_bytes()) else {
             continue;
         };
-        let mut tx = state.db.begin().await?;
         let current = provider_events::get(&mut *tx, &row.app_id, &row.id).await?;
         if !matches!(current.outcome.as_str(), "pending" | "failed") {
             continue;
@@ -253,39 +279,10 @@ pub async fn retry_pending(state: &AppState) -> Result<usize, StoreError> {
         let (name, detail) = outcome.parts();
         provider_events::set_outcome(&mut tx, &row.app_id, &row.id, name, Some(detail), now())
             .await?;
-        tx.commit().await?;
         if name == "processed" {
             applied += 1;
         }
     }
+    tx.commit().await?;
     Ok(applied)
-}
-
-/// Stripe's payment intent events carry the intent's client secret; it is not kept.
-pub fn redact_client_secrets(raw: &str) -> String {
-    if !raw.contains("\"client_secret\"") {
-        return raw.to_owned();
-    }
-    fn walk(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(o) => {
-                for (k, x) in o.iter_mut() {
-                    if k == "client_secret" && x.is_string() {
-                        *x = serde_json::Value::String("[redacted]".into());
-                    } else {
-                        walk(x);
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    match serde_json::from_str::<serde_json::Value>(raw) {
-        Ok(mut v) => {
-            walk(&mut v);
-            v.to_string()
-        }
-        Err(_) => raw.to_owned(),
-    }
 }
