@@ -686,6 +686,64 @@ mod tests {
         );
     }
 
+    #[test]
+    fn what_holds_an_order() {
+        use Lifecycle as L;
+        for (method, lifecycle, intent, open, want) in [
+            ("checkout", L::Initiated, false, true, Hold::Open),
+            ("checkout", L::Pending, false, false, Hold::Open),
+            ("payment_link", L::Failed, false, true, Hold::Open),
+            ("checkout", L::Failed, false, false, Hold::None),
+            ("checkout", L::Processing, false, false, Hold::Committed),
+            ("checkout", L::Expired, false, false, Hold::None),
+            (
+                "payment_intent",
+                L::Initiated,
+                false,
+                false,
+                Hold::Committed,
+            ),
+            ("payment_intent", L::Pending, true, false, Hold::Open),
+            ("payment_intent", L::Failed, true, false, Hold::Open),
+            ("payment_intent", L::Failed, false, false, Hold::None),
+            (
+                "payment_intent",
+                L::RequiresCapture,
+                true,
+                false,
+                Hold::Committed,
+            ),
+            ("payment_intent", L::Canceled, true, false, Hold::None),
+            ("card", L::Pending, true, false, Hold::Committed),
+            ("card", L::Failed, true, false, Hold::None),
+            ("card", L::Succeeded, true, false, Hold::None),
+        ] {
+            assert_eq!(
+                hold(method, lifecycle, intent, open),
+                want,
+                "{method} {lifecycle:?} intent={intent} open={open}"
+            );
+        }
+        let disputed = apply(
+            &apply(
+                &PaymentState::new(),
+                &PaymentFact::Succeeded {
+                    amount_captured: 900,
+                },
+            ),
+            &PaymentFact::Dispute(Dispute::Open),
+        );
+        assert_eq!(
+            disputed.refundable(),
+            0,
+            "a disputed charge is not refundable"
+        );
+        let lost = apply(&disputed, &PaymentFact::Dispute(Dispute::Lost));
+        assert_eq!(lost.refundable(), 0);
+        let won = apply(&disputed, &PaymentFact::Dispute(Dispute::Won));
+        assert_eq!(won.refundable(), 900);
+    }
+
     /// Real payment histories, in the order they happen, with event times rising.
     fn history() -> impl Strategy<Value = Vec<PaymentFact>> {
         let amount = 50i64..100_000;

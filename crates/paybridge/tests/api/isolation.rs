@@ -240,6 +240,9 @@ pub(crate) fn body_for(method: &str, path: &str) -> Option<Value> {
             p if p.ends_with("/payment_methods") => json!({"payment_method": "pm_card_visa"}),
             p if p.starts_with("/v1/apps/") => json!({"role": "server"}),
             p if p.starts_with("/v1/products/") => json!({"name": "stolen"}),
+            p if p.ends_with("/portal_sessions") => {
+                json!({"return_url": "https://shop.example/account"})
+            }
             _ => json!({}),
         }),
         _ => None,

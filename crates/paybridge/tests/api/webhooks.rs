@@ -467,7 +467,8 @@ async fn unknown_objects_wait_and_unhandled_types_are_kept(b: Backend) {
         s.get("/v1/provider_events", &a.server).await.status,
         StatusCode::FORBIDDEN
     );
-    // An event whose amount is not the payment's is refused by the check, not applied.
+    // An event whose amount is not the payment's breaks the ledger's invariants: it is
+    // rejected (never retried), not applied, and the app is told (`ledger.anomaly`).
     let (payment, pi) = pending_intent(&s, &a, 700).await;
     let r = send_signed(
         &s,
@@ -485,13 +486,19 @@ async fn unknown_objects_wait_and_unhandled_types_are_kept(b: Backend) {
         s.get("/v1/provider_events/evt_wrong_amount", &a.admin)
             .await
             .json["outcome"],
-        "failed"
+        "rejected"
     );
     assert_eq!(
         s.get(&format!("/v1/payments/{payment}"), &a.server)
             .await
             .json["status"],
         "pending"
+    );
+    assert_eq!(
+        s.event_types(&a.admin, &format!("payment={payment}&type=ledger.anomaly"))
+            .await
+            .len(),
+        1
     );
 }
 

@@ -123,13 +123,21 @@ pub(super) async fn apply_invoice(
             {
                 if p.lifecycle != "succeeded" {
                     let id = p.id.clone();
+                    let fact = PaymentFact::Succeeded {
+                        amount_captured: inv.amount,
+                    };
+                    let state = super::state_of(&p);
+                    if let Err(a) = paybridge_core::invariants::check_payment_fact(
+                        &super::books(&p, &state),
+                        Some((inv.amount, inv.currency.as_str())),
+                        &fact,
+                    ) {
+                        let ev = super::anomaly_event(&p, &a, "webhook", &format!("{fact:?}"));
+                        uow.events.push(ev);
+                        return Ok(Outcome::Rejected(a.to_string()));
+                    }
                     uow.add_payment(p);
-                    uow.apply_facts(
-                        &id,
-                        &[PaymentFact::Succeeded {
-                            amount_captured: inv.amount,
-                        }],
-                    );
+                    uow.apply_facts(&id, &[fact]);
                     uow.events.push(event_row(
                         app,
                         kind,

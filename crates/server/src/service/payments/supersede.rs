@@ -65,7 +65,9 @@ pub async fn supersede(
         }
         match expire_checkout(state, bound, c).await {
             Ok(Expiry::Expired) => {}
-            Ok(Expiry::Complete) => return Err(in_progress(&format!("checkout {}", c.id))),
+            Ok(Expiry::Complete) => {
+                return Err(refused(state, app, order_id, &format!("checkout {}", c.id)).await)
+            }
             Err(e) => {
                 return Err(not_superseded(&format!("checkout {}", c.id), e));
             }
@@ -86,7 +88,7 @@ pub async fn supersede(
             Ok(pi) => {
                 let after = record_intent(state, app, &p.id, &pi, false).await?;
                 if after.lifecycle != "canceled" {
-                    return Err(in_progress(&format!("payment {}", p.id)));
+                    return Err(refused(state, app, order_id, &format!("payment {}", p.id)).await);
                 }
             }
             // Too late to cancel: it took (or is taking) the money. Its state is fetched
@@ -96,7 +98,7 @@ pub async fn supersede(
                 if let Ok(pi) = bound.provider.retrieve_payment_intent(&call, intent).await {
                     record_intent(state, app, &p.id, &pi, false).await?;
                 }
-                return Err(in_progress(&format!("payment {}", p.id)));
+                return Err(refused(state, app, order_id, &format!("payment {}", p.id)).await);
             }
             Err(e) => {
                 return Err(not_superseded(
@@ -107,6 +109,20 @@ pub async fn supersede(
         }
     }
     Ok(())
+}
+
+/// The refusal once the old way to pay's outcome is applied: the order is paid now
+/// (409 `order_already_paid`), or its money is on its way (409
+/// `order_payment_in_progress`).
+async fn refused(state: &AppState, app: &str, order_id: &str, what: &str) -> ApiError {
+    match orders::get(state.db.reader(), app, order_id).await {
+        Ok(o) if o.amount_total > 0 && o.amount_paid >= o.amount_total => ApiError::conflict(
+            "order_already_paid",
+            format!("order {order_id} is already paid (through {what})"),
+        )
+        .with_param("order"),
+        _ => in_progress(what),
+    }
 }
 
 fn in_progress(what: &str) -> ApiError {
