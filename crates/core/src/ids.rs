@@ -1,11 +1,26 @@
 //! Prefixed, opaque ids. The prefixes are whole words Stripe never uses, so a paybridge
 //! id is never mistaken for a Stripe one (`order_…` is ours, `pi_…` is Stripe's). The
 //! random part is a lowercased ULID: 48 bits of milliseconds then 80 random bits, so ids
-//! of one kind sort by creation time, which is what list pagination relies on.
+//! of one kind sort by creation time, which is what list pagination relies on. Within one
+//! process they are strictly increasing, also within one millisecond (`ulid::Generator`
+//! adds one to the random part), so two objects made in the same millisecond list in
+//! the order they were made.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// The next ULID of this process: strictly greater than the last one.
+fn next_ulid() -> ulid::Ulid {
+    use std::sync::Mutex;
+    static GEN: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = GEN.lock().unwrap_or_else(|e| e.into_inner());
+    guard
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        // Only when 2^80 ids were made in one millisecond; a fresh ULID is then fine.
+        .unwrap_or_else(|_| ulid::Ulid::new())
+}
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -18,7 +33,7 @@ macro_rules! id_type {
             pub const PREFIX: &'static str = $prefix;
 
             pub fn generate() -> Self {
-                $name(format!("{}_{}", $prefix, ulid::Ulid::new().to_string().to_ascii_lowercase()))
+                $name(format!("{}_{}", $prefix, next_ulid().to_string().to_ascii_lowercase()))
             }
 
             /// Accepts any string with the right prefix; whether it exists is the
@@ -95,5 +110,11 @@ mod tests {
         assert_eq!(OrderId::parse("order_"), None);
         assert_eq!(OrderId::parse("orderx_abc"), None);
         assert_eq!(OrderId::parse("order_a/b"), None);
+    }
+
+    #[test]
+    fn ids_made_in_one_millisecond_keep_their_order() {
+        let ids: Vec<ProductId> = (0..2000).map(|_| ProductId::generate()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 }
