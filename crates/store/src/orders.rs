@@ -20,6 +20,8 @@ pub struct OrderRow {
     /// JSON array of the line items as sold (name, unit amount, quantity, product).
     pub line_items: String,
     pub metadata: String,
+    /// Empty: an order's client secret is derived from the master key when asked for
+    /// (`service::orders::client_secret`). Orders stored before that kept theirs here.
     pub client_secret: String,
     pub subscription_id: Option<String>,
     /// For a recurring charge: the provider's invoice it pays.

@@ -225,6 +225,14 @@ async fn a_publishable_key_pays_only_the_orders_it_was_given(b: Backend) {
         order.json["id"].as_str().unwrap().to_owned(),
         order.json["client_secret"].as_str().unwrap().to_owned(),
     );
+    // The secret opens the order, so the database must not hold it: it is derived from
+    // the master key when asked for (and the server key gets the same one again, below).
+    assert!(
+        !db.all_stored_text()
+            .await
+            .contains(&secret[secret.len() - 16..]),
+        "the order's client secret is stored in plain text"
+    );
     // The customer's own page, opened with the secret they were given.
     let theirs = s
         .post("/v1/checkout/sessions", &a.publishable, json!({"order": oid, "client_secret": secret, "success_url": OK_URLS.0, "cancel_url": OK_URLS.1}))
@@ -312,6 +320,20 @@ async fn a_publishable_key_pays_only_the_orders_it_was_given(b: Backend) {
     // Server keys still see all of it.
     assert_eq!(c.json["customer"], cid.as_str());
     assert_eq!(c.json["order"], oid.as_str());
+    // The app's server asks for a new page of the same order: it gets the same secret.
+    let again = s
+        .post(
+            "/v1/checkout/sessions",
+            &a.server,
+            json!({"order": oid, "success_url": OK_URLS.0, "cancel_url": OK_URLS.1}),
+        )
+        .await;
+    assert_eq!(
+        again.json["client_secret"],
+        secret.as_str(),
+        "{}",
+        again.body
+    );
 }
 
 /// Item 5: a checkout naming an existing customer with `save_card`, paid with another

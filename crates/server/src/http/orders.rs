@@ -9,7 +9,6 @@ use paybridge_core::keys::{Permission, Role};
 use paybridge_core::Invalid;
 use paybridge_store::{checkouts, orders, payments};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -122,7 +121,7 @@ async fn create_order(
     .await?;
     orders::insert(state.db.writer(), &order).await?;
     let mut view = OrderView::of(&order);
-    view.client_secret = Some(order.client_secret);
+    view.client_secret = Some(service::client_secret(&state.vault, &order));
     view.payments = Some(Vec::new());
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
@@ -167,8 +166,7 @@ pub async fn readable_order(
         let order = orders::get(state.db.reader(), app.as_str(), id)
             .await
             .or_404("order")?;
-        let given = secret.unwrap_or_default();
-        if !bool::from(given.as_bytes().ct_eq(order.client_secret.as_bytes())) {
+        if !service::proves(&state.vault, &order, secret.unwrap_or_default()) {
             return Err(ApiError::not_found("order"));
         }
         return Ok(order);
@@ -345,7 +343,7 @@ async fn create_checkout(
     )
     .await?;
     let mut view = CheckoutView::of(&checkout);
-    view.client_secret = Some(order.client_secret.clone());
+    view.client_secret = Some(service::client_secret(&state.vault, &order));
     view.amount_total = Some(payment.amount);
     view.currency = Some(payment.currency.clone());
     Ok((StatusCode::CREATED, axum::Json(view)))
@@ -475,7 +473,7 @@ async fn checkout_customer(
             let given = given.as_deref().unwrap_or_default();
             let proven = order.is_some_and(|o| {
                 order_customer = o.customer_id.clone();
-                bool::from(given.as_bytes().ct_eq(o.client_secret.as_bytes()))
+                service::proves(&state.vault, &o, given)
             });
             if !proven {
                 let mut e = ApiError::not_found("order").with_param("order");

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use paybridge_core::catalog::{self, MAX_UNIT_AMOUNT};
 use paybridge_core::ids::OrderId;
 use paybridge_core::money::MAX_AMOUNT;
+use paybridge_core::vault::MasterKey;
 use paybridge_core::{Currency, Invalid, Money};
 use paybridge_store::orders::OrderRow;
 use paybridge_store::products::{self, ProductRow};
@@ -219,7 +220,8 @@ pub async fn build(db: &Db, app: &str, spec: &OrderSpec<'_>) -> ApiResult<OrderR
     let id = OrderId::generate();
     let ts = now();
     Ok(OrderRow {
-        client_secret: format!("{id}_secret_{}", random(24)),
+        // Derived from the master key when asked for (`client_secret`), never stored.
+        client_secret: String::new(),
         id: id.into_string(),
         app_id: app.to_owned(),
         customer_id: spec.customer.map(str::to_owned),
@@ -254,6 +256,27 @@ fn too_large() -> ApiError {
         format!("the order's total exceeds {MAX_UNIT_AMOUNT} minor units, Stripe's largest charge"),
     )
     .into()
+}
+
+/// An order's client secret: what a browser presents to read or pay the order with a
+/// publishable key. It is derived from the master key (`MasterKey::derive`), so the
+/// database holds nothing that opens the order.
+pub fn client_secret(vault: &MasterKey, o: &OrderRow) -> String {
+    format!(
+        "{}_secret_{}",
+        o.id,
+        vault.derive(&format!("{}/{}/client_secret", o.app_id, o.id))
+    )
+}
+
+/// Whether `given` is the order's client secret, compared in constant time. Orders
+/// stored before secrets were derived kept theirs in the row; that one still counts.
+pub fn proves(vault: &MasterKey, o: &OrderRow, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let derived = client_secret(vault, o);
+    bool::from(given.as_bytes().ct_eq(derived.as_bytes()))
+        || (!o.client_secret.is_empty()
+            && bool::from(given.as_bytes().ct_eq(o.client_secret.as_bytes())))
 }
 
 pub fn random(n: usize) -> String {

@@ -13,7 +13,6 @@ use paybridge_store::subscriptions::{self, SubscriptionRow};
 use paybridge_store::{checkouts, now, products, Conn, StoreError};
 
 use super::{event_row, Outcome, UnitOfWork};
-use crate::service::orders::random;
 use crate::service::views::{LineItemView, RecurringView, SubscriptionView};
 
 /// Applies a subscription's state; emits `subscription.created` when the provider's
@@ -232,7 +231,7 @@ async fn recurring_charge(
         recurring: None::<RecurringView>,
     };
     let order = OrderRow {
-        client_secret: format!("{order_id}_secret_{}", random(24)),
+        client_secret: String::new(),
         id: order_id.into_string(),
         app_id: sub.app_id.clone(),
         customer_id: sub.customer_id.clone(),
