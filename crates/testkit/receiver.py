@@ -2,6 +2,8 @@
 `standardwebhooks` library (PyPI), never with paybridge's own code, and records it.
 
     python receiver.py --port 0      # prints "listening <port>" once ready
+    python receiver.py --port N --control '{"secrets": [...]}'
+                                     # configured before it accepts a connection
 
 Control (JSON):
     POST /_control {"secrets": [...], "fail_first": n, "fail_status": 500,
@@ -108,7 +110,9 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--control", default="{}", help="the first /_control body")
     args = p.parse_args()
+    config.update(json.loads(args.control))
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)

@@ -442,16 +442,18 @@ impl Receiver {
             child: None,
             http: reqwest::Client::new(),
         };
-        r.spawn().await;
+        r.spawn(&serde_json::json!({})).await;
         r
     }
 
-    async fn spawn(&mut self) {
+    async fn spawn(&mut self, control: &Value) {
         let script = paybridge_testkit::repo_root().join("crates/testkit/receiver.py");
         let mut child = Command::new(paybridge_testkit::venv_bin("python"))
             .arg(script)
             .arg("--port")
             .arg(self.port.to_string())
+            .arg("--control")
+            .arg(control.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -480,11 +482,12 @@ impl Receiver {
         }
     }
 
-    /// Starts it again on the same port, with a fresh record and `control`.
+    /// Starts it again on the same port, with a fresh record and `control` in force
+    /// before it accepts the first connection (a delivery that arrived between the
+    /// start and a later `/_control` call would be checked against no secret).
     pub async fn resume(&mut self, control: Value) {
         self.stop();
-        self.spawn().await;
-        self.control(control).await;
+        self.spawn(&control).await;
     }
 
     pub async fn control(&self, body: Value) {
