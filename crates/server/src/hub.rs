@@ -7,16 +7,19 @@
 //! fallback, it looks every 50 ms.
 //!
 //! Order: on PostgreSQL a `seq` is taken at insert but becomes visible at commit, so
-//! a later `seq` can appear before an earlier one. The hub publishes in `seq` order and
-//! holds events behind such a gap until it fills — or, if its transaction rolled back,
-//! for at most [`GAP_WAIT`]. A stream therefore never sees `seq`s go backwards, and a
-//! resume from the last event it saw misses nothing.
+//! a later `seq` can appear before an earlier one. The hub publishes only up to the
+//! table's settled horizon ([`events::horizon`]): a `seq` below it is committed or
+//! never will be, because every transaction that could still hold one has ended. A
+//! stream therefore never sees `seq`s go backwards, and a resume from the last event
+//! it saw misses nothing, however long a transaction takes to commit. (An earlier
+//! design waited a fixed second for a gap to fill, and lost an event whose transaction
+//! took longer.) On SQLite transactions commit in `seq` order: every horizon is settled.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use paybridge_store::events::{self, EventRow};
+use paybridge_store::events::{self, EventRow, Horizon};
 use paybridge_store::Backend;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::state::AppState;
 
 const POLL: Duration = Duration::from_millis(50);
-const GAP_WAIT: Duration = Duration::from_secs(1);
 const PAGE: i64 = 500;
+/// Horizons seen and not yet settled (one per look while transactions run long).
+const MAX_PENDING: usize = 1024;
 
 pub struct Hub {
     live: broadcast::Sender<Arc<EventRow>>,
@@ -68,75 +72,139 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         ));
     }
     let hub = &state.hub;
-    let mut next = loop {
-        match events::max_seq(&state.db).await {
-            Ok(m) => break m + 1,
+    let mut pending: VecDeque<Horizon> = VecDeque::new();
+    // Start from the first settled horizon: what is below it is history.
+    let mut published = loop {
+        match events::horizon(&state.db).await {
+            Ok(h) => {
+                note(&mut pending, h);
+                if let Some(settled) = settle(&mut pending, h) {
+                    break settled;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "event hub cannot read the events table; retrying")
             }
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(POLL) => {}
         }
     };
     hub.published
-        .store(next - 1, std::sync::atomic::Ordering::Release);
-    let mut held: BTreeMap<i64, Arc<EventRow>> = BTreeMap::new();
-    let mut gap_since: Option<Instant> = None;
+        .store(published, std::sync::atomic::Ordering::Release);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
-        if hub.live.receiver_count() == 0 && held.is_empty() {
-            // Nobody is listening here: only note how far the table goes.
-            if let Ok(m) = events::max_seq(&state.db).await {
-                if m >= next {
-                    hub.deliveries.notify_one();
-                    next = m + 1;
-                    hub.published.store(m, std::sync::atomic::Ordering::Release);
-                }
+        let h = match events::horizon(&state.db).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "event hub cannot read new events");
+                continue;
             }
+        };
+        note(&mut pending, h);
+        let Some(settled) = settle(&mut pending, h).filter(|s| *s > published) else {
+            continue;
+        };
+        hub.deliveries.notify_one();
+        if hub.live.receiver_count() == 0 {
+            // Nobody is listening here: only note how far the table goes.
+            published = settled;
+            hub.published
+                .store(published, std::sync::atomic::Ordering::Release);
             continue;
         }
-        loop {
-            let rows = match events::tail(&state.db, next - 1, PAGE).await {
+        while published < settled {
+            let rows = match events::tail(&state.db, published, settled, PAGE).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "event hub cannot read new events");
                     break;
                 }
             };
-            let full = rows.len() as i64 == PAGE;
-            if !rows.is_empty() {
-                hub.deliveries.notify_one();
-            }
+            let last_page = (rows.len() as i64) < PAGE;
             for r in rows {
-                held.insert(r.seq, Arc::new(r));
-            }
-            while let Some((&seq, _)) = held.first_key_value() {
-                if seq != next {
-                    let since = *gap_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() < GAP_WAIT {
-                        break;
-                    }
-                    // The missing `seq`s were rolled back (or are very late): go on.
-                    next = seq;
-                }
-                gap_since = None;
-                if let Some((_, e)) = held.pop_first() {
-                    let _ = hub.live.send(e);
-                }
+                // Published before it is sent: a stream that starts in between replays
+                // it from the table, and skips the live copy by its cursor.
+                published = r.seq;
                 hub.published
-                    .store(next, std::sync::atomic::Ordering::Release);
-                next += 1;
+                    .store(published, std::sync::atomic::Ordering::Release);
+                let _ = hub.live.send(Arc::new(r));
             }
-            if !full || !held.is_empty() {
-                break;
+            if last_page {
+                // What is missing below the horizon was rolled back.
+                published = settled;
+                hub.published
+                    .store(published, std::sync::atomic::Ordering::Release);
             }
         }
+    }
+}
+
+/// Keeps a horizon that goes further than the last one kept, to settle later.
+fn note(pending: &mut VecDeque<Horizon>, h: Horizon) {
+    if pending.back().is_none_or(|b| h.max_seq > b.max_seq) {
+        if pending.len() == MAX_PENDING {
+            pending.pop_front();
+        }
+        pending.push_back(h);
+    }
+}
+
+/// The furthest kept horizon that has settled by `now`: every transaction id below its
+/// `xmax` has ended (`now.xmin >= xmax`; always so on SQLite, where both are 0).
+fn settle(pending: &mut VecDeque<Horizon>, now: Horizon) -> Option<i64> {
+    let mut settled = None;
+    while let Some(h) = pending.front().filter(|h| now.xmin >= h.xmax) {
+        settled = Some(h.max_seq);
+        pending.pop_front();
+    }
+    settled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(max_seq: i64, xmax: i64, xmin: i64) -> Horizon {
+        Horizon {
+            max_seq,
+            xmax,
+            xmin,
+        }
+    }
+
+    #[test]
+    fn a_horizon_settles_once_every_transaction_before_it_has_ended() {
+        let mut p = VecDeque::new();
+        // Seen with transaction 100 still running, and 105 the next id to come.
+        note(&mut p, h(10, 105, 100));
+        assert_eq!(settle(&mut p, h(10, 105, 100)), None);
+        // Later: further rows, and 100 still running.
+        note(&mut p, h(14, 108, 100));
+        assert_eq!(settle(&mut p, h(14, 108, 100)), None);
+        // 100..104 ended: the first horizon settles, not the second.
+        note(&mut p, h(14, 110, 106));
+        assert_eq!(settle(&mut p, h(14, 110, 106)), Some(10));
+        // Everything before 108 ended.
+        assert_eq!(settle(&mut p, h(15, 112, 112)), Some(14));
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn on_sqlite_every_horizon_is_settled_at_once() {
+        let mut p = VecDeque::new();
+        note(&mut p, h(7, 0, 0));
+        assert_eq!(settle(&mut p, h(7, 0, 0)), Some(7));
+        // Kept again, and settled again (the hub publishes only what goes further).
+        note(&mut p, h(7, 0, 0));
+        note(&mut p, h(7, 0, 0));
+        assert_eq!(p.len(), 1);
+        assert_eq!(settle(&mut p, h(7, 0, 0)), Some(7));
     }
 }
 

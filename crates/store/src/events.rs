@@ -35,6 +35,7 @@ pub async fn append_many(conn: &mut Conn, rows: &[EventRow]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    claim_xid_and_notify(conn).await?;
     for chunk in rows.chunks(100) {
         let mut p = Params::on(conn);
         let values: Vec<String> = (0..chunk.len())
@@ -60,38 +61,69 @@ pub async fn append_many(conn: &mut Conn, rows: &[EventRow]) -> Result<()> {
         q.execute(&mut *conn).await?;
     }
     crate::callbacks::fan_out(conn, rows).await?;
-    notify(conn).await
+    Ok(())
 }
 
 /// The channel other nodes listen on for new events and deliveries (PostgreSQL).
 pub const CHANNEL: &str = "paybridge_events";
 
-async fn notify(conn: &mut Conn) -> Result<()> {
+/// On PostgreSQL, before a transaction takes its first `seq`: makes sure it holds a
+/// transaction id (so [`horizon`] can tell when it has ended) and tells the other nodes
+/// at commit (`NOTIFY` is delivered only then, so it may come first).
+async fn claim_xid_and_notify(conn: &mut Conn) -> Result<()> {
     if crate::db::backend_of(conn) == crate::Backend::Postgres {
-        sqlx::query("SELECT pg_notify('paybridge_events', '')")
+        sqlx::query("SELECT pg_current_xact_id()::text, pg_notify('paybridge_events', '')")
             .execute(&mut *conn)
             .await?;
     }
     Ok(())
 }
 
-/// Events of every app with `seq` above `after`, oldest first.
-pub async fn tail(db: &Db, after: i64, limit: i64) -> Result<Vec<EventRow>> {
+/// How far the events table has settled, read in one snapshot.
+///
+/// On PostgreSQL a `seq` is taken at insert and becomes visible at commit, so a smaller
+/// `seq` may appear after a larger one. Every transaction that appends events holds a
+/// transaction id before it takes a `seq` ([`append_many`]); so once every transaction
+/// id below `xmax` has ended (a later horizon's `xmin >= xmax`), every `seq` up to
+/// `max_seq` is committed or never will be. On SQLite transactions commit one after
+/// another in `seq` order, and `xmin == xmax == 0`: each horizon is settled at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    /// The highest `seq` visible.
+    pub max_seq: i64,
+    /// The first transaction id not yet assigned (PostgreSQL), else 0.
+    pub xmax: i64,
+    /// The oldest transaction id still running (PostgreSQL), else 0.
+    pub xmin: i64,
+}
+
+pub async fn horizon(db: &Db) -> Result<Horizon> {
+    let sql = match db.backend {
+        crate::Backend::Postgres => {
+            "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT), \
+             CAST(pg_snapshot_xmax(pg_current_snapshot())::text AS BIGINT), \
+             CAST(pg_snapshot_xmin(pg_current_snapshot())::text AS BIGINT) FROM events"
+        }
+        _ => "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT), 0, 0 FROM events",
+    };
+    let (max_seq, xmax, xmin): (i64, i64, i64) = sqlx::query_as(sql).fetch_one(&db.read).await?;
+    Ok(Horizon {
+        max_seq,
+        xmax,
+        xmin,
+    })
+}
+
+/// Events of every app with `after < seq <= upto`, oldest first.
+pub async fn tail(db: &Db, after: i64, upto: i64, limit: i64) -> Result<Vec<EventRow>> {
     Ok(sqlx::query_as::<_, EventRow>(&format!(
-        "SELECT {COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        "SELECT {COLUMNS} FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
     ))
     .bind(after)
+    .bind(upto)
     .bind(limit)
     .fetch_all(&db.read)
     .await?)
-}
-
-pub async fn max_seq(db: &Db) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM events")
-            .fetch_one(&db.read)
-            .await?,
-    )
 }
 
 /// The `seq` of one of an app's events (where a stream resumes).

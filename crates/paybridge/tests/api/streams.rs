@@ -285,3 +285,65 @@ async fn the_customer_log_is_newest_first(b: Backend) {
         StatusCode::FORBIDDEN
     );
 }
+
+/// PostgreSQL: a transaction that took its `seq` first but commits seconds after later
+/// events still reaches a live stream, before them in `seq` order, and a resume from
+/// the last event misses nothing. (The hub once waited a fixed second for such a gap,
+/// then went on without it: the event never reached a stream.)
+#[tokio::test]
+async fn postgres_an_event_that_commits_late_still_reaches_the_stream() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let s = Server::start(&db).await;
+    let a = s.sandbox_app().await;
+    let mut live = Sse::open(&s, "/v1/events/stream", &a.admin, None).await;
+
+    // A slow transaction takes a `seq` the way paybridge's own do (a transaction id
+    // first, then the insert), and holds it open.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut slow = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text")
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO events (id, app_id, type, object_id, data, created) \
+         VALUES ('event_late', $1, 'product.created', 'product_late', '{}', 0)",
+    )
+    .bind(&a.id)
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+    // Later events commit meanwhile (a paid payment makes several).
+    crate::refunds::paid(&s, &a, 1500).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    slow.commit().await.unwrap();
+
+    let expected: Vec<String> = {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM events WHERE app_id = $1 ORDER BY seq")
+                .bind(&a.id)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        rows.into_iter().map(|r| r.0).collect()
+    };
+    assert_eq!(expected[0], "event_late", "it took the first seq");
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        match live.next(10).await {
+            Some(m) => got.push(m),
+            None => panic!("{} of {:?} arrived: {:?}", got.len(), expected, ids(&got)),
+        }
+    }
+    assert_eq!(ids(&got), expected, "every event, in seq order");
+
+    // A resume from the late event replays the rest.
+    let mut again = Sse::open(&s, "/v1/events/stream", &a.admin, Some("event_late")).await;
+    let mut replay = Vec::new();
+    for _ in 1..expected.len() {
+        replay.push(again.next(5).await.expect("replayed"));
+    }
+    assert_eq!(ids(&replay), expected[1..].to_vec());
+}
