@@ -166,6 +166,38 @@ fn settle(pending: &mut VecDeque<Horizon>, now: Horizon) -> Option<i64> {
     settled
 }
 
+/// `LISTEN paybridge_events`; each notification wakes the hub. Reconnects if the
+/// connection drops (the hub's polling covers the gap).
+async fn listen(url: String, wake: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut l) => {
+                if let Err(e) = l.listen(events::CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN failed");
+                } else {
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            n = l.recv() => match n {
+                                Ok(_) => wake.notify_one(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "event notifications lost; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot LISTEN for events; polling only"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,37 +237,5 @@ mod tests {
         note(&mut p, h(7, 0, 0));
         assert_eq!(p.len(), 1);
         assert_eq!(settle(&mut p, h(7, 0, 0)), Some(7));
-    }
-}
-
-/// `LISTEN paybridge_events`; each notification wakes the hub. Reconnects if the
-/// connection drops (the hub's polling covers the gap).
-async fn listen(url: String, wake: Arc<Notify>, stop: CancellationToken) {
-    loop {
-        match sqlx::postgres::PgListener::connect(&url).await {
-            Ok(mut l) => {
-                if let Err(e) = l.listen(events::CHANNEL).await {
-                    tracing::warn!(error = %e, "LISTEN failed");
-                } else {
-                    loop {
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            n = l.recv() => match n {
-                                Ok(_) => wake.notify_one(),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "event notifications lost; reconnecting");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot LISTEN for events; polling only"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
     }
 }
