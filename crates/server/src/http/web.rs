@@ -45,6 +45,7 @@ const ADMIN_FILES: &[(&str, &str, &str)] = &[
         JS,
     ),
     ("setup.js", include_str!("../../web/admin/setup.js"), JS),
+    ("orders.js", include_str!("../../web/admin/orders.js"), JS),
     (
         "admin.css",
         include_str!("../../web/admin/admin.css"),
