@@ -167,7 +167,7 @@ const scenarios = {
     const seen = {};
     for (const width of WIDTHS) {
       const page = await dashboard(browser, width);
-      const hashes = [...PAGES, `payments/${process.env.PAYMENT}`, `customers/${process.env.CUSTOMER}`, "payments/payment_nope", "products?archived=1"];
+      const hashes = [...PAGES, `payments/${process.env.PAYMENT}`, `orders/${process.env.ORDER}`, `customers/${process.env.CUSTOMER}`, "payments/payment_nope", "products?archived=1"];
       const widths = {};
       for (const h of hashes) {
         await visit(page, h);
@@ -299,8 +299,8 @@ Object.assign(scenarios, {
       expect(emails.includes("ada@example.com"), `customers: ${emails}`);
       await page.locator('tr[data-customer] td[data-label=email]', { hasText: "ada@example.com" }).click();
       await page.locator("#customer-email", { hasText: "ada@example.com" }).waitFor();
-      const card = await page.locator("#customer-cards li").first().textContent();
-      expect(/Visa •••• 4242/.test(card), `card: ${card}`);
+      const saved = await page.locator("#customer-cards li").first().textContent();
+      expect(/Visa •••• 4242/.test(saved), `card: ${saved}`);
       const pays = await page.locator("#customer-payments tr[data-payment]").count();
       expect(pays >= 1, "the customer's payments");
       const log = await page.locator("#customer-log .what").allTextContents();
@@ -325,7 +325,8 @@ Object.assign(scenarios, {
       const row = page.locator(`tr[data-payment="${process.env.PAYMENT}"]`);
       const description = await row.locator("td[data-label=description]").textContent();
       const who = await row.locator("td[data-label=customer]").textContent();
-      expect(description.includes("Poster") && who === "ada@example.com · Visa •••• 4242", `row: ${description} / ${who}`);
+      const card = await row.locator("td[data-label=card]").textContent();
+      expect(description.includes("Poster") && who === "ada@example.com" && card === "Visa •••• 4242", `row: ${description} / ${who} / ${card}`);
       expect(byOrder.length === 1 && byOrder[0] === process.env.PAYMENT, `by order: ${byOrder}`);
       await page.locator("#search").fill(process.env.PAYMENT);
       await page.locator("#payment-filters button[type=submit]").click();
@@ -376,6 +377,114 @@ Object.assign(scenarios, {
       await visit(page, `payments?from=${tomorrow}`);
       expect((await page.locator("#no-payments").count()) === 1, "nothing tomorrow");
       out[width] = { first: first.length, second: second.length, filtered, csv: lines.length };
+      await page.context().close();
+    }
+    return out;
+  },
+
+  /** The card on every list and page; searches by last 4, by amounts in any currency's
+   * units, customers by email (asked of the API); date pickers on orders, customers and
+   * subscriptions. */
+  async "cards-and-dates"(browser) {
+    const out = {};
+    const E = process.env;
+    for (const width of WIDTHS) {
+      const page = await dashboard(browser, width);
+      const asked = [];
+      page.on("request", (r) => {
+        if (r.url().includes("/v1/")) asked.push(decodeURIComponent(new URL(r.url()).pathname + new URL(r.url()).search));
+      });
+      const fits = async (what) => {
+        const w = await sideways(page);
+        expect(w.scroll <= w.inner, `${width}px ${what} scrolls sideways: ${w.scroll} > ${w.inner}`);
+      };
+      const listed = () => page.locator("tr[data-payment]").evaluateAll((trs) => trs.map((t) => t.dataset.payment));
+      const cardOf = (id) => page.locator(`tr[data-payment="${id}"] td[data-label=card]`).textContent();
+      // The card on the payments list, a decline's too.
+      await visit(page, "payments?status=failed");
+      expect((await cardOf(E.FAILED_PAYMENT)) === "Visa •••• 0341", `the declined card: ${await cardOf(E.FAILED_PAYMENT)}`);
+      await fits("the failed payments");
+      const search = async (q) => {
+        await page.locator("#search").fill(q);
+        await page.locator("#payment-filters button[type=submit]").click();
+        await drawn(page, `q=${q.replace(/ /g, "+")}`);
+        return listed();
+      };
+      await go(page, width, "payments");
+      // Mia's Mastercard paid for her mug, the yen and the dinars; nobody else has it.
+      const byLast4 = await search("4444");
+      const mias = [E.MIA_PAYMENT, E.JPY_PAYMENT, E.KWD_PAYMENT];
+      const cards4444 = await page.locator("tr[data-payment] td[data-label=card]").allTextContents();
+      expect(byLast4.length === 3 && mias.every((id) => byLast4.includes(id)) && cards4444.every((c) => c === "Mastercard •••• 4444"), `by last 4: ${byLast4} ${cards4444}`);
+      expect(asked.some((u) => u.startsWith("/v1/payments?") && u.includes("last4=4444")), "last 4 is asked of the API");
+      const byDots = await search("•••• 0341");
+      expect(byDots.length === 1 && byDots[0] === E.FAILED_PAYMENT, `by •••• 0341: ${byDots}`);
+      // Amounts in the currency's own units: yen have none, dinars three.
+      const byYen = await search("¥500");
+      const yen = await page.locator("tr[data-payment] td[data-label=amount]").allTextContents();
+      expect(byYen.length === 1 && byYen[0] === E.JPY_PAYMENT && yen[0] === "¥500", `¥500: ${byYen} ${yen}`);
+      expect(asked.some((u) => u.includes("currency=jpy") && u.includes("amount[gte]=500&amount[lte]=500")), `¥500 is 500 yen: ${asked.filter((u) => u.includes("jpy"))}`);
+      const byDinar = await search("1.250 kwd");
+      expect(byDinar.length === 1 && byDinar[0] === E.KWD_PAYMENT, `1.250 kwd: ${byDinar}`);
+      expect(asked.some((u) => u.includes("currency=kwd") && u.includes("amount[gte]=1250")), "1.250 KWD is 1250 fils");
+      await visit(page, "payments");
+      await page.locator("#filter-currency").selectOption("jpy");
+      await page.locator("#filter-min").fill("499");
+      await page.locator("#filter-max").fill("501");
+      await page.locator("#payment-filters button[type=submit]").click();
+      await drawn(page, "min=499");
+      const filtered = await listed();
+      expect(filtered.length === 1 && filtered[0] === E.JPY_PAYMENT, `yen from 499 to 501: ${filtered}`);
+      await fits("the payments in yen");
+      // The export has the card.
+      await visit(page, "payments?q=4444&last4=4444");
+      const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#export-csv").click()]);
+      const csv = (await import("node:fs")).readFileSync(await download.path(), "utf8").trim().split("\r\n");
+      expect(csv.length === 4 && csv[0].endsWith("card_brand,card_last4") && csv.slice(1).every((l) => l.endsWith(",mastercard,4444")), `csv: ${csv}`);
+      // The payment's page, the order's page and the customer's page.
+      await visit(page, `payments/${E.MIA_PAYMENT}`);
+      const charged = (await page.locator("#payment-card").textContent()).trim();
+      expect(charged === "Mastercard •••• 4444", `the payment's card: ${charged}`);
+      await page.locator("#payment-summary a", { hasText: E.MIA_ORDER }).click();
+      await drawn(page, `orders/${E.MIA_ORDER}`);
+      const orderCard = await page.locator(`#order-payments tr[data-payment="${E.MIA_PAYMENT}"] td[data-label=card]`).textContent();
+      const items = await page.locator("#line-items").textContent();
+      expect(orderCard === "Mastercard •••• 4444" && items.includes("Mug"), `the order's page: ${orderCard} / ${items}`);
+      await fits("the order's page");
+      await visit(page, `customers/${E.MIA}`);
+      const customerCards = await page.locator("#customer-payments td[data-label=card]").allTextContents();
+      expect(customerCards.length === 3 && customerCards.every((c) => c === "Mastercard •••• 4444"), `the customer's payments: ${customerCards}`);
+      await fits("the customer's page");
+      // Customers by the beginning of their email, in any case, found by the API.
+      await go(page, width, "customers");
+      await page.locator("#customer-search").fill("AD");
+      await page.locator("#customer-filters button[type=submit]").click();
+      await drawn(page, "q=AD");
+      const found = await page.locator("#customers-table td[data-label=email]").allTextContents();
+      expect(found.length === 1 && found[0] === "ada@example.com", `customers starting with AD: ${found}`);
+      expect(asked.some((u) => u.startsWith("/v1/customers?") && u.includes("email_prefix=AD")), "the email is searched by the API");
+      // Date pickers: today has them all, tomorrow none.
+      const today = await page.evaluate(() => new Date().toLocaleDateString("en-CA"));
+      const tomorrow = await page.evaluate(() => new Date(Date.now() + 86400000).toLocaleDateString("en-CA"));
+      const dates = {};
+      for (const [view, rows, none] of [["orders", "tr[data-order]", "#no-orders"], ["customers", "tr[data-customer]", "#no-customers"], ["subscriptions", "tr[data-subscription]", "#no-subscriptions"]]) {
+        await go(page, width, view);
+        const all = await page.locator(rows).count();
+        for (const [day, want] of [[today, all], [tomorrow, 0]]) {
+          await page.locator("#filter-from").fill(day);
+          await page.locator("#filter-to").fill(day);
+          await page.locator(`#view form.filters button[type=submit]`).click();
+          await drawn(page, `from=${day}`);
+          const n = await page.locator(rows).count();
+          expect(n === want && (want > 0 || (await page.locator(none).count()) === 1), `${width}px ${view} on ${day}: ${n} rows, want ${want}`);
+          expect(asked.some((u) => u.startsWith(`/v1/${view}?`) && u.includes("created[gte]=") && u.includes("created[lte]=")), `${view}: the dates are asked of the API`);
+          await fits(`${view} on ${day}`);
+        }
+        dates[view] = all;
+        expect(all > 0, `${view}: ${all}`);
+      }
+      expect(page.problems.length === 0, `console errors: ${page.problems.join(" | ")}`);
+      out[width] = { byLast4, byYen, byDinar, dates };
       await page.context().close();
     }
     return out;

@@ -2,8 +2,8 @@
 
 use sqlx::{Any, Executor};
 
-use crate::page::{Arg, Select};
-use crate::{now, Db, ListParams, Page, Result, StoreError};
+use crate::page::{Arg, Created, Select};
+use crate::{now, Backend, Db, ListParams, Page, Result, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CustomerRow {
@@ -78,18 +78,58 @@ pub async fn find_by_provider<'e, E: Executor<'e, Database = Any>>(
     .await?)
 }
 
+/// A list of customers, narrowed.
+#[derive(Debug, Default)]
+pub struct Filter<'a> {
+    pub external_id: Option<&'a str>,
+    /// The whole email, any case.
+    pub email: Option<&'a str>,
+    /// The beginning of the email, any case.
+    pub email_prefix: Option<&'a str>,
+    pub created: Created,
+}
+
+/// The indexed expression customers are found by email with (`customers_email`):
+/// the lowercased email, in byte order on PostgreSQL so that a prefix's range holds
+/// exactly the emails starting with it.
+pub(crate) fn email_key(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "lower(email)",
+        Backend::Postgres => "(lower(email) COLLATE \"C\")",
+    }
+}
+
+/// Above every character a prefix can be followed by: `[p, p + MAX)` holds exactly
+/// the strings that start with `p`, in byte order.
+const AFTER_ALL: char = char::MAX;
+
 pub async fn list(
     db: &Db,
     app: &str,
-    external_id: Option<&str>,
+    f: &Filter<'_>,
     params: &ListParams,
 ) -> Result<Page<CustomerRow>> {
+    let key = email_key(db.backend);
     Select::new(&format!("SELECT {COLUMNS} FROM customers WHERE 1 = 1"))
         .and("app_id = ?", Arg::Text(app.to_owned()))
         .and_opt(
             "external_id = ?",
-            external_id.map(|e| Arg::Text(e.to_owned())),
+            f.external_id.map(|e| Arg::Text(e.to_owned())),
         )
+        .and_opt(
+            &format!("{key} = lower(?)"),
+            f.email.map(|e| Arg::Text(e.to_owned())),
+        )
+        .and_each(
+            &format!("{key} >= lower(?) AND {key} < lower(?)"),
+            f.email_prefix.map(|p| {
+                vec![
+                    Arg::Text(p.to_owned()),
+                    Arg::Text(format!("{p}{AFTER_ALL}")),
+                ]
+            }),
+        )
+        .created(&f.created)
         .page(&db.read, params)
         .await
 }

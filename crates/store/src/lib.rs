@@ -28,7 +28,7 @@ pub mod subscriptions;
 pub use db::{
     for_update, normalize_url, now, now_ms, sqlite_path, Backend, Conn, Db, DbOptions, Tx,
 };
-pub use page::{ListParams, Page};
+pub use page::{Created, ListParams, Page};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -29,6 +29,13 @@ impl<T> Page<T> {
     }
 }
 
+/// A list's `created[gte]` / `created[lte]`: unix seconds, both ends included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Created {
+    pub gte: Option<i64>,
+    pub lte: Option<i64>,
+}
+
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
@@ -62,6 +69,27 @@ impl Select {
             Some(a) => self.and(condition, a),
             None => self,
         }
+    }
+
+    /// A condition with several `?`, each the next of `args` (nothing when `None`).
+    pub fn and_each(mut self, condition: &str, args: Option<Vec<Arg>>) -> Select {
+        let Some(args) = args else { return self };
+        let mut parts = condition.split('?');
+        let mut sql = parts.next().unwrap_or_default().to_owned();
+        for (part, arg) in parts.zip(args) {
+            self.args.push(arg);
+            sql.push_str(&format!("${}", self.args.len()));
+            sql.push_str(part);
+        }
+        self.sql.push_str(" AND ");
+        self.sql.push_str(&sql);
+        self
+    }
+
+    /// `created` within a range (unix seconds, both ends included).
+    pub fn created(self, range: &Created) -> Select {
+        self.and_opt("created >= ?", range.gte.map(Arg::Int))
+            .and_opt("created <= ?", range.lte.map(Arg::Int))
     }
 
     pub async fn page<T>(self, pool: &AnyPool, params: &ListParams) -> Result<Page<T>>

@@ -41,6 +41,9 @@ pub struct PaymentRow {
     pub application_fee_amount: Option<i64>,
     pub transfer_destination: Option<String>,
     pub metadata: String,
+    /// The card's brand (`visa`) and last 4 digits, as the provider reported them.
+    pub card_brand: Option<String>,
+    pub card_last4: Option<String>,
     pub created: i64,
     pub updated: i64,
 }
@@ -49,12 +52,12 @@ const COLUMNS: &str = "id, app_id, order_id, customer_id, method, capture_method
     amount, currency, amount_capturable, amount_captured, amount_refunded, amount_refunding, dispute, failure_code, \
     decline_code, failure_message, failure_at, save_card, payment_method_id, provider_payment_intent, provider_checkout_session, \
     provider_charge, client_secret_sealed, payment_url, application_fee_amount, transfer_destination, metadata, \
-    created, updated";
+    card_brand, card_last4, created, updated";
 
 pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, p: &PaymentRow) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
+         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)"
     ))
     .bind(&p.id)
     .bind(&p.app_id)
@@ -86,6 +89,8 @@ pub async fn insert<'e, E: Executor<'e, Database = Any>>(e: E, p: &PaymentRow) -
     .bind(p.application_fee_amount)
     .bind(&p.transfer_destination)
     .bind(&p.metadata)
+    .bind(&p.card_brand)
+    .bind(&p.card_last4)
     .bind(p.created)
     .bind(p.updated)
     .execute(e)
@@ -150,7 +155,8 @@ pub async fn save_state(conn: &mut Conn, p: &PaymentRow) -> Result<()> {
         "UPDATE payments SET lifecycle = $3, status = $4, amount_capturable = $5, amount_captured = $6, \
              amount_refunded = $7, dispute = $8, failure_code = $9, decline_code = $10, failure_message = $11, \
              failure_at = $12, provider_payment_intent = $13, provider_checkout_session = $14, provider_charge = $15, \
-             payment_method_id = $16, client_secret_sealed = $17, payment_url = $18, customer_id = $19, updated = $20 \
+             payment_method_id = $16, client_secret_sealed = $17, payment_url = $18, customer_id = $19, updated = $20, \
+             card_brand = $21, card_last4 = $22 \
          WHERE app_id = $1 AND id = $2",
     )
     .bind(&p.app_id)
@@ -173,6 +179,8 @@ pub async fn save_state(conn: &mut Conn, p: &PaymentRow) -> Result<()> {
     .bind(&p.payment_url)
     .bind(&p.customer_id)
     .bind(now())
+    .bind(&p.card_brand)
+    .bind(&p.card_last4)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -210,6 +218,10 @@ pub struct Filter<'a> {
     pub email: Option<&'a str>,
     /// A product on the payment's order (`product_…`; the caller checks its shape).
     pub product: Option<&'a str>,
+    /// The last 4 digits of the card (the caller checks they are 4 digits).
+    pub last4: Option<&'a str>,
+    /// The payment's currency (lowercase).
+    pub currency: Option<&'a str>,
 }
 
 pub async fn list(
@@ -228,9 +240,15 @@ pub async fn list(
         .and_opt("created <= ?", f.created_lte.map(Arg::Int))
         .and_opt("amount >= ?", f.amount_gte.map(Arg::Int))
         .and_opt("amount <= ?", f.amount_lte.map(Arg::Int))
-        .and_opt(
-            "customer_id IN (SELECT id FROM customers WHERE lower(email) = lower(?))",
-            text(f.email),
+        .and_opt("card_last4 = ?", text(f.last4))
+        .and_opt("currency = ?", text(f.currency))
+        .and_each(
+            &format!(
+                "customer_id IN (SELECT id FROM customers WHERE app_id = ? AND {} = lower(?))",
+                crate::customers::email_key(db.backend)
+            ),
+            f.email
+                .map(|e| vec![Arg::Text(app.to_owned()), Arg::Text(e.to_owned())]),
         )
         // Line items are stored as JSON (`[{"product":"product_…",…}]`): ids are
         // `[a-z0-9_]`, so the pattern matches that product's lines and nothing else.

@@ -134,12 +134,14 @@ pub async fn list(
     app: &str,
     customer: Option<&str>,
     status: Option<&str>,
+    created: &crate::Created,
     params: &ListParams,
 ) -> Result<Page<SubscriptionRow>> {
     Select::new(&format!("SELECT {COLUMNS} FROM subscriptions WHERE 1 = 1"))
         .and("app_id = ?", Arg::Text(app.to_owned()))
         .and_opt("customer_id = ?", customer.map(|c| Arg::Text(c.to_owned())))
         .and_opt("status = ?", status.map(|s| Arg::Text(s.to_owned())))
+        .created(created)
         .page(&db.read, params)
         .await
 }

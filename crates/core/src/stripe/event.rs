@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::objects::{
-    Charge, CheckoutSession, Dispute, ErrorObject, Invoice, Metadata, PaymentIntent, Refund,
-    Subscription,
+    Card, Charge, CheckoutSession, Dispute, ErrorObject, Expandable, Invoice, Metadata,
+    PaymentIntent, PaymentMethod, Refund, Subscription,
 };
 use crate::payment::{
     CheckoutStatus, Dispute as DisputeState, Failure, PaymentFact, RefundStatus, SubscriptionStatus,
@@ -156,10 +156,13 @@ impl Refs {
     }
 }
 
-/// A card as seen on a charge or payment method, for saving to a customer.
+/// A card as seen on a charge or payment method: shown on the payment, and saved to a
+/// customer when the payment asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenCard {
-    pub payment_method: String,
+    /// The provider's payment method (`pm_…`), when the object names it (a card is
+    /// saved only then).
+    pub payment_method: Option<String>,
     pub brand: Option<String>,
     pub last4: Option<String>,
     pub exp_month: Option<i64>,
@@ -316,6 +319,11 @@ fn read_checkout(what: &str, s: &CheckoutSession, at: i64) -> Option<Reading> {
     }
     let total = s.amount_total.unwrap_or(0);
     r.amount = s.currency.clone().map(|c| (total, c));
+    r.card = s
+        .payment_intent
+        .as_ref()
+        .and_then(|p| p.object())
+        .and_then(intent_card);
     let paid = s.payment_status.as_deref() == Some("paid");
     match what {
         "completed" => {
@@ -408,24 +416,56 @@ fn read_intent(what: &str, pi: &PaymentIntent, at: i64) -> Option<Reading> {
     };
     if let Some(ch) = pi.charge() {
         r.refs.charge = Some(ch.id.clone());
-        r.card = seen_card(ch);
     }
+    r.card = intent_card(pi);
     Some(invoice_payment(r, pi.invoice.is_some()))
 }
 
-fn seen_card(ch: &Charge) -> Option<SeenCard> {
-    let pm = ch.payment_method.clone()?;
-    let card = ch
-        .payment_method_details
-        .as_ref()
-        .and_then(|d| d.card.as_ref());
+fn card_of(payment_method: Option<&str>, card: Option<&Card>) -> Option<SeenCard> {
+    if payment_method.is_none() && card.is_none() {
+        return None;
+    }
     Some(SeenCard {
-        payment_method: pm,
+        payment_method: payment_method.map(str::to_owned),
         brand: card.and_then(|c| c.brand.clone()),
         last4: card.and_then(|c| c.last4.clone()),
         exp_month: card.and_then(|c| c.exp_month),
         exp_year: card.and_then(|c| c.exp_year),
     })
+}
+
+fn seen_card(ch: &Charge) -> Option<SeenCard> {
+    let card = ch
+        .payment_method_details
+        .as_ref()
+        .and_then(|d| d.card.as_ref());
+    card_of(ch.payment_method.as_deref(), card)
+}
+
+fn method_card(pm: &PaymentMethod) -> Option<SeenCard> {
+    card_of(Some(&pm.id), Some(pm.card.as_ref()?))
+}
+
+/// The card an intent was paid (or declined) with: its charge's, else its payment
+/// method's or its last error's when they came expanded. The first that tells the last
+/// 4 digits wins.
+pub fn intent_card(pi: &PaymentIntent) -> Option<SeenCard> {
+    let expanded =
+        |pm: Option<&Expandable<PaymentMethod>>| pm.and_then(|p| p.object()).and_then(method_card);
+    let seen = [
+        pi.charge().and_then(seen_card),
+        expanded(pi.payment_method.as_ref()),
+        expanded(
+            pi.last_payment_error
+                .as_ref()
+                .and_then(|e| e.payment_method.as_ref()),
+        ),
+    ];
+    let first = seen.iter().flatten().next().cloned();
+    seen.into_iter()
+        .flatten()
+        .find(|c| c.last4.is_some())
+        .or(first)
 }
 
 fn read_charge(what: &str, ch: &Charge, at: i64) -> Option<Reading> {
@@ -701,6 +741,62 @@ mod tests {
                 amount_captured: 600
             }]
         );
+    }
+
+    #[test]
+    fn the_card_is_read_from_the_charge_the_payment_method_or_the_decline() {
+        let card = |r: Reading| r.card.map(|c| (c.payment_method, c.brand, c.last4));
+        let some = |pm: &str, brand: &str, last4: &str| {
+            Some((
+                Some(pm.to_owned()),
+                Some(brand.to_owned()),
+                Some(last4.to_owned()),
+            ))
+        };
+        // A decline names the card only in its error (Stripe expands it there).
+        let failed = read(&event(
+            "payment_intent.payment_failed",
+            serde_json::json!({"id": "pi_1", "status": "requires_payment_method", "amount": 1000, "currency": "usd",
+                "payment_method": null, "latest_charge": "ch_1",
+                "last_payment_error": {"type": "card_error", "code": "card_declined",
+                    "payment_method": {"id": "pm_9", "type": "card", "card": {"brand": "mastercard", "last4": "4444"}}}}),
+        ))
+        .unwrap();
+        assert_eq!(card(failed), some("pm_9", "mastercard", "4444"));
+        // A payment method Stripe sent as an object, an embedded charge's details first.
+        let paid = read(&event(
+            "payment_intent.succeeded",
+            serde_json::json!({"id": "pi_1", "status": "succeeded", "amount": 1000, "currency": "usd",
+                "payment_method": {"id": "pm_1", "card": {"brand": "visa", "last4": "1111"}},
+                "latest_charge": {"id": "ch_1", "payment_method": "pm_2",
+                    "payment_method_details": {"card": {"brand": "amex", "last4": "0005"}}}}),
+        ))
+        .unwrap();
+        assert_eq!(card(paid), some("pm_2", "amex", "0005"));
+        let by_method = read(&event(
+            "payment_intent.succeeded",
+            serde_json::json!({"id": "pi_1", "status": "succeeded", "amount": 1000, "currency": "usd",
+                "payment_method": {"id": "pm_1", "card": {"brand": "visa", "last4": "1111"}}, "latest_charge": "ch_1"}),
+        ))
+        .unwrap();
+        assert_eq!(card(by_method), some("pm_1", "visa", "1111"));
+        // Only ids: no card.
+        let ids = read(&event(
+            "payment_intent.succeeded",
+            serde_json::json!({"id": "pi_1", "status": "succeeded", "amount": 1000, "currency": "usd",
+                "payment_method": "pm_1", "latest_charge": "ch_1", "last_payment_error": {"payment_method": 7}}),
+        ))
+        .unwrap();
+        assert_eq!(card(ids), None);
+        // A completed checkout whose intent came expanded.
+        let done = read(&event(
+            "checkout.session.completed",
+            serde_json::json!({"id": "cs_1", "payment_status": "paid", "amount_total": 500, "currency": "usd",
+                "payment_intent": {"id": "pi_1", "status": "succeeded", "amount": 500, "currency": "usd",
+                    "latest_charge": {"id": "ch_1", "payment_method": "pm_3", "payment_method_details": {"card": {"brand": "visa", "last4": "4242"}}}}}),
+        ))
+        .unwrap();
+        assert_eq!(card(done), some("pm_3", "visa", "4242"));
     }
 
     #[test]

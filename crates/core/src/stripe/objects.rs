@@ -114,6 +114,19 @@ pub struct ErrorObject {
     pub decline_code: Option<String>,
     pub message: Option<String>,
     pub param: Option<String>,
+    /// The card that was declined (a `last_payment_error`'s, or a card error's). Read
+    /// leniently: a shape this does not know leaves it out rather than failing the
+    /// object around it.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<Expandable<PaymentMethod>>,
+}
+
+/// `None` for a value that does not read as `T`, instead of an error.
+fn lenient<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -11,10 +11,12 @@ use serde_json::{json, Value};
 use crate::browser::demo;
 use crate::common::{AppKeys, Receiver, Server, TestDb};
 
-/// The shop: three customers (two with a Visa, one whose card is declined), a poster
-/// each for Ada and Bob, a mug for Ada, a decline, an open and an expired checkout, two
-/// monthly subscriptions, a callback endpoint that answers 400, and 50 small sales so
-/// the list has a second page. Returns the ids the scenarios need, as their environment.
+/// The shop: four customers (two with a Visa, one whose card is declined, Mia with a
+/// Mastercard), a poster each for Ada and Bob, a mug for Ada and one for Mia, a charge
+/// of ¥500 and one of KWD 1.250 (Mia's), a decline, an open and an expired checkout,
+/// two monthly subscriptions, a callback endpoint that answers 400, and 50 small sales
+/// so the list has a second page. Returns the ids the scenarios need, as their
+/// environment.
 async fn shop(s: &Server, keys: &AppKeys, receiver: &Receiver) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: &Value| env.push((k.into(), v.as_str().unwrap().to_owned()));
@@ -59,6 +61,22 @@ async fn shop(s: &Server, keys: &AppKeys, receiver: &Receiver) -> Vec<(String, S
         .get(&format!("/v1/payments?customer={dec}"), &keys.admin)
         .await;
     put("FAILED_PAYMENT", &failed.json["data"][0]["id"]);
+    let mia = customer(s, keys, "mia", "pm_card_mastercard").await;
+    let (order, payment) = buy(s, keys, &mia, &mug).await;
+    put("MIA", &json!(mia));
+    put("MIA_ORDER", &order);
+    put("MIA_PAYMENT", &payment);
+    for (name, amount, currency) in [("JPY_PAYMENT", 500, "jpy"), ("KWD_PAYMENT", 1250, "kwd")] {
+        let p = s
+            .post(
+                "/v1/payments",
+                &keys.server,
+                json!({"amount": amount, "currency": currency, "method": "card", "customer": mia}),
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
+        put(name, &p.json["id"]);
+    }
     for name in ["SUBSCRIPTION", "SUBSCRIPTION2"] {
         let who = if name == "SUBSCRIPTION" { &ada } else { &bob };
         let sub = s
@@ -97,12 +115,13 @@ async fn shop(s: &Server, keys: &AppKeys, receiver: &Receiver) -> Vec<(String, S
     assert!(expired.status.is_success(), "{}", expired.body);
     put("EXPIRED_PAYMENT", &abandoned["payment"]);
     put("CUSTOMER", &json!(ada));
-    // What the overview must say: 3 sales + 2 subscriptions' first charges + 50.
+    // What the overview must say: 4 sales + 2 in yen and dinars + 2 subscriptions' first
+    // charges + 50.
     put(
         "FIGURES",
-        &json!(json!({"succeeded": 55, "failed": 1, "open": 1, "abandoned": 1}).to_string()),
+        &json!(json!({"succeeded": 58, "failed": 1, "open": 1, "abandoned": 1}).to_string()),
     );
-    put("TOTAL_PAYMENTS", &json!("58"));
+    put("TOTAL_PAYMENTS", &json!("61"));
     env
 }
 
@@ -223,13 +242,13 @@ async fn the_overview_tells_abandoned_checkouts_from_declines() {
     let d = &r.json["data"][0];
     assert_eq!(
         (&d["succeeded"], &d["failed"], &d["open"], &d["abandoned"]),
-        (&json!(55), &json!(1), &json!(1), &json!(1)),
+        (&json!(58), &json!(1), &json!(1), &json!(1)),
         "{d}"
     );
-    assert_eq!(d["payments"], 58);
+    assert_eq!(d["payments"], 61);
     let rate = d["success_rate"].as_f64().unwrap();
     assert!(
-        (rate - 55.0 / 56.0).abs() < 1e-9,
+        (rate - 58.0 / 59.0).abs() < 1e-9,
         "an abandoned checkout is not a decline: {rate}"
     );
 }
@@ -261,6 +280,27 @@ async fn refunds_in_the_dashboard_are_confirmed_and_in_dollars() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_products_and_search_in_the_dashboard() {
     run("who-and-what").await;
+}
+
+/// The card on every list and page, searches by its last 4 and by amounts in any
+/// currency's units, customers found by email on the server, date pickers on orders,
+/// customers and subscriptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_currencies_and_date_ranges_in_the_dashboard() {
+    let Ran { out, env, .. } = run("cards-and-dates").await;
+    for width in ["1280", "390"] {
+        let mias = [
+            get(&env, "KWD_PAYMENT"),
+            get(&env, "JPY_PAYMENT"),
+            get(&env, "MIA_PAYMENT"),
+        ];
+        assert_eq!(out[width]["byLast4"], json!(mias), "newest first: {out}");
+        assert_eq!(
+            out[width]["byYen"],
+            json!([get(&env, "JPY_PAYMENT")]),
+            "{out}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ mod products;
 mod refunds;
 mod roles;
 mod schemathesis;
+mod search;
 mod streams;
 mod stripe;
 mod stub;

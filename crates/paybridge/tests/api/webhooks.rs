@@ -339,7 +339,11 @@ async fn events_apply_the_same_in_any_order(b: Backend) {
             }
             c
         };
-        let decline = json!({"last_payment_error": {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds"}});
+        // Declined with one card, paid with another: Stripe names the declined card in the
+        // error (expanded) and on the failed charge, the paying card on its charge.
+        let declined_card = json!({"brand": "visa", "last4": "0002"});
+        let decline = json!({"last_payment_error": {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds",
+                             "payment_method": {"id": "pm_0", "object": "payment_method", "type": "card", "card": declined_card}}});
         vec![
             event(
                 &format!("evt_{tag}_1"),
@@ -359,7 +363,8 @@ async fn events_apply_the_same_in_any_order(b: Backend) {
                 t + 2,
                 charge(
                     "failed",
-                    json!({"failure_code": "card_declined", "outcome": {"reason": "insufficient_funds"}}),
+                    json!({"failure_code": "card_declined", "outcome": {"reason": "insufficient_funds"},
+                           "payment_method": "pm_0", "payment_method_details": {"type": "card", "card": declined_card}}),
                 ),
             ),
             event(
@@ -372,7 +377,10 @@ async fn events_apply_the_same_in_any_order(b: Backend) {
                 &format!("evt_{tag}_5"),
                 "charge.succeeded",
                 t + 3,
-                charge("succeeded", json!({})),
+                charge(
+                    "succeeded",
+                    json!({"payment_method_details": {"type": "card", "card": {"brand": "mastercard", "last4": "4444"}}}),
+                ),
             ),
             event(
                 &format!("evt_{tag}_6"),
@@ -411,6 +419,8 @@ async fn events_apply_the_same_in_any_order(b: Backend) {
     let two = strip(s.get(&format!("/v1/payments/{p2}"), &a.server).await.json);
     assert_eq!(one, two, "in order and reversed end alike");
     assert_eq!(one["status"], "succeeded");
+    // The card that paid, whichever came last: a late decline does not relabel it.
+    assert_eq!(one["card"], json!({"brand": "mastercard", "last4": "4444"}));
     assert_eq!(one["amount_captured"], 900);
     // In order, the payment went pending → failed → succeeded; reversed, success came first
     // and the late events changed nothing.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use paybridge_core::keys::Permission;
+use paybridge_core::Invalid;
 use paybridge_store::customers;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -93,8 +94,19 @@ pub struct UpsertCustomer {
 #[into_params(parameter_in = Query)]
 pub struct CustomerQuery {
     pub external_id: Option<String>,
+    /// The whole email, in any case (`Ada@Example.com` finds `ada@example.com`).
+    pub email: Option<String>,
+    /// The beginning of the email, in any case (`ada` finds `ada@example.com` and
+    /// `adam@example.org`).
+    pub email_prefix: Option<String>,
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
+    /// Created at or after this time (unix seconds).
+    #[serde(rename = "created[gte]")]
+    pub created_gte: Option<i64>,
+    /// Created at or before this time (unix seconds).
+    #[serde(rename = "created[lte]")]
+    pub created_lte: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -136,7 +148,8 @@ async fn upsert_customer(
     Ok((status, axum::Json(CustomerView::of(&row))))
 }
 
-/// List customers, or find one by `external_id`.
+/// List customers, newest first; or find them by `external_id`, by email (whole or its
+/// beginning, any case) or by when they were created.
 #[utoipa::path(get, path = "/v1/customers", tag = "customers", params(CustomerQuery),
     security(("bearer" = [])),
     responses((status = 200, body = List<CustomerView>), (status = "4XX", body = ErrorBody)))]
@@ -146,11 +159,30 @@ async fn list_customers(
     Query(q): Query<CustomerQuery>,
 ) -> ApiResult<axum::Json<List<CustomerView>>> {
     let app = caller.app(Permission::CustomersRead)?;
+    let email = |param: &'static str, v: &Option<String>| match v.as_deref().map(str::trim) {
+        Some("") | None => Ok(None),
+        Some(e) if e.len() > 320 => Err(Invalid::new(
+            param,
+            "parameter_invalid",
+            format!("{param} is too long"),
+        )),
+        Some(e) => Ok(Some(e.to_owned())),
+    };
+    let (exact, prefix) = (
+        email("email", &q.email)?,
+        email("email_prefix", &q.email_prefix)?,
+    );
+    let filter = customers::Filter {
+        external_id: q.external_id.as_deref(),
+        email: exact.as_deref(),
+        email_prefix: prefix.as_deref(),
+        created: crate::http::list::created(q.created_gte, q.created_lte)?,
+    };
     let page = customers::list(
         &state.db,
         app.as_str(),
-        q.external_id.as_deref(),
-        &to_params(q.limit, q.starting_after)?,
+        &filter,
+        &to_params(q.limit, q.starting_after.clone())?,
     )
     .await?;
     Ok(axum::Json(List::from_page(page, |c| CustomerView::of(&c))))

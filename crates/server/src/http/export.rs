@@ -26,11 +26,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 const HEADER: &str = "id,created,status,amount,currency,amount_captured,amount_refunded,\
-method,customer,customer_email,order,payment_intent,failure_code,decline_code\r\n";
+method,customer,customer_email,order,payment_intent,failure_code,decline_code,card_brand,card_last4\r\n";
 
 /// Every payment matching the same filters as `GET /v1/payments` (no `limit` or
 /// `starting_after`: the file has them all), newest first, as `text/csv`. Amounts are
-/// decimal major units of the row's currency (`25.00` for 2500 usd); times are UTC.
+/// decimal major units of the row's currency (`25.00` for 2500 usd); times are UTC;
+/// the card is its brand and last 4 digits, as the provider reported them.
 #[utoipa::path(get, path = "/v1/payments/export", tag = "payments", params(PaymentQuery),
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String), (status = "4XX", body = ErrorBody)))]
@@ -149,6 +150,8 @@ fn row(p: &PaymentRow, email: Option<&str>) -> String {
         p.provider_payment_intent.clone().unwrap_or_default(),
         p.failure_code.clone().unwrap_or_default(),
         p.decline_code.clone().unwrap_or_default(),
+        p.card_brand.clone().unwrap_or_default(),
+        p.card_last4.clone().unwrap_or_default(),
     ];
     let mut line = fields.iter().map(|f| cell(f)).collect::<Vec<_>>().join(",");
     line.push_str("\r\n");

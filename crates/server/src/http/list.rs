@@ -1,6 +1,6 @@
 //! List responses and their query parameters, shaped as Stripe's.
 
-use paybridge_store::{ListParams, Page};
+use paybridge_store::{Created, ListParams, Page};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -80,4 +80,20 @@ pub fn known_status<'a>(
         .with_param("status")),
         other => Ok(other),
     }
+}
+
+/// A list's `created[gte]` / `created[lte]` (unix seconds, both ends included), checked:
+/// a range that ends before it starts is a 422, not an empty list.
+pub fn created(gte: Option<i64>, lte: Option<i64>) -> Result<Created, ApiError> {
+    if let (Some(a), Some(b)) = (gte, lte) {
+        if b < a {
+            return Err(paybridge_core::Invalid::new(
+                "created[lte]",
+                "parameter_invalid",
+                "created[lte] is before created[gte]",
+            )
+            .into());
+        }
+    }
+    Ok(Created { gte, lte })
 }

@@ -49,6 +49,12 @@ pub struct OrderQuery {
     pub status: Option<String>,
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
+    /// Created at or after this time (unix seconds).
+    #[serde(rename = "created[gte]")]
+    pub created_gte: Option<i64>,
+    /// Created at or before this time (unix seconds).
+    #[serde(rename = "created[lte]")]
+    pub created_lte: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -143,6 +149,7 @@ async fn list_orders(
             q.status.as_deref(),
             &paybridge_core::payment::OrderStatus::ALL.map(|s| s.as_str()),
         )?,
+        &crate::http::list::created(q.created_gte, q.created_lte)?,
         &to_params(q.limit, q.starting_after)?,
     )
     .await?;
@@ -333,6 +340,7 @@ async fn create_checkout(
             transfer_destination: None,
             metadata: body.metadata.unwrap_or_default(),
             provider_options: options,
+            saved_card: None,
         },
         HostedSpec {
             success_url: body.success_url,

@@ -103,6 +103,10 @@ pub struct PaymentQuery {
     pub email: Option<String>,
     /// A product on the payment's order (`product_…`).
     pub product: Option<String>,
+    /// The last 4 digits of the card paid (or declined) with.
+    pub last4: Option<String>,
+    /// The payment's currency (`usd`, `jpy`, …): the amount filters' unit.
+    pub currency: Option<String>,
 }
 
 /// The store's filter for a list or an export, checked: a typo is a 400, not an empty
@@ -132,6 +136,21 @@ pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::Ap
     if email.is_some_and(|e| e.len() > 320) {
         return Err(Invalid::new("email", "parameter_invalid", "email is too long").into());
     }
+    if let Some(l) = &q.last4 {
+        if l.len() != 4 || !l.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Invalid::new(
+                "last4",
+                "parameter_invalid",
+                "last4 is the last 4 digits of a card, such as 4242",
+            )
+            .into());
+        }
+    }
+    let currency = match &q.currency {
+        Some(c) => Some(paybridge_core::Currency::parse(c)?),
+        None => None,
+    };
+    let created = crate::http::list::created(q.created_gte, q.created_lte)?;
     Ok(Filter {
         order: q.order.as_deref(),
         customer: q.customer.as_deref(),
@@ -139,12 +158,14 @@ pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::Ap
             q.status.as_deref(),
             &paybridge_core::payment::PaymentStatus::ALL.map(|s| s.as_str()),
         )?,
-        created_gte: q.created_gte,
-        created_lte: q.created_lte,
+        created_gte: created.gte,
+        created_lte: created.lte,
         amount_gte: q.amount_gte,
         amount_lte: q.amount_lte,
         email,
         product: q.product.as_deref(),
+        last4: q.last4.as_deref(),
+        currency: currency.map(|c| c.code()),
     })
 }
 
@@ -299,6 +320,7 @@ async fn create_payment(
             },
             service::Trust::of(caller.0.role),
         )?,
+        saved_card: None,
     };
     let p = if method == "payment_link" {
         let hosted = HostedSpec {

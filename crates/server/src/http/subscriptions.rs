@@ -53,6 +53,12 @@ pub struct SubscriptionQuery {
     pub status: Option<String>,
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
+    /// Created at or after this time (unix seconds).
+    #[serde(rename = "created[gte]")]
+    pub created_gte: Option<i64>,
+    /// Created at or before this time (unix seconds).
+    #[serde(rename = "created[lte]")]
+    pub created_lte: Option<i64>,
 }
 
 /// Start a subscription charged to the customer's default card (server key).
@@ -94,6 +100,7 @@ async fn list_subscriptions(
         app.as_str(),
         q.customer.as_deref(),
         q.status.as_deref(),
+        &crate::http::list::created(q.created_gte, q.created_lte)?,
         &to_params(q.limit, q.starting_after)?,
     )
     .await?;

@@ -45,6 +45,7 @@ const ADMIN_FILES: &[(&str, &str, &str)] = &[
         JS,
     ),
     ("setup.js", include_str!("../../web/admin/setup.js"), JS),
+    ("orders.js", include_str!("../../web/admin/orders.js"), JS),
     (
         "admin.css",
         include_str!("../../web/admin/admin.css"),
@@ -196,6 +197,35 @@ fn classic_sdk() -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    /// The SDK's table of minor units (which the dashboard types and shows amounts with)
+    /// is the core's: Stripe's exponents, not the browser's (which differ for isk, huf…).
+    #[test]
+    fn the_sdk_counts_minor_units_as_the_core_does() {
+        let list = |name: &str| -> Vec<&str> {
+            let start = super::SDK.find(&format!("const {name} = \"")).unwrap() + name.len() + 10;
+            let end = start + super::SDK[start..].find('"').unwrap();
+            super::SDK[start..end].split(' ').collect()
+        };
+        let (zero, three) = (list("ZERO_DECIMAL"), list("THREE_DECIMAL"));
+        assert!(
+            zero.contains(&"jpy") && three.contains(&"kwd"),
+            "{zero:?} {three:?}"
+        );
+        for c in paybridge_core::Currency::all() {
+            let sdk = if zero.contains(&c.code()) {
+                0
+            } else if three.contains(&c.code()) {
+                3
+            } else {
+                2
+            };
+            assert_eq!(sdk, c.exponent(), "{}", c.code());
+        }
+        for code in zero.iter().chain(&three) {
+            assert!(paybridge_core::Currency::parse(code).is_ok(), "{code}");
+        }
+    }
+
     #[test]
     fn the_classic_sdk_has_no_exports() {
         let c = super::classic_sdk();

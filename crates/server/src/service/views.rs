@@ -61,6 +61,9 @@ pub struct PaymentView {
     pub client_secret: Option<String>,
     /// The saved card charged (`card`).
     pub payment_method: Option<String>,
+    /// The card the payment was made (or declined) with, as the provider reported it:
+    /// null until it has (and for a way to pay that is not a card).
+    pub card: Option<PaymentCardView>,
     pub failure: Option<FailureView>,
     /// `none`, `open`, `won` or `lost`.
     pub dispute: String,
@@ -69,6 +72,15 @@ pub struct PaymentView {
     pub metadata: BTreeMap<String, String>,
     pub created: i64,
     pub updated: i64,
+}
+
+/// A card's brand and last 4 digits: what a shop owner recognises a card by.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
+pub struct PaymentCardView {
+    /// `visa`, `mastercard`, `amex`, … as the provider names it.
+    pub brand: Option<String>,
+    /// The last 4 digits of the card number.
+    pub last4: String,
 }
 
 impl PaymentView {
@@ -100,6 +112,10 @@ impl PaymentView {
             payment_url: p.payment_url.clone(),
             client_secret: None,
             payment_method: p.payment_method_id.clone(),
+            card: p.card_last4.as_ref().map(|last4| PaymentCardView {
+                brand: p.card_brand.clone(),
+                last4: last4.clone(),
+            }),
             // The latest failure, while it is the payment's state (a retry that
             // succeeded leaves it in the event history only).
             failure: (p.lifecycle == "failed").then(|| FailureView {

@@ -5,7 +5,8 @@
 import { PayBridge } from "/sdk/paybridge.js";
 import { bars, rate } from "/admin/charts.js";
 import { session, el, fill, money, failure } from "/admin/ui.js";
-import { payments, payment, orders } from "/admin/payments.js";
+import { payments, payment } from "/admin/payments.js";
+import { orders, order } from "/admin/orders.js";
 import { customers, customer, subscriptions } from "/admin/customers.js";
 import { settings, products, keys, callbacks } from "/admin/setup.js";
 
@@ -141,7 +142,7 @@ async function overview() {
 const PAGES = {
   overview: () => overview(),
   payments: (params, id) => (id ? payment(id, route) : payments(params)),
-  orders: (params) => orders(params),
+  orders: (params, id) => (id ? order(id) : orders(params)),
   customers: (params, id) => (id ? customer(id) : customers(params)),
   subscriptions: (params) => subscriptions(params),
   products: (params) => products(params),

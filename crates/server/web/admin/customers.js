@@ -1,26 +1,36 @@
 // Customers (the list, one customer's page) and subscriptions (with cancel).
-import { sentence, raw, session, el, money, when, whenMs, status, table, td, shortId, confirmButton, customerLabel, cached } from "/admin/ui.js";
+import { sentence, raw, session, el, money, when, whenMs, status, table, td, shortId, confirmButton, customerLabel, cached, cardLabel, dateRange, createdRange } from "/admin/ui.js";
 
+const PAGE = 50;
+
+/** Customers whose email starts with the search (any case) or whose external id is it,
+ * found by the API; a page of the list when there is no search. */
 export async function customers(params) {
   const pb = session.pb;
   const search = el("input", { id: "customer-search", type: "search", placeholder: "Email or external id", value: params.get("q") || "", "aria-label": "search customers" });
-  const form = el("form", { class: "filters" }, search, el("button", { type: "submit" }, "Search"));
+  const range = dateRange(params);
+  const form = el("form", { class: "filters", id: "customer-filters" }, search, range.node, el("button", { type: "submit" }, "Search"));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const p = new URLSearchParams();
     if (search.value.trim()) p.set("q", search.value.trim());
+    range.into(p);
     location.hash = `#/customers?${p}`;
   });
-  const q = (params.get("q") || "").toLowerCase();
-  const api = new URLSearchParams({ limit: "100" });
-  if (params.get("after")) api.set("starting_after", params.get("after"));
-  // An external id is an exact lookup in the API; an email is matched on this page.
-  let list = await pb.request("GET", `/v1/customers?${api}`);
-  let data = list.data;
-  if (q) {
-    const exact = q.includes("@") ? { data: [] } : await pb.request("GET", `/v1/customers?external_id=${encodeURIComponent(params.get("q"))}`);
-    data = exact.data.length ? exact.data : data.filter((c) => (c.email || "").toLowerCase().includes(q) || (c.name || "").toLowerCase().includes(q) || c.id === q);
+  const q = (params.get("q") || "").trim();
+  if (q.startsWith("customer_")) {
+    location.hash = `#/customers/${q}`;
+    return [];
   }
+  const api = createdRange(params, new URLSearchParams({ limit: String(PAGE) }));
+  if (q) api.set("email_prefix", q);
+  if (params.get("after")) api.set("starting_after", params.get("after"));
+  const [list, exact] = await Promise.all([
+    pb.request("GET", `/v1/customers?${api}`),
+    // An external id is the app's own: a whole match, on the first page only.
+    q && !params.get("after") && !q.includes("@") ? pb.request("GET", `/v1/customers?${createdRange(params, new URLSearchParams({ external_id: q }))}`) : { data: [] },
+  ]);
+  const data = [...exact.data, ...list.data.filter((c) => !exact.data.some((x) => x.id === c.id))];
   const rows = data.map((c) => {
     const tr = el("tr", { class: "link", "data-customer": c.id }, td("email", c.email || el("span", { class: "muted" }, "no email")), td("name", c.name || ""), td("external id", el("code", {}, c.external_id)), td("since", when(c.created)), td("id", shortId(c.id)));
     tr.addEventListener("click", () => (location.hash = `#/customers/${c.id}`));
@@ -32,7 +42,7 @@ export async function customers(params) {
     el("h1", {}, "Customers"),
     form,
     rows.length ? table(["email", "name", "external id", "since", "id"], rows, { id: "customers-table" }) : el("p", { class: "muted", id: "no-customers" }, "No customers match."),
-    list.has_more && !q ? el("nav", { class: "pager" }, el("a", { href: `#/customers?${next}`, id: "page-next" }, "Older →")) : null,
+    list.has_more ? el("nav", { class: "pager" }, el("a", { href: `#/customers?${next}`, id: "page-next" }, "Older →")) : null,
   ];
 }
 
@@ -71,7 +81,7 @@ export async function customer(id) {
         { class: "card", id: "customer-cards" },
         el("h2", {}, "Saved cards"),
         cards.data.length
-          ? el("ul", { class: "plain" }, cards.data.map((k) => el("li", { "data-card": k.id }, cardName(k), k.exp_month ? el("span", { class: "muted" }, ` · expires ${String(k.exp_month).padStart(2, "0")}/${k.exp_year}`) : null, k.default ? el("span", { class: "status active" }, "default") : null)))
+          ? el("ul", { class: "plain" }, cards.data.map((k) => el("li", { "data-card": k.id }, cardLabel(k), k.exp_month ? el("span", { class: "muted" }, ` · expires ${String(k.exp_month).padStart(2, "0")}/${k.exp_year}`) : null, k.default ? el("span", { class: "status active" }, "default") : null)))
           : el("p", { class: "muted" }, "No saved cards."),
       ),
     ),
@@ -82,9 +92,9 @@ export async function customer(id) {
       el("h2", {}, "Payments"),
       pays.data.length
         ? table(
-            ["amount", "status", "date", "id"],
+            ["amount", "status", "card", "date", "id"],
             pays.data.map((p) => {
-              const tr = el("tr", { class: "link", "data-payment": p.id }, td("amount", el("strong", {}, money(p.amount, p.currency))), td("status", status(p.status, p.method)), td("date", when(p.created)), td("id", shortId(p.id)));
+              const tr = el("tr", { class: "link", "data-payment": p.id }, td("amount", el("strong", {}, money(p.amount, p.currency))), td("status", status(p.status, p.method)), td("card", p.card ? cardLabel(p.card) : ""), td("date", when(p.created)), td("id", shortId(p.id)));
               tr.addEventListener("click", () => (location.hash = `#/payments/${p.id}`));
               return tr;
             }),
@@ -103,7 +113,6 @@ export async function customer(id) {
   ];
 }
 
-export const cardName = (k) => `${(k.brand || "card").replace(/^./, (x) => x.toUpperCase())} •••• ${k.last4 || "????"}`;
 
 // ---------------------------------------------------------------- subscriptions
 
@@ -161,14 +170,23 @@ async function subscriptionTable(list) {
 }
 
 export async function subscriptions(params) {
-  const api = new URLSearchParams({ limit: "100" });
+  const range = dateRange(params);
+  const form = el("form", { class: "filters", id: "subscription-filters" }, range.node, el("button", { type: "submit" }, "Filter"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const p = new URLSearchParams();
+    range.into(p);
+    location.hash = `#/subscriptions?${p}`;
+  });
+  const api = createdRange(params, new URLSearchParams({ limit: "100" }));
   if (params.get("after")) api.set("starting_after", params.get("after"));
   const list = await session.pb.request("GET", `/v1/subscriptions?${api}`);
   const next = new URLSearchParams(params);
   if (list.data.length) next.set("after", list.data[list.data.length - 1].id);
   return [
     el("h1", {}, "Subscriptions"),
-    list.data.length ? await subscriptionTable(list.data) : el("p", { class: "muted" }, "No subscriptions yet."),
-    list.has_more ? el("nav", { class: "pager" }, el("a", { href: `#/subscriptions?${next}` }, "Older →")) : null,
+    form,
+    list.data.length ? await subscriptionTable(list.data) : el("p", { class: "muted", id: "no-subscriptions" }, params.get("from") || params.get("to") ? "No subscriptions match." : "No subscriptions yet."),
+    list.has_more ? el("nav", { class: "pager" }, el("a", { href: `#/subscriptions?${next}`, id: "page-next" }, "Older →")) : null,
   ];
 }

@@ -1,25 +1,53 @@
-// Payments and orders: the lists (filters, search, pages, CSV export), a payment's page
-// (refunds, timeline).
-import { cardName } from "/admin/customers.js";
-import { sentence, raw, session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, confirmButton, customerLabel, orderLabel, cached, forget } from "/admin/ui.js";
+// Payments: the list (filters, search, pages, CSV export) and a payment's page (refunds,
+// timeline). Orders are in orders.js.
+import { sentence, raw, session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, customerLabel, orderLabel, cached, forget, cardLabel, dateRange, createdRange } from "/admin/ui.js";
 
 const PAGE = 50;
 const STATUSES = ["", "pending", "processing", "requires_capture", "succeeded", "partially_refunded", "refunded", "failed", "canceled", "expired", "disputed"];
 const STATUS_NAMES = { "": "any status", pending: "open / pending", requires_capture: "uncaptured", partially_refunded: "partially refunded" };
+const SYMBOLS = { $: "usd", "€": "eur", "£": "gbp", "¥": "jpy" };
 
-/** The API query of the dashboard's `#/payments?…` (the same for the list and the export). */
+/** The shop's currencies: its products' (the most used first), then any it took money in
+ * over the last year; usd when it has none. */
+async function shopCurrencies() {
+  const [products, report] = await Promise.all([cached("/v1/products?limit=100"), cached("/v1/reports/payments?days=366")]);
+  const count = {};
+  for (const p of (products && products.data) || []) count[p.currency] = (count[p.currency] || 0) + 1;
+  const list = Object.keys(count).sort((a, b) => count[b] - count[a]);
+  for (const d of (report && report.data) || []) for (const c of Object.keys(d.volume)) if (!list.includes(c)) list.push(c);
+  return list.length ? list : ["usd"];
+}
+
+/** The currency amounts are typed in: the one chosen, else the shop's main one. */
+async function amountCurrency(params) {
+  return params.get("currency") || (await shopCurrencies())[0];
+}
+
+/** The API query of the dashboard's `#/payments?…` (the same for the list and the export).
+ * Amounts are typed in major units of a currency (25.00 usd, 500 jpy, 1.250 kwd) and asked
+ * for in its minor units, with that currency. */
 async function apiQuery(params) {
   const api = new URLSearchParams();
-  for (const k of ["status", "customer", "order", "product", "email"]) if (params.get(k)) api.set(k, params.get(k));
-  const day = (d, end) => Math.floor(new Date(`${d}T${end ? "23:59:59" : "00:00:00"}`).getTime() / 1000);
-  if (params.get("from")) api.set("created[gte]", day(params.get("from"), false));
-  if (params.get("to")) api.set("created[lte]", day(params.get("to"), true));
-  if (params.get("min")) api.set("amount[gte]", toMinor(params.get("min"), "usd") ?? "x");
-  if (params.get("max")) api.set("amount[lte]", toMinor(params.get("max"), "usd") ?? "x");
+  for (const k of ["status", "customer", "order", "product", "email", "last4", "currency"]) if (params.get(k)) api.set(k, params.get(k));
+  createdRange(params, api);
+  if (params.get("min") || params.get("max")) {
+    const currency = await amountCurrency(params);
+    api.set("currency", currency);
+    if (params.get("min")) api.set("amount[gte]", toMinor(params.get("min"), currency) ?? "x");
+    if (params.get("max")) api.set("amount[lte]", toMinor(params.get("max"), currency) ?? "x");
+  }
   return api;
 }
 
-/** What a search box's text means: an id, an email, an amount, a product's name. */
+/** An amount as typed in a search: `25`, `$25.00`, `¥500`, `1.250 kwd`; null otherwise. */
+function typedAmount(t) {
+  const m = t.match(/^([$€£¥])?\s*(\d+(?:\.\d{1,3})?)\s*([a-z]{3})?$/i);
+  if (!m || (m[1] && m[3])) return null;
+  const currency = m[3] ? m[3].toLowerCase() : SYMBOLS[m[1]] || null;
+  return { amount: m[2], currency };
+}
+
+/** What a search box's text means: an id, an email, a card's last 4, an amount, a product's name. */
 async function interpret(q) {
   const t = q.trim();
   if (!t) return {};
@@ -28,27 +56,39 @@ async function interpret(q) {
   if (t.startsWith("customer_")) return { customer: t };
   if (t.startsWith("product_")) return { product: t };
   if (t.includes("@")) return { email: t };
-  const amount = toMinor(t, "usd");
-  if (amount !== null && /^[$]?\d+([.,]\d{1,2})?$/.test(t)) return { min: (amount / 100).toFixed(2), max: (amount / 100).toFixed(2) };
+  // Four digits are a card's last 4 (`4242`, `•••• 4242`); an amount has a symbol, a
+  // currency or decimals (`$42.42`, `4242 jpy`).
+  const last4 = t.match(/^(?:[•*x.]+\s*)?(\d{4})$/i);
+  if (last4) return { last4: last4[1] };
+  const typed = typedAmount(t);
+  if (typed) {
+    const currency = typed.currency || (await shopCurrencies())[0];
+    if (toMinor(typed.amount, currency) !== null) return { min: typed.amount, max: typed.amount, currency };
+  }
   const products = await session.pb.request("GET", "/v1/products?limit=100");
   const hit = products.data.find((p) => p.name.toLowerCase().includes(t.toLowerCase()));
   if (hit) return { product: hit.id };
-  return { none: `Nothing is called “${t}”. Search by email, amount, product, or a payment, order or customer id.` };
+  return { none: `Nothing is called “${t}”. Search by email, a card's last 4 digits, amount, product, or a payment, order or customer id.` };
 }
 
 export async function payments(params) {
   const pb = session.pb;
   const statusSel = el("select", { id: "filter-status", "aria-label": "status" }, STATUSES.map((s) => el("option", { value: s, selected: (params.get("status") || "") === s }, STATUS_NAMES[s] || s.replace(/_/g, " "))));
-  const search = el("input", { id: "search", type: "search", placeholder: "Email, amount, product or id", value: params.get("q") || "", "aria-label": "search" });
-  const from = el("input", { id: "filter-from", type: "date", value: params.get("from") || "", "aria-label": "from" });
-  const to = el("input", { id: "filter-to", type: "date", value: params.get("to") || "", "aria-label": "to" });
-  const min = el("input", { id: "filter-min", inputMode: "decimal", placeholder: "min $", size: 6, value: params.get("min") || "", "aria-label": "minimum amount" });
-  const max = el("input", { id: "filter-max", inputMode: "decimal", placeholder: "max $", size: 6, value: params.get("max") || "", "aria-label": "maximum amount" });
+  const search = el("input", { id: "search", type: "search", placeholder: "Email, card's last 4, amount, product or id", value: params.get("q") || "", "aria-label": "search" });
+  const range = dateRange(params);
+  const currencies = await shopCurrencies();
+  const chosen = params.get("currency") || "";
+  if (chosen && !currencies.includes(chosen)) currencies.push(chosen);
+  const currencySel = el("select", { id: "filter-currency", "aria-label": "currency" }, el("option", { value: "" }, "any currency"), currencies.map((c) => el("option", { value: c, selected: c === chosen }, c.toUpperCase())));
+  const min = el("input", { id: "filter-min", inputMode: "decimal", placeholder: "min", size: 6, value: params.get("min") || "", "aria-label": "minimum amount" });
+  const max = el("input", { id: "filter-max", inputMode: "decimal", placeholder: "max", size: 6, value: params.get("max") || "", "aria-label": "maximum amount" });
   const message = el("p", { id: "search-message", class: "muted" });
   const apply = async () => {
     const p = new URLSearchParams();
     if (statusSel.value) p.set("status", statusSel.value);
-    for (const [k, input] of [["from", from], ["to", to], ["min", min], ["max", max]]) if (input.value.trim()) p.set(k, input.value.trim());
+    range.into(p);
+    if (currencySel.value) p.set("currency", currencySel.value);
+    for (const [k, input] of [["min", min], ["max", max]]) if (input.value.trim()) p.set(k, input.value.trim());
     const q = search.value.trim();
     if (q) {
       const meant = await interpret(q);
@@ -64,8 +104,8 @@ export async function payments(params) {
     { class: "filters", id: "payment-filters" },
     search,
     statusSel,
-    el("label", { class: "range" }, "From ", from, " to ", to),
-    el("label", { class: "range" }, "Amount ", min, " – ", max),
+    range.node,
+    el("label", { class: "range" }, "Amount ", currencySel, min, " – ", max),
     el("button", { type: "submit" }, "Filter"),
   );
   form.addEventListener("submit", (e) => {
@@ -104,7 +144,7 @@ export async function payments(params) {
   return [
     ...header,
     message,
-    rows.length ? table(["amount", "status", "description", "customer", "date", "id"], rows, { id: "payments-table" }) : el("p", { class: "muted", id: "no-payments" }, "No payments match."),
+    rows.length ? table(["amount", "status", "description", "customer", "card", "date", "id"], rows, { id: "payments-table" }) : el("p", { class: "muted", id: "no-payments" }, "No payments match."),
     el(
       "nav",
       { class: "pager", "aria-label": "pages" },
@@ -114,23 +154,16 @@ export async function payments(params) {
   ];
 }
 
-/** The saved card a payment charged (`card` payments), or null. */
-async function chargedCard(p) {
-  if (!p.payment_method || !p.customer) return null;
-  const cards = await cached(`/v1/customers/${p.customer}/payment_methods`);
-  return (cards && cards.data.find((k) => k.id === p.payment_method)) || null;
-}
-
 async function paymentRow(p) {
-  const [what, customer, card] = await Promise.all([orderLabel(p.order), customerLabel(p.customer), chargedCard(p)]);
-  const who = [customer, card && cardName(card)].filter(Boolean).join(" · ");
+  const [what, customer] = await Promise.all([orderLabel(p.order), customerLabel(p.customer)]);
   const tr = el(
     "tr",
     { class: "link", "data-payment": p.id },
     td("amount", el("strong", { class: "amount" }, money(p.amount, p.currency))),
     td("status", status(p.status, p.method)),
     td("description", what),
-    td("customer", who || ""),
+    td("customer", customer || ""),
+    td("card", p.card ? cardLabel(p.card) : ""),
     td("date", when(p.created)),
     td("id", shortId(p.id)),
   );
@@ -152,8 +185,6 @@ export async function payment(id, rerender) {
   forget();
   const p = await pb.request("GET", `/v1/payments/${id}`);
   const [refunds, order, who] = await Promise.all([pb.request("GET", `/v1/refunds?payment=${id}&limit=100`), cached(`/v1/orders/${p.order}`), customerLabel(p.customer)]);
-  // The saved card a card payment charged: its brand and last 4.
-  const card = await chargedCard(p);
   const refundable = ["succeeded", "partially_refunded"].includes(p.status);
   const left = refundable ? p.amount_captured - p.amount_refunded : 0;
   const timeline = el("ol", { class: "timeline", id: "timeline" }, el("li", { class: "muted" }, "Loading the timeline…"));
@@ -174,8 +205,8 @@ export async function payment(id, rerender) {
           el("dt", {}, "Refunded"), el("dd", {}, el("strong", { id: "amount-refunded" }, money(p.amount_refunded, p.currency))),
           el("dt", {}, "Method"), el("dd", {}, `${p.method.replace(/_/g, " ")} · ${p.provider_name}`),
           el("dt", {}, "Payment"), el("dd", {}, shortId(p.id)),
-          el("dt", {}, "Order"), el("dd", {}, shortId(p.order)),
-          card ? [el("dt", {}, "Card"), el("dd", { id: "payment-card" }, cardName(card))] : null,
+          el("dt", {}, "Order"), el("dd", {}, el("a", { href: `#/orders/${p.order}` }, shortId(p.order))),
+          p.card ? [el("dt", {}, "Card"), el("dd", { id: "payment-card" }, cardLabel(p.card))] : null,
           p.provider.payment_intent ? [el("dt", {}, p.provider_name === "stripe" ? "Stripe" : "Provider"), el("dd", {}, shortId(p.provider.payment_intent))] : null,
           el("dt", {}, "Created"), el("dd", {}, when(p.created)),
         ),
@@ -296,51 +327,4 @@ function idMs(id) {
   let ms = 0;
   for (const c of u) ms = ms * 32 + ULID.indexOf(c);
   return ms;
-}
-
-// ---------------------------------------------------------------- orders
-
-export async function orders(params) {
-  const statusSel = el("select", { id: "order-status", "aria-label": "status" }, ["", "open", "paid", "partially_refunded", "refunded"].map((s) => el("option", { value: s, selected: params.get("status") === s }, s ? s.replace(/_/g, " ") : "any status")));
-  const apply = (e) => {
-    if (e) e.preventDefault();
-    const p = new URLSearchParams();
-    if (statusSel.value) p.set("status", statusSel.value);
-    if (params.get("customer")) p.set("customer", params.get("customer"));
-    location.hash = `#/orders?${p}`;
-  };
-  const form = el("form", { class: "filters" }, statusSel);
-  form.addEventListener("submit", apply);
-  statusSel.addEventListener("change", () => apply());
-  const api = new URLSearchParams({ limit: String(PAGE) });
-  for (const k of ["status", "customer"]) if (params.get(k)) api.set(k, params.get(k));
-  if (params.get("after")) api.set("starting_after", params.get("after"));
-  const list = await session.pb.request("GET", `/v1/orders?${api}`);
-  const rows = await Promise.all(
-    list.data.map(async (o) => {
-      const who = await customerLabel(o.customer);
-      const tr = el(
-        "tr",
-        { class: "link", "data-order": o.id },
-        td("total", el("strong", {}, money(o.amount_total, o.currency))),
-        td("status", status(o.status)),
-        td("items", o.line_items.map((l) => (l.quantity > 1 ? `${l.name} × ${l.quantity}` : l.name)).join(", ")),
-        td("paid", money(o.amount_paid, o.currency)),
-        td("refunded", o.amount_refunded ? money(o.amount_refunded, o.currency) : ""),
-        td("customer", who || ""),
-        td("date", when(o.created)),
-        td("id", shortId(o.id)),
-      );
-      tr.addEventListener("click", () => (location.hash = `#/payments?q=${o.id}&order=${o.id}`));
-      return tr;
-    }),
-  );
-  const next = new URLSearchParams(params);
-  if (list.data.length) next.set("after", list.data[list.data.length - 1].id);
-  return [
-    el("h1", {}, "Orders"),
-    form,
-    rows.length ? table(["total", "status", "items", "paid", "refunded", "customer", "date", "id"], rows) : el("p", { class: "muted" }, "No orders match."),
-    list.has_more ? el("nav", { class: "pager" }, el("a", { href: `#/orders?${next}` }, "Older →")) : null,
-  ];
 }

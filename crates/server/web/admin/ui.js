@@ -1,6 +1,6 @@
 // The dashboard's building blocks: elements, money, dates, tables, and the shared state
 // (the API client). Every page module imports from here.
-import { formatMoney } from "/sdk/paybridge.js";
+import { formatMoney, minorUnits } from "/sdk/paybridge.js";
 
 /** The signed-in client and who it is (set by admin.js). */
 export const session = { pb: null, me: null };
@@ -26,11 +26,9 @@ export function fill(node, ...children) {
 /** Minor units → `$25.00`, always in US English so every page reads the same. */
 export const money = (amount, currency) => (currency ? formatMoney(amount, currency, "en-US") : String(amount));
 
-/** How many minor units one major unit has (100 for usd, 1 for jpy). */
-export function unitsOf(currency) {
-  const digits = new Intl.NumberFormat("en-US", { style: "currency", currency: String(currency).toUpperCase() }).resolvedOptions().maximumFractionDigits;
-  return 10 ** digits;
-}
+/** How many minor units one major unit has: 100 for usd, 1 for jpy, 1000 for kwd (Stripe's
+ * exponents, the server's table; not the browser's, which differ for isk, huf, twd…). */
+export const unitsOf = (currency) => minorUnits(currency);
 
 /** `"25.5"`, usd → 2550; null when it is not an amount. */
 export function toMinor(text, currency) {
@@ -154,6 +152,34 @@ export function sentence(e, p = {}) {
   if (kind === "order") return `Order ${({ paid: "paid", partially_refunded: "partly refunded", refunded: "refunded" })[what] || what}`;
   if (kind === "checkout") return what === "completed" ? "Checkout completed" : "Checkout expired";
   return e.type;
+}
+
+/** A card as a shop owner knows it: `Visa •••• 4242`. */
+export const cardLabel = (k) => `${(k.brand || "card").replace(/^./, (x) => x.toUpperCase())} •••• ${k.last4 || "????"}`;
+
+/** Unix seconds of the start (or the end) of a `YYYY-MM-DD` day, in the browser's time zone. */
+export const daySeconds = (d, end) => Math.floor(new Date(`${d}T${end ? "23:59:59" : "00:00:00"}`).getTime() / 1000);
+
+/** A list's date pickers (`#filter-from`, `#filter-to`), read from and written to the
+ * page's `from` / `to` parameters; `created[gte]` / `created[lte]` in the API. */
+export function dateRange(params) {
+  const from = el("input", { id: "filter-from", type: "date", value: params.get("from") || "", "aria-label": "from" });
+  const to = el("input", { id: "filter-to", type: "date", value: params.get("to") || "", "aria-label": "to" });
+  return {
+    node: el("label", { class: "range" }, "From ", from, " to ", to),
+    /** Copies the pickers into a page's parameters. */
+    into(p) {
+      if (from.value) p.set("from", from.value);
+      if (to.value) p.set("to", to.value);
+    },
+  };
+}
+
+/** The API's `created[gte]` / `created[lte]` for a page's `from` / `to`. */
+export function createdRange(params, api) {
+  if (params.get("from")) api.set("created[gte]", daySeconds(params.get("from"), false));
+  if (params.get("to")) api.set("created[lte]", daySeconds(params.get("to"), true));
+  return api;
 }
 
 /** The raw object, a click away. */

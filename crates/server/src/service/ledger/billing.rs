@@ -282,6 +282,8 @@ async fn recurring_charge(
         application_fee_amount: None,
         transfer_destination: None,
         metadata: "{}".into(),
+        card_brand: None,
+        card_last4: None,
         created: ts,
         updated: ts,
     };

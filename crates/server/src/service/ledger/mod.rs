@@ -398,12 +398,8 @@ impl UnitOfWork {
         if r.refs.charge.is_some() {
             p.provider_charge = r.refs.charge.clone();
         }
-        let takes_money = r.payment.iter().any(|f| {
-            matches!(
-                f,
-                PaymentFact::Succeeded { .. } | PaymentFact::RequiresCapture { .. }
-            )
-        });
+        let takes_money = takes_money(&r.payment);
+        note_card(p, r.card.as_ref(), takes_money);
         if p.save_card == 1 && takes_money && p.customer_id.is_some() {
             if let Some(card) = &r.card {
                 self.cards.push((pid.clone(), card.clone()));
@@ -709,13 +705,46 @@ async fn refund_surplus(
     Ok(())
 }
 
+/// Notes on a payment the card the provider reported (its brand and last 4), before the
+/// facts reported with it are applied. The card that took the money is the payment's
+/// for good: a card reported with a fact that takes money replaces any other, and one
+/// reported otherwise (a decline, an event arriving late) only while no money was
+/// taken. Money taken after a decline, with no card reported yet, forgets the declined
+/// card: the one that paid is told by its charge.
+pub fn note_card(p: &mut PaymentRow, card: Option<&SeenCard>, takes_money: bool) {
+    let took = matches!(p.lifecycle.as_str(), "succeeded" | "requires_capture");
+    match card.and_then(|c| Some((c.last4.as_ref()?, c))) {
+        Some((last4, c)) if takes_money || !took => {
+            p.card_last4 = Some(last4.clone());
+            p.card_brand = c.brand.clone();
+        }
+        None if takes_money && p.lifecycle == "failed" => {
+            p.card_last4 = None;
+            p.card_brand = None;
+        }
+        _ => {}
+    }
+}
+
+/// Whether facts take money (the card reported with them is the one that paid).
+pub fn takes_money(facts: &[PaymentFact]) -> bool {
+    facts.iter().any(|f| {
+        matches!(
+            f,
+            PaymentFact::Succeeded { .. } | PaymentFact::RequiresCapture { .. }
+        )
+    })
+}
+
 /// Saves the card a payment was made with as its customer's default (`save_card`).
 pub async fn save_card(
     conn: &mut Conn,
     p: &PaymentRow,
     card: &SeenCard,
 ) -> Result<Option<String>, StoreError> {
-    let Some(customer) = p.customer_id.as_deref() else {
+    let (Some(customer), Some(payment_method)) =
+        (p.customer_id.as_deref(), card.payment_method.as_ref())
+    else {
         return Ok(None);
     };
     let row = customers::save_card(
@@ -724,7 +753,7 @@ pub async fn save_card(
             id: CardId::generate().into_string(),
             app_id: p.app_id.clone(),
             customer_id: customer.to_owned(),
-            provider_payment_method_id: card.payment_method.clone(),
+            provider_payment_method_id: payment_method.clone(),
             brand: card.brand.clone(),
             last4: card.last4.clone(),
             exp_month: card.exp_month,

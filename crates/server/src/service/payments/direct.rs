@@ -69,6 +69,7 @@ pub async fn start_intent(
     }
     let spec = PaymentSpec {
         payment_method: card.as_ref().map(|c| c.id.clone()),
+        saved_card: card.clone(),
         ..spec
     };
     // A new way to pay ends the order's open ones at the provider first, if the order

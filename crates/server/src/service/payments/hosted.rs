@@ -349,6 +349,8 @@ pub async fn apply_session(state: &AppState, app: &str, s: &CheckoutSession) -> 
         if after.provider_payment_intent.is_none() {
             after.provider_payment_intent = s.payment_intent.as_ref().map(|p| p.id().to_owned());
         }
+        let card = pi.and_then(paybridge_core::stripe::event::intent_card);
+        ledger::note_card(&mut after, card.as_ref(), ledger::takes_money(&facts));
         ledger::apply_payment_facts(&mut tx, &before, after, &facts).await?;
         if let Some(st) = status {
             ledger::apply_checkout_status(&mut tx, c, st).await?;

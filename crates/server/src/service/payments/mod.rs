@@ -56,6 +56,8 @@ pub struct PaymentSpec {
     pub transfer_destination: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub provider_options: Vec<(String, String)>,
+    /// The saved card charged (`card`): shown on the payment before the provider answers.
+    pub saved_card: Option<customers::CardRow>,
 }
 
 fn metadata_for(app: &str, p: &PaymentRow, checkout: Option<&str>) -> BTreeMap<String, String> {
@@ -174,6 +176,8 @@ async fn reserve(
         application_fee_amount: spec.application_fee_amount,
         transfer_destination: spec.transfer_destination.clone(),
         metadata: serde_json::to_string(&spec.metadata).unwrap_or_else(|_| "{}".into()),
+        card_brand: spec.saved_card.as_ref().and_then(|c| c.brand.clone()),
+        card_last4: spec.saved_card.as_ref().and_then(|c| c.last4.clone()),
         created: ts,
         updated: ts,
     };
@@ -285,6 +289,8 @@ pub async fn record_intent(
         }
     }
     let facts = intent_facts(pi, now());
+    let card = paybridge_core::stripe::event::intent_card(pi);
+    ledger::note_card(&mut p, card.as_ref(), ledger::takes_money(&facts));
     let p = ledger::apply_payment_facts(&mut tx, &before, p, &facts).await?;
     tx.commit()
         .await
