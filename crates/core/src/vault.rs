@@ -90,6 +90,25 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// A token derived from the master key for `context` (HMAC-SHA256 under a subkey of
+    /// the master key, 128 bits, lowercase hex). The same on every node and at every
+    /// call, so it need not be stored: an order's client secret is one, and the database
+    /// holds nothing that opens the order.
+    pub fn derive(&self, context: &str) -> String {
+        use hmac::{Hmac, Mac};
+        type Hs = Hmac<sha2::Sha256>;
+        let mut sub = <Hs as Mac>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC takes a key of any length");
+        sub.update(b"paybridge/derive/v1");
+        let subkey = sub.finalize().into_bytes();
+        let mut mac = <Hs as Mac>::new_from_slice(&subkey).expect("HMAC takes a key of any length");
+        mac.update(context.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        tag[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MasterKey([REDACTED])")
@@ -99,6 +118,22 @@ impl std::fmt::Debug for MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_tokens_are_stable_per_context_and_key() {
+        let (key, b64) = MasterKey::generate();
+        let again = MasterKey::from_base64(b64.expose_secret()).unwrap();
+        let t = key.derive("app_1/order_1/client_secret");
+        assert_eq!(t.len(), 32);
+        assert_eq!(t, again.derive("app_1/order_1/client_secret"));
+        assert_ne!(t, key.derive("app_1/order_2/client_secret"));
+        assert_ne!(
+            t,
+            MasterKey::generate()
+                .0
+                .derive("app_1/order_1/client_secret")
+        );
+    }
 
     #[test]
     fn seal_and_open_round_trip_bound_to_context() {

@@ -114,6 +114,8 @@ pub struct ErrorObject {
     pub decline_code: Option<String>,
     pub message: Option<String>,
     pub param: Option<String>,
+    /// The card the failed attempt used (to confirm it again once authenticated).
+    pub payment_method: Option<Expandable<PaymentMethod>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

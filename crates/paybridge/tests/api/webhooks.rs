@@ -412,11 +412,16 @@ async fn events_apply_the_same_in_any_order(b: Backend) {
     assert_eq!(one, two, "in order and reversed end alike");
     assert_eq!(one["status"], "succeeded");
     assert_eq!(one["amount_captured"], 900);
-    // In order, the payment went pending → failed → succeeded; reversed, success came first
-    // and the late events changed nothing.
+    // In order, the payment went pending → requires_action (3-D Secure) → failed →
+    // succeeded; reversed, success came first and the late events changed nothing.
     assert_eq!(
         s.event_types(&a.admin, &format!("payment={p1}")).await,
-        vec!["payment.pending", "payment.failed", "payment.succeeded"]
+        vec![
+            "payment.pending",
+            "payment.requires_action",
+            "payment.failed",
+            "payment.succeeded"
+        ]
     );
     assert_eq!(
         s.event_types(&a.admin, &format!("payment={p2}")).await,

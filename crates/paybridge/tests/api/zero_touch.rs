@@ -838,3 +838,46 @@ async fn the_sandbox_portal_cancels_and_changes_the_default_card(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// The dashboard's payment configuration shows the endpoint paybridge made at Stripe:
+/// its id, URL, status and API version, at 1280 and 390 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_our_stripe_endpoint() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+    let accounts = Arc::new(Mutex::new(Accounts::default()));
+    let stub = Stub::start(endpoint_stub(accounts.clone())).await;
+    let s = Server::start_with(
+        &db,
+        &[
+            ("PAYBRIDGE_STRIPE_API_BASE", &stub.base),
+            ("PAYBRIDGE_PUBLIC_URL", PUBLIC),
+            ("PAYBRIDGE_STRIPE_RETRY_BASE_MS", "20"),
+        ],
+    )
+    .await;
+    let a = s.app("test").await;
+    let r = set_keys(&s, &a, "sk_test_dashboard").await;
+    assert_eq!(r.json["webhook_endpoint"]["setup"], "managed", "{}", r.body);
+    let out = crate::backoffice::scenario(&s, &a, "stripe-endpoint", &[]);
+    let url = format!("{PUBLIC}/v1/webhooks/stripe/{}", a.id);
+    for width in ["1280", "390"] {
+        let seen = &out[width];
+        assert_eq!(seen["setup"], "managed", "{out}");
+        assert_eq!(seen["id"], "we_made1", "{out}");
+        assert_eq!(seen["url"], url.as_str(), "{out}");
+        assert_eq!(seen["status"], "enabled", "{out}");
+        assert_eq!(seen["api_version"], "2024-06-20", "{out}");
+        assert_eq!(
+            seen["events"],
+            format!("{} types", handled().len()).as_str(),
+            "{out}"
+        );
+        assert!(
+            seen["delivery"]
+                .as_str()
+                .unwrap()
+                .starts_with("by webhooks"),
+            "{out}"
+        );
+    }
+}

@@ -63,7 +63,10 @@ impl Plan {
 
 impl Sandbox {
     /// Charges one invoice of a subscription with its card (or declines it, when
-    /// `force_decline`); writes the invoice and sends its events. True if paid.
+    /// `force_decline`); writes the invoice and sends its events. True if paid. A card
+    /// whose bank asks for 3-D Secure when charged without the customer (`off_session`:
+    /// renewals, and subscriptions started by the API) leaves the invoice open and its
+    /// intent waiting for the customer (`invoice.payment_action_required`).
     async fn invoice(
         &self,
         ch: &mut Change,
@@ -72,6 +75,7 @@ impl Sandbox {
         reason: &str,
         period: (i64, i64),
         force_decline: bool,
+        off_session: bool,
     ) -> Result<bool> {
         let customer = sub["customer"].as_str().map(str::to_owned);
         let pm_id = sub[PRIVATE]["payment_method"]
@@ -104,8 +108,18 @@ impl Sandbox {
                 message: "The customer has no payment method to charge.",
             }),
         };
-        let declined = self.attempt(ch, &mut pi, card, pm.as_ref()).await?;
-        let paid = declined.is_none();
+        let action = match (&card, &pm) {
+            (Ok(c), Some(pm)) if c.needs_authentication(off_session) => {
+                self.require_action(ch, &mut pi, pm).await?;
+                true
+            }
+            _ => false,
+        };
+        let paid = !action
+            && self
+                .attempt(ch, &mut pi, card, pm.as_ref())
+                .await?
+                .is_none();
         let invoice = shape(
             "invoice",
             json!({
@@ -135,6 +149,8 @@ impl Sandbox {
         if paid {
             ch.emit("invoice.paid", &invoice).await?;
             ch.emit("invoice.payment_succeeded", &invoice).await?;
+        } else if action {
+            ch.emit("invoice.payment_action_required", &invoice).await?;
         } else {
             ch.emit("invoice.payment_failed", &invoice).await?;
         }
@@ -149,6 +165,7 @@ impl Sandbox {
         plan: &Plan,
         payment_method: &str,
         metadata: &Value,
+        off_session: bool,
     ) -> Result<Value> {
         let start = now();
         let end = start + plan.period_secs();
@@ -183,7 +200,15 @@ impl Sandbox {
         ch.save("subscription", &sub).await?;
         ch.emit("customer.subscription.created", &sub).await?;
         let paid = self
-            .invoice(ch, &sub, plan, "subscription_create", (start, end), false)
+            .invoice(
+                ch,
+                &sub,
+                plan,
+                "subscription_create",
+                (start, end),
+                false,
+                off_session,
+            )
             .await?;
         if paid {
             sub["status"] = json!("active");
@@ -236,6 +261,8 @@ impl Sandbox {
                 &plan,
                 pm["id"].as_str().unwrap_or_default(),
                 &metadata,
+                // On Stripe's page the customer is there to authenticate.
+                false,
             )
             .await?;
         cs["customer"] = json!(customer);
@@ -280,7 +307,7 @@ impl Sandbox {
             quantity: s.quantity,
         };
         let sub = self
-            .start_subscription(&mut ch, &s.customer, &plan, &pm, &json!(s.metadata))
+            .start_subscription(&mut ch, &s.customer, &plan, &pm, &json!(s.metadata), true)
             .await?;
         ch.commit(&sub, &self.wake).await?;
         parse(&sub)
@@ -366,6 +393,7 @@ impl Sandbox {
                 "subscription_cycle",
                 (start, end),
                 !succeed,
+                true,
             )
             .await?;
         sub["status"] = json!(if paid { "active" } else { "past_due" });

@@ -4,8 +4,8 @@ import { cardName } from "/admin/customers.js";
 import { sentence, raw, session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, confirmButton, customerLabel, orderLabel, cached, forget } from "/admin/ui.js";
 
 const PAGE = 50;
-const STATUSES = ["", "pending", "processing", "requires_capture", "succeeded", "partially_refunded", "refunded", "failed", "canceled", "expired", "disputed"];
-const STATUS_NAMES = { "": "any status", pending: "open / pending", requires_capture: "uncaptured", partially_refunded: "partially refunded" };
+const STATUSES = ["", "pending", "requires_action", "processing", "requires_capture", "succeeded", "partially_refunded", "refunded", "failed", "canceled", "expired", "disputed"];
+const STATUS_NAMES = { "": "any status", pending: "open / pending", requires_action: "awaiting authentication", requires_capture: "uncaptured", partially_refunded: "partially refunded" };
 
 /** The API query of the dashboard's `#/payments?…` (the same for the list and the export). */
 async function apiQuery(params) {
