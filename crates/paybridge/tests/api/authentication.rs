@@ -624,7 +624,16 @@ async fn the_sandbox_authentication_page_in_a_browser() {
                 ("WIDTH", width),
                 ("COMPLETE_URL", &ok_url),
                 ("FAIL_URL", &ko_url),
+                ("PAYMENT_JSON", &ok.json.to_string()),
             ],
+        );
+        // The SDK's helpers found the page and opened it (by now it says it is paid).
+        assert_eq!(out["sdk_next_action"]["url"], ok_url.as_str(), "{out}");
+        assert_eq!(out["sdk_next_action"]["type"], "authenticate", "{out}");
+        assert_eq!(out["sdk_opened"], ok_url.as_str(), "{out}");
+        assert!(
+            out["sdk_page"].as_str().unwrap().contains("$25.00"),
+            "{out}"
         );
         assert_eq!(out["complete_amount"], "$25.00", "{out}");
         assert_eq!(out["fail_amount"], "$12.00", "{out}");

@@ -61,12 +61,23 @@ impl Plan {
     }
 }
 
+/// How an invoice is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Charging {
+    /// The customer is there (a checkout's first invoice): no challenge is asked for.
+    OnSession,
+    /// Without the customer (renewals, subscriptions started by the API): a card whose
+    /// bank asks for 3-D Secure off-session waits for them.
+    OffSession,
+    /// Declined whatever the card (the renewal helper's `succeed: false`).
+    Declined,
+}
+
 impl Sandbox {
     /// Charges one invoice of a subscription with its card (or declines it, when
-    /// `force_decline`); writes the invoice and sends its events. True if paid. A card
-    /// whose bank asks for 3-D Secure when charged without the customer (`off_session`:
-    /// renewals, and subscriptions started by the API) leaves the invoice open and its
-    /// intent waiting for the customer (`invoice.payment_action_required`).
+    /// `Charging::Declined`); writes the invoice and sends its events. True if paid. A
+    /// card whose bank asks for 3-D Secure when charged without the customer leaves the
+    /// invoice open and its intent waiting for them (`invoice.payment_action_required`).
     async fn invoice(
         &self,
         ch: &mut Change,
@@ -74,9 +85,10 @@ impl Sandbox {
         plan: &Plan,
         reason: &str,
         period: (i64, i64),
-        force_decline: bool,
-        off_session: bool,
+        charging: Charging,
     ) -> Result<bool> {
+        let force_decline = charging == Charging::Declined;
+        let off_session = charging == Charging::OffSession;
         let customer = sub["customer"].as_str().map(str::to_owned);
         let pm_id = sub[PRIVATE]["payment_method"]
             .as_str()
@@ -165,7 +177,7 @@ impl Sandbox {
         plan: &Plan,
         payment_method: &str,
         metadata: &Value,
-        off_session: bool,
+        charging: Charging,
     ) -> Result<Value> {
         let start = now();
         let end = start + plan.period_secs();
@@ -206,8 +218,7 @@ impl Sandbox {
                 plan,
                 "subscription_create",
                 (start, end),
-                false,
-                off_session,
+                charging,
             )
             .await?;
         if paid {
@@ -262,7 +273,7 @@ impl Sandbox {
                 pm["id"].as_str().unwrap_or_default(),
                 &metadata,
                 // On Stripe's page the customer is there to authenticate.
-                false,
+                Charging::OnSession,
             )
             .await?;
         cs["customer"] = json!(customer);
@@ -307,7 +318,14 @@ impl Sandbox {
             quantity: s.quantity,
         };
         let sub = self
-            .start_subscription(&mut ch, &s.customer, &plan, &pm, &json!(s.metadata), true)
+            .start_subscription(
+                &mut ch,
+                &s.customer,
+                &plan,
+                &pm,
+                &json!(s.metadata),
+                Charging::OffSession,
+            )
             .await?;
         ch.commit(&sub, &self.wake).await?;
         parse(&sub)
@@ -392,8 +410,11 @@ impl Sandbox {
                 &plan,
                 "subscription_cycle",
                 (start, end),
-                !succeed,
-                true,
+                if succeed {
+                    Charging::OffSession
+                } else {
+                    Charging::Declined
+                },
             )
             .await?;
         sub["status"] = json!(if paid { "active" } else { "past_due" });

@@ -100,7 +100,7 @@ async fn page(
         return not_found();
     };
     let shop = shop_name(&state, &app).await;
-    if p.lifecycle != "requires_action" {
+    if authentication::url(&p).is_none() {
         return render(&p, &shop, &standing(&p), "", SANDBOX_CSP);
     }
     match p.provider.as_str() {
@@ -122,6 +122,7 @@ fn standing(p: &PaymentRow) -> String {
             "This payment was not made (authentication failed or the card was declined). The shop will tell you how to try again."
         }
         "canceled" | "expired" => "This payment was canceled. Nothing will be charged.",
+        "requires_action" => "This payment is authenticated on the checkout page.",
         _ => "This payment does not need authentication.",
     };
     format!("<p id=standing class=note>{what}</p>")
@@ -255,7 +256,7 @@ async fn act(
     // Only the sandbox's challenge posts here; a payment that no longer awaits
     // authentication is left as it is (a second click, a stale page).
     let (true, "sandbox", Some(intent)) = (
-        p.lifecycle == "requires_action",
+        authentication::url(&p).is_some(),
         p.provider.as_str(),
         &p.provider_payment_intent,
     ) else {

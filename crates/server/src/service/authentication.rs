@@ -50,9 +50,11 @@ pub fn path(app: &str, payment: &str) -> String {
 }
 
 /// The page's link for a payment that awaits authentication; `None` otherwise (or
-/// before `init`).
+/// before `init`). A hosted checkout's payment has none: the provider's page, where
+/// the customer is, runs the challenge itself.
 pub fn url(p: &PaymentRow) -> Option<String> {
-    if p.lifecycle != "requires_action" {
+    if p.lifecycle != "requires_action" || matches!(p.method.as_str(), "checkout" | "payment_link")
+    {
         return None;
     }
     let guard = LINKS.read().unwrap_or_else(|e| e.into_inner());
@@ -78,6 +80,71 @@ pub fn verify(app: &str, payment: &str, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn payment(method: &str, lifecycle: &str) -> PaymentRow {
+        PaymentRow {
+            id: "payment_1".into(),
+            app_id: "app_1".into(),
+            order_id: "order_1".into(),
+            customer_id: None,
+            method: method.into(),
+            capture_method: "automatic".into(),
+            provider: "sandbox".into(),
+            lifecycle: lifecycle.into(),
+            status: lifecycle.into(),
+            amount: 100,
+            currency: "usd".into(),
+            amount_capturable: 0,
+            amount_captured: 0,
+            amount_refunded: 0,
+            amount_refunding: 0,
+            dispute: "none".into(),
+            failure_code: None,
+            decline_code: None,
+            failure_message: None,
+            failure_at: None,
+            save_card: 0,
+            payment_method_id: None,
+            provider_payment_intent: Some("pi_1".into()),
+            provider_checkout_session: None,
+            provider_charge: None,
+            client_secret_sealed: None,
+            payment_url: None,
+            application_fee_amount: None,
+            transfer_destination: None,
+            metadata: "{}".into(),
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    #[test]
+    fn only_a_payment_waiting_outside_a_hosted_page_has_a_link() {
+        let (key, _) = MasterKey::generate();
+        init("https://pay.example.com/", &key);
+        for method in ["card", "subscription", "payment_intent"] {
+            let url = url(&payment(method, "requires_action")).expect(method);
+            let token = url
+                .strip_prefix("https://pay.example.com/pay/authenticate/app_1/payment_1?token=")
+                .unwrap();
+            assert!(verify("app_1", "payment_1", token));
+            assert!(!verify("app_1", "payment_2", token));
+            assert!(!verify("app_1", "payment_1", &token[1..]));
+        }
+        for (method, lifecycle) in [
+            ("card", "pending"),
+            ("card", "succeeded"),
+            ("card", "failed"),
+            ("checkout", "requires_action"),
+            ("payment_link", "requires_action"),
+        ] {
+            assert_eq!(
+                url(&payment(method, lifecycle)),
+                None,
+                "{method} {lifecycle}"
+            );
+        }
+    }
 
     #[test]
     fn tokens_belong_to_one_payment_of_one_app_under_one_master_key() {
