@@ -4,7 +4,8 @@
 //! authenticates. On the sandbox end to end (off-session charges, renewals), on Stripe
 //! against localstripe (which answers `requires_action` for 4000 0025 0000 3155) and
 //! against the recording stub with Stripe's own off-session shape
-//! (`authentication_required`) and published objects.
+//! (`authentication_required`) and published objects, a Stripe renewal through Stripe's
+//! invoice events, and the sandbox's page in Chromium at 1280 and 390 px.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::{AppKeys, Backend, Receiver, Resp, Server, Sse, TestDb};
-use crate::stripe::{stripe_app, stripe_server, test_card, SIGNING};
+use crate::stripe::{localstripe, stripe_app, stripe_server, test_card, SIGNING};
 use crate::stub::{fixture, stripe_error, Stub};
 
 paybridge_testkit::on_both!(
@@ -23,6 +24,7 @@ paybridge_testkit::on_both!(
     a_renewal_that_needs_authentication_is_paid_once_authenticated,
     localstripe_answers_requires_action_and_the_page_loads_stripe_js,
     stripes_authentication_required_and_its_events,
+    a_stripe_renewal_that_needs_authentication,
 );
 
 /// A customer with `card` saved as their default.
@@ -678,4 +680,128 @@ async fn the_sandbox_authentication_page_in_a_browser() {
             ["payment.requires_action", "payment.failed"]
         );
     }
+}
+
+/// A renewal at Stripe whose bank asks for 3-D Secure: subscribed against localstripe,
+/// then Stripe's `invoice.payment_action_required` and `invoice.paid` (localstripe sends
+/// neither) built from Stripe's published invoice, about an intent localstripe holds in
+/// `requires_action`.
+async fn a_stripe_renewal_that_needs_authentication(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let ls = LocalStripe::start().await;
+    let s = stripe_server(&db, &ls.base, &[]).await;
+    let a = stripe_app(&s).await;
+    let product = localstripe(&ls, "/v1/products", &[("name", "Pro"), ("type", "service")]).await;
+    localstripe(
+        &ls,
+        "/v1/plans",
+        &[
+            ("id", "pro-3ds"),
+            ("amount", "2000"),
+            ("currency", "usd"),
+            ("interval", "month"),
+            ("product", product["id"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    let pro = s
+        .post(
+            "/v1/products",
+            &a.admin,
+            json!({"name": "Pro", "unit_amount": 2_000, "currency": "usd", "recurring": {"interval": "month"}, "provider_price_id": "pro-3ds"}),
+        )
+        .await;
+    let cid = customer_with(&s, &a, "ls-3ds-sub", "pm_card_visa").await;
+    let sub = s
+        .post(
+            "/v1/subscriptions",
+            &a.server,
+            json!({"customer": cid, "product": pro.json["id"]}),
+        )
+        .await;
+    assert_eq!(sub.status, StatusCode::CREATED, "{}", sub.body);
+    let sid = sub.json["id"].as_str().unwrap().to_owned();
+    let provider_sub = sub.json["provider_subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The renewal's intent, waiting for the customer at "Stripe".
+    let card = test_card(&ls, "4000002500003155").await;
+    let pi = localstripe(
+        &ls,
+        "/v1/payment_intents",
+        &[
+            ("amount", "2000"),
+            ("currency", "usd"),
+            ("payment_method_types[]", "card"),
+        ],
+    )
+    .await;
+    let pi_id = pi["id"].as_str().unwrap().to_owned();
+    localstripe(
+        &ls,
+        &format!("/v1/payment_intents/{pi_id}"),
+        &[("payment_method", &card)],
+    )
+    .await;
+    let confirmed = localstripe(&ls, &format!("/v1/payment_intents/{pi_id}/confirm"), &[]).await;
+    assert_eq!(confirmed["status"], "requires_action", "{confirmed}");
+    let secret = confirmed["client_secret"].as_str().unwrap().to_owned();
+    let invoice = |paid: bool| {
+        fixture(
+            "invoice",
+            json!({"id": "in_3ds_renewal", "subscription": provider_sub, "customer": null,
+                "billing_reason": "subscription_cycle", "currency": "usd", "amount_due": 2000,
+                "amount_paid": if paid { 2000 } else { 0 }, "status": if paid { "paid" } else { "open" },
+                "payment_intent": pi_id, "charge": null,
+                "subscription_details": {"metadata": {"pb_subscription": sid}}}),
+        )
+    };
+    let ev = fixture(
+        "event",
+        json!({"id": "evt_in_action", "type": "invoice.payment_action_required", "created": 20,
+            "data": {"object": invoice(false)}}),
+    );
+    let r = signed(&s, &a, &ev.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let waiting = s
+        .until("/v1/payments?status=requires_action", &a.server, |l| {
+            l["data"].as_array().is_some_and(|d| d.len() == 1)
+        })
+        .await;
+    let p = &waiting["data"][0];
+    assert_eq!(p["method"], "subscription");
+    let url = next_action_url(p);
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let order = p["order"].as_str().unwrap().to_owned();
+    // The page asks Stripe for the invoice's intent and hands Stripe.js its secret.
+    let (status, html, _) = fetch(&s, &url).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(&format!("content=\"{secret}\"")), "{html}");
+    assert!(html.contains("content=\"requires_action\""), "{html}");
+    assert!(html.contains("$20.00"), "{html}");
+    assert!(!db.all_stored_text().await.contains(&secret));
+    // Authenticated: Stripe pays the invoice.
+    let ev = fixture(
+        "event",
+        json!({"id": "evt_in_paid", "type": "invoice.paid", "created": 21, "data": {"object": invoice(true)}}),
+    );
+    let r = signed(&s, &a, &ev.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    s.until(&format!("/v1/orders/{order}"), &a.server, |o| {
+        o["status"] == "paid"
+    })
+    .await;
+    assert_eq!(
+        payment_events(&s, &a, &format!("payment={pid}")).await,
+        [
+            "payment.requires_action",
+            "payment.succeeded",
+            "subscription.payment_succeeded"
+        ]
+    );
+    let (_, html, _) = fetch(&s, &url).await;
+    assert!(html.contains("This payment is complete"), "{html}");
 }
