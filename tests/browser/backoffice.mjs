@@ -603,6 +603,39 @@ Object.assign(scenarios, {
   },
 });
 
+/**
+ * Issue 17, part 1: the payment configuration page shows the Stripe webhook endpoint
+ * paybridge made, its status and its API version (a Stripe app, set up by
+ * crates/paybridge/tests/api/zero_touch.rs against a stub of Stripe's endpoints).
+ */
+scenarios["stripe-endpoint"] = async (browser) => {
+  const out = {};
+  for (const width of WIDTHS) {
+    const page = await dashboard(browser, width);
+    await go(page, width, "settings");
+    const card = page.locator("#stripe-endpoint");
+    await card.waitFor();
+    out[width] = {
+      setup: await page.locator("#endpoint-setup").getAttribute("data-setup"),
+      words: (await page.locator("#endpoint-setup").textContent()).trim(),
+      id: (await page.locator("#endpoint-id").textContent()).trim(),
+      url: (await page.locator("#endpoint-url").textContent()).trim(),
+      status: (await page.locator("#endpoint-status").textContent()).trim(),
+      api_version: (await page.locator("#endpoint-api-version").textContent()).trim(),
+      events: (await page.locator("#endpoint-events").textContent()).trim(),
+      delivery: (await page.locator("#event-delivery").textContent()).trim(),
+    };
+    for (const id of ["#endpoint-id", "#endpoint-url", "#endpoint-status", "#endpoint-api-version"]) {
+      expect(await page.locator(id).isVisible(), `${width}px: ${id} is not shown`);
+    }
+    const { scroll, inner } = await sideways(page);
+    expect(scroll <= inner, `${width}px: the configuration page scrolls sideways (${scroll} > ${inner})`);
+    expect(page.problems.length === 0, `console errors: ${page.problems.join(" | ")}`);
+    await page.context().close();
+  }
+  return out;
+};
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,

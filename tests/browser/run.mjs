@@ -9,6 +9,7 @@
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { scenarios as checkoutScenarios } from "./checkout.mjs";
+import { scenarios as authenticateScenarios } from "./authenticate.mjs";
 
 const BASE = process.env.BASE;
 const scenario = process.argv[2];
@@ -195,7 +196,7 @@ const scenarios = {
 
 const browser = await launch();
 try {
-  const fn = scenarios[scenario] || checkoutScenarios[scenario];
+  const fn = scenarios[scenario] || checkoutScenarios[scenario] || authenticateScenarios[scenario];
   if (!fn) throw new Error(`no scenario ${scenario}`);
   const out = await fn(browser);
   console.log(JSON.stringify(out));

@@ -31,6 +31,14 @@ async function shop(): Promise<string> {
   const pending = pb.checkout({ line_items: [{ product: "product_1", quantity: 1 }], signal: controller.signal });
   controller.abort();
   await pending.catch((e: PayBridgeError) => e.code === "checkout_canceled");
+  // A renewal or off-session charge the bank wants authenticated (3-D Secure).
+  const o = await pb.orders.get("order_1", "order_1_secret_x");
+  const action = pb.payments.nextAction(o);
+  if (action) {
+    const url: string = action.url;
+    pb.payments.authenticate(o);
+    pb.payments.authenticate(url, { redirect: true });
+  }
   // @ts-expect-error line_items is required
   await pb.checkout({ mode: "payment" });
   // @ts-expect-error the provider is stripe or sandbox

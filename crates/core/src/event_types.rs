@@ -7,6 +7,7 @@ pub const ALL: &[&str] = &[
     "order.refunded",
     "order.overpaid",
     "payment.pending",
+    "payment.requires_action",
     "payment.processing",
     "payment.requires_capture",
     "payment.succeeded",
@@ -47,6 +48,7 @@ mod tests {
         assert!(
             super::is_known("*")
                 && super::is_known("payment.succeeded")
+                && super::is_known("payment.requires_action")
                 && !super::is_known("payment.nope")
         );
     }

@@ -8,12 +8,16 @@
 //! events late, twice, or out of order.
 //!
 //! The lifecycle's order is chosen so that every real payment's history climbs it:
-//! `initiated < pending < processing < failed < requires_capture < expired < canceled
-//! < succeeded`. A declined attempt (`failed`) can still be followed by a successful
+//! `initiated < pending < requires_action < processing < failed < requires_capture <
+//! expired < canceled < succeeded`. A charge that needs the customer to authenticate
+//! (3-D Secure, `requires_action`) ends `succeeded`, `failed` (authentication failed) or
+//! `canceled`; a declined attempt (`failed`) can still be followed by a successful
 //! retry on the same session or intent; an authorisation (`requires_capture`) ends
 //! captured (`succeeded`) or voided (`canceled`); a session that was never paid ends
 //! `expired`. Nothing that really happened later can rank lower than what happened
-//! before it, so a late or repeated event never moves a payment back.
+//! before it, so a late or repeated event never moves a payment back. (The one history
+//! the order flattens: a declined intent confirmed again with a card that then asks for
+//! authentication stays `failed` until it succeeds.)
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +26,8 @@ use serde::{Deserialize, Serialize};
 pub enum Lifecycle {
     Initiated,
     Pending,
+    /// Waiting for the customer to authenticate (3-D Secure) on a page of ours.
+    RequiresAction,
     Processing,
     Failed,
     RequiresCapture,
@@ -35,6 +41,7 @@ impl Lifecycle {
         match self {
             Lifecycle::Initiated => "initiated",
             Lifecycle::Pending => "pending",
+            Lifecycle::RequiresAction => "requires_action",
             Lifecycle::Processing => "processing",
             Lifecycle::Failed => "failed",
             Lifecycle::RequiresCapture => "requires_capture",
@@ -48,6 +55,7 @@ impl Lifecycle {
         [
             Lifecycle::Initiated,
             Lifecycle::Pending,
+            Lifecycle::RequiresAction,
             Lifecycle::Processing,
             Lifecycle::Failed,
             Lifecycle::RequiresCapture,
@@ -110,6 +118,8 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentFact {
     Pending,
+    /// The customer must authenticate (3-D Secure) before the charge can go on.
+    RequiresAction,
     Processing,
     Failed(Failure),
     RequiresCapture {
@@ -133,6 +143,7 @@ pub enum PaymentFact {
 pub enum PaymentStatus {
     Initiated,
     Pending,
+    RequiresAction,
     Processing,
     RequiresCapture,
     Succeeded,
@@ -145,9 +156,10 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 11] = [
+    pub const ALL: [PaymentStatus; 12] = [
         PaymentStatus::Initiated,
         PaymentStatus::Pending,
+        PaymentStatus::RequiresAction,
         PaymentStatus::Processing,
         PaymentStatus::RequiresCapture,
         PaymentStatus::Succeeded,
@@ -163,6 +175,7 @@ impl PaymentStatus {
         match self {
             PaymentStatus::Initiated => "initiated",
             PaymentStatus::Pending => "pending",
+            PaymentStatus::RequiresAction => "requires_action",
             PaymentStatus::Processing => "processing",
             PaymentStatus::RequiresCapture => "requires_capture",
             PaymentStatus::Succeeded => "succeeded",
@@ -203,6 +216,7 @@ impl PaymentState {
         match self.lifecycle {
             Lifecycle::Initiated => PaymentStatus::Initiated,
             Lifecycle::Pending => PaymentStatus::Pending,
+            Lifecycle::RequiresAction => PaymentStatus::RequiresAction,
             Lifecycle::Processing => PaymentStatus::Processing,
             Lifecycle::Failed => PaymentStatus::Failed,
             Lifecycle::RequiresCapture => PaymentStatus::RequiresCapture,
@@ -258,6 +272,7 @@ pub fn apply(state: &PaymentState, fact: &PaymentFact) -> PaymentState {
     let mut raise = |l: Lifecycle| next.lifecycle = next.lifecycle.max(l);
     match fact {
         PaymentFact::Pending => raise(Lifecycle::Pending),
+        PaymentFact::RequiresAction => raise(Lifecycle::RequiresAction),
         PaymentFact::Processing => raise(Lifecycle::Processing),
         PaymentFact::Failed(f) => {
             raise(Lifecycle::Failed);
@@ -455,7 +470,9 @@ pub fn hold(method: &str, lifecycle: Lifecycle, has_intent: bool, checkout_open:
         Lifecycle::Processing | Lifecycle::RequiresCapture => Hold::Committed,
         Lifecycle::Succeeded | Lifecycle::Expired | Lifecycle::Canceled => Hold::None,
         // A page that is open, or complete with its payment not booked yet.
-        Lifecycle::Initiated | Lifecycle::Pending if hosted => Hold::Open,
+        Lifecycle::Initiated | Lifecycle::Pending | Lifecycle::RequiresAction if hosted => {
+            Hold::Open
+        }
         // A declined attempt on a page still open can be retried on the page.
         Lifecycle::Failed if hosted => {
             if checkout_open {
@@ -465,12 +482,22 @@ pub fn hold(method: &str, lifecycle: Lifecycle, has_intent: bool, checkout_open:
             }
         }
         // A direct charge whose create call has not answered may have taken the money.
-        Lifecycle::Initiated | Lifecycle::Pending if !has_intent => Hold::Committed,
-        // An off-session charge of a saved card waiting on its customer.
-        Lifecycle::Initiated | Lifecycle::Pending if method == "card" => Hold::Committed,
-        // An intent awaiting the customer's confirmation (also after a decline: the
-        // same intent can be confirmed again with another card).
-        Lifecycle::Initiated | Lifecycle::Pending | Lifecycle::Failed
+        Lifecycle::Initiated | Lifecycle::Pending | Lifecycle::RequiresAction if !has_intent => {
+            Hold::Committed
+        }
+        // An off-session charge of a saved card waiting on its customer (also to
+        // authenticate it: the money is promised to that charge until it ends).
+        Lifecycle::Initiated | Lifecycle::Pending | Lifecycle::RequiresAction
+            if method == "card" =>
+        {
+            Hold::Committed
+        }
+        // An intent awaiting the customer's confirmation or authentication (also after
+        // a decline: the same intent can be confirmed again with another card).
+        Lifecycle::Initiated
+        | Lifecycle::Pending
+        | Lifecycle::RequiresAction
+        | Lifecycle::Failed
             if method == "payment_intent" && has_intent =>
         {
             Hold::Open
@@ -666,6 +693,34 @@ mod tests {
     }
 
     #[test]
+    fn authentication_ends_succeeded_failed_or_canceled_and_never_goes_back() {
+        let waiting = run(&[PaymentFact::Pending, PaymentFact::RequiresAction]);
+        assert_eq!(waiting.status(), PaymentStatus::RequiresAction);
+        assert_eq!(waiting.status().as_str(), "requires_action");
+        assert_eq!(Lifecycle::parse("requires_action"), Some(waiting.lifecycle));
+        for (end, status) in [
+            (
+                PaymentFact::Succeeded {
+                    amount_captured: 10,
+                },
+                PaymentStatus::Succeeded,
+            ),
+            (
+                fail(5, "payment_intent_authentication_failure"),
+                PaymentStatus::Failed,
+            ),
+            (PaymentFact::Canceled, PaymentStatus::Canceled),
+        ] {
+            let after = apply(&waiting, &end);
+            assert_eq!(after.status(), status);
+            // A late `requires_action` (or a repeat of it) never undoes the outcome.
+            assert_eq!(apply(&after, &PaymentFact::RequiresAction), after);
+        }
+        // A late `pending` does not undo the wait either.
+        assert_eq!(apply(&waiting, &PaymentFact::Pending), waiting);
+    }
+
+    #[test]
     fn orders_are_paid_when_covered() {
         assert_eq!(OrderStatus::derive(1000, 0, 0), OrderStatus::Open);
         assert_eq!(OrderStatus::derive(1000, 999, 0), OrderStatus::Open);
@@ -715,6 +770,9 @@ mod tests {
             ),
             ("payment_intent", L::Canceled, true, false, Hold::None),
             ("card", L::Pending, true, false, Hold::Committed),
+            ("card", L::RequiresAction, true, false, Hold::Committed),
+            ("payment_intent", L::RequiresAction, true, false, Hold::Open),
+            ("subscription", L::RequiresAction, true, false, Hold::None),
             ("card", L::Failed, true, false, Hold::None),
             ("card", L::Succeeded, true, false, Hold::None),
         ] {
@@ -755,85 +813,96 @@ mod tests {
             ],
             0..3,
         );
-        (amount, declines, 0u8..7, any::<bool>(), 0u8..3, 0i64..100).prop_map(
-            |(amount, declines, shape, pending, dispute, refund_pct)| {
-                let mut h = Vec::new();
-                let mut at = 1;
-                if pending {
-                    h.push(PaymentFact::Pending);
-                }
-                for d in &declines {
-                    at += 1;
-                    h.push(fail(at, d));
-                }
-                let paid = match shape {
-                    0 => {
-                        h.push(PaymentFact::Succeeded {
-                            amount_captured: amount,
-                        });
-                        true
-                    }
-                    1 => {
-                        h.push(PaymentFact::Processing);
-                        h.push(PaymentFact::Succeeded {
-                            amount_captured: amount,
-                        });
-                        true
-                    }
-                    2 => {
-                        h.push(PaymentFact::RequiresCapture {
-                            amount_capturable: amount,
-                        });
-                        h.push(PaymentFact::Succeeded {
-                            amount_captured: amount / 2 + 1,
-                        });
-                        true
-                    }
-                    3 => {
-                        h.push(PaymentFact::RequiresCapture {
-                            amount_capturable: amount,
-                        });
-                        h.push(PaymentFact::Canceled);
-                        false
-                    }
-                    4 => {
-                        h.push(PaymentFact::Expired);
-                        false
-                    }
-                    5 => {
-                        h.push(PaymentFact::Processing);
-                        at += 1;
-                        h.push(fail(at, "generic_decline"));
-                        false
-                    }
-                    _ => false,
-                };
-                if paid {
-                    let captured = match h.last() {
-                        Some(PaymentFact::Succeeded { amount_captured }) => *amount_captured,
-                        _ => amount,
-                    };
-                    let refunded = captured * refund_pct / 100;
-                    if refunded > 0 {
-                        h.push(PaymentFact::Refunded {
-                            amount_refunded: refunded / 2,
-                        });
-                        h.push(PaymentFact::Refunded {
-                            amount_refunded: refunded,
-                        });
-                    }
-                    if dispute > 0 {
-                        h.push(PaymentFact::Dispute(Dispute::Open));
-                        h.push(PaymentFact::Dispute(if dispute == 1 {
-                            Dispute::Won
-                        } else {
-                            Dispute::Lost
-                        }));
-                    }
-                }
-                h
-            },
+        (
+            amount,
+            declines,
+            0u8..7,
+            (any::<bool>(), any::<bool>()),
+            0u8..3,
+            0i64..100,
         )
+            .prop_map(
+                |(amount, declines, shape, (pending, authenticate), dispute, refund_pct)| {
+                    let mut h = Vec::new();
+                    let mut at = 1;
+                    if pending {
+                        h.push(PaymentFact::Pending);
+                    }
+                    if authenticate {
+                        h.push(PaymentFact::RequiresAction);
+                    }
+                    for d in &declines {
+                        at += 1;
+                        h.push(fail(at, d));
+                    }
+                    let paid = match shape {
+                        0 => {
+                            h.push(PaymentFact::Succeeded {
+                                amount_captured: amount,
+                            });
+                            true
+                        }
+                        1 => {
+                            h.push(PaymentFact::Processing);
+                            h.push(PaymentFact::Succeeded {
+                                amount_captured: amount,
+                            });
+                            true
+                        }
+                        2 => {
+                            h.push(PaymentFact::RequiresCapture {
+                                amount_capturable: amount,
+                            });
+                            h.push(PaymentFact::Succeeded {
+                                amount_captured: amount / 2 + 1,
+                            });
+                            true
+                        }
+                        3 => {
+                            h.push(PaymentFact::RequiresCapture {
+                                amount_capturable: amount,
+                            });
+                            h.push(PaymentFact::Canceled);
+                            false
+                        }
+                        4 => {
+                            h.push(PaymentFact::Expired);
+                            false
+                        }
+                        5 => {
+                            h.push(PaymentFact::Processing);
+                            at += 1;
+                            h.push(fail(at, "generic_decline"));
+                            false
+                        }
+                        _ => false,
+                    };
+                    if paid {
+                        let captured = match h.last() {
+                            Some(PaymentFact::Succeeded { amount_captured }) => *amount_captured,
+                            _ => amount,
+                        };
+                        let refunded = captured * refund_pct / 100;
+                        if refunded > 0 {
+                            h.push(PaymentFact::Refunded {
+                                amount_refunded: refunded / 2,
+                            });
+                            h.push(PaymentFact::Refunded {
+                                amount_refunded: refunded,
+                            });
+                        }
+                        if dispute > 0 {
+                            h.push(PaymentFact::Dispute(Dispute::Open));
+                            h.push(PaymentFact::Dispute(if dispute == 1 {
+                                Dispute::Won
+                            } else {
+                                Dispute::Lost
+                            }));
+                        }
+                    }
+                    h
+                },
+            )
     }
 
     proptest! {

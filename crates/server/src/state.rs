@@ -181,6 +181,7 @@ impl AppState {
             Backend::Postgres => 4,
         };
         let ingestor = Ingestor::start(db.clone(), lanes);
+        crate::service::authentication::init(&settings.public_url, &vault);
         AppState(Arc::new(Inner {
             webhook_keys: VerifyCache::default(),
             hub: Hub::default(),

@@ -693,6 +693,7 @@ fn facts_of(s: &PaymentState) -> Vec<PaymentFact> {
     match s.lifecycle {
         Lifecycle::Initiated => {}
         Lifecycle::Pending => v.push(PaymentFact::Pending),
+        Lifecycle::RequiresAction => v.push(PaymentFact::RequiresAction),
         Lifecycle::Processing => v.push(PaymentFact::Processing),
         Lifecycle::Failed => v.extend(s.failure.clone().map(PaymentFact::Failed)),
         Lifecycle::RequiresCapture => v.push(PaymentFact::RequiresCapture {

@@ -211,7 +211,8 @@ pub struct SubscriptionReading {
     pub price: Option<String>,
 }
 
-/// A subscription invoice, paid or failed.
+/// A subscription invoice, paid, failed, or waiting for the customer to authenticate
+/// its payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvoiceReading {
     pub provider_invoice: String,
@@ -219,6 +220,8 @@ pub struct InvoiceReading {
     /// Our subscription, from the subscription's metadata copied onto the invoice.
     pub subscription: Option<String>,
     pub paid: bool,
+    /// `invoice.payment_action_required`: unpaid, its payment awaits 3-D Secure.
+    pub action_required: bool,
     pub amount: i64,
     pub currency: String,
     pub billing_reason: Option<String>,
@@ -255,6 +258,7 @@ pub const HANDLED: &[&str] = &[
     "invoice.paid",
     "invoice.payment_succeeded",
     "invoice.payment_failed",
+    "invoice.payment_action_required",
     "charge.dispute.created",
     "charge.dispute.updated",
     "charge.dispute.closed",
@@ -373,17 +377,30 @@ pub fn intent_facts(pi: &PaymentIntent, at: i64) -> Vec<PaymentFact> {
             },
         }],
         "canceled" => vec![PaymentFact::Canceled],
+        "requires_action" => vec![PaymentFact::RequiresAction],
+        // An off-session confirmation the bank wants authenticated: Stripe answers it
+        // as a failed attempt, which the customer can still complete on our page.
+        "requires_payment_method" if needs_authentication(pi) => {
+            vec![PaymentFact::RequiresAction]
+        }
         "requires_payment_method" if pi.last_payment_error.is_some() => {
             vec![PaymentFact::Failed(failure(
                 at,
                 pi.last_payment_error.as_ref(),
             ))]
         }
-        "requires_payment_method" | "requires_confirmation" | "requires_action" => {
-            vec![PaymentFact::Pending]
-        }
+        "requires_payment_method" | "requires_confirmation" => vec![PaymentFact::Pending],
         _ => vec![],
     }
+}
+
+/// Stripe's answer to an off-session charge whose card needs 3-D Secure: the attempt
+/// failed with `authentication_required`, and the customer can authenticate it.
+pub fn needs_authentication(pi: &PaymentIntent) -> bool {
+    pi.last_payment_error.as_ref().is_some_and(|e| {
+        e.code.as_deref() == Some("authentication_required")
+            || e.decline_code.as_deref() == Some("authentication_required")
+    })
 }
 
 /// A subscription invoice's own intent or charge: followed through the invoice's
@@ -402,6 +419,7 @@ fn read_intent(what: &str, pi: &PaymentIntent, at: i64) -> Option<Reading> {
     r.refs.take_metadata(pi.metadata.as_ref());
     r.amount = Some((pi.amount, pi.currency.clone()));
     r.payment = match what {
+        "payment_failed" if needs_authentication(pi) => vec![PaymentFact::RequiresAction],
         "payment_failed" => vec![PaymentFact::Failed(failure(
             at,
             pi.last_payment_error.as_ref(),
@@ -583,9 +601,10 @@ fn read_subscription(what: &str, sub: &Subscription, at: i64) -> Option<Reading>
 }
 
 fn read_invoice(what: &str, inv: &Invoice, at: i64) -> Option<Reading> {
-    let paid = match what {
-        "paid" | "payment_succeeded" => true,
-        "payment_failed" => false,
+    let (paid, action_required) = match what {
+        "paid" | "payment_succeeded" => (true, false),
+        "payment_failed" => (false, false),
+        "payment_action_required" => (false, true),
         _ => return None,
     };
     let currency = inv.currency.clone()?;
@@ -599,6 +618,7 @@ fn read_invoice(what: &str, inv: &Invoice, at: i64) -> Option<Reading> {
                 .and_then(|d| d.metadata.as_ref())
                 .and_then(|m| m.get(META_SUBSCRIPTION).cloned()),
             paid,
+            action_required,
             amount: if paid {
                 inv.amount_paid
             } else {
@@ -833,6 +853,47 @@ mod tests {
         assert_eq!((i.paid, i.amount), (false, 1500));
         let d = read(&event("charge.dispute.closed", serde_json::json!({"id": "dp_1", "status": "won", "charge": "ch_1", "payment_intent": "pi_1"}))).unwrap();
         assert_eq!(d.payment, vec![PaymentFact::Dispute(DisputeState::Won)]);
+    }
+
+    #[test]
+    fn an_intent_awaiting_authentication_requires_action() {
+        // The on-session shape (and localstripe's answer for 4000 0025 0000 3155).
+        let r = read(&event(
+            "payment_intent.requires_action",
+            serde_json::json!({"id": "pi_1", "status": "requires_action", "amount": 1000, "currency": "usd",
+                "next_action": {"type": "use_stripe_sdk"}, "metadata": {"pb_payment": "payment_1"}}),
+        ))
+        .unwrap();
+        assert_eq!(r.payment, vec![PaymentFact::RequiresAction]);
+        // Stripe's off-session shape: the attempt failed with `authentication_required`.
+        let r = read(&event(
+            "payment_intent.payment_failed",
+            serde_json::json!({"id": "pi_1", "status": "requires_payment_method", "amount": 1000, "currency": "usd",
+                "last_payment_error": {"type": "card_error", "code": "authentication_required", "decline_code": "authentication_required",
+                    "payment_method": {"id": "pm_1", "object": "payment_method"}}}),
+        ))
+        .unwrap();
+        assert_eq!(r.payment, vec![PaymentFact::RequiresAction]);
+        // Authentication that failed is a failure.
+        let r = read(&event(
+            "payment_intent.payment_failed",
+            serde_json::json!({"id": "pi_1", "status": "requires_payment_method", "amount": 1000, "currency": "usd",
+                "last_payment_error": {"type": "invalid_request_error", "code": "payment_intent_authentication_failure"}}),
+        ))
+        .unwrap();
+        assert!(
+            matches!(&r.payment[0], PaymentFact::Failed(f) if f.code.as_deref() == Some("payment_intent_authentication_failure"))
+        );
+        let i = read(&event(
+            "invoice.payment_action_required",
+            serde_json::json!({"id": "in_1", "subscription": "sub_1", "amount_due": 1500, "amount_paid": 0, "currency": "usd",
+                "billing_reason": "subscription_cycle", "payment_intent": "pi_2"}),
+        ))
+        .unwrap()
+        .invoice
+        .unwrap();
+        assert_eq!((i.paid, i.action_required, i.amount), (false, true, 1500));
+        assert!(HANDLED.contains(&"invoice.payment_action_required"));
     }
 
     #[test]

@@ -114,7 +114,8 @@ pub struct ErrorObject {
     pub decline_code: Option<String>,
     pub message: Option<String>,
     pub param: Option<String>,
-    /// The card that was declined (a `last_payment_error`'s, or a card error's). Read
+    /// The card that was declined (a `last_payment_error`'s, or a card error's), also
+    /// to confirm it again once authenticated. Read
     /// leniently: a shape this does not know leaves it out rather than failing the
     /// object around it.
     #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]

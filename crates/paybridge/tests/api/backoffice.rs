@@ -166,7 +166,7 @@ async fn buy(s: &Server, keys: &AppKeys, customer: &str, product: &str) -> (Valu
 }
 
 /// Runs one scenario of `backoffice.mjs`; returns the JSON it printed.
-fn scenario(s: &Server, keys: &AppKeys, name: &str, env: &[(String, String)]) -> Value {
+pub(crate) fn scenario(s: &Server, keys: &AppKeys, name: &str, env: &[(String, String)]) -> Value {
     let artifacts = paybridge_testkit::repo_root().join("target/browser-artifacts");
     let mut cmd = Command::new("node");
     cmd.arg("backoffice.mjs")

@@ -6,6 +6,7 @@ mod common;
 mod apps;
 mod attacks;
 mod attacks_app;
+mod authentication;
 mod backoffice;
 mod browser;
 mod browser_checkout;

@@ -24,9 +24,9 @@ paybridge_testkit::on_both!(
     an_event_before_its_object_is_applied_later,
 );
 
-const SIGNING: &str = "whsec_stripe_provider_tests_000000";
+pub(crate) const SIGNING: &str = "whsec_stripe_provider_tests_000000";
 
-async fn stripe_app(s: &Server) -> AppKeys {
+pub(crate) async fn stripe_app(s: &Server) -> AppKeys {
     let a = s.app("test").await;
     let r = s
         .put(
@@ -47,7 +47,7 @@ async fn stripe_app(s: &Server) -> AppKeys {
     a
 }
 
-async fn stripe_server(db: &TestDb, base: &str, extra: &[(&str, &str)]) -> Server {
+pub(crate) async fn stripe_server(db: &TestDb, base: &str, extra: &[(&str, &str)]) -> Server {
     let mut env = vec![
         ("PAYBRIDGE_STRIPE_API_BASE", base),
         ("PAYBRIDGE_STRIPE_RETRY_BASE_MS", "20"),
@@ -58,7 +58,7 @@ async fn stripe_server(db: &TestDb, base: &str, extra: &[(&str, &str)]) -> Serve
 }
 
 /// Calls localstripe directly, as a customer's browser or Stripe.js would.
-async fn localstripe(ls: &LocalStripe, path: &str, form: &[(&str, &str)]) -> Value {
+pub(crate) async fn localstripe(ls: &LocalStripe, path: &str, form: &[(&str, &str)]) -> Value {
     let r = reqwest::Client::new()
         .post(format!("{}{path}", ls.base))
         .bearer_auth("sk_test_paybridge_localstripe")
@@ -73,7 +73,7 @@ async fn localstripe(ls: &LocalStripe, path: &str, form: &[(&str, &str)]) -> Val
     v
 }
 
-async fn test_card(ls: &LocalStripe, number: &str) -> String {
+pub(crate) async fn test_card(ls: &LocalStripe, number: &str) -> String {
     let pm = localstripe(
         ls,
         "/v1/payment_methods",

@@ -422,11 +422,16 @@ async fn events_apply_the_same_in_any_order(b: Backend) {
     // The card that paid, whichever came last: a late decline does not relabel it.
     assert_eq!(one["card"], json!({"brand": "mastercard", "last4": "4444"}));
     assert_eq!(one["amount_captured"], 900);
-    // In order, the payment went pending → failed → succeeded; reversed, success came first
-    // and the late events changed nothing.
+    // In order, the payment went pending → requires_action (3-D Secure) → failed →
+    // succeeded; reversed, success came first and the late events changed nothing.
     assert_eq!(
         s.event_types(&a.admin, &format!("payment={p1}")).await,
-        vec!["payment.pending", "payment.failed", "payment.succeeded"]
+        vec![
+            "payment.pending",
+            "payment.requires_action",
+            "payment.failed",
+            "payment.succeeded"
+        ]
     );
     assert_eq!(
         s.event_types(&a.admin, &format!("payment={p2}")).await,

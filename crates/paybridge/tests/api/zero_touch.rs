@@ -24,6 +24,7 @@ paybridge_testkit::on_both!(
     events_sync_cli_reads_from_since,
     portal_sessions_send_the_customer_to_stripes_portal,
     the_sandbox_portal_cancels_and_changes_the_default_card,
+    an_endpoint_made_before_a_new_event_type_is_given_it_at_start,
 );
 
 const PUBLIC: &str = "https://pay.example.com";
@@ -120,6 +121,15 @@ fn endpoint_stub(accounts: Arc<Mutex<Accounts>>) -> impl Fn(&Recorded, usize) ->
             }
             if let Some(url) = r.form_get("url") {
                 list[i]["url"] = json!(url);
+            }
+            let events: Vec<String> = r
+                .form
+                .iter()
+                .filter(|(k, _)| k.starts_with("enabled_events["))
+                .map(|(_, v)| v.clone())
+                .collect();
+            if !events.is_empty() {
+                list[i]["enabled_events"] = json!(events);
             }
             return (200, list[i].clone());
         }
@@ -837,4 +847,112 @@ async fn the_sandbox_portal_cancels_and_changes_the_default_card(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// The dashboard's payment configuration shows the endpoint paybridge made at Stripe:
+/// its id, URL, status and API version, at 1280 and 390 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_our_stripe_endpoint() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+    let accounts = Arc::new(Mutex::new(Accounts::default()));
+    let stub = Stub::start(endpoint_stub(accounts.clone())).await;
+    let s = Server::start_with(
+        &db,
+        &[
+            ("PAYBRIDGE_STRIPE_API_BASE", &stub.base),
+            ("PAYBRIDGE_PUBLIC_URL", PUBLIC),
+            ("PAYBRIDGE_STRIPE_RETRY_BASE_MS", "20"),
+        ],
+    )
+    .await;
+    let a = s.app("test").await;
+    let r = set_keys(&s, &a, "sk_test_dashboard").await;
+    assert_eq!(r.json["webhook_endpoint"]["setup"], "managed", "{}", r.body);
+    let out = crate::backoffice::scenario(&s, &a, "stripe-endpoint", &[]);
+    let url = format!("{PUBLIC}/v1/webhooks/stripe/{}", a.id);
+    for width in ["1280", "390"] {
+        let seen = &out[width];
+        assert_eq!(seen["setup"], "managed", "{out}");
+        assert_eq!(seen["id"], "we_made1", "{out}");
+        assert_eq!(seen["url"], url.as_str(), "{out}");
+        assert_eq!(seen["status"], "enabled", "{out}");
+        assert_eq!(seen["api_version"], "2024-06-20", "{out}");
+        assert_eq!(
+            seen["events"],
+            format!("{} types", handled().len()).as_str(),
+            "{out}"
+        );
+        assert!(
+            seen["delivery"]
+                .as_str()
+                .unwrap()
+                .starts_with("by webhooks"),
+            "{out}"
+        );
+    }
+}
+
+/// An endpoint made by a paybridge that read fewer event types (before
+/// `invoice.payment_action_required`) is given the new list at start, in place.
+async fn an_endpoint_made_before_a_new_event_type_is_given_it_at_start(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let accounts = Arc::new(Mutex::new(Accounts::default()));
+    let stub = Stub::start(endpoint_stub(accounts.clone())).await;
+    let env = [
+        ("PAYBRIDGE_STRIPE_API_BASE", stub.base.as_str()),
+        ("PAYBRIDGE_PUBLIC_URL", PUBLIC),
+        ("PAYBRIDGE_EVENT_SYNC_INTERVAL", "3600"),
+        ("PAYBRIDGE_STRIPE_RETRY_BASE_MS", "20"),
+    ];
+    let mut s = Server::start_with(&db, &env).await;
+    let a = s.app("test").await;
+    let r = set_keys(&s, &a, "sk_test_older").await;
+    assert_eq!(r.json["webhook_endpoint"]["id"], "we_made1", "{}", r.body);
+    s.kill9();
+    // As an older paybridge left it, at Stripe and in our record.
+    let older: Vec<String> = handled()
+        .into_iter()
+        .filter(|t| t != "invoice.payment_action_required")
+        .collect();
+    accounts
+        .lock()
+        .unwrap()
+        .by_key
+        .get_mut("sk_test_older")
+        .unwrap()[0]["enabled_events"] = json!(older);
+    db.execute(&format!(
+        "UPDATE stripe_webhook_endpoints SET enabled_events = '{}'",
+        json!(older)
+    ))
+    .await;
+    let s2 = Server::start_with(&db, &env).await;
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = s2.get("/v1/payment_config", &a.admin).await.json;
+        if seen["webhook_endpoint"]["enabled_events"]
+            .as_array()
+            .is_some_and(|e| e.len() == handled().len())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut got: Vec<String> =
+        serde_json::from_value(seen["webhook_endpoint"]["enabled_events"].clone()).unwrap();
+    got.sort();
+    let mut want = handled();
+    want.sort();
+    assert_eq!(got, want, "{seen}");
+    // Updated in place: the same endpoint, and its secret kept.
+    assert_eq!(seen["webhook_endpoint"]["id"], "we_made1");
+    let updates = stub.calls("POST", "/v1/webhook_endpoints/we_made1");
+    assert_eq!(updates.len(), 1);
+    assert!(updates[0]
+        .form
+        .iter()
+        .any(|(k, v)| k.starts_with("enabled_events[") && v == "invoice.payment_action_required"));
+    assert_eq!(stub.calls("POST", "/v1/webhook_endpoints").len(), 1);
+    drop(s);
 }

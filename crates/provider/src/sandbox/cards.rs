@@ -35,6 +35,17 @@ const BAD_NUMBER: Decline = Decline {
     message: "Your card number is incorrect.",
 };
 
+/// When the card's bank asks the customer to authenticate a charge (3-D Secure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    Never,
+    /// Every charge, on-session or off (4000 0027 6000 3184).
+    Always,
+    /// Charges made without the customer: a saved card charged off-session, a renewal
+    /// (4000 0025 0000 3155).
+    OffSession,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TestCard {
     pub number: &'static str,
@@ -44,6 +55,7 @@ pub struct TestCard {
     pub on_attach: Option<Decline>,
     /// Refused when charged.
     pub on_charge: Option<Decline>,
+    pub authentication: Authentication,
 }
 
 pub const CARDS: &[TestCard] = &[
@@ -53,6 +65,7 @@ pub const CARDS: &[TestCard] = &[
         brand: "visa",
         on_attach: None,
         on_charge: None,
+        authentication: Authentication::Never,
     },
     TestCard {
         number: "5555555555554444",
@@ -60,6 +73,7 @@ pub const CARDS: &[TestCard] = &[
         brand: "mastercard",
         on_attach: None,
         on_charge: None,
+        authentication: Authentication::Never,
     },
     TestCard {
         number: "4000000000000002",
@@ -67,6 +81,7 @@ pub const CARDS: &[TestCard] = &[
         brand: "visa",
         on_attach: Some(GENERIC),
         on_charge: Some(GENERIC),
+        authentication: Authentication::Never,
     },
     TestCard {
         number: "4000000000009995",
@@ -74,6 +89,7 @@ pub const CARDS: &[TestCard] = &[
         brand: "visa",
         on_attach: None,
         on_charge: Some(INSUFFICIENT),
+        authentication: Authentication::Never,
     },
     TestCard {
         number: "4000000000000069",
@@ -81,6 +97,7 @@ pub const CARDS: &[TestCard] = &[
         brand: "visa",
         on_attach: Some(EXPIRED),
         on_charge: Some(EXPIRED),
+        authentication: Authentication::Never,
     },
     TestCard {
         number: "4000000000000341",
@@ -88,6 +105,23 @@ pub const CARDS: &[TestCard] = &[
         brand: "visa",
         on_attach: None,
         on_charge: Some(GENERIC),
+        authentication: Authentication::Never,
+    },
+    TestCard {
+        number: "4000002760003184",
+        token: "pm_card_authenticationRequired",
+        brand: "visa",
+        on_attach: None,
+        on_charge: None,
+        authentication: Authentication::Always,
+    },
+    TestCard {
+        number: "4000002500003155",
+        token: "pm_card_authenticationRequiredOnSetup",
+        brand: "visa",
+        on_attach: None,
+        on_charge: None,
+        authentication: Authentication::OffSession,
     },
 ];
 
@@ -148,6 +182,15 @@ impl TestCard {
     pub fn last4(&self) -> &'static str {
         &self.number[self.number.len() - 4..]
     }
+
+    /// Whether a charge needs the customer to authenticate it first.
+    pub fn needs_authentication(&self, off_session: bool) -> bool {
+        match self.authentication {
+            Authentication::Never => false,
+            Authentication::Always => true,
+            Authentication::OffSession => off_session,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -184,5 +227,10 @@ mod tests {
         );
         assert_eq!(lookup("1234").unwrap_err().code, "incorrect_number");
         assert!(CARDS.iter().all(|c| luhn(c.number)));
+        let always = lookup("4000 0027 6000 3184").unwrap();
+        assert!(always.needs_authentication(false) && always.needs_authentication(true));
+        let saved = lookup("4000 0025 0000 3155").unwrap();
+        assert!(!saved.needs_authentication(false) && saved.needs_authentication(true));
+        assert!(!lookup("pm_card_visa").unwrap().needs_authentication(true));
     }
 }

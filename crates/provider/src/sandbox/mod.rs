@@ -8,6 +8,7 @@
 //! them to `POST /v1/webhooks/stripe/{app_id}`: from there on, sandbox and Stripe are
 //! one code path. Like Stripe, it honours idempotency keys.
 
+mod authentication;
 pub mod cards;
 mod connect;
 mod money_out;
@@ -583,6 +584,14 @@ impl Sandbox {
         if let Some(pm) = &pm {
             ch.save("payment_method", pm).await?;
         }
+        // A card whose bank asks for 3-D Secure on every charge waits for the customer.
+        if let (Ok(c), Some(pm)) = (&card, &pm) {
+            if c.needs_authentication(false) {
+                self.require_action(&mut ch, &mut pi, pm).await?;
+                ch.commit(&pi, &self.wake).await?;
+                return parse(&pi);
+            }
+        }
         let declined = self.attempt(&mut ch, &mut pi, card, pm.as_ref()).await?;
         ch.commit(&pi, &self.wake).await?;
         match declined {
@@ -875,6 +884,13 @@ impl Provider for Sandbox {
         }
         let card = cards::lookup(pm[PRIVATE]["number"].as_str().unwrap_or_default());
         ch.emit("payment_intent.created", &pi).await?;
+        // A saved card charged without its customer, whose bank asks for 3-D Secure:
+        // the intent waits for the customer to authenticate (as localstripe answers it).
+        if card.as_ref().is_ok_and(|c| c.needs_authentication(true)) {
+            self.require_action(&mut ch, &mut pi, &pm).await?;
+            ch.commit(&pi, &self.wake).await?;
+            return parse(&pi);
+        }
         let declined = self.attempt(&mut ch, &mut pi, card, Some(&pm)).await?;
         match declined {
             Some(d) => {

@@ -97,7 +97,7 @@ impl Sandbox {
         crate::Provider::set_default_payment_method(self, &call, customer, pm).await
     }
 
-    async fn object(&self, app: &str, oid: &str) -> Result<Value> {
+    pub(super) async fn object(&self, app: &str, oid: &str) -> Result<Value> {
         let raw = store::get(self.db.reader(), app, oid)
             .await?
             .ok_or_else(|| super::no_such("object", oid))?;

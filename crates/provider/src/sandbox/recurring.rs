@@ -61,9 +61,23 @@ impl Plan {
     }
 }
 
+/// How an invoice is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Charging {
+    /// The customer is there (a checkout's first invoice): no challenge is asked for.
+    OnSession,
+    /// Without the customer (renewals, subscriptions started by the API): a card whose
+    /// bank asks for 3-D Secure off-session waits for them.
+    OffSession,
+    /// Declined whatever the card (the renewal helper's `succeed: false`).
+    Declined,
+}
+
 impl Sandbox {
     /// Charges one invoice of a subscription with its card (or declines it, when
-    /// `force_decline`); writes the invoice and sends its events. True if paid.
+    /// `Charging::Declined`); writes the invoice and sends its events. True if paid. A
+    /// card whose bank asks for 3-D Secure when charged without the customer leaves the
+    /// invoice open and its intent waiting for them (`invoice.payment_action_required`).
     async fn invoice(
         &self,
         ch: &mut Change,
@@ -71,8 +85,10 @@ impl Sandbox {
         plan: &Plan,
         reason: &str,
         period: (i64, i64),
-        force_decline: bool,
+        charging: Charging,
     ) -> Result<bool> {
+        let force_decline = charging == Charging::Declined;
+        let off_session = charging == Charging::OffSession;
         let customer = sub["customer"].as_str().map(str::to_owned);
         let pm_id = sub[PRIVATE]["payment_method"]
             .as_str()
@@ -104,8 +120,18 @@ impl Sandbox {
                 message: "The customer has no payment method to charge.",
             }),
         };
-        let declined = self.attempt(ch, &mut pi, card, pm.as_ref()).await?;
-        let paid = declined.is_none();
+        let action = match (&card, &pm) {
+            (Ok(c), Some(pm)) if c.needs_authentication(off_session) => {
+                self.require_action(ch, &mut pi, pm).await?;
+                true
+            }
+            _ => false,
+        };
+        let paid = !action
+            && self
+                .attempt(ch, &mut pi, card, pm.as_ref())
+                .await?
+                .is_none();
         let invoice = shape(
             "invoice",
             json!({
@@ -135,6 +161,8 @@ impl Sandbox {
         if paid {
             ch.emit("invoice.paid", &invoice).await?;
             ch.emit("invoice.payment_succeeded", &invoice).await?;
+        } else if action {
+            ch.emit("invoice.payment_action_required", &invoice).await?;
         } else {
             ch.emit("invoice.payment_failed", &invoice).await?;
         }
@@ -149,6 +177,7 @@ impl Sandbox {
         plan: &Plan,
         payment_method: &str,
         metadata: &Value,
+        charging: Charging,
     ) -> Result<Value> {
         let start = now();
         let end = start + plan.period_secs();
@@ -183,7 +212,14 @@ impl Sandbox {
         ch.save("subscription", &sub).await?;
         ch.emit("customer.subscription.created", &sub).await?;
         let paid = self
-            .invoice(ch, &sub, plan, "subscription_create", (start, end), false)
+            .invoice(
+                ch,
+                &sub,
+                plan,
+                "subscription_create",
+                (start, end),
+                charging,
+            )
             .await?;
         if paid {
             sub["status"] = json!("active");
@@ -236,6 +272,8 @@ impl Sandbox {
                 &plan,
                 pm["id"].as_str().unwrap_or_default(),
                 &metadata,
+                // On Stripe's page the customer is there to authenticate.
+                Charging::OnSession,
             )
             .await?;
         cs["customer"] = json!(customer);
@@ -280,7 +318,14 @@ impl Sandbox {
             quantity: s.quantity,
         };
         let sub = self
-            .start_subscription(&mut ch, &s.customer, &plan, &pm, &json!(s.metadata))
+            .start_subscription(
+                &mut ch,
+                &s.customer,
+                &plan,
+                &pm,
+                &json!(s.metadata),
+                Charging::OffSession,
+            )
             .await?;
         ch.commit(&sub, &self.wake).await?;
         parse(&sub)
@@ -365,7 +410,11 @@ impl Sandbox {
                 &plan,
                 "subscription_cycle",
                 (start, end),
-                !succeed,
+                if succeed {
+                    Charging::OffSession
+                } else {
+                    Charging::Declined
+                },
             )
             .await?;
         sub["status"] = json!(if paid { "active" } else { "past_due" });

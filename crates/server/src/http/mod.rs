@@ -3,6 +3,7 @@
 
 mod apps;
 mod auth;
+mod authenticate_page;
 mod callbacks;
 mod checkout_page;
 mod config;
@@ -260,6 +261,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(docs::routes(doc))
         .merge(checkout_page::pages())
+        .merge(authenticate_page::pages())
         .merge(portal_page::pages())
         .merge(web::routes())
         .fallback(route_not_found)

@@ -84,6 +84,7 @@ pub struct Empty {}
 pub struct PaymentQuery {
     pub order: Option<String>,
     pub customer: Option<String>,
+    /// A payment status (`requires_action`: waiting for its customer to authenticate).
     pub status: Option<String>,
     pub limit: Option<i64>,
     pub starting_after: Option<String>,
@@ -176,7 +177,10 @@ fn with_secret(state: &AppState, p: &payments::PaymentRow) -> PaymentView {
 }
 
 /// Take a payment (server key). A declined card answers 402 with its decline code,
-/// and the payment is recorded as `failed`.
+/// and the payment is recorded as `failed`. A saved card whose bank wants the customer
+/// to authenticate the charge (3-D Secure) answers 201 with the payment
+/// `requires_action` and `next_action.url`, the page where the customer does it; the
+/// app gets `payment.requires_action` too.
 #[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = CreatePayment,
     security(("bearer" = [])),
     responses((status = 201, body = PaymentView), (status = 402, body = ErrorBody), (status = "4XX", body = ErrorBody)))]

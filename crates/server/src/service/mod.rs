@@ -2,6 +2,7 @@
 //! state it needs and returns domain rows or an `ApiError`.
 
 pub mod apps;
+pub mod authentication;
 pub mod callback_target;
 pub mod callbacks;
 pub mod catalog;

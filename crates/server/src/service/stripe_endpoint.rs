@@ -398,7 +398,11 @@ pub async fn refresh_all(state: &AppState) -> Result<usize, ApiError> {
             Some(MANUAL) => false,
             // Configured by hand before paybridge made endpoints: theirs stays theirs.
             None => !stripe_endpoints::has_signing_secret(&state.db, &app).await?,
-            Some(MANAGED) => url.as_deref() != Some(url_now(&app).as_str()),
+            // Pointed elsewhere, or made by a paybridge that read fewer event types.
+            Some(MANAGED) => {
+                url.as_deref() != Some(url_now(&app).as_str())
+                    || !sends_what_we_read(state, &app).await?
+            }
             Some(UNREACHABLE_URL) => unreachable_reason(&state.settings.public_url).is_none(),
             // A refusal or an outage may have passed; a missing permission needs the owner.
             Some(FAILED) => true,
@@ -410,6 +414,16 @@ pub async fn refresh_all(state: &AppState) -> Result<usize, ApiError> {
         }
     }
     Ok(changed)
+}
+
+/// Whether the endpoint we made sends every event type paybridge reads now.
+async fn sends_what_we_read(state: &AppState, app: &str) -> Result<bool, ApiError> {
+    let have: Vec<String> = stripe_endpoints::get(&state.db, app)
+        .await?
+        .and_then(|r| r.enabled_events)
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
+    Ok(HANDLED.iter().all(|t| have.iter().any(|h| h == t)))
 }
 
 #[cfg(test)]

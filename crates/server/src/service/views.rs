@@ -24,6 +24,19 @@ pub struct ProviderIds {
     pub charge: Option<String>,
 }
 
+/// What the customer must do before a payment can go on.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
+pub struct NextActionView {
+    /// Always `authenticate`: the bank asks the customer to authenticate the charge
+    /// (3-D Secure).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// paybridge's page where the customer authenticates: send them there (a link in
+    /// an email, or `payments.authenticate` in the SDK). It carries a token that opens
+    /// only this payment's page; it is not a client secret.
+    pub url: String,
+}
+
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct FailureView {
     pub code: Option<String>,
@@ -39,8 +52,9 @@ pub struct PaymentView {
     pub object: String,
     pub order: String,
     pub customer: Option<String>,
-    /// `initiated`, `pending`, `processing`, `requires_capture`, `succeeded`,
-    /// `partially_refunded`, `refunded`, `failed`, `canceled`, `expired` or `disputed`.
+    /// `initiated`, `pending`, `requires_action`, `processing`, `requires_capture`,
+    /// `succeeded`, `partially_refunded`, `refunded`, `failed`, `canceled`, `expired` or
+    /// `disputed`.
     pub status: String,
     pub amount: i64,
     pub currency: String,
@@ -56,6 +70,9 @@ pub struct PaymentView {
     pub provider: ProviderIds,
     /// The hosted page that takes the payment (`checkout` and `payment_link`).
     pub payment_url: Option<String>,
+    /// While the payment is `requires_action`: where the customer authenticates it.
+    #[serde(default)]
+    pub next_action: Option<NextActionView>,
     /// For a custom card form (`payment_intent`): hand it to the browser only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
@@ -110,6 +127,10 @@ impl PaymentView {
                 charge: p.provider_charge.clone(),
             },
             payment_url: p.payment_url.clone(),
+            next_action: super::authentication::url(p).map(|url| NextActionView {
+                kind: "authenticate".into(),
+                url,
+            }),
             client_secret: None,
             payment_method: p.payment_method_id.clone(),
             card: p.card_last4.as_ref().map(|last4| PaymentCardView {

@@ -3,8 +3,8 @@
 import { sentence, raw, session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, customerLabel, orderLabel, cached, forget, cardLabel, dateRange, createdRange } from "/admin/ui.js";
 
 const PAGE = 50;
-const STATUSES = ["", "pending", "processing", "requires_capture", "succeeded", "partially_refunded", "refunded", "failed", "canceled", "expired", "disputed"];
-const STATUS_NAMES = { "": "any status", pending: "open / pending", requires_capture: "uncaptured", partially_refunded: "partially refunded" };
+const STATUSES = ["", "pending", "requires_action", "processing", "requires_capture", "succeeded", "partially_refunded", "refunded", "failed", "canceled", "expired", "disputed"];
+const STATUS_NAMES = { "": "any status", pending: "open / pending", requires_action: "awaiting authentication", requires_capture: "uncaptured", partially_refunded: "partially refunded" };
 const SYMBOLS = { $: "usd", "€": "eur", "£": "gbp", "¥": "jpy" };
 
 /** The shop's currencies: its products' (the most used first), then any it took money in

@@ -59,9 +59,46 @@ export async function settings() {
   return [
     el("h1", {}, "Payment configuration"),
     el("section", { class: "card", id: "config-status" }, el("p", {}, "Provider: ", el("strong", {}, cfg.provider || "none"), " ", el("span", { class: `status ${cfg.configured ? "configured" : "unconfigured"}` }, cfg.configured ? "configured" : "not configured"), " · ", cfg.environment)),
+    cfg.provider === "stripe" ? ourEndpoint(cfg) : null,
     el("section", { class: "card" }, form),
     endpoints,
   ];
+}
+
+const SETUP_WORDS = {
+  managed: "made by paybridge, which holds its signing secret",
+  manual: "set up by hand: paybridge uses the signing secret you gave it",
+  unreachable_url: "none: Stripe cannot reach this server",
+  permission_denied: "none: the secret key may not manage webhook endpoints",
+  failed: "none: making it failed",
+};
+
+/** The Stripe webhook endpoint paybridge made (issue 17): its status and API version. */
+function ourEndpoint(cfg) {
+  const w = cfg.webhook_endpoint;
+  const delivery = cfg.event_delivery === "polling" ? "by polling Stripe's event list (no webhooks reach this server)" : "by webhooks, with polling as a backstop";
+  const rows = [el("p", {}, "Events arrive ", el("strong", { id: "event-delivery" }, delivery), ".")];
+  if (!w) {
+    rows.push(el("p", { class: "muted", id: "endpoint-setup" }, "No endpoint yet: save the secret key and paybridge makes one."));
+  } else {
+    rows.push(el("p", {}, "Endpoint: ", el("span", { id: "endpoint-setup", "data-setup": w.setup }, SETUP_WORDS[w.setup] || w.setup)));
+    if (w.id) {
+      rows.push(
+        el(
+          "dl",
+          { class: "facts" },
+          el("dt", {}, "Id"), el("dd", {}, el("code", { id: "endpoint-id" }, w.id)),
+          el("dt", {}, "URL"), el("dd", {}, el("code", { id: "endpoint-url" }, w.url || "")),
+          el("dt", {}, "Status"), el("dd", { id: "endpoint-status" }, status(w.status || "unknown")),
+          el("dt", {}, "API version"), el("dd", {}, el("code", { id: "endpoint-api-version" }, w.api_version || "")),
+          el("dt", {}, "Events"), el("dd", { id: "endpoint-events" }, `${(w.enabled_events || []).length} types`),
+          el("dt", {}, "Updated"), el("dd", {}, when(w.updated)),
+        ),
+      );
+    }
+    if (w.message) rows.push(el("p", { class: "muted", id: "endpoint-message" }, w.message));
+  }
+  return el("section", { class: "card", id: "stripe-endpoint" }, el("h2", {}, "Stripe webhook endpoint"), ...rows);
 }
 
 // ---------------------------------------------------------------- products
@@ -215,7 +252,7 @@ export async function keys() {
 
 // ---------------------------------------------------------------- callbacks
 
-const EVENT_TYPES = ["order.paid", "order.partially_refunded", "order.refunded", "payment.pending", "payment.processing", "payment.requires_capture", "payment.succeeded", "payment.failed", "payment.canceled", "payment.expired", "payment.disputed", "payment.partially_refunded", "payment.refunded", "refund.pending", "refund.succeeded", "refund.failed", "checkout.completed", "checkout.expired", "subscription.created", "subscription.updated", "subscription.canceled", "subscription.payment_succeeded", "subscription.payment_failed", "callback_endpoint.disabled"];
+const EVENT_TYPES = ["order.paid", "order.partially_refunded", "order.refunded", "payment.pending", "payment.requires_action", "payment.processing", "payment.requires_capture", "payment.succeeded", "payment.failed", "payment.canceled", "payment.expired", "payment.disputed", "payment.partially_refunded", "payment.refunded", "refund.pending", "refund.succeeded", "refund.failed", "checkout.completed", "checkout.expired", "subscription.created", "subscription.updated", "subscription.canceled", "subscription.payment_succeeded", "subscription.payment_failed", "callback_endpoint.disabled"];
 
 export async function callbacks() {
   const pb = session.pb;

@@ -49,7 +49,7 @@ export const time = (ms) => new Date(ms).toLocaleTimeString("en-US", { hour: "2-
 export function statusLabel(s, method) {
   const hosted = method === "checkout" || method === "payment_link";
   if (hosted && (s === "pending" || s === "initiated")) return "open";
-  return { requires_capture: "uncaptured", partially_refunded: "partially refunded", initiated: "pending" }[s] || s;
+  return { requires_action: "authenticating", requires_capture: "uncaptured", partially_refunded: "partially refunded", initiated: "pending" }[s] || s;
 }
 
 export const status = (s, method) => {
@@ -146,7 +146,7 @@ export function sentence(e, p = {}) {
   const [kind, what] = e.type.split(".");
   if (kind === "refund") return `Refund of ${m(o.amount)} ${what}`;
   if (kind === "payment") {
-    const words = { pending: "is waiting for the customer", processing: "is processing", requires_capture: "is authorised, waiting for capture", succeeded: "succeeded", failed: "failed", canceled: "was canceled", expired: "expired (checkout abandoned)", disputed: "was disputed", partially_refunded: "was partly refunded", refunded: "was refunded in full" };
+    const words = { pending: "is waiting for the customer", requires_action: "needs the customer to authenticate it (3-D Secure)", processing: "is processing", requires_capture: "is authorised, waiting for capture", succeeded: "succeeded", failed: "failed", canceled: "was canceled", expired: "expired (checkout abandoned)", disputed: "was disputed", partially_refunded: "was partly refunded", refunded: "was refunded in full" };
     return `Payment of ${m(o.amount)} ${words[what] || what}${what === "failed" && o.failure ? `: ${o.failure.message || o.failure.code}` : ""}`;
   }
   if (kind === "order") return `Order ${({ paid: "paid", partially_refunded: "partly refunded", refunded: "refunded" })[what] || what}`;

@@ -73,8 +73,24 @@ export interface TransactionDetails {
     provider: string;
     paymentIntent: string | null;
     charge: string | null;
+    /** While `status` is `requires_action`: where the customer authenticates it. */
+    nextAction: NextAction | null;
   } | null;
   subscription: string | null;
+}
+
+/** What the customer must do before a payment can go on (3-D Secure). */
+export interface NextAction {
+  type: "authenticate";
+  /** paybridge's page where the customer authenticates the payment. */
+  url: string;
+}
+
+/** A payment awaiting its customer's authentication, from `payments.nextAction`. */
+export interface PendingAction {
+  payment: string;
+  type: "authenticate";
+  url: string;
 }
 
 export interface CheckoutParams {
@@ -146,6 +162,19 @@ export interface Client {
     get(id: string, clientSecret?: string): Promise<any>;
     /** Calls `callback` with each of the order's events; returns a function that stops. */
     watch(id: string, callback: (event: PayBridgeEvent) => void, options?: WatchOptions): () => void;
+  };
+  payments: {
+    /**
+     * The payment of an order (or the payment given) whose status is `requires_action`,
+     * with the page where its customer authenticates it; `null` when none is.
+     */
+    nextAction(orderOrPayment: { object?: string; status?: string; next_action?: NextAction | null; payments?: any[] }): PendingAction | null;
+    /**
+     * Opens that page in a popup (call it from a click), or in this window with
+     * `redirect: true`; takes an order, a payment or the URL itself. The outcome comes
+     * as the order's events. Returns the window, or `null` when nothing needs it.
+     */
+    authenticate(target: string | { object?: string; next_action?: NextAction | null; payments?: any[] }, options?: { redirect?: boolean; popup?: Window }): Window | null;
   };
   request<T = any>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
 }

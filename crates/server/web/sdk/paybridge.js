@@ -192,6 +192,7 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
         provider: payment.provider_name,
         paymentIntent: payment.provider.payment_intent,
         charge: payment.provider.charge,
+        nextAction: payment.next_action || null,
       },
       subscription: o.subscription || null,
     };
@@ -204,7 +205,9 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
    * `checkout_canceled` (the customer cancelled, or `signal` aborted: the checkout was
    * ended on the server) or `checkout_expired` once the server says the checkout
    * expired. A declined card does not settle it: the customer retries on the hosted
-   * page, and `onEvent` sees each `payment.failed`. The popup is another site's page
+   * page, and `onEvent` sees each `payment.failed` (and `payment.requires_action`, whose
+   * payment carries `next_action.url`, when a bank asks the customer to authenticate a
+   * charge made without them; see `payments.authenticate`). The popup is another site's page
    * (as Stripe Checkout is), so nothing here depends on reaching into it. To check out
    * as an existing customer (or save their card) with a publishable key, pass
    * `customer_session_secret`, the short-lived secret your server minted with
@@ -294,6 +297,38 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
     });
   }
 
+  /**
+   * The payment of an order (or a payment itself) that waits for its customer to
+   * authenticate it (3-D Secure: status `requires_action`), with the page where they
+   * do it; `null` when none does.
+   */
+  function nextAction(orderOrPayment) {
+    const o = orderOrPayment || {};
+    const payments = o.object === "payment" ? [o] : o.payments || [];
+    const p = payments.find((x) => x.status === "requires_action" && x.next_action && x.next_action.url);
+    return p ? { payment: p.id, type: p.next_action.type, url: p.next_action.url } : null;
+  }
+
+  /**
+   * Opens the page where the customer authenticates a payment (3-D Secure), in a popup
+   * (call it from a click) or, with `{ redirect: true }`, in this window. Takes an
+   * order or a payment as the API shows it, or the `next_action.url` itself. The
+   * outcome comes as the order's events (`payment.succeeded`, `payment.failed`), as
+   * for any payment. Returns the window, or `null` when nothing needs authenticating.
+   */
+  function authenticate(target, { redirect = false, popup } = {}) {
+    const url = typeof target === "string" ? target : (nextAction(target) || {}).url;
+    if (!url) return null;
+    if (redirect) {
+      window.location.assign(url);
+      return window;
+    }
+    const win = popup || window.open(url, `paybridge-authenticate-${Date.now().toString(36)}`, "popup,width=480,height=760");
+    if (!win) throw new PayBridgeError({ type: "invalid_request_error", code: "popup_blocked", message: "the authentication window was blocked; call authenticate() from a click" });
+    if (popup) win.location.href = url;
+    return win;
+  }
+
   return {
     configuration: {
       /** Sets the provider and its keys (admin key); resolves to `{ webhookCallbackUrl }`. */
@@ -328,6 +363,10 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
     orders: {
       get: order,
       watch,
+    },
+    payments: {
+      nextAction,
+      authenticate,
     },
     /** The raw API, for everything else: `pb.request("GET", "/v1/payments")`. */
     request,

@@ -83,8 +83,10 @@ pub async fn apply_subscription(
 
 /// Records an invoice of a subscription. The first invoice of a subscription started
 /// by a checkout is that checkout's order; every other invoice makes an order of its
-/// own, with one payment: succeeded when the invoice is paid, failed when it is not.
-/// An invoice is recorded once, whichever of its events arrive and how often.
+/// own, with one payment: succeeded when the invoice is paid, failed when it is not,
+/// `requires_action` while its payment awaits the customer's authentication (3-D
+/// Secure: `invoice.payment_action_required`). An invoice is recorded once, whichever
+/// of its events arrive and how often; its later events move that payment forward.
 pub(super) async fn apply_invoice(
     uow: &mut UnitOfWork,
     conn: &mut Conn,
@@ -107,36 +109,52 @@ pub(super) async fn apply_invoice(
             "no subscription of this app matches the invoice yet".into(),
         ));
     };
-    let kind = if inv.paid {
-        "subscription.payment_succeeded"
+    // The subscription's own event, when the invoice is paid or failed (an invoice
+    // awaiting authentication is told by its payment's `payment.requires_action`).
+    let kind = match (inv.paid, inv.action_required) {
+        (true, _) => Some("subscription.payment_succeeded"),
+        (false, false) => Some("subscription.payment_failed"),
+        (false, true) => None,
+    };
+    let fact = if inv.paid {
+        PaymentFact::Succeeded {
+            amount_captured: inv.amount,
+        }
+    } else if inv.action_required {
+        PaymentFact::RequiresAction
     } else {
-        "subscription.payment_failed"
+        PaymentFact::Failed(Failure {
+            at: inv.at,
+            code: Some("invoice_payment_failed".into()),
+            decline_code: None,
+            message: Some("The subscription's renewal payment failed.".into()),
+        })
     };
     if let Some(order) = orders::by_invoice(conn, app, &inv.provider_invoice).await? {
-        // Seen before. A failed invoice paid later settles its payment now.
-        if inv.paid {
-            if let Some(p) = payments::of_order(&mut *conn, app, &order.id)
-                .await?
-                .into_iter()
-                .find(|p| p.method == "subscription")
-            {
-                if p.lifecycle != "succeeded" {
-                    let id = p.id.clone();
-                    let fact = PaymentFact::Succeeded {
-                        amount_captured: inv.amount,
-                    };
-                    let state = super::state_of(&p);
-                    if let Err(a) = paybridge_core::invariants::check_payment_fact(
-                        &super::books(&p, &state),
-                        Some((inv.amount, inv.currency.as_str())),
-                        &fact,
-                    ) {
-                        let ev = super::anomaly_event(&p, &a, "webhook", &format!("{fact:?}"));
-                        uow.events.push(ev);
-                        return Ok(Outcome::Rejected(a.to_string()));
-                    }
-                    uow.add_payment(p);
-                    uow.apply_facts(&id, &[fact]);
+        // Seen before: a failed or unauthenticated invoice paid later settles its
+        // payment now; one awaiting authentication fails when authentication does.
+        if let Some(p) = payments::of_order(&mut *conn, app, &order.id)
+            .await?
+            .into_iter()
+            .find(|p| p.method == "subscription")
+        {
+            if p.lifecycle != "succeeded" {
+                let id = p.id.clone();
+                let state = super::state_of(&p);
+                if let Err(a) = paybridge_core::invariants::check_payment_fact(
+                    &super::books(&p, &state),
+                    Some((inv.amount, inv.currency.as_str())),
+                    &fact,
+                ) {
+                    let ev = super::anomaly_event(&p, &a, "webhook", &format!("{fact:?}"));
+                    uow.events.push(ev);
+                    return Ok(Outcome::Rejected(a.to_string()));
+                }
+                let before = p.status.clone();
+                uow.add_payment(p);
+                uow.apply_facts(&id, &[fact]);
+                let moved = uow.payment(&id).is_some_and(|p| p.status != before);
+                if let (Some(kind), true) = (kind, moved) {
                     uow.events.push(event_row(
                         app,
                         kind,
@@ -157,17 +175,19 @@ pub(super) async fn apply_invoice(
             let c = checkouts::get(&mut *conn, app, checkout).await?;
             orders::set_invoice(conn, app, &c.order_id, &inv.provider_invoice, Some(&sub.id))
                 .await?;
-            uow.events.push(event_row(
-                app,
-                kind,
-                &sub.id,
-                (
-                    Some(&c.order_id),
-                    Some(&c.payment_id),
-                    sub.customer_id.as_deref(),
-                ),
-                &SubscriptionView::of(&sub),
-            ));
+            if let Some(kind) = kind {
+                uow.events.push(event_row(
+                    app,
+                    kind,
+                    &sub.id,
+                    (
+                        Some(&c.order_id),
+                        Some(&c.payment_id),
+                        sub.customer_id.as_deref(),
+                    ),
+                    &SubscriptionView::of(&sub),
+                ));
+            }
             return Ok(Outcome::Processed(format!(
                 "invoice {} is the checkout's order {}",
                 inv.provider_invoice, c.order_id
@@ -180,26 +200,16 @@ pub(super) async fn apply_invoice(
     let (order, payment) = recurring_charge(conn, &sub, inv).await?;
     let pid = payment.id.clone();
     uow.add_payment(payment);
-    let fact = if inv.paid {
-        PaymentFact::Succeeded {
-            amount_captured: inv.amount,
-        }
-    } else {
-        PaymentFact::Failed(Failure {
-            at: inv.at,
-            code: Some("invoice_payment_failed".into()),
-            decline_code: None,
-            message: Some("The subscription's renewal payment failed.".into()),
-        })
-    };
     uow.apply_facts(&pid, &[fact]);
-    uow.events.push(event_row(
-        app,
-        kind,
-        &sub.id,
-        (Some(&order.id), Some(&pid), sub.customer_id.as_deref()),
-        &SubscriptionView::of(&sub),
-    ));
+    if let Some(kind) = kind {
+        uow.events.push(event_row(
+            app,
+            kind,
+            &sub.id,
+            (Some(&order.id), Some(&pid), sub.customer_id.as_deref()),
+            &SubscriptionView::of(&sub),
+        ));
+    }
     Ok(Outcome::Processed(format!(
         "invoice {} is order {}",
         inv.provider_invoice, order.id

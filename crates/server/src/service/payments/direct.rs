@@ -17,7 +17,9 @@ use crate::service::provider::{bind, provider_error};
 use crate::state::AppState;
 
 /// Creates a payment intent (for a custom card form) or charges a saved card
-/// off-session. A declined card is a 402; the payment is recorded as failed.
+/// off-session. A declined card is a 402; the payment is recorded as failed. A charge
+/// the bank wants authenticated (3-D Secure) answers the payment as `requires_action`,
+/// with the link of the page where the customer does it.
 pub async fn start_intent(
     state: &AppState,
     app: &str,
@@ -106,7 +108,14 @@ pub async fn start_intent(
                 ..
             } = &e
             {
-                record_intent(state, app, &p.id, pi, false).await?;
+                let recorded = record_intent(state, app, &p.id, pi, false).await?;
+                // Stripe refuses an off-session charge the bank wants authenticated
+                // (`authentication_required`); the customer can still authenticate
+                // it on our page, so it is not a failure: the payment answers
+                // `requires_action` with the page's link.
+                if recorded.lifecycle == "requires_action" {
+                    return Ok(recorded);
+                }
             }
             record_failure(state, &p, &e).await?;
             let mut err = provider_error(e);
@@ -176,7 +185,7 @@ pub async fn cancel(state: &AppState, app: &str, id: &str) -> ApiResult<PaymentR
         .or_404("payment")?;
     match p.lifecycle.as_str() {
         "canceled" => return Ok(p),
-        "initiated" | "pending" | "failed" | "requires_capture" => {}
+        "initiated" | "pending" | "requires_action" | "failed" | "requires_capture" => {}
         _ => {
             return Err(ApiError::conflict(
                 "payment_not_cancelable",
