@@ -87,6 +87,7 @@ impl Role {
                 CallbacksRead,
                 ProviderEventsRead,
                 SandboxWrite,
+                SandboxSimulate,
             ],
             Role::Server => &[
                 ConfigRead,
@@ -108,6 +109,7 @@ impl Role {
                 ConnectRead,
                 EventsRead,
                 SandboxWrite,
+                SandboxSimulate,
             ],
             Role::Publishable => &[ConfigStatus, ProductsRead, CheckoutWrite, SandboxWrite],
         }
@@ -146,7 +148,11 @@ pub enum Permission {
     CallbacksWrite,
     CallbacksRead,
     ProviderEventsRead,
+    /// What the sandbox's paying page does: complete, expire or confirm a payment.
     SandboxWrite,
+    /// What only the provider or the app's own backend would cause on a sandbox app: a
+    /// subscription's renewal, a dispute. Not for the publishable key.
+    SandboxSimulate,
 }
 
 const PERMISSION_NAMES: &[(Permission, &str)] = &[
@@ -177,6 +183,7 @@ const PERMISSION_NAMES: &[(Permission, &str)] = &[
     (Permission::CallbacksRead, "callbacks:read"),
     (Permission::ProviderEventsRead, "provider_events:read"),
     (Permission::SandboxWrite, "sandbox:write"),
+    (Permission::SandboxSimulate, "sandbox:simulate"),
 ];
 
 impl Permission {

@@ -19,6 +19,7 @@ paybridge_testkit::on_both!(
     money_out_goes_with_the_refund_rule,
     one_apps_hanging_endpoints_do_not_delay_anothers_callbacks,
     a_live_apps_callbacks_reach_only_public_addresses,
+    the_browsers_key_cannot_dispute_or_renew_on_the_sandbox,
 );
 
 const OK_URLS: (&str, &str) = ("https://shop.example/ok", "https://shop.example/cart");
@@ -834,4 +835,29 @@ async fn a_live_apps_callbacks_reach_only_public_addresses(b: Backend) {
         receiver.received().await.is_empty(),
         "nothing reached this machine from the live app"
     );
+}
+
+/// A sandbox app's publishable key did what only the provider or the app's backend
+/// would: opened (and lost) a dispute on any payment, renewed any subscription. It may
+/// still do what the paying page does; renewals and disputes take a server key.
+async fn the_browsers_key_cannot_dispute_or_renew_on_the_sandbox(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = Server::start(&db).await;
+    let a = s.sandbox_app().await;
+    let p = crate::refunds::paid(&s, &a, 1500).await;
+    let pid = p["id"].as_str().unwrap();
+    let dispute = format!("/v1/sandbox/payments/{pid}/dispute");
+    let r = s.post(&dispute, &a.publishable, json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let renew = "/v1/sandbox/subscriptions/subscription_any/renew";
+    let r = s.post(renew, &a.publishable, json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let after = s.get(&format!("/v1/payments/{pid}"), &a.server).await;
+    assert_eq!(after.json["dispute"], p["dispute"], "nothing changed");
+    assert_eq!(after.json["status"], "succeeded");
+    // The app's backend still can.
+    let r = s.post(&dispute, &a.server, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }

@@ -1,4 +1,5 @@
-//! The sandbox's test helpers (`/v1/sandbox/…`, any key of a sandbox app); its hosted
+//! The sandbox's test helpers (`/v1/sandbox/…`: what the paying page does with any key
+//! of a sandbox app; renewals and disputes with a server or admin key); its hosted
 //! checkout page is `checkout_page`. Each produces the signed Stripe-shaped events a
 //! real account would, through the webhook endpoint.
 
@@ -76,7 +77,7 @@ async fn renew(
     Path(id): Path<String>,
     Body(body): Body<RenewInput>,
 ) -> ApiResult<axum::Json<ProviderState>> {
-    let app = sandbox_app(&state, &caller).await?;
+    let app = sandbox_app(&state, &caller, Permission::SandboxSimulate).await?;
     let s = paybridge_store::subscriptions::get(state.db.reader(), &app, &id)
         .await
         .or_404("subscription")?;
@@ -108,7 +109,7 @@ async fn dispute(
     Path(id): Path<String>,
     Body(body): Body<DisputeInput>,
 ) -> ApiResult<axum::Json<ProviderState>> {
-    let app = sandbox_app(&state, &caller).await?;
+    let app = sandbox_app(&state, &caller, Permission::SandboxSimulate).await?;
     let p = payments::get(state.db.reader(), &app, &id)
         .await
         .or_404("payment")?;
@@ -146,8 +147,8 @@ pub struct SandboxResult {
 }
 
 /// The caller's app, if its provider is the sandbox; any other app gets a 404.
-async fn sandbox_app(state: &AppState, caller: &Caller) -> ApiResult<String> {
-    let app = caller.app(Permission::SandboxWrite)?.to_string();
+async fn sandbox_app(state: &AppState, caller: &Caller, p: Permission) -> ApiResult<String> {
+    let app = caller.app(p)?.to_string();
     let cfg = config::get(&state.db, &app).await?;
     match cfg.and_then(|c| ProviderKind::parse(&c.provider)) {
         Some(ProviderKind::Sandbox) => Ok(app),
@@ -185,7 +186,7 @@ async fn complete(
     Path(id): Path<String>,
     Body(body): Body<CardInput>,
 ) -> ApiResult<axum::Json<SandboxResult>> {
-    let app = sandbox_app(&state, &caller).await?;
+    let app = sandbox_app(&state, &caller, Permission::SandboxWrite).await?;
     let (c, session) = session_of(&state, &app, &id).await?;
     let s = state
         .sandbox
@@ -206,7 +207,7 @@ async fn expire(
     Path(id): Path<String>,
     Body(_empty): Body<NoInput>,
 ) -> ApiResult<axum::Json<SandboxResult>> {
-    let app = sandbox_app(&state, &caller).await?;
+    let app = sandbox_app(&state, &caller, Permission::SandboxWrite).await?;
     let (c, session) = session_of(&state, &app, &id).await?;
     let s = state
         .sandbox
@@ -248,7 +249,7 @@ async fn confirm(
     Path(id): Path<String>,
     Body(body): Body<CardInput>,
 ) -> ApiResult<axum::Json<PaymentView>> {
-    let app = sandbox_app(&state, &caller).await?;
+    let app = sandbox_app(&state, &caller, Permission::SandboxWrite).await?;
     let p = payments::get(state.db.reader(), &app, &id)
         .await
         .or_404("payment")?;
