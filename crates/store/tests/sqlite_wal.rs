@@ -47,14 +47,16 @@ async fn the_wal_is_checkpointed_in_the_background_and_reused() {
     let (_t, db, size) = setup().await;
     write_mib(&db, 6).await;
     let first = size();
-    assert!(first >= 6 << 20, "the WAL holds the 6 MiB written: {first}");
+    // The writer's catch-up checkpoint may already have rewound the WAL once; the file
+    // keeps its largest size.
+    assert!(first >= 3 << 20, "the WAL holds what was written: {first}");
     // The writer does not checkpoint on its own (wal_autocheckpoint=0); the background
     // one does within half a second, after which the next writes start the WAL over.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     write_mib(&db, 6).await;
     let second = size();
     assert!(
-        second < first + (3 << 20),
+        second < (6 << 20) + (3 << 20),
         "after a checkpoint the WAL is reused, not grown: {first} then {second} bytes"
     );
     db.close().await;
