@@ -40,7 +40,7 @@ pub struct Db {
     pub backend: Backend,
 }
 
-static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ impl Db {
                 let read = sqlite_pool(opts.max_connections.clamp(1, 8), &opts)
                     .connect_with(connect)
                     .await?;
-                tokio::spawn(checkpoint_in_background(read.clone()));
+                tokio::spawn(checkpoint_in_background(read.clone(), write.clone()));
                 Ok(Db {
                     write,
                     read,
@@ -219,24 +219,38 @@ fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
         })
 }
 
-/// Copies the WAL back into the database file every half second, from a reader
-/// connection. SQLite would otherwise checkpoint inside the commit that crosses 1,000
-/// pages, on the one writer, fsync included: about 5 % of the writer's time under
-/// webhook load and the worst of its latency (see BENCHMARKS.md). `PASSIVE` never
-/// waits for, nor blocks, the writer or the readers. Stops when the pool closes.
-async fn checkpoint_in_background(read: AnyPool) {
+/// Copies the WAL back into the database file every half second, and lets the writer
+/// start the WAL over. SQLite would otherwise checkpoint inside the commit that crosses
+/// 1,000 pages, on the one writer, fsync included: about 5 % of the writer's time under
+/// webhook load and the worst of its latency (see BENCHMARKS.md).
+///
+/// Two steps, each `PASSIVE` (never waits for, nor blocks, anyone):
+/// 1. A reader connection copies what the WAL holds, beside the writer: the bulk of it.
+/// 2. The writer connection itself, between two transactions, copies the few frames
+///    committed meanwhile. Only then is the whole WAL in the database file while no
+///    one writes, which is the one moment SQLite can start the WAL over (the next write
+///    transaction rewinds it). Without step 2, under steady load the writer always had
+///    frames past the reader's checkpoint, so the WAL was never rewound: it grew to
+///    tens of MiB, and every commit wrote to new file blocks that the filesystem first
+///    allocated and zeroed (`ext4_da_write_begin`, `zero_user_segments`: about a tenth
+///    of the server's CPU under webhook load, BENCHMARKS.md).
+///
+/// Stops when the pools close.
+async fn checkpoint_in_background(read: AnyPool, write: AnyPool) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if read.is_closed() {
+        if read.is_closed() || write.is_closed() {
             return;
         }
-        if let Err(e) = read.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-            if read.is_closed() {
-                return;
+        for pool in [&read, &write] {
+            if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::debug!(error = %e, "WAL checkpoint failed; trying again shortly");
             }
-            tracing::debug!(error = %e, "WAL checkpoint failed; trying again shortly");
         }
     }
 }

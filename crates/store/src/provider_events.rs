@@ -202,29 +202,12 @@ pub async fn list(
     limit: i64,
     starting_after: Option<&str>,
 ) -> Result<(Vec<ProviderEventRow>, bool)> {
-    let mut sql = format!("SELECT {COLUMNS} FROM provider_events WHERE app_id = $1");
-    let mut n = 1;
-    if kind.is_some() {
-        n += 1;
-        sql.push_str(&format!(" AND type = ${n}"));
-    }
-    if !objects.is_empty() {
-        sql.push_str(&format!(
-            " AND object_id IN ({})",
-            crate::page::placeholders(n + 1, objects.len())
-        ));
-        n += objects.len();
-    }
-    if starting_after.is_some() {
-        n += 1;
-        sql.push_str(&format!(
-            " AND (first_received, id) < (SELECT first_received, id FROM provider_events WHERE app_id = $1 AND id = ${n})"
-        ));
-    }
-    sql.push_str(&format!(
-        " ORDER BY first_received DESC, id DESC LIMIT {}",
-        limit + 1
-    ));
+    let sql = list_sql(
+        kind.is_some(),
+        objects.len(),
+        starting_after.is_some(),
+        limit,
+    );
     let mut q = sqlx::query_as::<_, ProviderEventRow>(&sql).bind(app);
     if let Some(k) = kind {
         q = q.bind(k);
@@ -239,6 +222,46 @@ pub async fn list(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     Ok((rows, more))
+}
+
+/// The listing's statement: `$1` the app, then the type, the objects and the cursor
+/// as far as they are given.
+///
+/// With objects (the timeline), the app is compared as `app_id || ''`: that keeps the
+/// filter but hides it from SQLite's planner, which would otherwise read the app's
+/// every event through the primary key (its prefix `app_id` looks as selective to it
+/// as the object index, which is keyed by object id alone since migration 0019) instead
+/// of the few events of these objects. PostgreSQL plans by its statistics either way.
+fn list_sql(kind: bool, objects: usize, cursor: bool, limit: i64) -> String {
+    let app = if objects > 0 {
+        "app_id || ''"
+    } else {
+        "app_id"
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM provider_events WHERE {app} = $1");
+    let mut n = 1;
+    if kind {
+        n += 1;
+        sql.push_str(&format!(" AND type = ${n}"));
+    }
+    if objects > 0 {
+        sql.push_str(&format!(
+            " AND object_id IN ({})",
+            crate::page::placeholders(n + 1, objects)
+        ));
+        n += objects;
+    }
+    if cursor {
+        n += 1;
+        sql.push_str(&format!(
+            " AND (first_received, id) < (SELECT first_received, id FROM provider_events WHERE app_id = $1 AND id = ${n})"
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY first_received DESC, id DESC LIMIT {}",
+        limit + 1
+    ));
+    sql
 }
 
 /// Events of any app still waiting to be applied (their object was unknown, or
@@ -282,4 +305,44 @@ pub async fn expire_pending(db: &Db, received_before: i64) -> Result<u64> {
     .execute(&db.write)
     .await?
     .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::list_sql;
+
+    /// The timeline's lookup uses the object index on SQLite (see `list_sql`).
+    #[tokio::test]
+    async fn the_listing_by_object_uses_the_object_index_on_sqlite() {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        super::super::db::MIGRATE_SQLITE
+            .run(&mut conn)
+            .await
+            .expect("migrate");
+        for (kind, objects, cursor) in [(false, 2, false), (true, 1, true), (false, 10, true)] {
+            let sql = list_sql(kind, objects, cursor, 10);
+            let params = 1 + usize::from(kind) + objects + usize::from(cursor);
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut q = sqlx::query(&explain);
+            for _ in 0..params {
+                q = q.bind("x");
+            }
+            let rows = q.fetch_all(&mut conn).await.expect("plan");
+            let details: Vec<String> = rows
+                .iter()
+                .map(|r| sqlx::Row::get::<String, _>(r, 3))
+                .collect();
+            assert!(
+                details
+                    .first()
+                    .is_some_and(|d| d.contains("provider_events_object")),
+                "{sql}: {details:?}"
+            );
+        }
+    }
 }

@@ -266,37 +266,41 @@ pub const HANDLED: &[&str] = &[
 
 /// Reads an event. `None` for an event type paybridge does not act on (it is still
 /// stored and acknowledged), or an object that does not parse as its type says.
+///
+/// The object is read through a borrow of its JSON tree (`&Value` is a deserializer):
+/// the ingest path reads each event twice (to load its rows, then to apply it), and a
+/// copy of the tree each time allocated every key and string in it again.
 pub fn read(ev: &Event) -> Option<Reading> {
     let kind = ev.kind.as_str();
     if matches!(
         kind,
         "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated"
     ) {
-        let r: Refund = serde_json::from_value(ev.object.clone()).ok()?;
+        let r = Refund::deserialize(&ev.object).ok()?;
         return Some(read_refund(&r));
     }
     if let Some(rest) = kind.strip_prefix("charge.dispute.") {
-        let d: Dispute = serde_json::from_value(ev.object.clone()).ok()?;
+        let d = Dispute::deserialize(&ev.object).ok()?;
         return read_dispute(rest, &d);
     }
     if let Some(rest) = kind.strip_prefix("customer.subscription.") {
-        let sub: Subscription = serde_json::from_value(ev.object.clone()).ok()?;
+        let sub = Subscription::deserialize(&ev.object).ok()?;
         return read_subscription(rest, &sub, ev.created);
     }
     if let Some(rest) = kind.strip_prefix("invoice.") {
-        let inv: Invoice = serde_json::from_value(ev.object.clone()).ok()?;
+        let inv = Invoice::deserialize(&ev.object).ok()?;
         return read_invoice(rest, &inv, ev.created);
     }
     if let Some(rest) = kind.strip_prefix("checkout.session.") {
-        let s: CheckoutSession = serde_json::from_value(ev.object.clone()).ok()?;
+        let s = CheckoutSession::deserialize(&ev.object).ok()?;
         return read_checkout(rest, &s, ev.created);
     }
     if let Some(rest) = kind.strip_prefix("payment_intent.") {
-        let pi: PaymentIntent = serde_json::from_value(ev.object.clone()).ok()?;
+        let pi = PaymentIntent::deserialize(&ev.object).ok()?;
         return read_intent(rest, &pi, ev.created);
     }
     if let Some(rest) = kind.strip_prefix("charge.") {
-        let ch: Charge = serde_json::from_value(ev.object.clone()).ok()?;
+        let ch = Charge::deserialize(&ev.object).ok()?;
         return read_charge(rest, &ch, ev.created);
     }
     None
