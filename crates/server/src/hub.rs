@@ -77,8 +77,8 @@ pub async fn run(state: AppState, stop: CancellationToken) {
     let mut published = loop {
         match events::horizon(&state.db).await {
             Ok(h) => {
-                note(&mut pending, h);
-                if let Some(settled) = settle(&mut pending, h) {
+                note(&mut pending, &h);
+                if let Some(settled) = settle(&mut pending, &h) {
                     break settled;
                 }
             }
@@ -106,8 +106,8 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 continue;
             }
         };
-        note(&mut pending, h);
-        let Some(settled) = settle(&mut pending, h).filter(|s| *s > published) else {
+        note(&mut pending, &h);
+        let Some(settled) = settle(&mut pending, &h).filter(|s| *s > published) else {
             continue;
         };
         hub.deliveries.notify_one();
@@ -146,20 +146,23 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 }
 
 /// Keeps a horizon that goes further than the last one kept, to settle later.
-fn note(pending: &mut VecDeque<Horizon>, h: Horizon) {
+fn note(pending: &mut VecDeque<Horizon>, h: &Horizon) {
     if pending.back().is_none_or(|b| h.max_seq > b.max_seq) {
         if pending.len() == MAX_PENDING {
             pending.pop_front();
         }
-        pending.push_back(h);
+        pending.push_back(h.clone());
     }
 }
 
-/// The furthest kept horizon that has settled by `now`: every transaction id below its
-/// `xmax` has ended (`now.xmin >= xmax`; always so on SQLite, where both are 0).
-fn settle(pending: &mut VecDeque<Horizon>, now: Horizon) -> Option<i64> {
+/// The furthest kept horizon that has settled by `now`: none of the transactions
+/// running when it was read runs any more (always so on SQLite, where none are listed).
+fn settle(pending: &mut VecDeque<Horizon>, now: &Horizon) -> Option<i64> {
     let mut settled = None;
-    while let Some(h) = pending.front().filter(|h| now.xmin >= h.xmax) {
+    while let Some(h) = pending
+        .front()
+        .filter(|h| !h.running.iter().any(|x| now.running.contains(x)))
+    {
         settled = Some(h.max_seq);
         pending.pop_front();
     }
@@ -202,40 +205,42 @@ async fn listen(url: String, wake: Arc<Notify>, stop: CancellationToken) {
 mod tests {
     use super::*;
 
-    fn h(max_seq: i64, xmax: i64, xmin: i64) -> Horizon {
+    fn h(max_seq: i64, running: &[i64]) -> Horizon {
         Horizon {
             max_seq,
-            xmax,
-            xmin,
+            running: running.to_vec(),
         }
     }
 
     #[test]
-    fn a_horizon_settles_once_every_transaction_before_it_has_ended() {
+    fn a_horizon_settles_once_every_transaction_running_then_has_ended() {
         let mut p = VecDeque::new();
-        // Seen with transaction 100 still running, and 105 the next id to come.
-        note(&mut p, h(10, 105, 100));
-        assert_eq!(settle(&mut p, h(10, 105, 100)), None);
-        // Later: further rows, and 100 still running.
-        note(&mut p, h(14, 108, 100));
-        assert_eq!(settle(&mut p, h(14, 108, 100)), None);
-        // 100..104 ended: the first horizon settles, not the second.
-        note(&mut p, h(14, 110, 106));
-        assert_eq!(settle(&mut p, h(14, 110, 106)), Some(10));
-        // Everything before 108 ended.
-        assert_eq!(settle(&mut p, h(15, 112, 112)), Some(14));
+        // Seen with transactions 100 and 103 running.
+        let first = h(10, &[100, 103]);
+        note(&mut p, &first);
+        assert_eq!(settle(&mut p, &first), None);
+        // Later: further rows; 100 still runs, 107 started.
+        let second = h(14, &[100, 107]);
+        note(&mut p, &second);
+        assert_eq!(settle(&mut p, &second), None);
+        // 100 and 103 ended: the first horizon settles, not the second (107 runs).
+        let third = h(14, &[107, 110]);
+        note(&mut p, &third);
+        assert_eq!(settle(&mut p, &third), Some(10));
+        // 107 ended; 110 was not running when the second was read.
+        assert_eq!(settle(&mut p, &h(15, &[110, 112])), Some(14));
         assert!(p.is_empty());
     }
 
     #[test]
     fn on_sqlite_every_horizon_is_settled_at_once() {
         let mut p = VecDeque::new();
-        note(&mut p, h(7, 0, 0));
-        assert_eq!(settle(&mut p, h(7, 0, 0)), Some(7));
+        note(&mut p, &h(7, &[]));
+        assert_eq!(settle(&mut p, &h(7, &[])), Some(7));
         // Kept again, and settled again (the hub publishes only what goes further).
-        note(&mut p, h(7, 0, 0));
-        note(&mut p, h(7, 0, 0));
+        note(&mut p, &h(7, &[]));
+        note(&mut p, &h(7, &[]));
         assert_eq!(p.len(), 1);
-        assert_eq!(settle(&mut p, h(7, 0, 0)), Some(7));
+        assert_eq!(settle(&mut p, &h(7, &[])), Some(7));
     }
 }

@@ -79,39 +79,45 @@ async fn claim_xid_and_notify(conn: &mut Conn) -> Result<()> {
     Ok(())
 }
 
-/// How far the events table has settled, read in one snapshot.
+/// How far the events table goes, and which transactions could still add to it below.
 ///
 /// On PostgreSQL a `seq` is taken at insert and becomes visible at commit, so a smaller
 /// `seq` may appear after a larger one. Every transaction that appends events holds a
-/// transaction id before it takes a `seq` ([`append_many`]); so once every transaction
-/// id below `xmax` has ended (a later horizon's `xmin >= xmax`), every `seq` up to
-/// `max_seq` is committed or never will be. On SQLite transactions commit one after
-/// another in `seq` order, and `xmin == xmax == 0`: each horizon is settled at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// transaction id before it takes a `seq` ([`append_many`]). So the transactions that
+/// could still commit a `seq` up to `max_seq` are among those running in this database
+/// just after `max_seq` was read (`running`); once none of them runs any more, every
+/// `seq` up to `max_seq` is committed or never will be. Only this database's sessions
+/// count (`pg_stat_activity`, which shows the sessions of paybridge's own database
+/// role): another database's long transaction on the same server does not hold events
+/// back. On SQLite transactions commit one after another in `seq` order: `running` is
+/// empty and each horizon is settled at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Horizon {
     /// The highest `seq` visible.
     pub max_seq: i64,
-    /// The first transaction id not yet assigned (PostgreSQL), else 0.
-    pub xmax: i64,
-    /// The oldest transaction id still running (PostgreSQL), else 0.
-    pub xmin: i64,
+    /// Transaction ids running in this database just after (PostgreSQL).
+    pub running: Vec<i64>,
 }
 
 pub async fn horizon(db: &Db) -> Result<Horizon> {
-    let sql = match db.backend {
+    let max_seq: i64 =
+        sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM events")
+            .fetch_one(&db.read)
+            .await?;
+    // Read after `max_seq`, in a statement of its own: a transaction that took a `seq`
+    // below it and has not ended is running now, and so listed.
+    let running = match db.backend {
         crate::Backend::Postgres => {
-            "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT), \
-             CAST(pg_snapshot_xmax(pg_current_snapshot())::text AS BIGINT), \
-             CAST(pg_snapshot_xmin(pg_current_snapshot())::text AS BIGINT) FROM events"
+            sqlx::query_scalar(
+                "SELECT CAST(backend_xid::text AS BIGINT) FROM pg_stat_activity \
+             WHERE datname = current_database() AND backend_xid IS NOT NULL",
+            )
+            .fetch_all(&db.read)
+            .await?
         }
-        _ => "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT), 0, 0 FROM events",
+        _ => Vec::new(),
     };
-    let (max_seq, xmax, xmin): (i64, i64, i64) = sqlx::query_as(sql).fetch_one(&db.read).await?;
-    Ok(Horizon {
-        max_seq,
-        xmax,
-        xmin,
-    })
+    Ok(Horizon { max_seq, running })
 }
 
 /// Events of every app with `after < seq <= upto`, oldest first.
