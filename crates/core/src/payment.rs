@@ -405,19 +405,21 @@ impl SubscriptionStatus {
         }
     }
 
+    pub const ALL: [SubscriptionStatus; 8] = [
+        SubscriptionStatus::Incomplete,
+        SubscriptionStatus::IncompleteExpired,
+        SubscriptionStatus::Trialing,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::PastDue,
+        SubscriptionStatus::Unpaid,
+        SubscriptionStatus::Paused,
+        SubscriptionStatus::Canceled,
+    ];
+
     pub fn parse(s: &str) -> Option<SubscriptionStatus> {
-        [
-            SubscriptionStatus::Incomplete,
-            SubscriptionStatus::IncompleteExpired,
-            SubscriptionStatus::Trialing,
-            SubscriptionStatus::Active,
-            SubscriptionStatus::PastDue,
-            SubscriptionStatus::Unpaid,
-            SubscriptionStatus::Paused,
-            SubscriptionStatus::Canceled,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        SubscriptionStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 
     fn is_final(self) -> bool {

@@ -326,6 +326,13 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
             Some("status"),
         ),
         (
+            "a status no subscription has",
+            raw(Method::GET, "/v1/subscriptions?status=cancelled", None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("status"),
+        ),
+        (
             "unknown id",
             raw(Method::GET, "/v1/products/product_nope", None, vec![]),
             StatusCode::NOT_FOUND,

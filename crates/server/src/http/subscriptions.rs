@@ -99,7 +99,10 @@ async fn list_subscriptions(
         &state.db,
         app.as_str(),
         q.customer.as_deref(),
-        q.status.as_deref(),
+        crate::http::list::known_status(
+            q.status.as_deref(),
+            &paybridge_core::payment::SubscriptionStatus::ALL.map(|s| s.as_str()),
+        )?,
         &crate::http::list::created(q.created_gte, q.created_lte)?,
         &to_params(q.limit, q.starting_after)?,
     )
