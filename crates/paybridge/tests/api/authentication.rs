@@ -291,14 +291,7 @@ async fn a_renewal_that_needs_authentication_is_paid_once_authenticated(b: Backe
         .checkout(&a.server, &pro, 1, json!({"mode": "subscription"}))
         .await;
     let r = s
-        .post(
-            &format!(
-                "/v1/sandbox/checkout_sessions/{}/complete",
-                cs["id"].as_str().unwrap()
-            ),
-            &a.server,
-            json!({"card_number": "4000002500003155"}),
-        )
+        .complete_checkout(&a.server, &cs, "4000002500003155")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let subs = s

@@ -242,14 +242,7 @@ async fn sessions_expire_by_helper_and_by_the_worker(b: Backend) {
     assert_eq!(c["status"], "expired");
     // Expired sessions cannot be paid.
     let r = s
-        .post(
-            &format!(
-                "/v1/sandbox/checkout_sessions/{}/complete",
-                cs["id"].as_str().unwrap()
-            ),
-            &a.publishable,
-            json!({"card_number": "4242424242424242"}),
-        )
+        .complete_checkout(&a.publishable, &cs, "4242424242424242")
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
 
@@ -499,14 +492,7 @@ async fn saved_cards_are_charged_off_session(b: Backend) {
         )
         .await;
     let r = s
-        .post(
-            &format!(
-                "/v1/sandbox/checkout_sessions/{}/complete",
-                cs["id"].as_str().unwrap()
-            ),
-            &a.publishable,
-            json!({"card_number": "4242424242424242"}),
-        )
+        .complete_checkout(&a.publishable, &cs, "4242424242424242")
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let cust = s

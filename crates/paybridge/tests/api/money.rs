@@ -48,15 +48,8 @@ async fn checkout_for(s: &Server, a: &AppKeys, oid: &str) -> crate::common::Resp
 }
 
 async fn complete(s: &Server, a: &AppKeys, cs: &Value) -> crate::common::Resp {
-    s.post(
-        &format!(
-            "/v1/sandbox/checkout_sessions/{}/complete",
-            cs["id"].as_str().unwrap()
-        ),
-        &a.publishable,
-        json!({"card_number": "4242424242424242"}),
-    )
-    .await
+    s.complete_checkout(&a.publishable, cs, "4242424242424242")
+        .await
 }
 
 async fn get_order(s: &Server, a: &AppKeys, oid: &str) -> Value {

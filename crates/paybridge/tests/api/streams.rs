@@ -57,14 +57,7 @@ async fn an_order_stream_shows_payment_succeeded_and_resumes_without_loss_or_rep
 
     let mut stream = Sse::open(&s, &path, &a.publishable, None).await;
     let r = s
-        .post(
-            &format!(
-                "/v1/sandbox/checkout_sessions/{}/complete",
-                cs["id"].as_str().unwrap()
-            ),
-            &a.publishable,
-            json!({"card_number": "4242424242424242"}),
-        )
+        .complete_checkout(&a.publishable, &cs, "4242424242424242")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let mut seen = stream.until_type("payment.succeeded", 15).await;

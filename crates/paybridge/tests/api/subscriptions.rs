@@ -53,14 +53,7 @@ async fn a_subscription_lives_by_checkout_renewals_and_cancel(b: Backend) {
         .await;
     assert_eq!(cs["mode"], "subscription");
     let r = s
-        .post(
-            &format!(
-                "/v1/sandbox/checkout_sessions/{}/complete",
-                cs["id"].as_str().unwrap()
-            ),
-            &a.publishable,
-            json!({"card_number": "4242424242424242"}),
-        )
+        .complete_checkout(&a.publishable, &cs, "4242424242424242")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let subs = s
