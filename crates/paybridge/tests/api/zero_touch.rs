@@ -165,14 +165,11 @@ async fn send_event(s: &Server, app: &str, secret: &str, body: &str) -> Resp {
     .await
 }
 
-async fn setting_a_stripe_key_makes_our_webhook_endpoint(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
-        return;
-    };
-    let accounts = Arc::new(Mutex::new(Accounts::default()));
+/// A server whose Stripe is the endpoint stub over `accounts`, with a public URL.
+async fn with_endpoint_stub(db: &TestDb, accounts: &Arc<Mutex<Accounts>>) -> (Stub, Server) {
     let stub = Stub::start(endpoint_stub(accounts.clone())).await;
     let s = Server::start_with(
-        &db,
+        db,
         &[
             ("PAYBRIDGE_STRIPE_API_BASE", &stub.base),
             ("PAYBRIDGE_PUBLIC_URL", PUBLIC),
@@ -180,6 +177,15 @@ async fn setting_a_stripe_key_makes_our_webhook_endpoint(b: Backend) {
         ],
     )
     .await;
+    (stub, s)
+}
+
+async fn setting_a_stripe_key_makes_our_webhook_endpoint(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let accounts = Arc::new(Mutex::new(Accounts::default()));
+    let (stub, s) = with_endpoint_stub(&db, &accounts).await;
     let a = s.app("test").await;
     let r = set_keys(&s, &a, "sk_test_account_one").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -285,16 +291,7 @@ async fn a_new_key_or_url_moves_our_endpoint_and_never_a_hand_made_one(b: Backen
         .unwrap()
         .by_key
         .insert("sk_test_account_one".into(), vec![hand_made]);
-    let stub = Stub::start(endpoint_stub(accounts.clone())).await;
-    let mut s = Server::start_with(
-        &db,
-        &[
-            ("PAYBRIDGE_STRIPE_API_BASE", &stub.base),
-            ("PAYBRIDGE_PUBLIC_URL", PUBLIC),
-            ("PAYBRIDGE_STRIPE_RETRY_BASE_MS", "20"),
-        ],
-    )
-    .await;
+    let (stub, mut s) = with_endpoint_stub(&db, &accounts).await;
     let a = s.app("test").await;
     let r = set_keys(&s, &a, "sk_test_account_one").await;
     assert_eq!(r.json["webhook_endpoint"]["id"], "we_made1", "{}", r.body);
@@ -370,16 +367,7 @@ async fn a_restricted_key_or_a_private_url_names_the_fallback(b: Backend) {
         return;
     };
     let accounts = Arc::new(Mutex::new(Accounts::default()));
-    let stub = Stub::start(endpoint_stub(accounts.clone())).await;
-    let s = Server::start_with(
-        &db,
-        &[
-            ("PAYBRIDGE_STRIPE_API_BASE", &stub.base),
-            ("PAYBRIDGE_PUBLIC_URL", PUBLIC),
-            ("PAYBRIDGE_STRIPE_RETRY_BASE_MS", "20"),
-        ],
-    )
-    .await;
+    let (stub, s) = with_endpoint_stub(&db, &accounts).await;
     let a = s.app("test").await;
     // A restricted key without the webhook permission: the keys are kept, the answer
     // says what is missing and what to do instead.
@@ -855,16 +843,7 @@ async fn the_sandbox_portal_cancels_and_changes_the_default_card(b: Backend) {
 async fn the_dashboard_shows_our_stripe_endpoint() {
     let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
     let accounts = Arc::new(Mutex::new(Accounts::default()));
-    let stub = Stub::start(endpoint_stub(accounts.clone())).await;
-    let s = Server::start_with(
-        &db,
-        &[
-            ("PAYBRIDGE_STRIPE_API_BASE", &stub.base),
-            ("PAYBRIDGE_PUBLIC_URL", PUBLIC),
-            ("PAYBRIDGE_STRIPE_RETRY_BASE_MS", "20"),
-        ],
-    )
-    .await;
+    let (_stub, s) = with_endpoint_stub(&db, &accounts).await;
     let a = s.app("test").await;
     let r = set_keys(&s, &a, "sk_test_dashboard").await;
     assert_eq!(r.json["webhook_endpoint"]["setup"], "managed", "{}", r.body);
