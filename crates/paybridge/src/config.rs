@@ -57,7 +57,8 @@ pub struct ServeArgs {
     /// or 5 when Stripe cannot reach the public URL; 0 turns the worker off).
     #[arg(long, env = "PAYBRIDGE_EVENT_SYNC_INTERVAL")]
     pub event_sync_interval: Option<u64>,
-    /// Seconds a payment must have been pending before the reconciler asks about it (default 60).
+    /// Seconds a payment must have been pending, processing or requires_action before the
+    /// reconciler asks about it (default 60).
     #[arg(long, env = "PAYBRIDGE_RECONCILE_AFTER")]
     pub reconcile_after: Option<u64>,
     /// Seconds a payment may stay initiated (its create call unfinished: the server

@@ -25,6 +25,7 @@ paybridge_testkit::on_both!(
     localstripe_answers_requires_action_and_the_page_loads_stripe_js,
     stripes_authentication_required_and_its_events,
     a_stripe_renewal_that_needs_authentication,
+    the_reconciler_moves_on_an_authenticated_payment_whose_webhook_was_lost,
 );
 
 /// A customer with `card` saved as their default.
@@ -451,6 +452,78 @@ async fn localstripe_answers_requires_action_and_the_page_loads_stripe_js(b: Bac
     .await;
 }
 
+/// The customer authenticates at the bank, but the webhook that says so never comes
+/// (no endpoint at localstripe, no catch-up worker): the reconciler asks Stripe about
+/// the payment left `requires_action` and moves it on, once.
+async fn the_reconciler_moves_on_an_authenticated_payment_whose_webhook_was_lost(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let ls = LocalStripe::start().await;
+    let s = stripe_server(
+        &db,
+        &ls.base,
+        &[
+            ("PAYBRIDGE_EVENT_SYNC_INTERVAL", "0"),
+            ("PAYBRIDGE_RECONCILE_AFTER", "0"),
+            ("PAYBRIDGE_RECONCILE_INTERVAL", "1"),
+        ],
+    )
+    .await;
+    let a = stripe_app(&s).await;
+    let card = test_card(&ls, "4000002500003155").await;
+    let cid = customer_with(&s, &a, "ls-3ds-lost", &card).await;
+    let p = charge(&s, &a, &cid, 2_100).await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
+    assert_eq!(p.json["status"], "requires_action", "{}", p.body);
+    let pid = p.json["id"].as_str().unwrap().to_owned();
+    let pi = p.json["provider"]["payment_intent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // While the customer has not authenticated, the reconciler's answer changes nothing.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let still = s.get(&format!("/v1/payments/{pid}"), &a.server).await;
+    assert_eq!(still.json["status"], "requires_action", "{}", still.body);
+    // The customer authenticates at the bank (what Stripe.js does on our page).
+    let intent = reqwest::Client::new()
+        .get(format!("{}/v1/payment_intents/{pi}", ls.base))
+        .bearer_auth("sk_test_paybridge_localstripe")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let secret = intent["client_secret"].as_str().unwrap().to_owned();
+    localstripe(
+        &ls,
+        &format!("/v1/payment_intents/{pi}/_authenticate"),
+        &[("client_secret", &secret), ("success", "true")],
+    )
+    .await;
+    let done = s
+        .until(&format!("/v1/payments/{pid}"), &a.server, |p| {
+            p["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(done["amount_captured"], 2_100, "{done}");
+    assert!(done["next_action"].is_null(), "{done}");
+    // Told once, as if the webhook had come.
+    let events = s
+        .get(
+            &format!("/v1/events?payment={pid}&type=payment.succeeded"),
+            &a.server,
+        )
+        .await;
+    assert_eq!(
+        events.json["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        events.body
+    );
+}
+
 async fn signed(s: &Server, a: &AppKeys, body: &str) -> Resp {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -600,7 +673,8 @@ async fn stripes_authentication_required_and_its_events(b: Backend) {
 }
 
 /// The sandbox's authentication page in Chromium at 1280 and 390 px: "Complete" pays,
-/// "Fail" fails with the provider's reason; each checked again through the API.
+/// "Fail" fails with the provider's reason; each checked again through the API. First,
+/// the dashboard's payment page shows the link to send while the charge waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_authentication_page_in_a_browser() {
     let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
@@ -621,6 +695,16 @@ async fn the_sandbox_authentication_page_in_a_browser() {
                 ("FAIL_URL", &ko_url),
                 ("PAYMENT_JSON", &ok.json.to_string()),
             ],
+        );
+        // The dashboard showed the page's link while the charge waited.
+        assert_eq!(out["dashboard_link"], ok_url.as_str(), "{out}");
+        assert_eq!(out["dashboard_copy"], true, "{out}");
+        assert!(
+            out["dashboard_says"]
+                .as_str()
+                .unwrap()
+                .contains("authenticate this charge"),
+            "{out}"
         );
         // The SDK's helpers found the page and opened it (by now it says it is paid).
         assert_eq!(out["sdk_next_action"]["url"], ok_url.as_str(), "{out}");

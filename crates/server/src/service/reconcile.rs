@@ -1,6 +1,8 @@
-//! The reconciler: for payments left `pending` or `processing` (a webhook missed or
-//! not sent), ask the provider what became of them and apply the answer through the
-//! same machine as a webhook.
+//! The reconciler: for payments left `pending`, `processing` or `requires_action` (a
+//! webhook missed or not sent), ask the provider what became of them and apply the
+//! answer through the same machine as a webhook. A payment waiting for its customer to
+//! authenticate (3-D Secure) can wait for days; those are looked at in a list of their
+//! own, so a backlog of them never crowds out the payments whose money is moving.
 //!
 //! A direct payment whose create call never got an answer (every attempt timed out or
 //! failed; or the server died during the call, leaving it `initiated`) has no provider
@@ -43,6 +45,7 @@ pub async fn candidates(state: &AppState, limit: i64) -> ApiResult<Vec<PaymentRo
         limit,
     )
     .await?;
+    list.extend(payments::stuck(&state.db, &["requires_action"], now() - after + 1, limit).await?);
     let orphaned = now() - state.settings.reconcile_initiated_after.as_secs() as i64 + 1;
     list.extend(payments::stuck(&state.db, &["initiated"], orphaned, limit).await?);
     Ok(list)
