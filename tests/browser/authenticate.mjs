@@ -38,6 +38,24 @@ async function shot(p, name) {
 export const scenarios = {
   async "authenticate-sandbox"(browser) {
     const out = {};
+    // The dashboard's payment page, while the charge waits: the link to send, copyable.
+    {
+      const payment = JSON.parse(process.env.PAYMENT_JSON);
+      const { context, page: p, problems } = await open(browser, `${process.env.BASE}/admin`);
+      await p.locator("#admin-key").fill(process.env.ADMIN_KEY);
+      await p.locator("#login-button").click();
+      await p.locator("#config-status").waitFor();
+      await p.evaluate((id) => (location.hash = `#/payments/${id}`), payment.id);
+      const box = p.locator("#authentication-link");
+      await box.waitFor();
+      out.dashboard_link = await box.locator("a").getAttribute("href");
+      out.dashboard_says = (await box.textContent()).trim();
+      out.dashboard_copy = (await box.locator("button.copy").count()) === 1;
+      await fits(p, "the dashboard's payment page");
+      await shot(p, "dashboard-authentication-link");
+      expect(problems.length === 0, `console errors on the dashboard: ${problems.join("; ")}`);
+      await context.close();
+    }
     for (const [which, button] of [["complete", "#complete"], ["fail", "#fail"]]) {
       const url = which === "complete" ? process.env.COMPLETE_URL : process.env.FAIL_URL;
       const { context, page: p, problems } = await open(browser, url);

@@ -307,6 +307,17 @@ Object.assign(scenarios, {
       expect(log.includes("Payment of $25.00 succeeded"), `the customer's log: ${log.slice(0, 5)}`);
       const subs = await page.locator("#subscriptions-table tr[data-subscription]").count();
       expect(subs === 1, `the customer's subscriptions: ${subs}`);
+      // A portal link to send the customer, which opens their portal.
+      await page.locator("#make-portal-link").click();
+      const portal = await page.locator("#portal-link a").getAttribute("href");
+      expect(/\/sandbox\/portal\/app_[a-z0-9]+\/bps_/.test(portal), `portal link: ${portal}`);
+      expect((await page.locator("#portal-link button.copy").count()) === 1, "a copy button for the link");
+      const opened = await browser.newPage();
+      await opened.goto(portal);
+      const portalEmail = (await opened.locator("#email").textContent()).trim();
+      expect(portalEmail === "ada@example.com", `the portal is the customer's: ${portalEmail}`);
+      expect((await opened.locator("#subscriptions li.sub").count()) === 1, "the customer's subscription in the portal");
+      await opened.close();
       await go(page, width, "payments");
       const search = async (q) => {
         await page.locator("#search").fill(q);

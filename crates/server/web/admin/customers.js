@@ -1,5 +1,5 @@
 // Customers (the list, one customer's page) and subscriptions (with cancel).
-import { sentence, raw, session, el, money, when, whenMs, status, table, td, shortId, confirmButton, customerLabel, cached, cardLabel, dateRange, createdRange } from "/admin/ui.js";
+import { sentence, raw, session, el, money, when, whenMs, status, table, td, shortId, confirmButton, customerLabel, cached, cardLabel, dateRange, createdRange, fill, failure, copyButton } from "/admin/ui.js";
 
 const PAGE = 50;
 
@@ -75,6 +75,7 @@ export async function customer(id) {
           el("dt", {}, "Spent"), el("dd", {}, Object.entries(paid).map(([cur, v]) => money(v, cur)).join(" · ") || "nothing yet"),
           el("dt", {}, "Since"), el("dd", {}, when(c.created)),
         ),
+        portalLink(c),
       ),
       el(
         "section",
@@ -113,6 +114,25 @@ export async function customer(id) {
   ];
 }
 
+// The provider's customer portal for this customer, as a link to send them (the
+// session is short-lived and opens this customer's portal only; it comes back to the
+// shop's front page).
+function portalLink(c) {
+  const out = el("div", { id: "portal-link", "aria-live": "polite" });
+  const make = el("button", { type: "button", id: "make-portal-link" }, "Customer portal link");
+  make.addEventListener("click", async () => {
+    make.disabled = true;
+    try {
+      const s = await session.pb.request("POST", `/v1/customers/${c.id}/portal_sessions`, { return_url: `${location.origin}/` });
+      fill(out, el("p", { class: "muted" }, "Short-lived: send it now. It opens this customer's portal only (subscriptions, cards, payments)."), el("p", {}, el("a", { href: s.url, target: "_blank", rel: "noopener", class: "url" }, s.url)), copyButton(s.url, "Copy link"));
+    } catch (e) {
+      fill(out, el("p", {}, failure(e)));
+    } finally {
+      make.disabled = false;
+    }
+  });
+  return el("div", {}, make, out);
+}
 
 // ---------------------------------------------------------------- subscriptions
 

@@ -1,6 +1,6 @@
 // Payments: the list (filters, search, pages, CSV export) and a payment's page (refunds,
 // timeline). Orders are in orders.js.
-import { sentence, raw, session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, customerLabel, orderLabel, cached, forget, cardLabel, dateRange, createdRange } from "/admin/ui.js";
+import { sentence, raw, session, el, fill, money, toMinor, when, whenMs, time, status, table, td, shortId, failure, customerLabel, orderLabel, cached, forget, cardLabel, dateRange, createdRange, copyButton } from "/admin/ui.js";
 
 const PAGE = 50;
 const STATUSES = ["", "pending", "requires_action", "processing", "requires_capture", "succeeded", "partially_refunded", "refunded", "failed", "canceled", "expired", "disputed"];
@@ -211,6 +211,7 @@ export async function payment(id, rerender) {
           el("dt", {}, "Created"), el("dd", {}, when(p.created)),
         ),
         p.failure ? el("p", { class: "error" }, p.failure.message || "Declined", p.failure.decline_code ? ` (${p.failure.decline_code.replace(/_/g, " ")})` : "") : null,
+        authenticationLink(p),
       ),
       el(
         "section",
@@ -285,6 +286,20 @@ function refundForm(p, left, rerender) {
 // ---------------------------------------------------------------- timeline
 
 /** Our events, the provider's events and every callback attempt, oldest first. */
+// While the bank waits for the customer (3-D Secure), the page that lets them answer:
+// the app was told (payment.requires_action), and a shop owner can send it by hand.
+function authenticationLink(p) {
+  const url = p.status === "requires_action" && p.next_action && p.next_action.url;
+  if (!url) return null;
+  return el(
+    "div",
+    { class: "card notice", id: "authentication-link" },
+    el("p", {}, "The bank asks the customer to authenticate this charge (3-D Secure). Until they do, nothing is taken. Send them this page:"),
+    el("p", {}, el("a", { href: url, target: "_blank", rel: "noopener", class: "url" }, url)),
+    copyButton(url, "Copy link"),
+  );
+}
+
 async function timelineOf(p, refunds) {
   const pb = session.pb;
   const items = [];
