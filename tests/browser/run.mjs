@@ -10,6 +10,7 @@ import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { scenarios as checkoutScenarios } from "./checkout.mjs";
 import { scenarios as authenticateScenarios } from "./authenticate.mjs";
+import { PayBridge } from "../../crates/server/web/sdk/paybridge.js";
 
 const BASE = process.env.BASE;
 const scenario = process.argv[2];
@@ -70,6 +71,50 @@ const scenarios = {
     await shot(page, "storefront");
     const order = status.match(/order (order_[a-z0-9]+)/)[1];
     return { status, events, order };
+  },
+
+  /**
+   * The demo shopper subscribes, then manages it in the customer portal the storefront
+   * opens (through the demo shop's own server): cancels it there and comes back.
+   */
+  async "storefront-portal"(browser) {
+    const page = await browser.newPage();
+    const problems = [];
+    watchConsole(page, problems);
+    await page.goto(`${BASE}/`);
+    await page.waitForFunction(() => document.getElementById("shopper").textContent.includes("@"));
+    const shopper = (await page.locator("#shopper").textContent()).trim();
+    const button = page.locator("#products article button", { hasText: "Subscribe" }).first();
+    await button.waitFor();
+    const [popup] = await Promise.all([page.waitForEvent("popup"), button.click()]);
+    await popup.waitForURL(/\/sandbox\/pay\//);
+    await popup.locator("#card").fill("4242 4242 4242 4242");
+    await popup.locator("#pay").click();
+    await page.locator("#status.ok").waitFor({ timeout: 20000 });
+    const order = (await page.locator("#status").textContent()).match(/order (order_[a-z0-9]+)/)[1];
+    // The storefront's page carries no server key: the portal comes from the shop's server.
+    const html = await page.content();
+    expect(!/pb_(sk|ak|rk)_/.test(html), "a secret key on the storefront");
+    await Promise.all([page.waitForURL(/\/sandbox\/portal\//), page.locator("#portal").click()]);
+    const portalUrl = page.url();
+    const email = (await page.locator("#email").textContent()).trim();
+    const subs = await page.locator("#subscriptions li.sub").count();
+    const statusBefore = (await page.locator("#subscriptions li.sub .status").first().textContent()).trim();
+    await shot(page, "storefront-portal");
+    await Promise.all([page.waitForLoadState(), page.locator("#subscriptions button.cancel").first().click()]);
+    await page.locator("#subscriptions li.sub .status", { hasText: "canceled" }).first().waitFor();
+    const statusAfter = (await page.locator("#subscriptions li.sub .status").first().textContent()).trim();
+    await Promise.all([page.waitForURL(`${BASE}/`), page.locator("#return").click()]);
+    await page.locator("#products article").first().waitFor();
+    expect(problems.length === 0, `console errors: ${problems.join(" | ")}`);
+    // The SDK on a server (Node): an admin or server key opens the portal, the
+    // publishable key is refused.
+    const { customer } = await (await fetch(`${BASE}/store/session`, { method: "POST" })).json();
+    const sdkPortal = await PayBridge({ baseUrl: BASE, key: process.env.ADMIN_KEY }).customers.createPortalSession(customer, { returnUrl: `${BASE}/` });
+    const sdkRefused = await PayBridge({ baseUrl: BASE, key: process.env.PUBLISHABLE_KEY })
+      .customers.createPortalSession(customer, { returnUrl: `${BASE}/` })
+      .then(() => "opened", (e) => `${e.status} ${e.code}`);
+    return { shopper, order, portalUrl, email, subs, statusBefore, statusAfter, back: page.url(), sdkPortal, sdkRefused };
   },
 
   /** A declined card is shown as declined, and nothing is paid. */

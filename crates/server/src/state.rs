@@ -160,6 +160,8 @@ pub struct Inner {
     pub limiter: crate::http::limits::Limiter,
     /// Event streams open on this node, per key.
     pub streams: crate::http::streams::OpenStreams,
+    /// What the demo shop's own back end remembers (its shopper's sessions).
+    pub demo_shop: crate::http::demo_shop::Memo,
 }
 
 impl AppState {
@@ -189,6 +191,7 @@ impl AppState {
             leadership: Leadership::default(),
             limiter: crate::http::limits::Limiter::new(&settings.rate_limits),
             streams: Default::default(),
+            demo_shop: Default::default(),
             ingestor,
             db,
             vault,

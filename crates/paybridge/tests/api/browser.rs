@@ -29,6 +29,12 @@ pub(crate) async fn demo() -> (TestDb, Server, AppKeys) {
     );
     let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
     let s = Server::start_with(&db, &[("PAYBRIDGE_NO_DEMO", "false")]).await;
+    let keys = demo_keys(&s);
+    (db, s, keys)
+}
+
+/// The demo app's keys, as the server's first start printed them.
+pub(crate) fn demo_keys(s: &Server) -> AppKeys {
     let banner = s.banner();
     let key = |label: &str| {
         banner
@@ -44,13 +50,12 @@ pub(crate) async fn demo() -> (TestDb, Server, AppKeys) {
         .and_then(|l| l.split_whitespace().find(|w| w.starts_with("app_")))
         .expect("demo app id")
         .to_owned();
-    let keys = AppKeys {
+    AppKeys {
         id: app,
         admin: key("admin key"),
         server: key("server key"),
         publishable: key("publishable key"),
-    };
-    (db, s, keys)
+    }
 }
 
 /// Runs one scenario of `run.mjs`; returns the JSON it printed.
@@ -93,6 +98,64 @@ async fn a_storefront_purchase_with_4242_is_paid() {
     assert_eq!(o.json["status"], "paid", "{}", o.body);
     assert_eq!(o.json["amount_paid"], o.json["amount_total"]);
     assert_eq!(o.json["payments"][0]["status"], "succeeded");
+}
+
+/// The storefront's "Manage subscriptions and cards": the demo shop's server opens the
+/// sandbox's customer portal for its shopper, who cancels the subscription just bought
+/// there; the cancellation reaches paybridge as the provider's event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_opens_the_customer_portal_for_its_shopper() {
+    let (_db, s, keys) = demo().await;
+    let out = scenario(&s, &keys, "storefront-portal", &[]);
+    assert_eq!(out["shopper"], "shopper@example.com", "{out}");
+    assert_eq!(out["email"], "shopper@example.com", "{out}");
+    assert!(
+        out["portalUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/sandbox/portal/{}/bps_", s.base, keys.id)),
+        "{out}"
+    );
+    assert_eq!(out["subs"], 1, "{out}");
+    assert_eq!(out["statusBefore"], "active", "{out}");
+    assert_eq!(out["statusAfter"], "canceled", "{out}");
+    assert_eq!(out["back"], format!("{}/", s.base), "{out}");
+    // The SDK's server-side call: the admin key opens the portal, the publishable key not.
+    assert!(
+        out["sdkPortal"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/sandbox/portal/", s.base)),
+        "{out}"
+    );
+    assert_eq!(
+        out["sdkPortal"]["returnUrl"],
+        format!("{}/", s.base),
+        "{out}"
+    );
+    assert!(
+        out["sdkRefused"].as_str().unwrap().starts_with("403"),
+        "{out}"
+    );
+    // The order and its subscription are the shopper's, and the cancellation made in
+    // the portal reached paybridge.
+    let order = s
+        .get(
+            &format!("/v1/orders/{}", out["order"].as_str().unwrap()),
+            &keys.server,
+        )
+        .await;
+    let customer = order.json["customer"].as_str().unwrap().to_owned();
+    let c = s
+        .get(&format!("/v1/customers/{customer}"), &keys.server)
+        .await;
+    assert_eq!(c.json["external_id"], "demo_shopper", "{}", c.body);
+    s.until(
+        &format!("/v1/subscriptions?customer={customer}"),
+        &keys.server,
+        |l| l["data"][0]["status"] == "canceled",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ mod checkout_truth;
 mod cluster;
 mod config;
 mod crash;
+mod demo_shop;
 mod errors;
 mod faults;
 mod idempotency;

@@ -14,6 +14,7 @@ mod connect;
 mod money_out;
 pub mod objects;
 mod portal;
+pub use portal::PORTAL_TTL_SECS;
 mod recurring;
 
 use std::sync::Arc;

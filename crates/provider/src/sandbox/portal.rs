@@ -14,7 +14,7 @@ use crate::{Call, ProviderError, Result};
 
 /// A portal session is good for this long, as Stripe's (5 minutes to open; we keep the
 /// page usable for an hour once made).
-const PORTAL_TTL_SECS: i64 = 3600;
+pub const PORTAL_TTL_SECS: i64 = 3600;
 
 impl Sandbox {
     pub fn portal_url(&self, app: &str, session: &str) -> String {

@@ -9,6 +9,7 @@ mod checkout_page;
 mod config;
 mod connect;
 mod customers;
+pub mod demo_shop;
 mod docs;
 mod events;
 mod export;
@@ -264,6 +265,7 @@ pub fn router(state: AppState) -> Router {
         .merge(authenticate_page::pages())
         .merge(portal_page::pages())
         .merge(web::routes())
+        .merge(demo_shop::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -158,6 +158,12 @@ export interface Client {
   logs: {
     get(params: { customerId: string; limit?: number }): Promise<PayBridgeEvent[]>;
   };
+  customers: {
+    /** Server key: a customer session whose secret lets a browser act as this customer. */
+    createSession(customerId: string, options?: { expiresIn?: number }): Promise<{ id: string; object: "customer_session"; customer: string; client_secret: string; expires_at: number; created: number }>;
+    /** Server key: the provider's customer portal for this customer. */
+    createPortalSession(customerId: string, options: { returnUrl: string }): Promise<{ id: string; customer: string; url: string; returnUrl: string }>;
+  };
   orders: {
     get(id: string, clientSecret?: string): Promise<any>;
     /** Calls `callback` with each of the order's events; returns a function that stops. */

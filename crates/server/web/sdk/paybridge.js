@@ -360,6 +360,24 @@ export function PayBridge({ baseUrl = "", key, fetch: fetchImpl } = {}) {
         return request("GET", `/v1/customers/${encodeURIComponent(customerId)}/events?limit=${limit}`).then((r) => r.data);
       },
     },
+    customers: {
+      /**
+       * Mints a customer session (server key, on your server): its secret lets a browser
+       * with the publishable key check out as this customer or save a card onto them.
+       */
+      createSession(customerId, { expiresIn } = {}) {
+        return request("POST", `/v1/customers/${encodeURIComponent(customerId)}/sessions`, expiresIn ? { expires_in: expiresIn } : {});
+      },
+      /**
+       * Opens the provider's customer portal for this customer (server key, on your
+       * server): send the customer to `url`; they come back to `returnUrl`. A
+       * publishable key is refused.
+       */
+      async createPortalSession(customerId, { returnUrl }) {
+        const r = await request("POST", `/v1/customers/${encodeURIComponent(customerId)}/portal_sessions`, { return_url: returnUrl });
+        return { id: r.id, customer: r.customer, url: r.url, returnUrl: r.return_url };
+      },
+    },
     orders: {
       get: order,
       watch,

@@ -17,6 +17,41 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// The demo shop's own server (paybridge plays it for the demo app: /store/session and
+// /store/portal) says who is signed in: one demo shopper. A real shop's server does the
+// same after its own login: it mints a customer session so that this page may check
+// out as its customer with the publishable key, and opens the customer portal, which
+// a publishable key never may.
+let shopper = null;
+
+async function shop(path) {
+  const r = await fetch(path, { method: "POST" });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error?.message || r.statusText);
+  return body;
+}
+
+async function shopperSession() {
+  if (!shopper || shopper.expires_at - 60 < Date.now() / 1000) {
+    shopper = await shop("/store/session");
+    $("shopper").textContent = shopper.email;
+  }
+  return shopper;
+}
+
+async function openPortal() {
+  const b = $("portal");
+  b.disabled = true;
+  $("portal-status").textContent = "Opening your account…";
+  try {
+    const { url } = await shop("/store/portal");
+    location.href = url;
+  } catch (e) {
+    $("portal-status").textContent = `Cannot open your account: ${e.message}`;
+    b.disabled = false;
+  }
+}
+
 // Each checkout has its own line in #checkouts, and #status repeats the line of the
 // checkout started last. A line changes only when paybridge says something of that
 // checkout's order (its stream, or the SDK's settled promise, which is the server's
@@ -57,7 +92,10 @@ async function buy(product) {
   });
   say(entry, "muted", "Waiting for the payment in the checkout window…");
   try {
+    const who = await shopperSession();
     const { transactionDetails: t } = await pb.checkout({
+      customer: who.customer,
+      customer_session_secret: who.customer_session_secret,
       line_items: [{ product: product.id, quantity: 1 }],
       mode: product.recurring ? "subscription" : "payment",
       signal: controller.signal,
@@ -102,3 +140,5 @@ async function load() {
 }
 
 load();
+$("portal").addEventListener("click", openPortal);
+shopperSession().catch((e) => ($("shopper").textContent = `nobody (${e.message})`));
