@@ -72,12 +72,26 @@ pub fn known_status<'a>(
     given: Option<&'a str>,
     known: &[&str],
 ) -> Result<Option<&'a str>, ApiError> {
+    known_value("status", given, known)
+}
+
+/// A `type` filter over paybridge's events must name one of them
+/// (`paybridge_core::event_types`): a misspelt one would otherwise answer an empty list.
+pub fn known_event_type(given: Option<&str>) -> Result<Option<&str>, ApiError> {
+    known_value("type", given, paybridge_core::event_types::ALL)
+}
+
+fn known_value<'a>(
+    param: &'static str,
+    given: Option<&'a str>,
+    known: &[&str],
+) -> Result<Option<&'a str>, ApiError> {
     match given {
         Some(s) if !known.contains(&s) => Err(ApiError::bad_request(
             "parameter_invalid",
-            format!("status is one of: {}", known.join(", ")),
+            format!("{param} is one of: {}", known.join(", ")),
         )
-        .with_param("status")),
+        .with_param(param)),
         other => Ok(other),
     }
 }
