@@ -6,6 +6,7 @@ use sqlx::{Any, Executor};
 
 use crate::db::lock_clause;
 use crate::page::{Arg, Params, Select};
+use crate::Created;
 use crate::{now, Conn, Db, ListParams, Page, Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -206,10 +207,7 @@ pub struct Filter<'a> {
     pub order: Option<&'a str>,
     pub customer: Option<&'a str>,
     pub status: Option<&'a str>,
-    /// Created at or after (unix seconds).
-    pub created_gte: Option<i64>,
-    /// Created at or before (unix seconds).
-    pub created_lte: Option<i64>,
+    pub created: Created,
     /// At least this amount (minor units, any currency).
     pub amount_gte: Option<i64>,
     /// At most this amount (minor units, any currency).
@@ -236,8 +234,7 @@ pub async fn list(
         .and_opt("order_id = ?", text(f.order))
         .and_opt("customer_id = ?", text(f.customer))
         .and_opt("status = ?", text(f.status))
-        .and_opt("created >= ?", f.created_gte.map(Arg::Int))
-        .and_opt("created <= ?", f.created_lte.map(Arg::Int))
+        .created(&f.created)
         .and_opt("amount >= ?", f.amount_gte.map(Arg::Int))
         .and_opt("amount <= ?", f.amount_lte.map(Arg::Int))
         .and_opt("card_last4 = ?", text(f.last4))

@@ -151,7 +151,6 @@ pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::Ap
         Some(c) => Some(paybridge_core::Currency::parse(c)?),
         None => None,
     };
-    let created = crate::http::list::created(q.created_gte, q.created_lte)?;
     Ok(Filter {
         order: q.order.as_deref(),
         customer: q.customer.as_deref(),
@@ -159,8 +158,7 @@ pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::Ap
             q.status.as_deref(),
             &paybridge_core::payment::PaymentStatus::ALL.map(|s| s.as_str()),
         )?,
-        created_gte: created.gte,
-        created_lte: created.lte,
+        created: crate::http::list::created(q.created_gte, q.created_lte)?,
         amount_gte: q.amount_gte,
         amount_lte: q.amount_lte,
         email,
