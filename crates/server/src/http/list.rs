@@ -96,6 +96,24 @@ fn known_value<'a>(
     }
 }
 
+/// An email to search by (`email`, `email_prefix`): trimmed, none when blank, and a
+/// 422 naming `param` past 320 bytes (the longest an address can be).
+pub fn email_param<'a>(
+    param: &'static str,
+    given: Option<&'a str>,
+) -> Result<Option<&'a str>, ApiError> {
+    match given.map(str::trim) {
+        Some("") | None => Ok(None),
+        Some(e) if e.len() > 320 => Err(paybridge_core::Invalid::new(
+            param,
+            "parameter_invalid",
+            format!("{param} is too long"),
+        )
+        .into()),
+        Some(e) => Ok(Some(e)),
+    }
+}
+
 /// A list's `created[gte]` / `created[lte]` (unix seconds, both ends included), checked:
 /// a range that ends before it starts is a 422, not an empty list.
 pub fn created(gte: Option<i64>, lte: Option<i64>) -> Result<Created, ApiError> {

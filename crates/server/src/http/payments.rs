@@ -133,10 +133,7 @@ pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::Ap
             .into());
         }
     }
-    let email = q.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
-    if email.is_some_and(|e| e.len() > 320) {
-        return Err(Invalid::new("email", "parameter_invalid", "email is too long").into());
-    }
+    let email = crate::http::list::email_param("email", q.email.as_deref())?;
     if let Some(l) = &q.last4 {
         if l.len() != 4 || !l.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Invalid::new(
