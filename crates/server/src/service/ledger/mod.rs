@@ -103,19 +103,29 @@ pub async fn emit(
     Ok(())
 }
 
-/// Facts refused by the ledger's invariants since the process started (exported as
-/// `paybridge_ledger_anomalies_total`).
+/// `ledger.anomaly` events committed by this process since it started (exported as
+/// `paybridge_ledger_anomalies_total`). Counted once their transaction has committed
+/// ([`count_anomalies`] with [`UnitOfWork::anomalies`]): an event built in a
+/// transaction that rolls back (a webhook batch that fails and is tried again one
+/// event at a time) is not one.
 pub static ANOMALIES: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
+
+/// The type of the event that tells a person about a refused fact.
+const ANOMALY: &str = "ledger.anomaly";
+
+/// Counts `n` anomalies whose transaction has committed.
+pub fn count_anomalies(n: u64) {
+    ANOMALIES.inc_by(n);
+}
 
 /// The `ledger.anomaly` event for a fact refused about a payment: what was refused and
 /// why, for a person to look at.
 pub fn anomaly_event(p: &PaymentRow, a: &Anomaly, source: &str, fact: &str) -> EventRow {
-    ANOMALIES.inc();
     tracing::warn!(payment = %p.id, code = a.code, reason = %a.reason, source, "a fact breaks the ledger's invariants; not applied");
     event_row(
         &p.app_id,
-        "ledger.anomaly",
+        ANOMALY,
         &p.id,
         (Some(&p.order_id), Some(&p.id), p.customer_id.as_deref()),
         &serde_json::json!({
@@ -179,6 +189,7 @@ pub struct UnitOfWork {
     events: Vec<EventRow>,
     orders: BTreeSet<(String, String)>,
     cards: Vec<(String, SeenCard)>,
+    anomalies: u64,
 }
 
 impl UnitOfWork {
@@ -216,6 +227,12 @@ impl UnitOfWork {
             .entry(c.id.clone())
             .or_insert_with(|| c.status.clone());
         self.checkouts.entry(c.id.clone()).or_insert(c);
+    }
+
+    /// How many `ledger.anomaly` events `flush` has written: for [`count_anomalies`]
+    /// once the transaction commits.
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies
     }
 
     pub fn payment(&self, id: &str) -> Option<&PaymentRow> {
@@ -489,6 +506,7 @@ impl UnitOfWork {
         }
         let evs = std::mem::take(&mut self.events);
         events::append_many(conn, &evs).await?;
+        self.anomalies += evs.iter().filter(|e| e.kind == ANOMALY).count() as u64;
         for (app, order) in std::mem::take(&mut self.orders) {
             refresh_order(conn, &app, &order).await?;
         }
@@ -519,6 +537,9 @@ pub async fn apply_payment_facts(
         let ev = anomaly_event(before, &a, "provider_answer", &format!("{f:?}"));
         uow.events.push(ev);
         uow.flush(conn).await?;
+        // Counted as written: the callers' transactions hold one payment's answer and
+        // are not tried again as a batch (they do not report the count back).
+        count_anomalies(uow.anomalies());
         return Ok(before.clone());
     }
     if let Some(p) = uow.payment_mut(&id) {
@@ -546,15 +567,21 @@ pub async fn apply_checkout_status(
     uow.flush(conn).await
 }
 
-/// Applies one verified provider event inside the caller's transaction.
-pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outcome, StoreError> {
+/// Applies one verified provider event inside the caller's transaction. Returns its
+/// outcome and how many `ledger.anomaly` events it wrote ([`count_anomalies`] once the
+/// transaction commits).
+pub async fn apply_event(
+    conn: &mut Conn,
+    app: &str,
+    ev: &Event,
+) -> Result<(Outcome, u64), StoreError> {
     let mut uow = UnitOfWork::new();
     if let Some(r) = event::read(ev) {
         uow.load_for(conn, app, &[r.refs]).await?;
     }
     let outcome = uow.apply_event(conn, app, ev).await?;
     uow.flush(conn).await?;
-    Ok(outcome)
+    Ok((outcome, uow.anomalies()))
 }
 
 /// Re-totals an order from its payments; emits `order.<status>` when its status moves.
