@@ -591,9 +591,13 @@ pub async fn apply_event(
 /// refund is opened on the latest payments for the excess, sent to the provider by the
 /// reconciler at once, and the order says so (`order.overpaid`). A surplus given back
 /// does not count against the order's status.
+///
+/// On PostgreSQL the order's payments are locked before the order, in id order, as in
+/// every transaction (`payments::lock_of_order`): the surplus refund reserves its
+/// amount on one of them while the order is locked.
 pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result<(), StoreError> {
+    let mut ps = payments::lock_of_order(conn, app, order_id).await?;
     let order = orders::lock(conn, app, order_id).await?;
-    let mut ps = payments::of_order(&mut *conn, app, order_id).await?;
     let paid: i64 = ps
         .iter()
         .filter(|p| p.lifecycle == "succeeded")
