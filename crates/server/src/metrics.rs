@@ -38,7 +38,9 @@ pub fn method_label(m: &http::Method) -> &'static str {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `processed`, `duplicate` or `rejected`.
+    /// What became of it: for webhook events `processed`, `anomaly` (stored, but
+    /// refused by the ledger's invariants), `duplicate` or `rejected` (refused before
+    /// it was stored: signature, shape, mode); see the families using it for theirs.
     pub outcome: &'static str,
 }
 
@@ -103,7 +105,7 @@ impl Metrics {
             "Provider webhook events received, by outcome",
             webhook_events.clone(),
         );
-        for outcome in ["processed", "duplicate", "rejected"] {
+        for outcome in ["processed", "anomaly", "duplicate", "rejected"] {
             let _ = webhook_events.get_or_create(&OutcomeLabels { outcome });
         }
         registry.register(

@@ -71,9 +71,15 @@ impl Select {
         }
     }
 
-    /// A condition with several `?`, each the next of `args` (nothing when `None`).
+    /// A condition with several `?`, each the next of `args` (nothing when `None`): as
+    /// many arguments as `?`, or the statement would bind the wrong values.
     pub fn and_each(mut self, condition: &str, args: Option<Vec<Arg>>) -> Select {
         let Some(args) = args else { return self };
+        debug_assert_eq!(
+            condition.matches('?').count(),
+            args.len(),
+            "placeholders and arguments of `{condition}`"
+        );
         let mut parts = condition.split('?');
         let mut sql = parts.next().unwrap_or_default().to_owned();
         for (part, arg) in parts.zip(args) {
@@ -178,5 +184,41 @@ impl Params {
             .map(|(column, values)| format!("{column} IN ({})", self.list(values.len())))
             .collect::<Vec<_>>()
             .join(" OR ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Arg, Select};
+
+    #[test]
+    fn and_each_numbers_its_placeholders_after_the_others() {
+        let s = Select::new("SELECT 1 WHERE 1 = 1")
+            .and("a = ?", Arg::Int(1))
+            .and_each(
+                "b >= ? AND b < ?",
+                Some(vec![Arg::Text("x".into()), Arg::Text("y".into())]),
+            );
+        assert_eq!(
+            s.sql,
+            "SELECT 1 WHERE 1 = 1 AND a = $1 AND b >= $2 AND b < $3"
+        );
+        assert_eq!(s.args.len(), 3);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "placeholders and arguments")]
+    fn and_each_refuses_fewer_arguments_than_placeholders() {
+        let _ = Select::new("SELECT 1 WHERE 1 = 1")
+            .and_each("b >= ? AND b < ?", Some(vec![Arg::Int(1)]));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "placeholders and arguments")]
+    fn and_each_refuses_more_arguments_than_placeholders() {
+        let _ = Select::new("SELECT 1 WHERE 1 = 1")
+            .and_each("b = ?", Some(vec![Arg::Int(1), Arg::Int(2)]));
     }
 }

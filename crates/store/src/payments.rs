@@ -6,6 +6,7 @@ use sqlx::{Any, Executor};
 
 use crate::db::lock_clause;
 use crate::page::{Arg, Params, Select};
+use crate::Created;
 use crate::{now, Conn, Db, ListParams, Page, Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -114,7 +115,8 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Finds and locks the payment an event is about: by our id (from the provider
-/// object's metadata), else by the provider's intent or checkout session id.
+/// object's metadata), else by the provider's intent or checkout session id. On
+/// PostgreSQL every payment of its order is locked with it (see [`lock_many`]).
 pub async fn lock_by_refs(
     conn: &mut Conn,
     app: &str,
@@ -122,25 +124,47 @@ pub async fn lock_by_refs(
     intent: Option<&str>,
     session: Option<&str>,
 ) -> Result<Option<PaymentRow>> {
-    let lock = lock_clause(conn);
     for (column, value) in [
         ("id", id),
         ("provider_payment_intent", intent),
         ("provider_checkout_session", session),
     ] {
         let Some(value) = value else { continue };
-        let sql =
-            format!("SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND {column} = $2{lock}");
-        if let Some(p) = sqlx::query_as::<_, PaymentRow>(&sql)
-            .bind(app)
-            .bind(value)
-            .fetch_optional(&mut *conn)
+        // Which payment (and order) it is, unlocked: a payment's order never changes.
+        let found: Option<(String, String)> = sqlx::query_as(&format!(
+            "SELECT id, order_id FROM payments WHERE app_id = $1 AND {column} = $2"
+        ))
+        .bind(app)
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((id, order)) = found else { continue };
+        return Ok(lock_of_order(conn, app, &order)
             .await?
-        {
-            return Ok(Some(p));
-        }
+            .into_iter()
+            .find(|p| p.id == id));
     }
     Ok(None)
+}
+
+/// Locks every payment of an order, in id order, and returns them.
+///
+/// The lock order of money rows on PostgreSQL: checkouts, payments, refunds, orders.
+/// A transaction that locks one payment locks all of its order's payments at once, in
+/// id order ([`lock_by_refs`], [`lock_many`]), because re-totalling the order
+/// (`ledger::refresh_order`) may reserve a surplus refund on any of them once the
+/// order is locked: had it locked only the one it is about, it could hold the order
+/// and wait for a sibling that another transaction holds while it waits for the
+/// order.
+pub async fn lock_of_order(conn: &mut Conn, app: &str, order: &str) -> Result<Vec<PaymentRow>> {
+    Ok(sqlx::query_as::<_, PaymentRow>(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND order_id = $2 ORDER BY id{}",
+        lock_clause(conn)
+    ))
+    .bind(app)
+    .bind(order)
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 pub async fn lock(conn: &mut Conn, app: &str, id: &str) -> Result<PaymentRow> {
@@ -206,10 +230,7 @@ pub struct Filter<'a> {
     pub order: Option<&'a str>,
     pub customer: Option<&'a str>,
     pub status: Option<&'a str>,
-    /// Created at or after (unix seconds).
-    pub created_gte: Option<i64>,
-    /// Created at or before (unix seconds).
-    pub created_lte: Option<i64>,
+    pub created: Created,
     /// At least this amount (minor units, any currency).
     pub amount_gte: Option<i64>,
     /// At most this amount (minor units, any currency).
@@ -236,8 +257,7 @@ pub async fn list(
         .and_opt("order_id = ?", text(f.order))
         .and_opt("customer_id = ?", text(f.customer))
         .and_opt("status = ?", text(f.status))
-        .and_opt("created >= ?", f.created_gte.map(Arg::Int))
-        .and_opt("created <= ?", f.created_lte.map(Arg::Int))
+        .created(&f.created)
         .and_opt("amount >= ?", f.amount_gte.map(Arg::Int))
         .and_opt("amount <= ?", f.amount_lte.map(Arg::Int))
         .and_opt("card_last4 = ?", text(f.last4))
@@ -312,7 +332,10 @@ pub async fn stuck(
 }
 
 /// Loads and locks an app's payments named by our ids or by the provider's intent or
-/// session ids, in id order (the order every transaction locks them in).
+/// session ids, in id order (the order every transaction locks them in). On
+/// PostgreSQL the other payments of their orders are locked (and returned) with them,
+/// in the same id order (see [`lock_of_order`]); SQLite has one writer, so nothing
+/// there waits for a lock and only the named ones are read.
 pub async fn lock_many(
     conn: &mut Conn,
     app: &str,
@@ -323,6 +346,7 @@ pub async fn lock_many(
     if ids.is_empty() && intents.is_empty() && sessions.is_empty() {
         return Ok(Vec::new());
     }
+    let postgres = crate::db::backend_of(conn) == crate::Backend::Postgres;
     let mut p = Params::on(conn);
     let app_param = p.one();
     let named = p.any_in(&[
@@ -330,10 +354,19 @@ pub async fn lock_many(
         ("provider_payment_intent", intents),
         ("provider_checkout_session", sessions),
     ]);
-    let sql = format!(
-        "SELECT {COLUMNS} FROM payments WHERE app_id = {app_param} AND ({named}) ORDER BY id{}",
-        lock_clause(conn)
-    );
+    let sql = if postgres {
+        format!(
+            "SELECT {COLUMNS} FROM payments WHERE app_id = {app_param} AND order_id IN \
+             (SELECT order_id FROM payments WHERE app_id = {app_param} AND ({named})) \
+             ORDER BY id{}",
+            lock_clause(conn)
+        )
+    } else {
+        format!(
+            "SELECT {COLUMNS} FROM payments WHERE app_id = {app_param} AND ({named}) ORDER BY id{}",
+            lock_clause(conn)
+        )
+    };
     let mut q = sqlx::query_as::<_, PaymentRow>(&sql).bind(app);
     for v in ids.iter().chain(intents).chain(sessions) {
         q = q.bind(v);

@@ -72,7 +72,11 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     .ok_or(StoreError::NotFound)
 }
 
-/// Locks a refund named by our id or the provider's.
+/// Locks a refund named by our id or the provider's. On PostgreSQL its payment (with
+/// the other payments of its order, `payments::lock_of_order`) is locked first: money
+/// rows are locked payments before refunds, so a webhook applying a refund whose
+/// payment it had not loaded cannot deadlock with our own answer or failure path
+/// (`service::refunds`), which lock the payment first.
 pub async fn lock_by_refs(
     conn: &mut Conn,
     app: &str,
@@ -80,8 +84,22 @@ pub async fn lock_by_refs(
     provider: Option<&str>,
 ) -> Result<Option<RefundRow>> {
     let lock = lock_clause(conn);
+    let postgres = crate::db::backend_of(conn) == crate::Backend::Postgres;
     for (column, value) in [("id", id), ("provider_refund_id", provider)] {
         let Some(value) = value else { continue };
+        if postgres {
+            // Its order, unlocked (a refund's order never changes), to lock the
+            // payments first.
+            let order: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT order_id FROM refunds WHERE app_id = $1 AND {column} = $2"
+            ))
+            .bind(app)
+            .bind(value)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(order) = order else { continue };
+            crate::payments::lock_of_order(conn, app, &order).await?;
+        }
         let sql =
             format!("SELECT {COLUMNS} FROM refunds WHERE app_id = $1 AND {column} = $2{lock}");
         if let Some(r) = sqlx::query_as::<_, RefundRow>(&sql)

@@ -333,6 +333,32 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(b: Backend) {
             Some("status"),
         ),
         (
+            "a type no event has",
+            raw(Method::GET, "/v1/events?type=bogus", None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("type"),
+        ),
+        (
+            "a wildcard is not an event type to filter by",
+            raw(Method::GET, "/v1/events?type=*", None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("type"),
+        ),
+        (
+            "a type no event of a customer's log has",
+            raw(
+                Method::GET,
+                "/v1/customers/customer_nope/events?type=payment.paid",
+                None,
+                vec![],
+            ),
+            StatusCode::BAD_REQUEST,
+            "parameter_invalid",
+            Some("type"),
+        ),
+        (
             "unknown id",
             raw(Method::GET, "/v1/products/product_nope", None, vec![]),
             StatusCode::NOT_FOUND,

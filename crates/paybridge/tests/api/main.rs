@@ -21,6 +21,7 @@ mod errors;
 mod faults;
 mod idempotency;
 mod isolation;
+mod locks;
 mod logs;
 mod money;
 mod ops;

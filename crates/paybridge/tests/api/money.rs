@@ -596,6 +596,11 @@ async fn refund_facts_that_cannot_be_true_are_rejected(b: Backend) {
         .await
         .unwrap();
     assert!(m.contains("paybridge_ledger_anomalies_total 4"), "{m}");
+    // The four events were stored but refused: counted as such, not as processed.
+    assert!(
+        m.contains("paybridge_webhook_events_total{outcome=\"anomaly\"} 4"),
+        "{m}"
+    );
 }
 
 /// Item 4: a capture beyond the payment's amount is rejected, and cannot be refunded.

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use paybridge_core::keys::Permission;
-use paybridge_core::Invalid;
 use paybridge_store::customers;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -13,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiResult, ErrorBody, OrNotFound};
 use crate::http::extract::{Body, Caller, Path, Query};
-use crate::http::list::{to_params, Deleted, List};
+use crate::http::list::{email_param, to_params, Deleted, List};
 use crate::service::customers::{self as service, CustomerInput};
 use crate::service::views::{CardView, CustomerView};
 use crate::state::AppState;
@@ -159,23 +158,10 @@ async fn list_customers(
     Query(q): Query<CustomerQuery>,
 ) -> ApiResult<axum::Json<List<CustomerView>>> {
     let app = caller.app(Permission::CustomersRead)?;
-    let email = |param: &'static str, v: &Option<String>| match v.as_deref().map(str::trim) {
-        Some("") | None => Ok(None),
-        Some(e) if e.len() > 320 => Err(Invalid::new(
-            param,
-            "parameter_invalid",
-            format!("{param} is too long"),
-        )),
-        Some(e) => Ok(Some(e.to_owned())),
-    };
-    let (exact, prefix) = (
-        email("email", &q.email)?,
-        email("email_prefix", &q.email_prefix)?,
-    );
     let filter = customers::Filter {
         external_id: q.external_id.as_deref(),
-        email: exact.as_deref(),
-        email_prefix: prefix.as_deref(),
+        email: email_param("email", q.email.as_deref())?,
+        email_prefix: email_param("email_prefix", q.email_prefix.as_deref())?,
         created: crate::http::list::created(q.created_gte, q.created_lte)?,
     };
     let page = customers::list(

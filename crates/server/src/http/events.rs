@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{Caller, Query};
-use crate::http::list::{to_params, List};
+use crate::http::list::{known_event_type, to_params, List};
 use crate::service::views::EventView;
 use crate::state::AppState;
 
@@ -21,6 +21,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
+    /// Only events of this type (`payment.succeeded`, …): one of paybridge's event
+    /// types, or a 400.
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub kind: Option<String>,
@@ -43,7 +45,7 @@ async fn list_events(
     let app = caller.app(Permission::EventsRead)?;
     let params = to_params(q.limit, q.starting_after)?;
     let filter = Filter {
-        kind: q.kind.as_deref(),
+        kind: known_event_type(q.kind.as_deref())?,
         customer: q.customer.as_deref(),
         order: q.order.as_deref(),
         payment: q.payment.as_deref(),

@@ -72,13 +72,45 @@ pub fn known_status<'a>(
     given: Option<&'a str>,
     known: &[&str],
 ) -> Result<Option<&'a str>, ApiError> {
+    known_value("status", given, known)
+}
+
+/// A `type` filter over paybridge's events must name one of them
+/// (`paybridge_core::event_types`): a misspelt one would otherwise answer an empty list.
+pub fn known_event_type(given: Option<&str>) -> Result<Option<&str>, ApiError> {
+    known_value("type", given, paybridge_core::event_types::ALL)
+}
+
+fn known_value<'a>(
+    param: &'static str,
+    given: Option<&'a str>,
+    known: &[&str],
+) -> Result<Option<&'a str>, ApiError> {
     match given {
         Some(s) if !known.contains(&s) => Err(ApiError::bad_request(
             "parameter_invalid",
-            format!("status is one of: {}", known.join(", ")),
+            format!("{param} is one of: {}", known.join(", ")),
         )
-        .with_param("status")),
+        .with_param(param)),
         other => Ok(other),
+    }
+}
+
+/// An email to search by (`email`, `email_prefix`): trimmed, none when blank, and a
+/// 422 naming `param` past 320 bytes (the longest an address can be).
+pub fn email_param<'a>(
+    param: &'static str,
+    given: Option<&'a str>,
+) -> Result<Option<&'a str>, ApiError> {
+    match given.map(str::trim) {
+        Some("") | None => Ok(None),
+        Some(e) if e.len() > 320 => Err(paybridge_core::Invalid::new(
+            param,
+            "parameter_invalid",
+            format!("{param} is too long"),
+        )
+        .into()),
+        Some(e) => Ok(Some(e)),
     }
 }
 

@@ -133,10 +133,7 @@ pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::Ap
             .into());
         }
     }
-    let email = q.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
-    if email.is_some_and(|e| e.len() > 320) {
-        return Err(Invalid::new("email", "parameter_invalid", "email is too long").into());
-    }
+    let email = crate::http::list::email_param("email", q.email.as_deref())?;
     if let Some(l) = &q.last4 {
         if l.len() != 4 || !l.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Invalid::new(
@@ -151,7 +148,6 @@ pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::Ap
         Some(c) => Some(paybridge_core::Currency::parse(c)?),
         None => None,
     };
-    let created = crate::http::list::created(q.created_gte, q.created_lte)?;
     Ok(Filter {
         order: q.order.as_deref(),
         customer: q.customer.as_deref(),
@@ -159,8 +155,7 @@ pub(crate) fn filter_of(q: &PaymentQuery) -> Result<Filter<'_>, crate::error::Ap
             q.status.as_deref(),
             &paybridge_core::payment::PaymentStatus::ALL.map(|s| s.as_str()),
         )?,
-        created_gte: created.gte,
-        created_lte: created.lte,
+        created: crate::http::list::created(q.created_gte, q.created_lte)?,
         amount_gte: q.amount_gte,
         amount_lte: q.amount_lte,
         email,

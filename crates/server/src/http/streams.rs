@@ -346,6 +346,8 @@ fn sse(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// Only events of this type (`payment.succeeded`, …): one of paybridge's event
+    /// types, or a 400.
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub kind: Option<String>,
@@ -366,15 +368,15 @@ async fn customer_events(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<axum::Json<List<EventView>>> {
     let app = caller.app(Permission::EventsRead)?;
-    paybridge_store::customers::get(state.db.reader(), app.as_str(), &id)
-        .await
-        .or_404("customer")?;
     let params = to_params(q.limit, q.starting_after)?;
     let filter = Filter {
-        kind: q.kind.as_deref(),
+        kind: crate::http::list::known_event_type(q.kind.as_deref())?,
         customer: Some(&id),
         ..Filter::default()
     };
+    paybridge_store::customers::get(state.db.reader(), app.as_str(), &id)
+        .await
+        .or_404("customer")?;
     let (rows, has_more) = events::list(
         &state.db,
         app.as_str(),

@@ -18,6 +18,7 @@ use crate::http::extract::{Caller, Path, Query};
 use crate::http::limits;
 use crate::http::list::{to_params, List};
 use crate::metrics::OutcomeLabels;
+use crate::service::ledger::Outcome;
 use crate::service::views::ProviderEventView;
 use crate::service::webhooks::Ingested;
 use crate::state::AppState;
@@ -129,7 +130,12 @@ async fn receive(
         .await
         .map_err(ApiError::internal)?;
     let duplicate = outcome == Ingested::Duplicate;
-    let label = if duplicate { "duplicate" } else { "processed" };
+    let label = match outcome {
+        Ingested::Duplicate => "duplicate",
+        // Stored, but refused by the ledger's invariants (a `ledger.anomaly`).
+        Ingested::Applied(Outcome::Rejected(_)) => "anomaly",
+        Ingested::Applied(_) => "processed",
+    };
     state
         .metrics
         .webhook_events

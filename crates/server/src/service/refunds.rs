@@ -197,6 +197,7 @@ pub async fn record(
     uow.flush(&mut tx).await?;
     let row = refunds::get(&mut *tx, app, refund).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    super::ledger::count_anomalies(uow.anomalies());
     Ok(row)
 }
 

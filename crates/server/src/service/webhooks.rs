@@ -233,6 +233,7 @@ async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError
         provider_events::set_outcomes(&mut tx, app, &list, ts).await?;
     }
     tx.commit().await?;
+    ledger::count_anomalies(uow.anomalies());
     Ok(results)
 }
 
@@ -265,7 +266,7 @@ pub async fn retry_pending(state: &AppState) -> Result<usize, StoreError> {
 }
 
 async fn retry_rows(state: &AppState, rows: &[ProviderEventRow]) -> Result<usize, StoreError> {
-    let mut applied = 0;
+    let (mut applied, mut anomalies) = (0, 0);
     let mut tx = state.db.begin().await?;
     for row in rows {
         let Ok(ev) = paybridge_core::stripe::event::parse(row.payload.as_bytes()) else {
@@ -275,7 +276,8 @@ async fn retry_rows(state: &AppState, rows: &[ProviderEventRow]) -> Result<usize
         if !matches!(current.outcome.as_str(), "pending" | "failed") {
             continue;
         }
-        let outcome = ledger::apply_event(&mut tx, &row.app_id, &ev).await?;
+        let (outcome, found) = ledger::apply_event(&mut tx, &row.app_id, &ev).await?;
+        anomalies += found;
         let (name, detail) = outcome.parts();
         provider_events::set_outcome(&mut tx, &row.app_id, &row.id, name, Some(detail), now())
             .await?;
@@ -284,5 +286,10 @@ async fn retry_rows(state: &AppState, rows: &[ProviderEventRow]) -> Result<usize
         }
     }
     tx.commit().await?;
+    ledger::count_anomalies(anomalies);
     Ok(applied)
 }
+
+#[cfg(test)]
+#[path = "webhooks_tests.rs"]
+mod tests;

@@ -252,7 +252,7 @@ export async function keys() {
 
 // ---------------------------------------------------------------- callbacks
 
-const EVENT_TYPES = ["order.paid", "order.partially_refunded", "order.refunded", "payment.pending", "payment.requires_action", "payment.processing", "payment.requires_capture", "payment.succeeded", "payment.failed", "payment.canceled", "payment.expired", "payment.disputed", "payment.partially_refunded", "payment.refunded", "refund.pending", "refund.succeeded", "refund.failed", "checkout.completed", "checkout.expired", "subscription.created", "subscription.updated", "subscription.canceled", "subscription.payment_succeeded", "subscription.payment_failed", "callback_endpoint.disabled"];
+const EVENT_TYPES = ["order.paid", "order.partially_refunded", "order.refunded", "payment.pending", "payment.requires_action", "payment.processing", "payment.requires_capture", "payment.succeeded", "payment.failed", "payment.canceled", "payment.expired", "payment.disputed", "payment.partially_refunded", "payment.refunded", "refund.pending", "refund.succeeded", "refund.failed", "checkout.completed", "checkout.expired", "subscription.created", "subscription.updated", "subscription.canceled", "subscription.payment_succeeded", "subscription.payment_failed", "order.overpaid", "ledger.anomaly", "callback_endpoint.disabled"];
 
 export async function callbacks() {
   const pb = session.pb;

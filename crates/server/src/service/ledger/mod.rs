@@ -15,6 +15,7 @@ pub use billing::apply_subscription as apply_subscription_reading;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use paybridge_core::event_types;
 use paybridge_core::ids::{CardId, EventId};
 use paybridge_core::invariants::{self, Anomaly, Books};
 use paybridge_core::payment::{
@@ -70,6 +71,10 @@ pub fn event_row(
     links: (Option<&str>, Option<&str>, Option<&str>),
     data: &impl Serialize,
 ) -> EventRow {
+    debug_assert!(
+        event_types::ALL.contains(&kind),
+        "{kind} is not in paybridge_core::event_types::ALL"
+    );
     let (order, payment, customer) = links;
     EventRow {
         seq: 0,
@@ -98,19 +103,29 @@ pub async fn emit(
     Ok(())
 }
 
-/// Facts refused by the ledger's invariants since the process started (exported as
-/// `paybridge_ledger_anomalies_total`).
+/// `ledger.anomaly` events committed by this process since it started (exported as
+/// `paybridge_ledger_anomalies_total`). Counted once their transaction has committed
+/// ([`count_anomalies`] with [`UnitOfWork::anomalies`]): an event built in a
+/// transaction that rolls back (a webhook batch that fails and is tried again one
+/// event at a time) is not one.
 pub static ANOMALIES: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
+
+/// The type of the event that tells a person about a refused fact.
+const ANOMALY: &str = "ledger.anomaly";
+
+/// Counts `n` anomalies whose transaction has committed.
+pub fn count_anomalies(n: u64) {
+    ANOMALIES.inc_by(n);
+}
 
 /// The `ledger.anomaly` event for a fact refused about a payment: what was refused and
 /// why, for a person to look at.
 pub fn anomaly_event(p: &PaymentRow, a: &Anomaly, source: &str, fact: &str) -> EventRow {
-    ANOMALIES.inc();
     tracing::warn!(payment = %p.id, code = a.code, reason = %a.reason, source, "a fact breaks the ledger's invariants; not applied");
     event_row(
         &p.app_id,
-        "ledger.anomaly",
+        ANOMALY,
         &p.id,
         (Some(&p.order_id), Some(&p.id), p.customer_id.as_deref()),
         &serde_json::json!({
@@ -174,6 +189,7 @@ pub struct UnitOfWork {
     events: Vec<EventRow>,
     orders: BTreeSet<(String, String)>,
     cards: Vec<(String, SeenCard)>,
+    anomalies: u64,
 }
 
 impl UnitOfWork {
@@ -211,6 +227,12 @@ impl UnitOfWork {
             .entry(c.id.clone())
             .or_insert_with(|| c.status.clone());
         self.checkouts.entry(c.id.clone()).or_insert(c);
+    }
+
+    /// How many `ledger.anomaly` events `flush` has written: for [`count_anomalies`]
+    /// once the transaction commits.
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies
     }
 
     pub fn payment(&self, id: &str) -> Option<&PaymentRow> {
@@ -270,10 +292,13 @@ impl UnitOfWork {
         let old = state_of(p);
         let new = f(&old);
         write_state(p, &new);
-        if old.status() != new.status() {
+        let moved = (old.status() != new.status())
+            .then(|| event_types::of_payment(new.status()))
+            .flatten();
+        if let Some(kind) = moved {
             let row = event_row(
                 &p.app_id,
-                &format!("payment.{}", new.status().as_str()),
+                kind,
                 &p.id,
                 (Some(&p.order_id), Some(&p.id), p.customer_id.as_deref()),
                 &PaymentView::of(p),
@@ -303,10 +328,8 @@ impl UnitOfWork {
             return;
         }
         c.status = new.as_str().to_owned();
-        let kind = match new {
-            CheckoutStatus::Complete => "checkout.completed",
-            CheckoutStatus::Expired => "checkout.expired",
-            CheckoutStatus::Open => "checkout.opened",
+        let Some(kind) = event_types::of_checkout(new) else {
+            return;
         };
         let row = event_row(
             &c.app_id,
@@ -483,6 +506,7 @@ impl UnitOfWork {
         }
         let evs = std::mem::take(&mut self.events);
         events::append_many(conn, &evs).await?;
+        self.anomalies += evs.iter().filter(|e| e.kind == ANOMALY).count() as u64;
         for (app, order) in std::mem::take(&mut self.orders) {
             refresh_order(conn, &app, &order).await?;
         }
@@ -513,6 +537,9 @@ pub async fn apply_payment_facts(
         let ev = anomaly_event(before, &a, "provider_answer", &format!("{f:?}"));
         uow.events.push(ev);
         uow.flush(conn).await?;
+        // Counted as written: the callers' transactions hold one payment's answer and
+        // are not tried again as a batch (they do not report the count back).
+        count_anomalies(uow.anomalies());
         return Ok(before.clone());
     }
     if let Some(p) = uow.payment_mut(&id) {
@@ -540,15 +567,21 @@ pub async fn apply_checkout_status(
     uow.flush(conn).await
 }
 
-/// Applies one verified provider event inside the caller's transaction.
-pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outcome, StoreError> {
+/// Applies one verified provider event inside the caller's transaction. Returns its
+/// outcome and how many `ledger.anomaly` events it wrote ([`count_anomalies`] once the
+/// transaction commits).
+pub async fn apply_event(
+    conn: &mut Conn,
+    app: &str,
+    ev: &Event,
+) -> Result<(Outcome, u64), StoreError> {
     let mut uow = UnitOfWork::new();
     if let Some(r) = event::read(ev) {
         uow.load_for(conn, app, &[r.refs]).await?;
     }
     let outcome = uow.apply_event(conn, app, ev).await?;
     uow.flush(conn).await?;
-    Ok(outcome)
+    Ok((outcome, uow.anomalies()))
 }
 
 /// Re-totals an order from its payments; emits `order.<status>` when its status moves.
@@ -558,9 +591,13 @@ pub async fn apply_event(conn: &mut Conn, app: &str, ev: &Event) -> Result<Outco
 /// refund is opened on the latest payments for the excess, sent to the provider by the
 /// reconciler at once, and the order says so (`order.overpaid`). A surplus given back
 /// does not count against the order's status.
+///
+/// On PostgreSQL the order's payments are locked before the order, in id order, as in
+/// every transaction (`payments::lock_of_order`): the surplus refund reserves its
+/// amount on one of them while the order is locked.
 pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result<(), StoreError> {
+    let mut ps = payments::lock_of_order(conn, app, order_id).await?;
     let order = orders::lock(conn, app, order_id).await?;
-    let mut ps = payments::of_order(&mut *conn, app, order_id).await?;
     let paid: i64 = ps
         .iter()
         .filter(|p| p.lifecycle == "succeeded")
@@ -600,7 +637,10 @@ pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result
         return Ok(());
     }
     orders::set_amounts(conn, app, order_id, paid, refunded, status.as_str()).await?;
-    if status.as_str() != order.status {
+    let moved = (status.as_str() != order.status)
+        .then(|| event_types::of_order(status))
+        .flatten();
+    if let Some(kind) = moved {
         let mut after = order.clone();
         after.amount_paid = paid;
         after.amount_refunded = refunded;
@@ -608,7 +648,7 @@ pub async fn refresh_order(conn: &mut Conn, app: &str, order_id: &str) -> Result
         emit(
             conn,
             app,
-            &format!("order.{}", status.as_str()),
+            kind,
             order_id,
             (Some(order_id), None, order.customer_id.as_deref()),
             &OrderView::of(&after),
@@ -765,4 +805,127 @@ pub async fn save_card(
     .await?;
     customers::set_default_payment_method(&mut *conn, &p.app_id, customer, Some(&row.id)).await?;
     Ok(Some(row.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use paybridge_core::event_types::ALL;
+
+    fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).expect("read the server's source") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.to_string_lossy().ends_with("_tests.rs")
+            {
+                let mut text = std::fs::read_to_string(&path).expect("read a source file");
+                // Tests emit nothing: what follows a file's test module is not read.
+                if let Some(at) = text.find("#[cfg(test)]") {
+                    text.truncate(at);
+                }
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+
+    /// The string literals of `text` shaped as `word.word`.
+    fn dotted_literals(text: &str) -> Vec<&str> {
+        let b = text.as_bytes();
+        let word = |mut i: usize| {
+            while i < b.len() && (b[i].is_ascii_lowercase() || b[i] == b'_') {
+                i += 1;
+            }
+            i
+        };
+        let mut found = Vec::new();
+        for (i, _) in text.match_indices('"') {
+            let dot = word(i + 1);
+            if dot == i + 1 || b.get(dot) != Some(&b'.') {
+                continue;
+            }
+            let end = word(dot + 1);
+            if end > dot + 1 && b.get(end) == Some(&b'"') {
+                found.push(&text[i + 1..end]);
+            }
+        }
+        found
+    }
+
+    /// Every event type the server emits is listed in `event_types::ALL` (which callback
+    /// endpoints may ask for and `GET /v1/events?type=` accepts): the types that follow
+    /// a status come from `event_types::of_*` (checked in core); the others are
+    /// literals, collected here from the server's source. A type built at run time (a
+    /// `format!` of a prefix and a status) would escape both checks, so none may be.
+    #[test]
+    fn every_event_type_the_server_names_is_listed() {
+        let prefixes: BTreeSet<&str> = ALL
+            .iter()
+            .filter_map(|t| t.split_once('.'))
+            .map(|(p, _)| p)
+            .collect();
+        // Names that share a prefix with our event types: an object's, and Stripe's
+        // own event types.
+        let not_events = ["checkout.session", "refund.created", "refund.updated"];
+        let mut files = Vec::new();
+        sources(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut named = BTreeSet::new();
+        for (path, text) in &files {
+            for p in &prefixes {
+                assert!(
+                    !text.contains(&format!("\"{p}.{{")),
+                    "{path} builds a {p}.… event type at run time: use event_types::of_*"
+                );
+            }
+            for lit in dotted_literals(text) {
+                let prefix = lit.split_once('.').map_or(lit, |(p, _)| p);
+                if prefixes.contains(prefix) && !not_events.contains(&lit) {
+                    assert!(
+                        ALL.contains(&lit),
+                        "{path} names {lit}, which is not in event_types::ALL"
+                    );
+                    named.insert(lit);
+                }
+            }
+        }
+        // The scan sees the literal types (it would pass vacuously otherwise).
+        for t in [
+            "ledger.anomaly",
+            "order.overpaid",
+            "callback_endpoint.disabled",
+            "subscription.payment_failed",
+        ] {
+            assert!(
+                named.contains(t),
+                "{t} was not found in the server's source"
+            );
+        }
+    }
+
+    /// The dashboard offers callback endpoints every event type, and only those.
+    #[test]
+    fn the_dashboard_offers_every_event_type() {
+        let setup = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("web/admin/setup.js"),
+        )
+        .expect("read setup.js");
+        let list = setup
+            .split_once("const EVENT_TYPES = [")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map(|(list, _)| list)
+            .expect("setup.js has EVENT_TYPES");
+        let offered: BTreeSet<&str> = list
+            .split(',')
+            .map(|t| t.trim().trim_matches('"'))
+            .filter(|t| !t.is_empty())
+            .collect();
+        let all: BTreeSet<&str> = ALL.iter().copied().collect();
+        assert_eq!(offered, all);
+    }
 }

@@ -187,11 +187,7 @@ impl UnitOfWork {
         old: Option<RefundStatus>,
     ) -> Result<Outcome, StoreError> {
         let new = RefundStatus::parse(&r.status).unwrap_or(RefundStatus::Pending);
-        let kind = match new {
-            RefundStatus::Pending => "refund.pending",
-            RefundStatus::Succeeded => "refund.succeeded",
-            RefundStatus::Failed | RefundStatus::Canceled => "refund.failed",
-        };
+        let kind = paybridge_core::event_types::of_refund(new);
         let customer = self
             .payment(&r.payment_id)
             .and_then(|p| p.customer_id.clone());

@@ -1,0 +1,175 @@
+//! The ingest path's group commit, on a real database.
+
+use paybridge_store::apps::{self, AppRow};
+use paybridge_store::orders::{self, OrderRow};
+use paybridge_store::payments::{self, PaymentRow};
+use paybridge_store::refunds::{self, RefundRow};
+use paybridge_store::{Db, DbOptions};
+use paybridge_testkit::{Backend, TestDb};
+use tokio::sync::oneshot;
+
+use super::{commit_batch, Ingested, Job};
+use crate::service::ledger::{self, Outcome};
+
+paybridge_testkit::on_both!(an_anomaly_is_counted_once_when_its_batch_is_tried_again);
+
+async fn open(b: Backend) -> Option<(TestDb, Db)> {
+    let t = TestDb::new(b).await?;
+    let db = Db::connect(&t.url, DbOptions::default())
+        .await
+        .expect("connect");
+    db.migrate().await.expect("migrate");
+    Some((t, db))
+}
+
+async fn app_with_payment(db: &Db, app: &str, intent: &str) -> PaymentRow {
+    let row = AppRow {
+        id: app.into(),
+        name: app.into(),
+        environment: "test".into(),
+        demo: 0,
+        created: 1,
+    };
+    apps::create_app(db, &row, &[], &[]).await.expect("app");
+    let order = OrderRow {
+        id: format!("order_{app}"),
+        app_id: app.into(),
+        customer_id: None,
+        currency: "usd".into(),
+        amount_total: 1000,
+        amount_paid: 0,
+        amount_refunded: 0,
+        status: "open".into(),
+        line_items: "[]".into(),
+        metadata: "{}".into(),
+        client_secret: String::new(),
+        subscription_id: None,
+        provider_invoice_id: None,
+        created: 1,
+        updated: 1,
+    };
+    let mut tx = db.begin().await.expect("begin");
+    orders::insert(&mut *tx, &order).await.expect("order");
+    let p = PaymentRow {
+        id: format!("payment_{app}"),
+        app_id: app.into(),
+        order_id: order.id.clone(),
+        customer_id: None,
+        method: "payment_intent".into(),
+        capture_method: "automatic".into(),
+        provider: "stripe".into(),
+        lifecycle: "pending".into(),
+        status: "pending".into(),
+        amount: 1000,
+        currency: "usd".into(),
+        amount_capturable: 0,
+        amount_captured: 0,
+        amount_refunded: 0,
+        amount_refunding: 0,
+        dispute: "none".into(),
+        failure_code: None,
+        decline_code: None,
+        failure_message: None,
+        failure_at: None,
+        save_card: 0,
+        payment_method_id: None,
+        provider_payment_intent: Some(intent.into()),
+        provider_checkout_session: None,
+        provider_charge: None,
+        client_secret_sealed: None,
+        payment_url: None,
+        application_fee_amount: None,
+        transfer_destination: None,
+        metadata: "{}".into(),
+        card_brand: None,
+        card_last4: None,
+        created: 1,
+        updated: 1,
+    };
+    payments::insert(&mut *tx, &p).await.expect("payment");
+    tx.commit().await.expect("commit");
+    p
+}
+
+fn refund_event(id: &str, refund: &str, intent: &str) -> paybridge_core::stripe::event::Event {
+    let body = serde_json::json!({
+        "id": id, "object": "event", "type": "refund.updated", "created": 1,
+        "livemode": false,
+        "data": {"object": {"id": refund, "object": "refund", "amount": 700,
+            "currency": "usd", "status": "succeeded", "payment_intent": intent}},
+    });
+    paybridge_core::stripe::event::parse(body.to_string().as_bytes()).expect("an event")
+}
+
+/// A batch that fails as a whole is tried again one event at a time: an anomaly found
+/// in the failed try was rolled back with it, so it is counted once, after the commit
+/// that keeps it (`paybridge_ledger_anomalies_total`).
+async fn an_anomaly_is_counted_once_when_its_batch_is_tried_again(b: Backend) {
+    let Some((_t, db)) = open(b).await else {
+        return;
+    };
+    let mine = app_with_payment(&db, "app_x", "pi_x").await;
+    let theirs = app_with_payment(&db, "app_y", "pi_y").await;
+    // A refund of app_x on app_y's payment: applying an event about it fails (the
+    // payment is not app_x's), and so does any batch holding that event.
+    let ts = paybridge_store::now();
+    let mut tx = db.begin().await.expect("begin");
+    refunds::insert(
+        &mut *tx,
+        &RefundRow {
+            id: "refund_broken".into(),
+            app_id: "app_x".into(),
+            payment_id: theirs.id.clone(),
+            order_id: theirs.order_id.clone(),
+            amount: 500,
+            currency: "usd".into(),
+            reason: None,
+            status: "pending".into(),
+            failure_reason: None,
+            provider_refund_id: Some("re_broken".into()),
+            refund_application_fee: 0,
+            reverse_transfer: 0,
+            source: "api".into(),
+            metadata: "{}".into(),
+            created: ts,
+            updated: ts,
+        },
+    )
+    .await
+    .expect("refund");
+    tx.commit().await.expect("commit");
+    let before = ledger::ANOMALIES.get();
+    let mut answers = Vec::new();
+    let mut batch = Vec::new();
+    // A refund on a payment that captured nothing: refused by the invariants.
+    for event in [
+        refund_event("evt_anomaly", "re_anomaly", "pi_x"),
+        refund_event("evt_broken", "re_broken", "pi_y"),
+    ] {
+        let (reply, answer) = oneshot::channel();
+        batch.push(Job {
+            app: "app_x".into(),
+            raw: "{}".into(),
+            event,
+            reply,
+        });
+        answers.push(answer);
+    }
+    commit_batch(&db, batch).await;
+    let anomaly = answers.remove(0).await.expect("an answer");
+    assert!(
+        matches!(anomaly, Ok(Ingested::Applied(Outcome::Rejected(_)))),
+        "{anomaly:?}"
+    );
+    let broken = answers.remove(0).await.expect("an answer");
+    assert!(broken.is_err(), "{broken:?}");
+    let stored = paybridge_store::events::count_of(&db, "app_x", "ledger.anomaly", &mine.id)
+        .await
+        .expect("count");
+    assert_eq!(stored, 1, "one ledger.anomaly event committed");
+    assert_eq!(
+        ledger::ANOMALIES.get() - before,
+        1,
+        "counted once, as committed"
+    );
+}
