@@ -11,7 +11,10 @@ use tokio::sync::oneshot;
 use super::{commit_batch, Ingested, Job};
 use crate::service::ledger::{self, Outcome};
 
-paybridge_testkit::on_both!(an_anomaly_is_counted_once_when_its_batch_is_tried_again);
+paybridge_testkit::on_both!(
+    an_anomaly_is_counted_once_when_its_batch_is_tried_again,
+    an_invoice_paid_twice_in_one_batch_tells_the_subscription_once,
+);
 
 async fn open(b: Backend) -> Option<(TestDb, Db)> {
     let t = TestDb::new(b).await?;
@@ -171,5 +174,101 @@ async fn an_anomaly_is_counted_once_when_its_batch_is_tried_again(b: Backend) {
         ledger::ANOMALIES.get() - before,
         1,
         "counted once, as committed"
+    );
+}
+
+fn event(body: serde_json::Value) -> paybridge_core::stripe::event::Event {
+    paybridge_core::stripe::event::parse(body.to_string().as_bytes()).expect("an event")
+}
+
+/// A renewal waiting for 3-D Secure, then the customer authenticates: Stripe sends
+/// `invoice.paid` and `invoice.payment_succeeded` for the invoice, and both land in one
+/// batch. The second must see the payment as the first left it (not a copy read from
+/// the database), so the subscription is told once that its renewal was paid.
+async fn an_invoice_paid_twice_in_one_batch_tells_the_subscription_once(b: Backend) {
+    let Some((_t, db)) = open(b).await else {
+        return;
+    };
+    let p = app_with_payment(&db, "app_r", "pi_r").await;
+    let ts = paybridge_store::now();
+    paybridge_store::subscriptions::insert(
+        db.writer(),
+        &paybridge_store::subscriptions::SubscriptionRow {
+            id: "subscription_r".into(),
+            app_id: "app_r".into(),
+            customer_id: None,
+            product_id: None,
+            provider_price_id: Some("price_r".into()),
+            quantity: 1,
+            unit_amount: 1000,
+            currency: "usd".into(),
+            status: "past_due".into(),
+            status_at: ts,
+            provider_subscription_id: Some("sub_r".into()),
+            current_period_start: Some(ts),
+            current_period_end: Some(ts + 30 * 86_400),
+            cancel_at_period_end: 0,
+            canceled_at: None,
+            checkout_id: None,
+            metadata: "{}".into(),
+            created: ts,
+            updated: ts,
+        },
+    )
+    .await
+    .expect("subscription");
+    for sql in [
+        "UPDATE orders SET provider_invoice_id = 'in_r', subscription_id = 'subscription_r' WHERE id = 'order_app_r'",
+        "UPDATE payments SET method = 'subscription', lifecycle = 'requires_action', status = 'requires_action' WHERE id = 'payment_app_r'",
+    ] {
+        sqlx::query(sql).execute(db.writer()).await.expect(sql);
+    }
+    let invoice = |id: &str, kind: &str| {
+        event(serde_json::json!({
+            "id": id, "object": "event", "type": kind, "created": ts, "livemode": false,
+            "data": {"object": {"id": "in_r", "object": "invoice", "subscription": "sub_r",
+                "paid": true, "status": "paid", "amount_paid": 1000, "amount_due": 1000,
+                "currency": "usd", "billing_reason": "subscription_cycle",
+                "payment_intent": "pi_r", "metadata": {}}},
+        }))
+    };
+    let paid = invoice("evt_in_r_paid", "invoice.paid");
+    let succeeded = invoice("evt_in_r_succeeded", "invoice.payment_succeeded");
+    let mut answers = Vec::new();
+    let mut batch = Vec::new();
+    for event in [paid, succeeded] {
+        let (reply, answer) = oneshot::channel();
+        batch.push(Job {
+            app: "app_r".into(),
+            raw: "{}".into(),
+            event,
+            reply,
+        });
+        answers.push(answer);
+    }
+    commit_batch(&db, batch).await;
+    for a in answers {
+        let r = a.await.expect("an answer");
+        assert!(
+            matches!(r, Ok(Ingested::Applied(Outcome::Processed(_)))),
+            "{r:?}"
+        );
+    }
+    let paid = payments::get(db.reader(), "app_r", &p.id)
+        .await
+        .expect("payment");
+    assert_eq!(paid.lifecycle, "succeeded");
+    assert_eq!(paid.amount_captured, 1000);
+    let told = paybridge_store::events::count_of(
+        &db,
+        "app_r",
+        "subscription.payment_succeeded",
+        "subscription_r",
+    )
+    .await
+    .expect("count");
+    assert_eq!(
+        told, 1,
+        "the subscription is told once that its renewal was paid"
     );
 }

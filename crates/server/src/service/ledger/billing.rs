@@ -133,13 +133,20 @@ pub(super) async fn apply_invoice(
     if let Some(order) = orders::by_invoice(conn, app, &inv.provider_invoice).await? {
         // Seen before: a failed or unauthenticated invoice paid later settles its
         // payment now; one awaiting authentication fails when authentication does.
-        if let Some(p) = payments::of_order(&mut *conn, app, &order.id)
+        // Locked (on PostgreSQL, with its order's other payments, in the lock order of
+        // every transaction), and the unit of work's copy if this batch already holds
+        // it: an earlier event of the batch may have moved it (Stripe sends
+        // `invoice.paid` and `invoice.payment_succeeded` together), and a copy read from
+        // the database would tell the subscription a second time.
+        let found = payments::lock_of_order(conn, app, &order.id)
             .await?
             .into_iter()
-            .find(|p| p.method == "subscription")
-        {
+            .find(|p| p.method == "subscription");
+        if let Some(found) = found {
+            let id = found.id.clone();
+            uow.add_payment(found);
+            let p = uow.payment(&id).cloned().expect("just added");
             if p.lifecycle != "succeeded" {
-                let id = p.id.clone();
                 let state = super::state_of(&p);
                 if let Err(a) = paybridge_core::invariants::check_payment_fact(
                     &super::books(&p, &state),
@@ -151,7 +158,6 @@ pub(super) async fn apply_invoice(
                     return Ok(Outcome::Rejected(a.to_string()));
                 }
                 let before = p.status.clone();
-                uow.add_payment(p);
                 uow.apply_facts(&id, &[fact]);
                 let moved = uow.payment(&id).is_some_and(|p| p.status != before);
                 if let (Some(kind), true) = (kind, moved) {
