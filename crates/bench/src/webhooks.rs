@@ -412,6 +412,7 @@ pub async fn checkout(
             .to_owned();
         let url = s.url("/v1/checkout/sessions");
         let key = app.publishable.clone();
+        let before = cpu::Sample::take(s.pid());
         let stats = load::run(connections, dur, move |c, _| {
             c.post(&url).bearer_auth(&key).json(&json!({
                 "line_items": [{"product": product, "quantity": 1}],
@@ -419,15 +420,23 @@ pub async fn checkout(
             }))
         })
         .await;
-        println!("run {run}: {stats}");
-        results.push(stats);
+        let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
+        println!("run {run}: {stats}; {usage}");
+        results.push((stats, usage));
     }
+    let stats: Vec<Stats> = results.iter().map(|(s, _)| s.clone()).collect();
     report(
         "create checkout (requests)",
         backend,
         connections,
         dur,
-        &results,
+        &stats,
+    );
+    println!(
+        "create checkout: CPU per request (median): server {:.0} µs (PostgreSQL's own not counted), load generator {:.0} µs; machine busy {:.0} %",
+        median(results.iter().map(|(_, u)| u.server_us)),
+        median(results.iter().map(|(_, u)| u.generator_us)),
+        median(results.iter().map(|(_, u)| u.busy * 100.0)),
     );
     Ok(())
 }
