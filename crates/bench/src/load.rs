@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 
+#[derive(Clone)]
 pub struct Stats {
     pub ok: u64,
     pub errors: u64,

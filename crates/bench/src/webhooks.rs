@@ -384,6 +384,25 @@ impl Drop for FloorProcess {
     }
 }
 
+/// The SQLite writer's group commits and the transactions they held, from `/metrics`
+/// (`None` on PostgreSQL, or a server without the metric).
+async fn group_commits(s: &BenchServer) -> Option<(f64, f64)> {
+    let text = reqwest::get(s.url("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+    };
+    Some((
+        value("paybridge_db_group_commits ")?,
+        value("paybridge_db_group_transactions ")?,
+    ))
+}
+
 pub async fn checkout(
     backend: Backend,
     connections: usize,
@@ -412,6 +431,8 @@ pub async fn checkout(
             .to_owned();
         let url = s.url("/v1/checkout/sessions");
         let key = app.publishable.clone();
+        let groups0 = group_commits(&s).await;
+        let before = cpu::Sample::take(s.pid());
         let stats = load::run(connections, dur, move |c, _| {
             c.post(&url).bearer_auth(&key).json(&json!({
                 "line_items": [{"product": product, "quantity": 1}],
@@ -419,15 +440,32 @@ pub async fn checkout(
             }))
         })
         .await;
-        println!("run {run}: {stats}");
-        results.push(stats);
+        let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
+        let groups = match (groups0, group_commits(&s).await) {
+            (Some((c0, t0)), Some((c1, t1))) if stats.ok > 0 && c1 > c0 => format!(
+                "; per request: {:.2} transactions, {:.2} commits (mean group {:.1})",
+                (t1 - t0) / stats.ok as f64,
+                (c1 - c0) / stats.ok as f64,
+                (t1 - t0) / (c1 - c0)
+            ),
+            _ => String::new(),
+        };
+        println!("run {run}: {stats}; {usage}{groups}");
+        results.push((stats, usage));
     }
+    let stats: Vec<Stats> = results.iter().map(|(s, _)| s.clone()).collect();
     report(
         "create checkout (requests)",
         backend,
         connections,
         dur,
-        &results,
+        &stats,
+    );
+    println!(
+        "create checkout: CPU per request (median): server {:.0} µs (PostgreSQL's own not counted), load generator {:.0} µs; machine busy {:.0} %",
+        median(results.iter().map(|(_, u)| u.server_us)),
+        median(results.iter().map(|(_, u)| u.generator_us)),
+        median(results.iter().map(|(_, u)| u.busy * 100.0)),
     );
     Ok(())
 }

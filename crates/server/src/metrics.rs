@@ -78,6 +78,10 @@ pub struct Metrics {
     pub event_sync_failures: Counter,
     /// Seconds since the stalest Stripe app's last complete catch-up round.
     pub event_sync_lag: Gauge,
+    /// SQLite: group commits the writer has made, and the transactions they held
+    /// (refreshed when the metrics are read).
+    pub db_group_commits: Gauge,
+    pub db_group_transactions: Gauge,
 }
 
 impl Metrics {
@@ -168,7 +172,21 @@ impl Metrics {
             "Seconds since the stalest Stripe app's last complete catch-up round",
             event_sync_lag.clone(),
         );
+        let db_group_commits = Gauge::default();
+        registry.register(
+            "db_group_commits",
+            "SQLite: commits of the writer's transaction groups (each one fsync)",
+            db_group_commits.clone(),
+        );
+        let db_group_transactions = Gauge::default();
+        registry.register(
+            "db_group_transactions",
+            "SQLite: write transactions committed, in groups (divide by db_group_commits for the mean group)",
+            db_group_transactions.clone(),
+        );
         Metrics {
+            db_group_commits,
+            db_group_transactions,
             event_sync_events,
             event_sync_failures,
             event_sync_lag,

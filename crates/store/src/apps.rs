@@ -22,7 +22,7 @@ pub async fn create_app(
     keys: &[KeyRow],
     key_hashes: &[String],
 ) -> Result<()> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO apps (id, name, environment, demo, created) VALUES ($1, $2, $3, $4, $5)",
     )

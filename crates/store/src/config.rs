@@ -35,7 +35,8 @@ pub async fn put_provider(
     public_key: Option<&str>,
     secret_key_sealed: Option<&str>,
 ) -> Result<ConfigRow> {
-    Ok(sqlx::query_as::<_, ConfigRow>(&format!(
+    let mut w = db.autocommit().await?;
+    let row = sqlx::query_as::<_, ConfigRow>(&format!(
         "INSERT INTO payment_configs (app_id, provider, public_key, secret_key_sealed, updated) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (app_id) DO UPDATE SET provider = $2, public_key = $3, \
@@ -47,8 +48,10 @@ pub async fn put_provider(
     .bind(public_key)
     .bind(secret_key_sealed)
     .bind(now())
-    .fetch_one(&db.write)
-    .await?)
+    .fetch_one(&mut *w)
+    .await?;
+    w.commit().await?;
+    Ok(row)
 }
 
 /// Sets a new signing secret. The one it replaces stays valid until `previous_expires`
@@ -59,7 +62,8 @@ pub async fn put_signing_secret(
     sealed: &str,
     previous_expires: i64,
 ) -> Result<Option<ConfigRow>> {
-    Ok(sqlx::query_as::<_, ConfigRow>(&format!(
+    let mut w = db.autocommit().await?;
+    let row = sqlx::query_as::<_, ConfigRow>(&format!(
         "UPDATE payment_configs SET \
              previous_signing_secret_sealed = signing_secret_sealed, \
              previous_signing_secret_expires = CASE WHEN signing_secret_sealed IS NULL \
@@ -71,8 +75,10 @@ pub async fn put_signing_secret(
     .bind(sealed)
     .bind(previous_expires)
     .bind(now())
-    .fetch_optional(&db.write)
-    .await?)
+    .fetch_optional(&mut *w)
+    .await?;
+    w.commit().await?;
+    Ok(row)
 }
 
 /// The app's provider name (`stripe`, `sandbox`), read inside a transaction.

@@ -64,13 +64,15 @@ pub async fn account_by_provider_id(db: &Db, app: &str, provider_id: &str) -> Re
 }
 
 pub async fn delete_account(db: &Db, app: &str, id: &str) -> Result<()> {
+    let mut w = db.autocommit().await?;
     let n = sqlx::query("UPDATE connected_accounts SET deleted = 1, updated = $3 WHERE app_id = $1 AND id = $2 AND deleted = 0")
         .bind(app)
         .bind(id)
         .bind(now())
-        .execute(db.writer())
+        .execute(&mut *w)
         .await?
         .rows_affected();
+    w.commit().await?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -132,6 +134,7 @@ pub async fn finish_transfer(
     provider_id: Option<&str>,
     status: &str,
 ) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query(
         "UPDATE transfers SET provider_transfer_id = $3, status = $4 WHERE app_id = $1 AND id = $2",
     )
@@ -139,8 +142,9 @@ pub async fn finish_transfer(
     .bind(id)
     .bind(provider_id)
     .bind(status)
-    .execute(db.writer())
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     Ok(())
 }
 

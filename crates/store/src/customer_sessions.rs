@@ -13,6 +13,7 @@ pub struct CustomerSessionRow {
 }
 
 pub async fn insert(db: &Db, s: &CustomerSessionRow, secret_hash: &str) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query(
         "INSERT INTO customer_sessions (id, app_id, customer_id, secret_hash, expires_at, created) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -23,8 +24,9 @@ pub async fn insert(db: &Db, s: &CustomerSessionRow, secret_hash: &str) -> Resul
     .bind(secret_hash)
     .bind(s.expires_at)
     .bind(s.created)
-    .execute(db.writer())
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     Ok(())
 }
 
@@ -48,11 +50,12 @@ pub async fn live(
 
 /// Removes sessions that expired before `before`.
 pub async fn purge(db: &Db, before: i64) -> Result<u64> {
-    Ok(
-        sqlx::query("DELETE FROM customer_sessions WHERE expires_at < $1")
-            .bind(before)
-            .execute(db.writer())
-            .await?
-            .rows_affected(),
-    )
+    let mut w = db.autocommit().await?;
+    let n = sqlx::query("DELETE FROM customer_sessions WHERE expires_at < $1")
+        .bind(before)
+        .execute(&mut *w)
+        .await?
+        .rows_affected();
+    w.commit().await?;
+    Ok(n)
 }

@@ -25,6 +25,7 @@ const COLUMNS: &str = "id, app_id, external_id, email, name, metadata, provider_
 /// Inserts the customer, or updates email, name and metadata of the one with the same
 /// `external_id`; returns the stored row and whether it was new.
 pub async fn upsert(db: &Db, c: &CustomerRow) -> Result<(CustomerRow, bool)> {
+    let mut w = db.autocommit().await?;
     let row = sqlx::query_as::<_, CustomerRow>(&format!(
         "INSERT INTO customers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (app_id, external_id) DO UPDATE SET \
@@ -43,8 +44,9 @@ pub async fn upsert(db: &Db, c: &CustomerRow) -> Result<(CustomerRow, bool)> {
     .bind(&c.default_payment_method)
     .bind(c.created)
     .bind(c.updated)
-    .fetch_one(&db.write)
+    .fetch_one(&mut *w)
     .await?;
+    w.commit().await?;
     let new = row.id == c.id;
     Ok((row, new))
 }
@@ -135,13 +137,15 @@ pub async fn list(
 }
 
 pub async fn set_provider_id(db: &Db, app: &str, id: &str, provider_id: &str) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query("UPDATE customers SET provider_customer_id = $3, updated = $4 WHERE app_id = $1 AND id = $2")
         .bind(app)
         .bind(id)
         .bind(provider_id)
         .bind(now())
-        .execute(&db.write)
+        .execute(&mut *w)
         .await?;
+    w.commit().await?;
     Ok(())
 }
 

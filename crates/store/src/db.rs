@@ -7,23 +7,79 @@
 //! SQLite gets one writer connection (every write transaction is serialized there, so
 //! no transaction ever meets SQLITE_BUSY half-way) and a pool of readers; WAL lets the
 //! readers run beside the writer. `synchronous=FULL` makes each commit durable before
-//! it returns, which is what an acknowledged webhook promises. `temp_store=MEMORY` keeps
+//! it returns, which is what an acknowledged webhook promises. The writer commits its
+//! callers' transactions in groups, one fsync for many (`group.rs`). `temp_store=MEMORY` keeps
 //! the statement journal (the undo of a statement that fails half-way, such as a
 //! multi-row insert) in memory rather than in a temporary file: it was 15 % of the
 //! writer's time, in `pwrite`, under webhook load.
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{AnyPool, Connection, Executor};
 
+use crate::group::{self, GroupCommits, Writer};
 use crate::StoreError;
+
+pub type Conn = sqlx::AnyConnection;
 
 /// A write transaction. Repository functions take `&mut Conn` (a transaction derefs
 /// to one) or any executor, so one change can span several of them atomically.
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
-pub type Conn = sqlx::AnyConnection;
+///
+/// On SQLite it is a member of the writer's current group (`group.rs`): `commit`
+/// returns once its group has committed, so its work is durable. Dropped without
+/// `commit`, its work is undone, on either database.
+pub struct Tx(TxInner);
+
+enum TxInner {
+    Pg(sqlx::Transaction<'static, sqlx::Any>),
+    /// `Db::autocommit` on PostgreSQL: each statement commits on its own.
+    PgAuto(PoolConnection<sqlx::Any>),
+    Sqlite(group::Member),
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            TxInner::Pg(t) => t.commit().await,
+            TxInner::PgAuto(_) => Ok(()),
+            TxInner::Sqlite(m) => m.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            TxInner::Pg(t) => t.rollback().await,
+            TxInner::PgAuto(_) => Ok(()),
+            TxInner::Sqlite(m) => m.rollback().await,
+        }
+    }
+}
+
+impl Deref for Tx {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match &self.0 {
+            TxInner::Pg(t) => t,
+            TxInner::PgAuto(c) => c,
+            TxInner::Sqlite(m) => m,
+        }
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match &mut self.0 {
+            TxInner::Pg(t) => t,
+            TxInner::PgAuto(c) => c,
+            TxInner::Sqlite(m) => m,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -33,11 +89,18 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Db {
-    /// Where writes go. On SQLite a pool of exactly one connection.
-    pub(crate) write: AnyPool,
-    /// Where plain reads go. On PostgreSQL the same pool as `write`.
+    /// Where writes go.
+    write: Write,
+    /// Where plain reads go. On PostgreSQL the same pool as writes.
     pub(crate) read: AnyPool,
     pub backend: Backend,
+}
+
+#[derive(Clone)]
+enum Write {
+    Pool(AnyPool),
+    /// SQLite: the one writer connection, with group commit.
+    Group(Arc<Writer>),
 }
 
 pub(crate) static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -47,6 +110,10 @@ static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/
 pub struct DbOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// SQLite: a group of transactions commits once it is this old, or holds
+    /// `group_max_members`, even while more callers wait for the writer (`group.rs`).
+    pub group_max_age: Duration,
+    pub group_max_members: u64,
 }
 
 impl Default for DbOptions {
@@ -54,6 +121,8 @@ impl Default for DbOptions {
         DbOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            group_max_age: group::MAX_AGE,
+            group_max_members: group::MAX_MEMBERS,
         }
     }
 }
@@ -102,15 +171,20 @@ impl Db {
         let connect = AnyConnectOptions::from_str(&url).map_err(StoreError::from)?;
         match backend {
             Backend::Sqlite => {
-                let write = sqlite_pool(1, &opts).connect_with(connect.clone()).await?;
+                let mut conn = sqlx::AnyConnection::connect_with(&connect).await?;
+                conn.execute(SQLITE_PRAGMAS).await?;
                 // The first connection switches the file to WAL; it stays so.
-                write.execute("PRAGMA journal_mode=WAL").await?;
+                conn.execute("PRAGMA journal_mode=WAL").await?;
+                let writer = Arc::new(Writer::new(conn, &opts));
                 let read = sqlite_pool(opts.max_connections.clamp(1, 8), &opts)
                     .connect_with(connect)
                     .await?;
-                tokio::spawn(checkpoint_in_background(read.clone(), write.clone()));
+                tokio::spawn(checkpoint_in_background(
+                    read.clone(),
+                    Arc::downgrade(&writer),
+                ));
                 Ok(Db {
-                    write,
+                    write: Write::Group(writer),
                     read,
                     backend,
                 })
@@ -122,7 +196,7 @@ impl Db {
                     .connect_with(connect)
                     .await?;
                 Ok(Db {
-                    write: pool.clone(),
+                    write: Write::Pool(pool.clone()),
                     read: pool,
                     backend,
                 })
@@ -133,17 +207,33 @@ impl Db {
     /// Applies the migrations that are not yet applied. On PostgreSQL sqlx holds an
     /// advisory lock meanwhile, so two nodes starting together do not race.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &MIGRATE_SQLITE,
-            Backend::Postgres => &MIGRATE_POSTGRES,
-        };
-        migrator.run(&self.write).await?;
+        match &self.write {
+            Write::Pool(pool) => MIGRATE_POSTGRES.run(pool).await?,
+            Write::Group(w) => {
+                let mut conn = w.exclusive().await?;
+                MIGRATE_SQLITE.run(&mut *conn).await?;
+            }
+        }
         Ok(())
     }
 
-    /// Starts a write transaction (on SQLite, on the one writer connection).
+    /// Starts a write transaction (on SQLite, a member of the one writer's group).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.write.begin().await?)
+        Ok(Tx(match &self.write {
+            Write::Pool(pool) => TxInner::Pg(pool.begin().await?),
+            Write::Group(w) => TxInner::Sqlite(w.begin().await?),
+        }))
+    }
+
+    /// A connection for writes outside a transaction of the caller's: on PostgreSQL a
+    /// pooled connection in autocommit (each statement commits at once, `commit` does
+    /// nothing), on SQLite a member of the writer's group as `begin` gives (its
+    /// statements are durable at `commit`, together). Call `commit` on both.
+    pub async fn autocommit(&self) -> Result<Tx, StoreError> {
+        Ok(Tx(match &self.write {
+            Write::Pool(pool) => TxInner::PgAuto(pool.acquire().await?),
+            Write::Group(w) => TxInner::Sqlite(w.begin().await?),
+        }))
     }
 
     /// The pool for reads outside a transaction.
@@ -151,9 +241,13 @@ impl Db {
         &self.read
     }
 
-    /// The pool for single-statement writes outside a transaction.
-    pub fn writer(&self) -> &AnyPool {
-        &self.write
+    /// On SQLite, how many group commits the writer has made and how many
+    /// transactions they held; `None` on PostgreSQL.
+    pub fn group_commits(&self) -> Option<GroupCommits> {
+        match &self.write {
+            Write::Group(w) => Some(w.counts()),
+            Write::Pool(_) => None,
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -162,7 +256,10 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        self.write.close().await;
+        match &self.write {
+            Write::Pool(pool) => pool.close().await,
+            Write::Group(w) => w.close().await,
+        }
         self.read.close().await;
     }
 
@@ -197,6 +294,11 @@ pub(crate) fn lock_clause(conn: &Conn) -> &'static str {
     }
 }
 
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; \
+     PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864; \
+     PRAGMA temp_store=MEMORY;";
+
 fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
@@ -208,12 +310,7 @@ fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
         .test_before_acquire(false)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                conn.execute(
-                    "PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; \
-                     PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864; \
-                     PRAGMA temp_store=MEMORY;",
-                )
-                .await?;
+                conn.execute(SQLITE_PRAGMAS).await?;
                 Ok(())
             })
         })
@@ -224,9 +321,9 @@ fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
 /// 1,000 pages, on the one writer, fsync included: about 5 % of the writer's time under
 /// webhook load and the worst of its latency (see BENCHMARKS.md).
 ///
-/// Two steps, each `PASSIVE` (never waits for, nor blocks, anyone):
+/// Two steps, each `PASSIVE` (never waits for a reader or the writer's lock in SQLite):
 /// 1. A reader connection copies what the WAL holds, beside the writer: the bulk of it.
-/// 2. The writer connection itself, between two transactions, copies the few frames
+/// 2. The writer connection itself, between two groups, copies the few frames
 ///    committed meanwhile. Only then is the whole WAL in the database file while no
 ///    one writes, which is the one moment SQLite can start the WAL over (the next write
 ///    transaction rewinds it). Without step 2, under steady load the writer always had
@@ -235,23 +332,30 @@ fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
 ///    allocated and zeroed (`ext4_da_write_begin`, `zero_user_segments`: about a tenth
 ///    of the server's CPU under webhook load, BENCHMARKS.md).
 ///
+///    The checkpointer never waits for the writer, nor queues before a transaction:
+///    it takes the writer only if it is idle with no group open (a try-lock). If the
+///    writer is busy, the writer runs the step itself after its next group commit,
+///    once that group's callers have their answer (`group.rs`).
+///
 /// Stops when the pools close.
-async fn checkpoint_in_background(read: AnyPool, write: AnyPool) {
+async fn checkpoint_in_background(read: AnyPool, writer: Weak<Writer>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if read.is_closed() || write.is_closed() {
+        let Some(w) = writer.upgrade() else {
+            return;
+        };
+        if read.is_closed() || w.is_closed() {
             return;
         }
-        for pool in [&read, &write] {
-            if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-                if pool.is_closed() {
-                    return;
-                }
-                tracing::debug!(error = %e, "WAL checkpoint failed; trying again shortly");
+        if let Err(e) = read.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            if read.is_closed() {
+                return;
             }
+            tracing::debug!(error = %e, "WAL checkpoint failed; trying again shortly");
         }
+        w.checkpoint_when_idle().await;
     }
 }
 

@@ -46,6 +46,7 @@ pub async fn succeeded(
     new: i64,
     at: i64,
 ) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query(
         "INSERT INTO stripe_event_sync (app_id, cursor, last_event_id, last_run, last_success, \
              last_error, events_read, events_new) VALUES ($1, $2, $3, $4, $4, NULL, $5, $6) \
@@ -63,13 +64,15 @@ pub async fn succeeded(
     .bind(at)
     .bind(read)
     .bind(new)
-    .execute(db.writer())
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     Ok(())
 }
 
 /// A round that failed: the cursor stays, the error is kept for the configuration view.
 pub async fn failed(db: &Db, app: &str, start: i64, error: &str, at: i64) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query(
         "INSERT INTO stripe_event_sync (app_id, cursor, last_run, last_error) \
          VALUES ($1, $2, $3, $4) \
@@ -79,8 +82,9 @@ pub async fn failed(db: &Db, app: &str, start: i64, error: &str, at: i64) -> Res
     .bind(start)
     .bind(at)
     .bind(error)
-    .execute(db.writer())
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     Ok(())
 }
 

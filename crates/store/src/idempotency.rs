@@ -7,7 +7,7 @@
 //! app that sends the same `Idempotency-Key` makes a request of its own; it never sees
 //! the first key's response, nor learns that the first key used it.
 
-use crate::{now, now_ms, Db, Result};
+use crate::{now, now_ms, Conn, Db, Result};
 
 /// Whose idempotency keys these are: an app (or `root`) and the id of the API key
 /// that sent the request.
@@ -50,6 +50,7 @@ pub async fn claim(
     stale_after_ms: i64,
 ) -> Result<Claim> {
     let now_ms = now_ms();
+    let mut w = db.autocommit().await?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (scope, key_id, key, fingerprint, state, created, locked_ms) \
          VALUES ($1, $6, $2, $3, 'running', $4, $5) ON CONFLICT (scope, key_id, key) DO NOTHING",
@@ -60,10 +61,11 @@ pub async fn claim(
     .bind(now())
     .bind(now_ms)
     .bind(owner.api_key)
-    .execute(&db.write)
+    .execute(&mut *w)
     .await?
     .rows_affected();
     if inserted == 1 {
+        w.commit().await?;
         return Ok(Claim::Run);
     }
     let Some(row) = sqlx::query_as::<_, Row>(
@@ -73,20 +75,24 @@ pub async fn claim(
     .bind(owner.scope)
     .bind(key)
     .bind(owner.api_key)
-    .fetch_optional(&db.write)
+    .fetch_optional(&mut *w)
     .await?
     else {
         // Released between our insert and read: try once more.
+        w.commit().await?;
         return Box::pin(claim(db, owner, key, fingerprint, stale_after_ms)).await;
     };
+    let took_over = row.state == "running"
+        && row.locked_ms < now_ms - stale_after_ms
+        && row.fingerprint == fingerprint
+        && take_over(&mut w, owner, key, row.locked_ms, now_ms).await?;
+    w.commit().await?;
     if row.state == "running" {
         // Busy wins over a body mismatch: the caller should wait, then learn the rest.
         if row.locked_ms >= now_ms - stale_after_ms {
             return Ok(Claim::InFlight);
         }
-        if row.fingerprint == fingerprint
-            && take_over(db, owner, key, row.locked_ms, now_ms).await?
-        {
+        if took_over {
             return Ok(Claim::Run);
         }
         return Ok(if row.fingerprint == fingerprint {
@@ -106,7 +112,7 @@ pub async fn claim(
 
 /// Takes over a claim whose owner stopped renewing it; only one taker wins.
 async fn take_over(
-    db: &Db,
+    conn: &mut Conn,
     owner: Owner<'_>,
     key: &str,
     seen_locked_ms: i64,
@@ -121,7 +127,7 @@ async fn take_over(
     .bind(now_ms)
     .bind(seen_locked_ms)
     .bind(owner.api_key)
-    .execute(&db.write)
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(took == 1)
@@ -129,6 +135,7 @@ async fn take_over(
 
 /// Stores the response of the request that ran.
 pub async fn complete(db: &Db, owner: Owner<'_>, key: &str, status: u16, body: &str) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query(
         "UPDATE idempotency_keys SET state = 'done', status = $3, body = $4 \
          WHERE scope = $1 AND key_id = $5 AND key = $2",
@@ -138,13 +145,15 @@ pub async fn complete(db: &Db, owner: Owner<'_>, key: &str, status: u16, body: &
     .bind(i64::from(status))
     .bind(body)
     .bind(owner.api_key)
-    .execute(&db.write)
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     Ok(())
 }
 
 /// Forgets a claim whose request failed on our side, so a retry runs again.
 pub async fn release(db: &Db, owner: Owner<'_>, key: &str) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query(
         "DELETE FROM idempotency_keys \
          WHERE scope = $1 AND key_id = $3 AND key = $2 AND state = 'running'",
@@ -152,18 +161,20 @@ pub async fn release(db: &Db, owner: Owner<'_>, key: &str) -> Result<()> {
     .bind(owner.scope)
     .bind(key)
     .bind(owner.api_key)
-    .execute(&db.write)
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     Ok(())
 }
 
 /// Removes keys created before `older_than` (unix seconds); returns how many.
 pub async fn purge(db: &Db, older_than: i64) -> Result<u64> {
-    Ok(
-        sqlx::query("DELETE FROM idempotency_keys WHERE created < $1")
-            .bind(older_than)
-            .execute(&db.write)
-            .await?
-            .rows_affected(),
-    )
+    let mut w = db.autocommit().await?;
+    let n = sqlx::query("DELETE FROM idempotency_keys WHERE created < $1")
+        .bind(older_than)
+        .execute(&mut *w)
+        .await?
+        .rows_affected();
+    w.commit().await?;
+    Ok(n)
 }

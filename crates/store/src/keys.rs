@@ -1,9 +1,7 @@
 //! API keys, stored only as SHA-256 hashes.
 
-use sqlx::{Any, Transaction};
-
 use crate::page::{Arg, Select};
-use crate::{now, Db, ListParams, Page, Result, StoreError};
+use crate::{now, Conn, Db, ListParams, Page, Result, StoreError};
 
 /// A key as listed: never its secret, never its hash.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -30,7 +28,7 @@ pub struct KeyAuth {
 
 const COLUMNS: &str = "id, app_id, role, permissions, redacted, created, revoked";
 
-pub(crate) async fn insert(tx: &mut Transaction<'_, Any>, k: &KeyRow, hash: &str) -> Result<()> {
+pub(crate) async fn insert(tx: &mut Conn, k: &KeyRow, hash: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, app_id, role, permissions, key_hash, redacted, created) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -42,13 +40,13 @@ pub(crate) async fn insert(tx: &mut Transaction<'_, Any>, k: &KeyRow, hash: &str
     .bind(hash)
     .bind(&k.redacted)
     .bind(k.created)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 pub async fn create_key(db: &Db, k: &KeyRow, hash: &str) -> Result<()> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin().await?;
     insert(&mut tx, k, hash).await?;
     tx.commit().await?;
     Ok(())
@@ -68,10 +66,11 @@ pub async fn authenticate(db: &Db, hash: &str) -> Result<Option<KeyAuth>> {
 
 /// Revokes a key. `app` limits it to one app's keys: another app's key is not found.
 pub async fn revoke(db: &Db, app: Option<&str>, key_id: &str) -> Result<KeyRow> {
+    let mut w = db.autocommit().await?;
     let mut row = Select::new(&format!("SELECT {COLUMNS} FROM api_keys WHERE 1 = 1"))
         .and("id = ?", Arg::Text(key_id.to_owned()))
         .and_opt("app_id = ?", app.map(|a| Arg::Text(a.to_owned())))
-        .fetch_all::<KeyRow>(&db.write)
+        .fetch_all::<KeyRow, _>(&mut *w)
         .await?
         .pop()
         .ok_or(StoreError::NotFound)?;
@@ -80,10 +79,11 @@ pub async fn revoke(db: &Db, app: Option<&str>, key_id: &str) -> Result<KeyRow> 
         sqlx::query("UPDATE api_keys SET revoked = $1 WHERE id = $2 AND revoked IS NULL")
             .bind(ts)
             .bind(key_id)
-            .execute(&db.write)
+            .execute(&mut *w)
             .await?;
         row.revoked = Some(ts);
     }
+    w.commit().await?;
     Ok(row)
 }
 

@@ -12,6 +12,7 @@ pub mod customers;
 mod db;
 pub mod event_sync;
 pub mod events;
+mod group;
 pub mod idempotency;
 pub mod keys;
 pub mod orders;
@@ -28,6 +29,7 @@ pub mod subscriptions;
 pub use db::{
     for_update, normalize_url, now, now_ms, sqlite_path, Backend, Conn, Db, DbOptions, Tx,
 };
+pub use group::{GroupCommits, MAX_AGE as GROUP_MAX_AGE, MAX_MEMBERS as GROUP_MAX_MEMBERS};
 pub use page::{Created, ListParams, Page};
 
 #[derive(Debug, thiserror::Error)]

@@ -106,15 +106,16 @@ impl Select {
         let mut s = self.and_opt("id < ?", params.starting_after.clone().map(Arg::Text));
         s.sql
             .push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
-        let mut data = s.fetch_all::<T>(pool).await?;
+        let mut data = s.fetch_all::<T, _>(pool).await?;
         let has_more = data.len() as i64 > limit;
         data.truncate(limit as usize);
         Ok(Page { data, has_more })
     }
 
-    pub async fn fetch_all<T>(self, pool: &AnyPool) -> Result<Vec<T>>
+    pub async fn fetch_all<'e, T, E>(self, pool: E) -> Result<Vec<T>>
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
         let mut q = sqlx::query_as::<_, T>(&self.sql);
         for a in self.args {

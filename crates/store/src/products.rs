@@ -27,6 +27,7 @@ const COLUMNS: &str = "id, app_id, name, description, unit_amount, currency, rec
     recurring_interval_count, provider_product_id, provider_price_id, active, metadata, created, updated";
 
 pub async fn insert(db: &Db, p: &ProductRow) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query(&format!(
         "INSERT INTO products ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
@@ -44,8 +45,9 @@ pub async fn insert(db: &Db, p: &ProductRow) -> Result<()> {
     .bind(&p.metadata)
     .bind(p.created)
     .bind(p.updated)
-    .execute(&db.write)
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     Ok(())
 }
 
@@ -82,7 +84,7 @@ pub async fn update<E: From<StoreError>>(
     id: &str,
     change: impl FnOnce(&mut ProductRow) -> Result<(), E>,
 ) -> Result<ProductRow, E> {
-    let mut tx = db.write.begin().await.map_err(StoreError::from)?;
+    let mut tx = db.begin().await?;
     let mut p = sqlx::query_as::<_, ProductRow>(&format!(
         "SELECT {COLUMNS} FROM products WHERE app_id = $1 AND id = $2 AND deleted = 0{}",
         db.for_update()
@@ -122,14 +124,16 @@ pub async fn update<E: From<StoreError>>(
 }
 
 pub async fn delete(db: &Db, app: &str, id: &str) -> Result<()> {
+    let mut w = db.autocommit().await?;
     let r = sqlx::query(
         "UPDATE products SET deleted = 1, active = 0, updated = $3 WHERE app_id = $1 AND id = $2 AND deleted = 0",
     )
     .bind(app)
     .bind(id)
     .bind(now())
-    .execute(&db.write)
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }

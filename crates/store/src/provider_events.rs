@@ -297,14 +297,17 @@ pub async fn retryable(
 
 /// Gives up on events that stayed unapplicable too long: they become `ignored`.
 pub async fn expire_pending(db: &Db, received_before: i64) -> Result<u64> {
-    Ok(sqlx::query(
+    let mut w = db.autocommit().await?;
+    let n = sqlx::query(
         "UPDATE provider_events SET outcome = 'ignored', detail = COALESCE(detail, '') || ' (gave up)' \
          WHERE outcome IN ('pending', 'failed') AND first_received <= $1",
     )
     .bind(received_before)
-    .execute(&db.write)
+    .execute(&mut *w)
     .await?
-    .rows_affected())
+    .rows_affected();
+    w.commit().await?;
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -104,21 +104,25 @@ pub async fn due(db: &Db, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>> {
 }
 
 pub async fn mark_delivered(db: &Db, seq: i64) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query("UPDATE sandbox_outbox SET delivered = 1, attempts = attempts + 1 WHERE seq = $1")
         .bind(seq)
-        .execute(&db.write)
+        .execute(&mut *w)
         .await?;
+    w.commit().await?;
     Ok(())
 }
 
 pub async fn retry_later(db: &Db, seq: i64, next_attempt_ms: i64) -> Result<()> {
+    let mut w = db.autocommit().await?;
     sqlx::query(
         "UPDATE sandbox_outbox SET attempts = attempts + 1, next_attempt_ms = $2 WHERE seq = $1",
     )
     .bind(seq)
     .bind(next_attempt_ms)
-    .execute(&db.write)
+    .execute(&mut *w)
     .await?;
+    w.commit().await?;
     Ok(())
 }
 

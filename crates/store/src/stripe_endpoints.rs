@@ -33,7 +33,8 @@ pub async fn get(db: &Db, app: &str) -> Result<Option<EndpointRow>> {
 
 /// Records the app's endpoint state, replacing what was there.
 pub async fn put(db: &Db, row: &EndpointRow) -> Result<EndpointRow> {
-    Ok(sqlx::query_as::<_, EndpointRow>(&format!(
+    let mut w = db.autocommit().await?;
+    let stored = sqlx::query_as::<_, EndpointRow>(&format!(
         "INSERT INTO stripe_webhook_endpoints ({COLUMNS}) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (app_id) DO UPDATE SET setup = $2, message = $3, endpoint_id = $4, \
@@ -49,8 +50,10 @@ pub async fn put(db: &Db, row: &EndpointRow) -> Result<EndpointRow> {
     .bind(&row.api_version)
     .bind(&row.enabled_events)
     .bind(now())
-    .fetch_one(db.writer())
-    .await?)
+    .fetch_one(&mut *w)
+    .await?;
+    w.commit().await?;
+    Ok(stored)
 }
 
 /// Apps on the `stripe` provider with a secret key: (app, endpoint setup, endpoint URL).

@@ -87,6 +87,13 @@ fn event(n: usize, app: &str, kind: &str) -> EventRow {
     }
 }
 
+async fn put_endpoint(db: &Db, e: &EndpointRow) -> paybridge_store::Result<()> {
+    let mut w = db.autocommit().await?;
+    callbacks::insert_endpoint(&mut *w, e).await?;
+    w.commit().await?;
+    Ok(())
+}
+
 async fn append(db: &Db, rows: &[EventRow]) {
     let mut tx = db.begin().await.unwrap();
     events::append_many(&mut tx, rows).await.unwrap();
@@ -110,7 +117,7 @@ async fn events_fan_out_to_the_endpoints_that_want_them(b: Backend) {
         endpoint("endpoint_off", "app_a", "[\"*\"]", "disabled"),
         endpoint("endpoint_b", "app_b", "[\"*\"]", "enabled"),
     ] {
-        callbacks::insert_endpoint(db.writer(), &e).await.unwrap();
+        put_endpoint(&db, &e).await.unwrap();
     }
     append(
         &db,
@@ -163,8 +170,8 @@ async fn two_nodes_never_claim_the_same_delivery(b: Backend) {
     let Some((t, db)) = setup(b).await else {
         return;
     };
-    callbacks::insert_endpoint(
-        db.writer(),
+    put_endpoint(
+        &db,
         &endpoint("endpoint_all", "app_a", "[\"*\"]", "enabled"),
     )
     .await
@@ -215,8 +222,8 @@ async fn leases_run_out_and_attempts_are_recorded(b: Backend) {
     let Some((_t, db)) = setup(b).await else {
         return;
     };
-    callbacks::insert_endpoint(
-        db.writer(),
+    put_endpoint(
+        &db,
         &endpoint("endpoint_all", "app_a", "[\"*\"]", "enabled"),
     )
     .await
@@ -324,8 +331,8 @@ async fn claims_take_apps_in_turns_and_hold_to_their_caps(b: Backend) {
         return;
     };
     for i in 0..4 {
-        callbacks::insert_endpoint(
-            db.writer(),
+        put_endpoint(
+            &db,
             &endpoint(&format!("endpoint_a{i}"), "app_a", "[\"*\"]", "enabled"),
         )
         .await
@@ -333,15 +340,10 @@ async fn claims_take_apps_in_turns_and_hold_to_their_caps(b: Backend) {
     }
     let mut failing = endpoint("endpoint_a_failing", "app_a", "[\"*\"]", "enabled");
     failing.failing_since = Some(1);
-    callbacks::insert_endpoint(db.writer(), &failing)
+    put_endpoint(&db, &failing).await.unwrap();
+    put_endpoint(&db, &endpoint("endpoint_b", "app_b", "[\"*\"]", "enabled"))
         .await
         .unwrap();
-    callbacks::insert_endpoint(
-        db.writer(),
-        &endpoint("endpoint_b", "app_b", "[\"*\"]", "enabled"),
-    )
-    .await
-    .unwrap();
     // 60 events for app A (5 endpoints: 300 deliveries), then one for app B.
     let rows: Vec<EventRow> = (0..60).map(|n| event(n, "app_a", "order.paid")).collect();
     append(&db, &rows).await;

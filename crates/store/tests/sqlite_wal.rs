@@ -29,10 +29,12 @@ async fn setup() -> (TestDb, Db, impl Fn() -> u64) {
     let db = Db::connect(&t.url, DbOptions::default())
         .await
         .expect("connect");
+    let mut tx = db.begin().await.expect("begin");
     sqlx::query("CREATE TABLE filler (data BLOB)")
-        .execute(db.writer())
+        .execute(&mut *tx)
         .await
         .expect("create");
+    tx.commit().await.expect("commit");
     let mut wal = sqlite_path(&t.url).expect("a file");
     wal.set_file_name(format!(
         "{}-wal",

@@ -1,7 +1,9 @@
 //! Crash safety: `kill -9` in the middle of sustained webhook ingest and callback
 //! delivery, a restart on the same database, and then proof that every event
 //! acknowledged with a 2xx was stored and applied, that no callback was lost, and that
-//! nothing was applied twice.
+//! nothing was applied twice. And `kill -9` while many checkouts are created at once
+//! (on SQLite their transactions are group-committed): every checkout answered with a
+//! 201 is there after the restart, with its order, payment and provider session.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,10 @@ use serde_json::{json, Value};
 use crate::common::{Backend, Receiver, Server, TestDb};
 use crate::webhooks::{app_with_secret, event, intent, now, pending_intent, SECRET};
 
-paybridge_testkit::on_both!(kill_9_during_ingest_and_delivery_loses_nothing_and_repeats_nothing);
+paybridge_testkit::on_both!(
+    kill_9_during_ingest_and_delivery_loses_nothing_and_repeats_nothing,
+    kill_9_during_concurrent_checkouts_loses_no_acknowledged_one,
+);
 
 const PAYMENTS: usize = 120;
 
@@ -194,5 +199,97 @@ async fn kill_9_during_ingest_and_delivery_loses_nothing_and_repeats_nothing(b: 
         acked_first.len(),
         got.len(),
         ours.len()
+    );
+}
+
+/// Sixteen callers create checkouts at once (three write transactions each, grouped on
+/// SQLite) until the process is killed mid-stream; after the restart every checkout
+/// that was answered 201 is stored whole: its provider session recorded, its payment
+/// pending on it, its order there.
+async fn kill_9_during_concurrent_checkouts_loses_no_acknowledged_one(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let mut s = Server::start(&db).await;
+    let a = s.sandbox_app().await;
+    let product = s.product(&a.admin, "Shirt", 2500, "usd").await;
+    let url = s.url("/v1/checkout/sessions");
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, acked, stop, key, product) = (
+                url.clone(),
+                acked.clone(),
+                stop.clone(),
+                a.publishable.clone(),
+                product.clone(),
+            );
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&json!({
+                            "line_items": [{"product": product, "quantity": 1}],
+                            "success_url": "https://shop.example/ok",
+                            "cancel_url": "https://shop.example/cart",
+                        }))
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    let Ok(r) = r else {
+                        continue;
+                    };
+                    if r.status().as_u16() != 201 {
+                        continue;
+                    }
+                    if let Ok(v) = r.json::<Value>().await {
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(v["id"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 60 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    s.kill9();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in callers {
+        c.await.unwrap();
+    }
+    s.restart().await;
+    let acked = acked.lock().unwrap().clone();
+    for id in &acked {
+        let c = s
+            .get(&format!("/v1/checkout/sessions/{id}"), &a.server)
+            .await;
+        assert_eq!(
+            c.status.as_u16(),
+            200,
+            "checkout {id} answered 201: {}",
+            c.body
+        );
+        assert!(
+            c.json["url"].as_str().is_some_and(|u| !u.is_empty()),
+            "checkout {id} has its provider page: {}",
+            c.json
+        );
+        let payment = c.json["payment"].as_str().unwrap_or_default();
+        let p = s.get(&format!("/v1/payments/{payment}"), &a.server).await;
+        assert_eq!(p.status.as_u16(), 200, "{}", p.body);
+        assert_eq!(p.json["status"], "pending", "{}", p.json);
+        let order = c.json["order"].as_str().unwrap_or_default();
+        let o = s.get(&format!("/v1/orders/{order}"), &a.server).await;
+        assert_eq!(o.status.as_u16(), 200, "{}", o.body);
+    }
+    eprintln!(
+        "{} checkouts answered 201 before the kill, all stored",
+        acked.len()
     );
 }

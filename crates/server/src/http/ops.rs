@@ -50,6 +50,14 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Api
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(g) = state.db.group_commits() {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        state.metrics.db_group_commits.set(gauge(g.commits));
+        state
+            .metrics
+            .db_group_transactions
+            .set(gauge(g.transactions));
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -125,7 +125,11 @@ async fn create_order(
         },
     )
     .await?;
-    orders::insert(state.db.writer(), &order).await?;
+    let mut w = state.db.autocommit().await?;
+    orders::insert(&mut *w, &order).await?;
+    w.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     let mut view = OrderView::of(&order);
     view.client_secret = Some(service::client_secret(&state.vault, &order));
     view.payments = Some(Vec::new());

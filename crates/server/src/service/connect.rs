@@ -74,7 +74,11 @@ pub async fn create_account(
         created: ts,
         updated: ts,
     };
-    connect::insert_account(state.db.writer(), &row).await?;
+    let mut w = state.db.autocommit().await?;
+    connect::insert_account(&mut *w, &row).await?;
+    w.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     Ok(row)
 }
 
@@ -202,7 +206,11 @@ pub async fn transfer(
         metadata: serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".into()),
         created: now(),
     };
-    connect::insert_transfer(state.db.writer(), &row).await?;
+    let mut w = state.db.autocommit().await?;
+    connect::insert_transfer(&mut *w, &row).await?;
+    w.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     let mut md = metadata;
     md.insert(META_APP.into(), app.into());
     md.insert("pb_transfer".into(), row.id.clone());

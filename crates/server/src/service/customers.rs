@@ -142,8 +142,9 @@ pub async fn attach_card(
         .await
         .map_err(|e| provider_error(e).with_param("payment_method"))?;
     let card = pm.card.unwrap_or_default();
+    let mut w = state.db.autocommit().await?;
     let saved = customers::save_card(
-        state.db.writer(),
+        &mut *w,
         &CardRow {
             id: CardId::generate().into_string(),
             app_id: app.to_owned(),
@@ -158,6 +159,9 @@ pub async fn attach_card(
         },
     )
     .await?;
+    w.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     let default = if make_default || row.default_payment_method.is_none() {
         set_default(state, app, customer, &saved.id).await?;
         Some(saved.id.clone())
@@ -186,7 +190,11 @@ pub async fn set_default(state: &AppState, app: &str, customer: &str, card: &str
             .await
             .map_err(provider_error)?;
     }
-    customers::set_default_payment_method(state.db.writer(), app, customer, Some(card)).await?;
+    let mut w = state.db.autocommit().await?;
+    customers::set_default_payment_method(&mut *w, app, customer, Some(card)).await?;
+    w.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     Ok(())
 }
 

@@ -160,7 +160,11 @@ pub async fn start(state: &AppState, app: &str, input: StartInput) -> ApiResult<
         None,
         &input.metadata,
     );
-    subscriptions::insert(state.db.writer(), &row).await?;
+    let mut w = state.db.autocommit().await?;
+    subscriptions::insert(&mut *w, &row).await?;
+    w.commit()
+        .await
+        .map_err(paybridge_store::StoreError::from)?;
     let mut metadata = input.metadata.clone();
     metadata.insert(META_APP.into(), app.into());
     metadata.insert(META_SUBSCRIPTION.into(), row.id.clone());

@@ -144,6 +144,7 @@ pub async fn claim_due(
         crate::Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
         crate::Backend::Sqlite => "",
     };
+    let mut w = db.autocommit().await?;
     let ids: Vec<String> = sqlx::query_scalar(&format!(
         "WITH busy AS ( \
              SELECT app_id, endpoint_id, COUNT(*) AS n FROM deliveries \
@@ -185,9 +186,10 @@ pub async fn claim_due(
     .bind(caps.per_app)
     .bind(caps.per_failing_endpoint)
     .bind(limit.saturating_mul(8))
-    .fetch_all(db.writer())
+    .fetch_all(&mut *w)
     .await?;
     if ids.is_empty() {
+        w.commit().await?;
         return Ok(Vec::new());
     }
     let sql = format!(
@@ -202,7 +204,9 @@ pub async fn claim_due(
     for id in &ids {
         q = q.bind(id);
     }
-    Ok(q.fetch_all(db.writer()).await?)
+    let due = q.fetch_all(&mut *w).await?;
+    w.commit().await?;
+    Ok(due)
 }
 
 /// One attempt's result, as logged.
@@ -393,6 +397,7 @@ pub async fn attempts(db: &Db, app: &str, delivery: &str) -> Result<Vec<AttemptR
 
 /// Queues a delivery again, now (a manual redelivery; also of a delivered one).
 pub async fn redeliver(db: &Db, app: &str, id: &str) -> Result<()> {
+    let mut w = db.autocommit().await?;
     let n = sqlx::query(
         "UPDATE deliveries SET status = 'pending', next_attempt_ms = $3, leased_until_ms = 0, updated = $4 WHERE app_id = $1 AND id = $2",
     )
@@ -400,9 +405,10 @@ pub async fn redeliver(db: &Db, app: &str, id: &str) -> Result<()> {
     .bind(id)
     .bind(now_ms())
     .bind(now())
-    .execute(db.writer())
+    .execute(&mut *w)
     .await?
     .rows_affected();
+    w.commit().await?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -420,9 +426,12 @@ pub async fn backlog(db: &Db) -> Result<i64> {
 
 /// Stops an endpoint's pending deliveries (it was disabled or deleted).
 pub async fn cancel_pending(db: &Db, endpoint: &str) -> Result<u64> {
-    Ok(sqlx::query("UPDATE deliveries SET status = 'failed', last_error = 'endpoint disabled' WHERE endpoint_id = $1 AND status = 'pending'")
+    let mut w = db.autocommit().await?;
+    let n = sqlx::query("UPDATE deliveries SET status = 'failed', last_error = 'endpoint disabled' WHERE endpoint_id = $1 AND status = 'pending'")
         .bind(endpoint)
-        .execute(db.writer())
+        .execute(&mut *w)
         .await?
-        .rows_affected())
+        .rows_affected();
+    w.commit().await?;
+    Ok(n)
 }

@@ -119,6 +119,7 @@ pub async fn set_status(
     status: &str,
     reason: Option<&str>,
 ) -> Result<()> {
+    let mut w = db.autocommit().await?;
     let n = sqlx::query(
         "UPDATE callback_endpoints SET status = $3, disabled_reason = $4, \
              failing_since = CASE WHEN $3 = 'enabled' THEN NULL ELSE failing_since END, updated = $5 \
@@ -129,9 +130,10 @@ pub async fn set_status(
     .bind(status)
     .bind(reason)
     .bind(now())
-    .execute(db.writer())
+    .execute(&mut *w)
     .await?
     .rows_affected();
+    w.commit().await?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -146,6 +148,7 @@ pub async fn rotate_secret(
     sealed: &str,
     previous_expires: i64,
 ) -> Result<()> {
+    let mut w = db.autocommit().await?;
     let n = sqlx::query(
         "UPDATE callback_endpoints SET previous_secret_sealed = secret_sealed, previous_secret_expires = $4, \
              secret_sealed = $3, updated = $5 \
@@ -156,9 +159,10 @@ pub async fn rotate_secret(
     .bind(sealed)
     .bind(previous_expires)
     .bind(now())
-    .execute(db.writer())
+    .execute(&mut *w)
     .await?
     .rows_affected();
+    w.commit().await?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }

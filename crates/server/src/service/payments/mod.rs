@@ -81,10 +81,17 @@ async fn reserve(
     spec: &PaymentSpec,
 ) -> ApiResult<(OrderRow, PaymentRow)> {
     let app = &bound.app_id;
+    // An order inserted just now, in this transaction, is the row given (every column
+    // is written), and no payment can hold it yet: it is not read back, nor are its
+    // payments (three statements fewer on the writer for a checkout of a new order).
+    let fresh = new_order.filter(|o| o.id == order_id && o.app_id == *app);
     if let Some(o) = new_order {
         orders::insert(&mut *conn, o).await?;
     }
-    let order = orders::lock(conn, app, order_id).await.or_404("order")?;
+    let order = match fresh {
+        Some(o) => o.clone(),
+        None => orders::lock(conn, app, order_id).await.or_404("order")?,
+    };
     if order.amount_total > 0 && order.amount_paid >= order.amount_total {
         return Err(ApiError::conflict(
             "order_already_paid",
@@ -102,7 +109,11 @@ async fn reserve(
             .into());
         }
     }
-    let left = outstanding(conn, &order).await?;
+    let left = if fresh.is_some() {
+        (order.amount_total - order.amount_paid).max(0)
+    } else {
+        outstanding(conn, &order).await?
+    };
     if left == 0 && order.amount_total > 0 {
         return Err(ApiError::conflict(
             "order_payment_in_progress",
