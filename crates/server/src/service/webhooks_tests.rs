@@ -191,8 +191,9 @@ async fn an_invoice_paid_twice_in_one_batch_tells_the_subscription_once(b: Backe
     };
     let p = app_with_payment(&db, "app_r", "pi_r").await;
     let ts = paybridge_store::now();
+    let mut tx = db.begin().await.expect("begin");
     paybridge_store::subscriptions::insert(
-        db.writer(),
+        &mut *tx,
         &paybridge_store::subscriptions::SubscriptionRow {
             id: "subscription_r".into(),
             app_id: "app_r".into(),
@@ -221,8 +222,9 @@ async fn an_invoice_paid_twice_in_one_batch_tells_the_subscription_once(b: Backe
         "UPDATE orders SET provider_invoice_id = 'in_r', subscription_id = 'subscription_r' WHERE id = 'order_app_r'",
         "UPDATE payments SET method = 'subscription', lifecycle = 'requires_action', status = 'requires_action' WHERE id = 'payment_app_r'",
     ] {
-        sqlx::query(sql).execute(db.writer()).await.expect(sql);
+        sqlx::query(sql).execute(&mut *tx).await.expect(sql);
     }
+    tx.commit().await.expect("commit");
     let invoice = |id: &str, kind: &str| {
         event(serde_json::json!({
             "id": id, "object": "event", "type": kind, "created": ts, "livemode": false,
