@@ -158,7 +158,7 @@ pub async fn lock_by_refs(
 /// order.
 pub async fn lock_of_order(conn: &mut Conn, app: &str, order: &str) -> Result<Vec<PaymentRow>> {
     Ok(sqlx::query_as::<_, PaymentRow>(&format!(
-        "SELECT {COLUMNS} FROM payments WHERE app_id = $1 AND order_id = $2 ORDER BY id{}",
+        "SELECT {COLUMNS} FROM payments {OF_ORDER_SQL}{}",
         lock_clause(conn)
     ))
     .bind(app)
@@ -210,7 +210,7 @@ pub async fn save_state(conn: &mut Conn, p: &PaymentRow) -> Result<()> {
     Ok(())
 }
 
-/// `of_order`'s statement. The app is compared as `app_id || ''` so that SQLite's
+/// `of_order`'s and `lock_of_order`'s statement. The app is compared as `app_id || ''` so that SQLite's
 /// planner takes the order's index (`payments_order`) and sorts its few payments: with
 /// a plain `app_id = $1` it chose `payments_app (app_id, id)`, which yields the order
 /// by `id` for free but reads every payment of the app, so each checkout cost more the
