@@ -10,7 +10,9 @@
 //! - `begin` takes the connection (an async lock, in arrival order), opens the outer
 //!   transaction if none is open, and then `SAVEPOINT pb_member`. The member derefs to
 //!   the connection, so repository functions run on it as on any transaction.
-//! - `commit` releases the savepoint. If no one else is waiting for the connection, or
+//! - `commit` ends the member; its savepoint is released by the next statement sent
+//!   (the next member's `SAVEPOINT` or the group's `COMMIT`, in the same round trip to
+//!   the connection's thread: one fewer per transaction). If no one else is waiting for the connection, or
 //!   the group holds [`MAX_MEMBERS`] members or is [`MAX_AGE`] old (by default), it commits the outer
 //!   transaction (one fsync for the whole group) and hands every member the outcome.
 //!   Otherwise it hands the connection on and waits for the group's outcome. Either
@@ -56,7 +58,12 @@ const RESCUE_AFTER: Duration = Duration::from_millis(50);
 
 const SAVEPOINT: &str = "SAVEPOINT pb_member";
 const BEGIN: &str = "BEGIN IMMEDIATE; SAVEPOINT pb_member";
-const RELEASE: &str = "RELEASE pb_member";
+/// A member's savepoint is released by the next round trip to the connection, not one
+/// of its own: the next member's `SAVEPOINT`, or the group's `COMMIT`. If SQLite rolled
+/// the whole transaction back meanwhile, the `RELEASE` fails (its savepoint is gone),
+/// and the group fails with it, as a `RELEASE` of its own would have.
+const RELEASE_THEN_SAVEPOINT: &str = "RELEASE pb_member; SAVEPOINT pb_member";
+const RELEASE_THEN_COMMIT: &str = "RELEASE pb_member; COMMIT";
 const UNDO: &str = "ROLLBACK TO pb_member; RELEASE pb_member";
 
 /// A group's outcome: `None` while it is open.
@@ -92,6 +99,9 @@ pub(crate) struct State {
     group: Option<Group>,
     /// A member was dropped with its savepoint open: undone before the next use.
     abandoned: bool,
+    /// The last member that ended in the open group still has its savepoint open (it is
+    /// released with the next statement sent; see `RELEASE_THEN_SAVEPOINT`).
+    release_pending: bool,
     next_group: u64,
 }
 
@@ -129,6 +139,7 @@ impl Writer {
                 conn: Some(conn),
                 group: None,
                 abandoned: false,
+                release_pending: false,
                 next_group: 0,
             })),
             waiting: AtomicUsize::new(0),
@@ -185,10 +196,13 @@ impl Writer {
     pub(crate) async fn begin(self: &Arc<Self>) -> Result<Member, sqlx::Error> {
         let mut g = self.lock().await?;
         let fresh = g.group.is_none();
-        if let Err(e) = conn(&mut g)
-            .execute(if fresh { BEGIN } else { SAVEPOINT })
-            .await
-        {
+        let sql = match (fresh, g.release_pending) {
+            (true, _) => BEGIN,
+            (false, true) => RELEASE_THEN_SAVEPOINT,
+            (false, false) => SAVEPOINT,
+        };
+        g.release_pending = false;
+        if let Err(e) = conn(&mut g).execute(sql).await {
             self.fail_group(&mut g, &e.to_string()).await;
             return Err(e);
         }
@@ -216,17 +230,15 @@ impl Writer {
     /// A member's work is released into its group: commit the group now, or hand the
     /// connection on and wait for the group's outcome.
     async fn end_member(self: &Arc<Self>, mut g: Guard) -> Result<(), sqlx::Error> {
-        if let Err(e) = conn(&mut g).execute(RELEASE).await {
-            self.fail_group(&mut g, &e.to_string()).await;
-            return Err(e);
-        }
         let Some(group) = g.group.as_mut() else {
             return Err(group_error("the group was closed under the member"));
         };
         group.members += 1;
         let id = group.id;
         let rx = group.done.subscribe();
-        if self.due(group) {
+        let due = self.due(group);
+        g.release_pending = true;
+        if due {
             // Committed in a task of its own, so that a caller that goes away meanwhile
             // (its future dropped) cannot leave the group half-done.
             let me = self.clone();
@@ -286,8 +298,14 @@ impl Writer {
         let Some(group) = g.group.take() else {
             return;
         };
+        let sql = if g.release_pending {
+            RELEASE_THEN_COMMIT
+        } else {
+            "COMMIT"
+        };
+        g.release_pending = false;
         let c = conn(g);
-        let r = c.execute("COMMIT").await;
+        let r = c.execute(sql).await;
         if r.is_err() {
             // Whatever SQLite left open, nothing of this group stays.
             let _ = c.execute("ROLLBACK").await;
@@ -308,6 +326,7 @@ impl Writer {
     /// roll back what is left and tell every member.
     async fn fail_group(&self, g: &mut Guard, why: &str) {
         g.abandoned = false;
+        g.release_pending = false;
         let _ = conn(g).execute("ROLLBACK").await;
         if let Some(group) = g.group.take() {
             tracing::warn!(
