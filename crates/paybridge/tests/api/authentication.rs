@@ -394,17 +394,8 @@ async fn localstripe_answers_requires_action_and_the_page_loads_stripe_js(b: Bac
         .unwrap()
         .to_owned();
     // The intent's client secret, as Stripe.js needs it: on the page only.
-    let intent = reqwest::Client::new()
-        .get(format!("{}/v1/payment_intents/{pi}", ls.base))
-        .bearer_auth("sk_test_paybridge_localstripe")
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let secret = intent["client_secret"].as_str().unwrap().to_owned();
-    assert!(secret.contains("_secret_"), "{intent}");
+    let secret = intent_secret(&ls, &pi).await;
+    assert!(secret.contains("_secret_"), "{secret}");
     let (status, html, headers) = fetch(&s, &url).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains("<script src=\"https://js.stripe.com/v3/\"></script>"));
@@ -486,16 +477,7 @@ async fn the_reconciler_moves_on_an_authenticated_payment_whose_webhook_was_lost
     let still = s.get(&format!("/v1/payments/{pid}"), &a.server).await;
     assert_eq!(still.json["status"], "requires_action", "{}", still.body);
     // The customer authenticates at the bank (what Stripe.js does on our page).
-    let intent = reqwest::Client::new()
-        .get(format!("{}/v1/payment_intents/{pi}", ls.base))
-        .bearer_auth("sk_test_paybridge_localstripe")
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let secret = intent["client_secret"].as_str().unwrap().to_owned();
+    let secret = intent_secret(&ls, &pi).await;
     localstripe(
         &ls,
         &format!("/v1/payment_intents/{pi}/_authenticate"),
@@ -522,6 +504,20 @@ async fn the_reconciler_moves_on_an_authenticated_payment_whose_webhook_was_lost
         "{}",
         events.body
     );
+}
+
+/// The intent's client secret at localstripe, as Stripe.js is given it.
+async fn intent_secret(ls: &LocalStripe, pi: &str) -> String {
+    let intent = reqwest::Client::new()
+        .get(format!("{}/v1/payment_intents/{pi}", ls.base))
+        .bearer_auth("sk_test_paybridge_localstripe")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    intent["client_secret"].as_str().unwrap().to_owned()
 }
 
 async fn signed(s: &Server, a: &AppKeys, body: &str) -> Resp {
