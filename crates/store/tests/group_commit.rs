@@ -274,3 +274,48 @@ async fn a_failed_group_commit_fails_every_member() {
 }
 
 on_both!(concurrent_members_commit_together_and_failures_stay_apart);
+
+/// SQLite: a member whose transaction SQLite rolled back whole (as `SQLITE_FULL` or an
+/// I/O error would; here a bare `ROLLBACK`) and that commits anyway fails its group at
+/// the deferred `RELEASE` that travels with the next member's `SAVEPOINT`: the earlier
+/// member is not answered success for work that is gone, and the next caller starts a
+/// group of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_rolled_back_whole_fails_its_group() {
+    let (_t, db) = setup_with(Backend::Sqlite, ageless())
+        .await
+        .expect("sqlite");
+    let db = Arc::new(db);
+    let mut a = db.begin().await.expect("a");
+    sqlx::query("INSERT INTO gc_rows (caller) VALUES (1)")
+        .execute(&mut *a)
+        .await
+        .expect("insert a");
+    // B waits for the writer, so A's commit hands it on rather than committing.
+    let b = tokio::spawn({
+        let db = db.clone();
+        async move { db.begin().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut *a)
+        .await
+        .expect("SQLite drops the whole transaction");
+    let a_commit = tokio::spawn(a.commit());
+    let b = b.await.expect("b task");
+    assert!(
+        b.is_err(),
+        "B's SAVEPOINT came with A's RELEASE, which failed"
+    );
+    let a_said = a_commit.await.expect("a task");
+    assert!(a_said.is_err(), "A is not told its lost work is durable");
+    assert_eq!(callers_stored(&db).await, Vec::<i64>::new());
+    // The writer goes on.
+    let mut c = db.begin().await.expect("c");
+    sqlx::query("INSERT INTO gc_rows (caller) VALUES (3)")
+        .execute(&mut *c)
+        .await
+        .expect("insert c");
+    c.commit().await.expect("c commits");
+    assert_eq!(callers_stored(&db).await, vec![3]);
+}
