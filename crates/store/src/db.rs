@@ -8,7 +8,8 @@
 //! no transaction ever meets SQLITE_BUSY half-way) and a pool of readers; WAL lets the
 //! readers run beside the writer. `synchronous=FULL` makes each commit durable before
 //! it returns, which is what an acknowledged webhook promises. The writer commits its
-//! callers' transactions in groups, one fsync for many (`group.rs`). `temp_store=MEMORY` keeps
+//! callers' transactions in groups, one fsync for many (`group.rs`), and runs their
+//! statements on the caller's thread (`inline.rs`). `temp_store=MEMORY` keeps
 //! the statement journal (the undo of a statement that fails half-way, such as a
 //! multi-row insert) in memory rather than in a temporary file: it was 15 % of the
 //! writer's time, in `pwrite`, under webhook load.
@@ -166,19 +167,23 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 
 impl Db {
     pub async fn connect(url: &str, opts: DbOptions) -> Result<Db, StoreError> {
-        sqlx::any::install_default_drivers();
+        crate::install_drivers();
         let (backend, url) = normalize_url(url)?;
         let connect = AnyConnectOptions::from_str(&url).map_err(StoreError::from)?;
         match backend {
             Backend::Sqlite => {
-                let mut conn = sqlx::AnyConnection::connect_with(&connect).await?;
+                // The file is made (and switched to WAL) by sqlx's driver, as before;
+                // then the writer opens it with its own (`inline.rs`).
+                let mut first = sqlx::AnyConnection::connect_with(&connect).await?;
+                first.execute("PRAGMA journal_mode=WAL").await?;
+                let writer_url = crate::inline::InlineOptions::url_for(&url);
+                let mut conn = sqlx::AnyConnection::connect(&writer_url).await?;
                 conn.execute(SQLITE_PRAGMAS).await?;
-                // The first connection switches the file to WAL; it stays so.
-                conn.execute("PRAGMA journal_mode=WAL").await?;
                 let writer = Arc::new(Writer::new(conn, &opts));
                 let read = sqlite_pool(opts.max_connections.clamp(1, 8), &opts)
-                    .connect_with(connect)
+                    .connect_with(connect.clone())
                     .await?;
+                let _ = first.close().await;
                 tokio::spawn(checkpoint_in_background(
                     read.clone(),
                     Arc::downgrade(&writer),
@@ -210,7 +215,10 @@ impl Db {
         match &self.write {
             Write::Pool(pool) => MIGRATE_POSTGRES.run(pool).await?,
             Write::Group(w) => {
-                let mut conn = w.exclusive().await?;
+                // The writer's driver runs no migrations: they run on a connection of
+                // sqlx's own while the writer is held, with no group open.
+                let _held = w.exclusive().await?;
+                let mut conn = self.read.acquire().await?;
                 MIGRATE_SQLITE.run(&mut *conn).await?;
             }
         }

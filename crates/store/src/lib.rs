@@ -14,6 +14,7 @@ pub mod event_sync;
 pub mod events;
 mod group;
 pub mod idempotency;
+mod inline;
 pub mod keys;
 pub mod orders;
 mod page;
@@ -31,6 +32,22 @@ pub use db::{
 };
 pub use group::{GroupCommits, MAX_AGE as GROUP_MAX_AGE, MAX_MEMBERS as GROUP_MAX_MEMBERS};
 pub use page::{Created, ListParams, Page};
+
+/// Installs the drivers of sqlx's `Any`: PostgreSQL's and SQLite's, and the SQLite
+/// writer's own (`inline.rs`). Idempotent; sqlx lets them be installed once per
+/// process, so nothing else may install them (`sqlx::any::install_default_drivers`
+/// would panic after this, and this after it).
+pub fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    static DRIVERS: [sqlx_core::any::driver::AnyDriver; 3] = [
+        sqlx::postgres::any::DRIVER,
+        sqlx::sqlite::any::DRIVER,
+        inline::DRIVER,
+    ];
+    ONCE.call_once(|| {
+        sqlx::any::install_drivers(&DRIVERS).expect("sqlx's Any drivers were installed already")
+    });
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

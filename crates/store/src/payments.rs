@@ -438,7 +438,7 @@ mod tests {
     /// reading every payment of the app (see `OF_ORDER_SQL`).
     #[tokio::test]
     async fn an_orders_payments_are_found_by_the_order_index_on_sqlite() {
-        sqlx::any::install_default_drivers();
+        crate::install_drivers();
         let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
             .await
             .expect("sqlite");

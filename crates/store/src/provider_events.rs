@@ -319,7 +319,7 @@ mod tests {
     /// The timeline's lookup uses the object index on SQLite (see `list_sql`).
     #[tokio::test]
     async fn the_listing_by_object_uses_the_object_index_on_sqlite() {
-        sqlx::any::install_default_drivers();
+        crate::install_drivers();
         let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
             .await
             .expect("sqlite");

@@ -146,30 +146,55 @@ impl TestDb {
     }
 
     /// Runs one SQL statement that returns a single integer (test inspection only).
+    /// Typed connections, not `Any`: the store installs `Any`'s drivers itself (its
+    /// SQLite writer has a driver of its own), and they can be installed only once.
     pub async fn scalar(&self, sql: &str) -> i64 {
-        sqlx::any::install_default_drivers();
         use sqlx::Connection;
-        let url = match self.backend {
-            Backend::Sqlite => format!("{}?mode=ro", self.url),
-            Backend::Postgres => self.url.clone(),
-        };
-        let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
-        let v: i64 = sqlx::query_scalar(sql)
-            .fetch_one(&mut conn)
-            .await
-            .expect(sql);
-        let _ = conn.close().await;
-        v
+        match self.backend {
+            Backend::Sqlite => {
+                let url = format!("{}?mode=ro", self.url);
+                let mut conn = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect");
+                let v: i64 = sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect(sql);
+                let _ = conn.close().await;
+                v
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                let v: i64 = sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect(sql);
+                let _ = conn.close().await;
+                v
+            }
+        }
     }
 
     pub async fn execute(&self, sql: &str) {
-        sqlx::any::install_default_drivers();
         use sqlx::Connection;
-        let mut conn = sqlx::AnyConnection::connect(&self.url)
-            .await
-            .expect("connect");
-        sqlx::query(sql).execute(&mut conn).await.expect(sql);
-        let _ = conn.close().await;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+                let _ = conn.close().await;
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+                let _ = conn.close().await;
+            }
+        }
     }
 }
 

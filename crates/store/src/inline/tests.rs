@@ -1,0 +1,185 @@
+use sqlx::{AnyConnection, Connection, Executor, Row};
+
+/// The same statements through sqlx's SQLite driver and through this one, on one
+/// file: the rows must be the same, value by value, kind by kind.
+async fn both() -> (tempfile::TempDir, AnyConnection, AnyConnection) {
+    crate::install_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/both.db?mode=rwc", dir.path().display());
+    let mut stock = AnyConnection::connect(&url).await.unwrap();
+    stock
+        .execute(
+            "PRAGMA journal_mode=WAL; \
+             CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT NOT NULL, r REAL, b BLOB, s TEXT)",
+        )
+        .await
+        .unwrap();
+    let inline = AnyConnection::connect(&super::InlineOptions::url_for(&url))
+        .await
+        .unwrap();
+    (dir, stock, inline)
+}
+
+fn kinds(rows: &[sqlx::any::AnyRow]) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            let names: Vec<_> = (0..r.len())
+                .map(|i| r.columns[i].name.to_string())
+                .collect();
+            format!(
+                "{names:?} {:?}",
+                r.values.iter().map(|v| &v.kind).collect::<Vec<_>>()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rows_are_those_of_sqlx_s_own_sqlite_driver() {
+    let (_dir, mut stock, mut inline) = both().await;
+    assert_eq!(inline.backend_name(), "SQLite");
+    // Written through the inline driver with `$N` out of order and repeated, and a
+    // bare `?`, read through both.
+    let done = sqlx::query("INSERT INTO t (id, n, r, b, s) VALUES ($2, $1, $3, $4, $5), ($2 || 'x', $1 * 2, NULL, NULL, 'é ü')")
+        .bind(7_i64)
+        .bind("a")
+        .bind(1.5_f64)
+        .bind(vec![0_u8, 255])
+        .bind(Option::<String>::None)
+        .execute(&mut inline)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 2);
+    for sql in [
+        "SELECT * FROM t ORDER BY id",
+        "SELECT COUNT(*) AS c, SUM(n), MAX(r), 'lit', NULL FROM t",
+        "SELECT id FROM t WHERE n > 100",
+    ] {
+        let a = sqlx::query(sql).fetch_all(&mut stock).await.unwrap();
+        let b = sqlx::query(sql).fetch_all(&mut inline).await.unwrap();
+        assert_eq!(kinds(&a), kinds(&b), "{sql}");
+    }
+    let row = sqlx::query("SELECT n, s FROM t WHERE id = ?")
+        .bind("ax")
+        .fetch_one(&mut inline)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<i64, _>("n"), 14);
+    assert_eq!(row.get::<String, _>(1), "é ü");
+    let none = sqlx::query("SELECT n FROM t WHERE id = $1")
+        .bind("zz")
+        .fetch_optional(&mut inline)
+        .await
+        .unwrap();
+    assert!(none.is_none());
+}
+
+#[tokio::test]
+async fn a_text_of_several_statements_runs_them_all_with_their_arguments() {
+    let (_dir, mut stock, mut inline) = both().await;
+    for _ in 0..2 {
+        // The second time, the split is the cached one.
+        sqlx::query(
+            "INSERT INTO t (id, n) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; \
+             UPDATE t SET s = $2 WHERE id = $1;",
+        )
+        .bind("m")
+        .bind("set")
+        .execute(&mut inline)
+        .await
+        .unwrap();
+    }
+    let row = sqlx::query("SELECT n, s FROM t WHERE id = 'm'")
+        .fetch_one(&mut stock)
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<i64, _>(0), row.get::<String, _>(1)),
+        (2, "set".into())
+    );
+}
+
+#[tokio::test]
+async fn a_constraint_failure_is_a_database_error_of_its_kind() {
+    let (_dir, _stock, mut inline) = both().await;
+    let insert = "INSERT INTO t (id, n) VALUES ($1, $2)";
+    sqlx::query(insert)
+        .bind("u")
+        .bind(1_i64)
+        .execute(&mut inline)
+        .await
+        .unwrap();
+    let e = sqlx::query(insert)
+        .bind("u")
+        .bind(1_i64)
+        .execute(&mut inline)
+        .await
+        .unwrap_err();
+    let sqlx::Error::Database(d) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(d.is_unique_violation(), "{d}");
+    assert_eq!(d.code().as_deref(), Some("1555"));
+    assert!(
+        d.message().contains("UNIQUE constraint failed: t.id"),
+        "{}",
+        d.message()
+    );
+    let e = sqlx::query(insert)
+        .bind("v")
+        .bind(Option::<i64>::None)
+        .execute(&mut inline)
+        .await
+        .unwrap_err();
+    let sqlx::Error::Database(d) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(d.kind(), sqlx::error::ErrorKind::NotNullViolation);
+    let e = sqlx::query("SELEC 1")
+        .execute(&mut inline)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("syntax error"), "{e}");
+}
+
+#[tokio::test]
+async fn a_transaction_commits_on_the_blocking_pool_and_is_seen_by_others() {
+    let (_dir, mut stock, mut inline) = both().await;
+    let mut tx = inline.begin().await.unwrap();
+    sqlx::query("INSERT INTO t (id, n) VALUES ('c', 1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let seen = |c: &'static str| format!("SELECT COUNT(*) FROM t WHERE id = '{c}'");
+    let before: i64 = sqlx::query_scalar(&seen("c"))
+        .fetch_one(&mut stock)
+        .await
+        .unwrap();
+    assert_eq!(before, 0, "not seen before the commit");
+    tx.commit().await.unwrap();
+    let after: i64 = sqlx::query_scalar(&seen("c"))
+        .fetch_one(&mut stock)
+        .await
+        .unwrap();
+    assert_eq!(after, 1);
+    // Dropped: rolled back.
+    {
+        let mut tx = inline.begin().await.unwrap();
+        sqlx::query("INSERT INTO t (id, n) VALUES ('d', 1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let dropped: i64 = sqlx::query_scalar(&seen("d"))
+        .fetch_one(&mut inline)
+        .await
+        .unwrap();
+    assert_eq!(dropped, 0);
+    assert!(super::waits_for_disk("RELEASE pb_member; COMMIT", false));
+    assert!(super::waits_for_disk("INSERT INTO t VALUES (1)", true));
+    assert!(!super::waits_for_disk("INSERT INTO t VALUES (1)", false));
+    assert!(!super::waits_for_disk(
+        "BEGIN IMMEDIATE; SAVEPOINT pb_member",
+        true
+    ));
+}
