@@ -207,7 +207,7 @@ fn run_one(
             break;
         }
         stmt.raw_bind_parameter(i, Bind(&args[n - 1]))
-            .map_err(|e| to_sqlx(e))?;
+            .map_err(to_sqlx)?;
     }
     let ncols = stmt.column_count();
     let shape = if ncols == 0 {
@@ -243,12 +243,12 @@ fn run_one(
     };
     {
         let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next().map_err(|e| to_sqlx(e))? {
+        while let Some(row) = rows.next().map_err(to_sqlx)? {
             let shape = shape.as_ref().expect("a statement with rows has columns");
             let mut values = Vec::with_capacity(ncols);
             let mut columns = shape.columns.clone();
             for (i, column) in columns.iter_mut().enumerate() {
-                let v = row.get_ref(i).map_err(|e| to_sqlx(e))?;
+                let v = row.get_ref(i).map_err(to_sqlx)?;
                 let kind = value_of(v, shape.null_kinds[i]).map_err(|e| Error::ColumnDecode {
                     index: column.name.to_string(),
                     source: e.into(),

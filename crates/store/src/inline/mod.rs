@@ -54,8 +54,6 @@ pub(crate) const DRIVER: AnyDriver = AnyDriver::without_migrate::<InlineSqlite>(
 /// distinct texts; lists of ids make a few more).
 const STATEMENT_CACHE: usize = 512;
 
-/// The database type behind the driver (`Any` reaches it only through its connection).
-
 /// The writer's connection. The `rusqlite` connection is behind a mutex only so that a
 /// statement that waits for the disk can run on the blocking pool; the connection is
 /// used by one task at a time, so the mutex is never contended but by a `COMMIT` still

@@ -11,6 +11,7 @@ use sqlx::{Either, Error};
 use super::driver::{unsupported, InlineTransactionManager};
 use super::{InlineConnection, SCHEME};
 
+/// The database type behind the driver (`Any` reaches it only through its connection).
 #[derive(Debug)]
 pub struct InlineSqlite;
 
