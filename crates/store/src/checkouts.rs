@@ -172,11 +172,21 @@ pub async fn lock_many(
     if ids.is_empty() && sessions.is_empty() {
         return Ok(Vec::new());
     }
+    let named = [("id", ids), ("provider_session_id", sessions)];
+    if crate::db::backend_of(conn) == crate::Backend::Sqlite {
+        // Each list through its own index, not the app's every checkout (`app_any_in`).
+        let sql = format!(
+            "SELECT {COLUMNS} FROM checkout_sessions WHERE {} ORDER BY +id",
+            Params::app_any_in(&named)
+        );
+        let q = crate::page::bind_app_any_in(sqlx::query_as::<_, CheckoutRow>(&sql), app, &named);
+        return Ok(q.fetch_all(&mut *conn).await?);
+    }
     let mut p = Params::on(conn);
     let app_param = p.one();
-    let named = p.any_in(&[("id", ids), ("provider_session_id", sessions)]);
+    let any = p.any_in(&named);
     let sql = format!(
-        "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = {app_param} AND ({named}) ORDER BY id{}",
+        "SELECT {COLUMNS} FROM checkout_sessions WHERE app_id = {app_param} AND ({any}) ORDER BY id{}",
         lock_clause(conn)
     );
     let mut q = sqlx::query_as::<_, CheckoutRow>(&sql).bind(app);
@@ -184,4 +194,61 @@ pub async fn lock_many(
         q = q.bind(v);
     }
     Ok(q.fetch_all(&mut *conn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    /// A webhook batch's checkouts are found through their own indexes on SQLite, not by
+    /// reading every checkout of the app (see `Params::app_any_in`).
+    #[tokio::test]
+    async fn checkouts_named_by_refs_are_searched_by_their_indexes_on_sqlite() {
+        crate::install_drivers();
+        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        crate::db::MIGRATE_SQLITE
+            .run(&mut conn)
+            .await
+            .expect("migrate");
+        let (ids, sessions) = (
+            vec!["cko_1".to_owned()],
+            vec!["cs_1".to_owned(), "cs_2".to_owned()],
+        );
+        let named = [("id", &ids[..]), ("provider_session_id", &sessions[..])];
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT id FROM checkout_sessions WHERE {} ORDER BY +id",
+            crate::page::Params::app_any_in(&named)
+        );
+        let q = crate::page::bind_app_any_in(
+            sqlx::query_as::<_, (i64, i64, i64, String)>(&sql),
+            "app",
+            &named,
+        );
+        let details: Vec<String> = q
+            .fetch_all(&mut conn)
+            .await
+            .expect("plan")
+            .into_iter()
+            .map(|r| r.3)
+            .collect();
+        assert!(
+            details
+                .iter()
+                .any(|d| d.contains("checkout_sessions_app (app_id=? AND id=?)")),
+            "{details:?}"
+        );
+        assert!(
+            details
+                .iter()
+                .any(|d| d
+                    .contains("checkout_sessions_provider (app_id=? AND provider_session_id=?)")),
+            "{details:?}"
+        );
+        assert!(
+            !details.iter().any(|d| d.ends_with("(app_id=?)")),
+            "{details:?}"
+        );
+    }
 }

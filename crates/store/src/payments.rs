@@ -353,32 +353,40 @@ pub async fn lock_many(
     if ids.is_empty() && intents.is_empty() && sessions.is_empty() {
         return Ok(Vec::new());
     }
-    let postgres = crate::db::backend_of(conn) == crate::Backend::Postgres;
-    let mut p = Params::on(conn);
-    let app_param = p.one();
-    let named = p.any_in(&[
+    let named = [
         ("id", ids),
         ("provider_payment_intent", intents),
         ("provider_checkout_session", sessions),
-    ]);
-    let sql = if postgres {
-        format!(
+    ];
+    if crate::db::backend_of(conn) == crate::Backend::Postgres {
+        let mut p = Params::on(conn);
+        let app_param = p.one();
+        let any = p.any_in(&named);
+        let sql = format!(
             "SELECT {COLUMNS} FROM payments WHERE app_id = {app_param} AND order_id IN \
-             (SELECT order_id FROM payments WHERE app_id = {app_param} AND ({named})) \
+             (SELECT order_id FROM payments WHERE app_id = {app_param} AND ({any})) \
              ORDER BY id{}",
             lock_clause(conn)
-        )
-    } else {
-        format!(
-            "SELECT {COLUMNS} FROM payments WHERE app_id = {app_param} AND ({named}) ORDER BY id{}",
-            lock_clause(conn)
-        )
-    };
-    let mut q = sqlx::query_as::<_, PaymentRow>(&sql).bind(app);
-    for v in ids.iter().chain(intents).chain(sessions) {
-        q = q.bind(v);
+        );
+        let mut q = sqlx::query_as::<_, PaymentRow>(&sql).bind(app);
+        for v in ids.iter().chain(intents).chain(sessions) {
+            q = q.bind(v);
+        }
+        return Ok(q.fetch_all(&mut *conn).await?);
     }
+    let sql = sqlite_by_refs(&named);
+    let q = crate::page::bind_app_any_in(sqlx::query_as::<_, PaymentRow>(&sql), app, &named);
     Ok(q.fetch_all(&mut *conn).await?)
+}
+
+/// SQLite's statement for [`lock_many`] (see [`Params::app_any_in`]: each list is
+/// searched through its own index, not by reading the app's every payment; a test
+/// asserts the plan).
+fn sqlite_by_refs(named: &[(&str, &[String])]) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM payments WHERE {} ORDER BY +id",
+        Params::app_any_in(named)
+    )
 }
 
 /// Admits a refund of `amount`: raises `amount_refunding` only if the payment has
@@ -433,6 +441,73 @@ pub async fn add_refunding(conn: &mut Conn, app: &str, id: &str, amount: i64) ->
 #[cfg(test)]
 mod tests {
     use sqlx::Connection;
+
+    /// A webhook batch's payments are found through their own indexes on SQLite, one
+    /// search per list, not by reading every payment of the app (see `sqlite_by_refs`).
+    #[tokio::test]
+    async fn payments_named_by_refs_are_searched_by_their_indexes_on_sqlite() {
+        crate::install_drivers();
+        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        crate::db::MIGRATE_SQLITE
+            .run(&mut conn)
+            .await
+            .expect("migrate");
+        let (ids, intents, sessions) = (
+            vec!["pay_1".to_owned(), "pay_2".to_owned()],
+            vec!["pi_1".to_owned()],
+            vec!["cs_1".to_owned()],
+        );
+        for named in [
+            vec![
+                ("id", &ids[..]),
+                ("provider_payment_intent", &intents[..]),
+                ("provider_checkout_session", &sessions[..]),
+            ],
+            vec![
+                ("id", &[][..]),
+                ("provider_payment_intent", &intents[..]),
+                ("provider_checkout_session", &[][..]),
+            ],
+        ] {
+            let sql = format!("EXPLAIN QUERY PLAN {}", super::sqlite_by_refs(&named));
+            let mut q = sqlx::query(&sql);
+            for (_, values) in named.iter().filter(|(_, v)| !v.is_empty()) {
+                q = q.bind("app");
+                for v in values.iter() {
+                    q = q.bind(v);
+                }
+            }
+            let details: Vec<String> = q
+                .fetch_all(&mut conn)
+                .await
+                .expect("plan")
+                .iter()
+                .map(|r| sqlx::Row::get::<String, _>(r, 3))
+                .collect();
+            for (column, values) in &named {
+                if values.is_empty() {
+                    continue;
+                }
+                let index = match *column {
+                    "id" => "payments_app (app_id=? AND id=?)",
+                    "provider_payment_intent" => {
+                        "payments_intent (app_id=? AND provider_payment_intent=?)"
+                    }
+                    _ => "payments_session (app_id=? AND provider_checkout_session=?)",
+                };
+                assert!(
+                    details.iter().any(|d| d.contains(index)),
+                    "{index}: {details:?}"
+                );
+            }
+            assert!(
+                !details.iter().any(|d| d.ends_with("(app_id=?)")),
+                "not the app's every payment: {details:?}"
+            );
+        }
+    }
 
     /// The payments of an order are found through the order's index on SQLite, not by
     /// reading every payment of the app (see `OF_ORDER_SQL`).
