@@ -21,12 +21,7 @@ impl AnyConnectionBackend for InlineConnection {
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), Error>> {
-        let inner = self.inner;
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || drop(inner))
-                .await
-                .map_err(|_| Error::WorkerCrashed)
-        })
+        Box::pin(InlineConnection::close(*self))
     }
 
     fn close_hard(self: Box<Self>) -> BoxFuture<'static, Result<(), Error>> {
@@ -198,12 +193,7 @@ impl sqlx::ConnectOptions for InlineOptions {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<InlineConnection, Error>> {
-        let path = self.path.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || InlineConnection::open(&path))
-                .await
-                .map_err(|_| Error::WorkerCrashed)?
-        })
+        Box::pin(InlineConnection::open(self.path.clone()))
     }
 
     fn log_statements(self, _level: log_level::LevelFilter) -> Self {

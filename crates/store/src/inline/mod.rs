@@ -9,8 +9,8 @@
 //! The writer's transactions are serialised anyway (`group.rs` hands the connection to
 //! one caller at a time), so this driver runs each statement on the thread of the task
 //! that holds the writer, through `rusqlite`, with every statement prepared once and
-//! cached. What can wait for the disk runs on tokio's blocking pool instead, so that a
-//! worker thread never waits for an fsync: a `COMMIT` (the group's one fsync), and any
+//! cached. What can wait for the disk runs on the connection's own disk thread instead,
+//! so that a tokio worker thread never waits for an fsync: a `COMMIT` (the group's one fsync), and any
 //! statement outside a transaction (it commits, and syncs, on its own).
 //!
 //! It is a driver for sqlx's `Any` (URL scheme `sqlite-inline:`), so the repository
@@ -50,24 +50,74 @@ pub(crate) const SCHEME: &str = "sqlite-inline";
 /// The driver, installed beside sqlx's own (`crate::install_drivers`).
 pub(crate) const DRIVER: AnyDriver = AnyDriver::without_migrate::<InlineSqlite>();
 
-/// How many prepared statements the connection keeps (the writer runs a few dozen
-/// distinct texts; lists of ids make a few more).
-const STATEMENT_CACHE: usize = 512;
+/// How many prepared statements the connection keeps, and how many statement shapes
+/// (columns) and splits of multi-statement texts. The writer runs a few dozen distinct
+/// texts, and lists of ids make more (one per list length); 128 holds what the webhook
+/// lane and checkouts use, and keeps the idle process near its 40 MiB (each entry is a
+/// compiled statement, and its text is a key: at 512 the process was 2.5 MiB larger).
+const STATEMENT_CACHE: usize = 128;
 
 /// The writer's connection. The `rusqlite` connection is behind a mutex only so that a
-/// statement that waits for the disk can run on the blocking pool; the connection is
-/// used by one task at a time, so the mutex is never contended but by a `COMMIT` still
-/// finishing on the blocking pool after its caller went away.
+/// statement that waits for the disk can run on the connection's disk thread; the
+/// connection is used by one task at a time, so the mutex is never contended but by a
+/// `COMMIT` still finishing there after its caller went away.
 pub struct InlineConnection {
     inner: Arc<Mutex<Inner>>,
+    disk: DiskThread,
     depth: usize,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The connection's one thread for what waits for the disk: commits, checkpoints,
+/// opening and closing. One thread of its own rather than tokio's blocking pool: the
+/// pool starts threads as it pleases, and each thread that runs SQLite takes a malloc
+/// arena of its own (the idle process was 2 MiB larger with the pool). It ends when the
+/// connection is closed or dropped.
+#[derive(Clone)]
+struct DiskThread(std::sync::mpsc::Sender<Job>);
+
+impl DiskThread {
+    fn start() -> Result<DiskThread, Error> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("pb-sqlite-disk".into())
+            .spawn(move || {
+                for job in rx {
+                    // A panic fails that job's caller (its answer is dropped), not the
+                    // jobs after it.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .map_err(Error::Io)?;
+        Ok(DiskThread(tx))
+    }
+
+    /// Runs `f` on the thread and waits for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, Error>> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.0.send(Box::new(move || {
+            let _ = tx.send(f());
+        }));
+        async move {
+            sent.map_err(|_| Error::WorkerCrashed)?;
+            rx.await.map_err(|_| {
+                tracing::error!("a statement on the SQLite writer's disk thread panicked");
+                Error::WorkerCrashed
+            })
+        }
+    }
 }
 
 struct Inner {
     conn: rusqlite::Connection,
     /// Column names and columns of each statement text that returns rows.
     shapes: std::collections::HashMap<Box<str>, Arc<exec::Shape>>,
-    /// Where each statement of a multi-statement text starts and ends.
+    /// Where each statement of a multi-statement text starts and ends (texts of one
+    /// statement are not kept here).
     splits: std::collections::HashMap<Box<str>, Arc<[Range<usize>]>>,
 }
 
@@ -97,14 +147,19 @@ fn waits_for_disk(sql: &str, autocommit: bool) -> bool {
 type Results = Vec<Either<AnyQueryResult, AnyRow>>;
 
 impl InlineConnection {
-    fn open(path: &str) -> Result<InlineConnection, Error> {
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(exec::to_sqlx)?;
+    async fn open(path: String) -> Result<InlineConnection, Error> {
+        let disk = DiskThread::start()?;
+        let conn = disk
+            .run(move || {
+                rusqlite::Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | OpenFlags::SQLITE_OPEN_CREATE
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+            })
+            .await?
+            .map_err(exec::to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(InlineConnection {
             inner: Arc::new(Mutex::new(Inner {
@@ -112,12 +167,19 @@ impl InlineConnection {
                 shapes: Default::default(),
                 splits: Default::default(),
             })),
+            disk,
             depth: 0,
         })
     }
 
-    /// Runs `sql` with `args`: here, or on the blocking pool if it may wait for the
-    /// disk.
+    /// Closes the connection on its disk thread (closing may checkpoint), which then
+    /// ends.
+    async fn close(self) -> Result<(), Error> {
+        let inner = self.inner;
+        self.disk.run(move || drop(inner)).await
+    }
+
+    /// Runs `sql` with `args`: here, or on the disk thread if it may wait for the disk.
     fn run<'q>(
         &mut self,
         sql: &'q str,
@@ -131,14 +193,10 @@ impl InlineConnection {
         }
         let sql = sql.to_owned();
         let args: Vec<AnyValueKind<'static>> = args.into_iter().map(exec::owned).collect();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || exec::run(&mut lock(&inner), &sql, &args))
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "a statement on the SQLite writer panicked");
-                    Error::WorkerCrashed
-                })?
-        })
+        let answer = self
+            .disk
+            .run(move || exec::run(&mut lock(&inner), &sql, &args));
+        Box::pin(async move { answer.await? })
     }
 
     async fn execute(&mut self, sql: &str) -> Result<(), Error> {

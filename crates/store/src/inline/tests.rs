@@ -89,6 +89,13 @@ async fn a_text_of_several_statements_runs_them_all_with_their_arguments() {
         .await
         .unwrap();
     }
+    // A `;` in a literal: one statement, found by SQLite's parser.
+    let semi: String = sqlx::query_scalar("SELECT 'a;b' || $1;")
+        .bind("c")
+        .fetch_one(&mut inline)
+        .await
+        .unwrap();
+    assert_eq!(semi, "a;bc");
     let row = sqlx::query("SELECT n, s FROM t WHERE id = 'm'")
         .fetch_one(&mut stock)
         .await
@@ -143,7 +150,7 @@ async fn a_constraint_failure_is_a_database_error_of_its_kind() {
 }
 
 #[tokio::test]
-async fn a_transaction_commits_on_the_blocking_pool_and_is_seen_by_others() {
+async fn a_transaction_commits_on_the_disk_thread_and_is_seen_by_others() {
     let (_dir, mut stock, mut inline) = both().await;
     let mut tx = inline.begin().await.unwrap();
     sqlx::query("INSERT INTO t (id, n) VALUES ('c', 1)")
