@@ -157,18 +157,24 @@ pub async fn list(
         .await
 }
 
+/// `of_order`'s condition: the order's index (`refunds_order`, migration 0020), with the
+/// app compared as `app_id || ''` so that SQLite's planner does not walk
+/// `refunds_app (app_id, id)`, every refund of the app, for the order by id (as with
+/// `payments::OF_ORDER_SQL`; a test asserts the plan).
+const OF_ORDER_SQL: &str = "WHERE app_id || '' = $1 AND order_id = $2 ORDER BY id";
+
 pub async fn of_order<'e, E: Executor<'e, Database = Any>>(
     e: E,
     app: &str,
     order: &str,
 ) -> Result<Vec<RefundRow>> {
-    Ok(sqlx::query_as::<_, RefundRow>(&format!(
-        "SELECT {COLUMNS} FROM refunds WHERE app_id = $1 AND order_id = $2 ORDER BY id"
-    ))
-    .bind(app)
-    .bind(order)
-    .fetch_all(e)
-    .await?)
+    Ok(
+        sqlx::query_as::<_, RefundRow>(&format!("SELECT {COLUMNS} FROM refunds {OF_ORDER_SQL}"))
+            .bind(app)
+            .bind(order)
+            .fetch_all(e)
+            .await?,
+    )
 }
 
 /// Refunds of any app still pending since before `updated_before` (for the reconciler),
@@ -183,4 +189,44 @@ pub async fn stuck(db: &Db, updated_before: i64, limit: i64) -> Result<Vec<Refun
     .bind(limit)
     .fetch_all(&db.read)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    /// An order's refunds are found through the order's index on SQLite, not by
+    /// reading every refund of the app.
+    #[tokio::test]
+    async fn an_orders_refunds_are_found_by_the_order_index_on_sqlite() {
+        crate::install_drivers();
+        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        crate::db::MIGRATE_SQLITE
+            .run(&mut conn)
+            .await
+            .expect("migrate");
+        let explain = format!(
+            "EXPLAIN QUERY PLAN SELECT id FROM refunds {}",
+            super::OF_ORDER_SQL
+        );
+        let details: Vec<String> = sqlx::query(&explain)
+            .bind("app")
+            .bind("order")
+            .fetch_all(&mut conn)
+            .await
+            .expect("plan")
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, 3))
+            .collect();
+        assert!(
+            details.iter().any(|d| d.contains("refunds_order")),
+            "{details:?}"
+        );
+        assert!(
+            !details.iter().any(|d| d.contains("refunds_app")),
+            "{details:?}"
+        );
+    }
 }

@@ -1,0 +1,5 @@
+-- no-transaction
+-- An order's refunds are read on every re-total of the order (`refunds::of_order`):
+-- without an index on the order they were found by reading every refund of the app.
+-- Built concurrently (outside a transaction), so refunds can be written meanwhile.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS refunds_order ON refunds (order_id);
