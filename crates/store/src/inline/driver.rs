@@ -13,7 +13,7 @@ use sqlx::{Any, Describe, Either, Error};
 use sqlx_core::any::AnyConnectionBackend;
 
 use super::typed::InlineSqlite;
-use super::{exec, lock, InlineConnection, SCHEME};
+use super::{InlineConnection, SCHEME};
 
 impl AnyConnectionBackend for InlineConnection {
     fn name(&self) -> &str {
@@ -69,9 +69,10 @@ impl AnyConnectionBackend for InlineConnection {
 
     fn start_rollback(&mut self) {
         if self.depth > 0 {
-            // A rollback writes nothing to be synced: it runs here.
+            // Here if nothing is pending on the disk thread (a rollback syncs nothing),
+            // else queued there behind it; either way before any later statement.
             let sql = sqlx_core::transaction::rollback_ansi_transaction_sql(self.depth);
-            if let Err(e) = exec::run(&mut lock(&self.inner), &sql, &[]) {
+            if let Some(Err(e)) = futures::FutureExt::now_or_never(self.run(&sql, Vec::new())) {
                 tracing::warn!(error = %e, "rolling back a dropped transaction failed");
             }
             self.depth -= 1;

@@ -27,6 +27,7 @@
 //! while it holds the writer).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
@@ -61,13 +62,30 @@ const STATEMENT_CACHE: usize = 128;
 /// statement that waits for the disk can run on the connection's disk thread; the
 /// connection is used by one task at a time, so the mutex is never contended but by a
 /// `COMMIT` still finishing there after its caller went away.
+///
+/// Statements run in the order they were sent, as on sqlx's driver: while a job sent
+/// to the disk thread has not finished (`pending`), every later statement goes there
+/// too, behind it. Otherwise a caller that went away while its `COMMIT` waited in the
+/// disk thread's queue would let the next caller's statements run first, on a
+/// transaction about to be committed under them.
 pub struct InlineConnection {
     inner: Arc<Mutex<Inner>>,
     disk: DiskThread,
+    pending: Arc<AtomicUsize>,
     depth: usize,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// A job sent to the disk thread has run (or panicked, or was never run because the
+/// thread is gone): it no longer holds later statements back.
+struct Done(Arc<AtomicUsize>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The connection's one thread for what waits for the disk: commits, checkpoints,
 /// opening and closing. One thread of its own rather than tokio's blocking pool: the
@@ -119,6 +137,21 @@ struct Inner {
     /// Where each statement of a multi-statement text starts and ends (texts of one
     /// statement are not kept here).
     splits: std::collections::HashMap<Box<str>, Arc<[Range<usize>]>>,
+    /// The open transaction was begun by a `SAVEPOINT` outside one (SQLite does that
+    /// after it rolled a group back on its own): its `RELEASE` commits, and syncs.
+    savepoint_began_it: bool,
+}
+
+/// Runs `sql` and notes whether a `SAVEPOINT` began a transaction.
+fn run_noting(inner: &mut Inner, sql: &str, args: &[AnyValueKind<'_>]) -> Result<Results, Error> {
+    let before = inner.conn.is_autocommit();
+    let out = exec::run(inner, sql, args);
+    if inner.conn.is_autocommit() {
+        inner.savepoint_began_it = false;
+    } else if before && sql.trim_start().starts_with("SAVEPOINT") {
+        inner.savepoint_began_it = true;
+    }
+    out
 }
 
 impl std::fmt::Debug for InlineConnection {
@@ -135,16 +168,35 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Whether a statement may wait for the disk: it commits a transaction, or runs
+/// Whether a statement may wait for the disk, or for another connection: it begins a
+/// transaction (`BEGIN IMMEDIATE` waits up to `busy_timeout` if another connection
+/// writes), commits one (a `COMMIT`, or the `RELEASE` of a savepoint that began it), runs
 /// outside one (so it commits itself), or checkpoints.
-fn waits_for_disk(sql: &str, autocommit: bool) -> bool {
+fn waits_for_disk(sql: &str, autocommit: bool, savepoint_began_it: bool) -> bool {
     let head = sql.trim_start();
-    sql.contains("COMMIT")
+    head.starts_with("BEGIN")
+        || sql.contains("COMMIT")
         || sql.contains("wal_checkpoint")
-        || (autocommit && !head.starts_with("BEGIN") && !head.starts_with("PRAGMA"))
+        || (savepoint_began_it && sql.contains("RELEASE"))
+        || (autocommit && !head.starts_with("PRAGMA"))
 }
 
 type Results = Vec<Either<AnyQueryResult, AnyRow>>;
+
+/// Sends `f` to the disk thread, behind every job sent before it; the connection's
+/// later statements go there too until it has run (`pending`).
+fn on_disk<T: Send + 'static>(
+    disk: &DiskThread,
+    pending: &Arc<AtomicUsize>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, Error>> + Send + 'static {
+    pending.fetch_add(1, Ordering::SeqCst);
+    let done = Done(pending.clone());
+    disk.run(move || {
+        let _done = done;
+        f()
+    })
+}
 
 impl InlineConnection {
     async fn open(path: String) -> Result<InlineConnection, Error> {
@@ -166,8 +218,10 @@ impl InlineConnection {
                 conn,
                 shapes: Default::default(),
                 splits: Default::default(),
+                savepoint_began_it: false,
             })),
             disk,
+            pending: Arc::new(AtomicUsize::new(0)),
             depth: 0,
         })
     }
@@ -175,27 +229,35 @@ impl InlineConnection {
     /// Closes the connection on its disk thread (closing may checkpoint), which then
     /// ends.
     async fn close(self) -> Result<(), Error> {
-        let inner = self.inner;
-        self.disk.run(move || drop(inner)).await
+        let InlineConnection {
+            inner,
+            disk,
+            pending,
+            ..
+        } = self;
+        on_disk(&disk, &pending, move || drop(inner)).await
     }
 
-    /// Runs `sql` with `args`: here, or on the disk thread if it may wait for the disk.
+    /// Runs `sql` with `args`: here, or on the disk thread if it may wait for the disk
+    /// or a job sent there is still pending.
     fn run<'q>(
         &mut self,
         sql: &'q str,
         args: Vec<AnyValueKind<'q>>,
     ) -> BoxFuture<'q, Result<Results, Error>> {
         let inner = self.inner.clone();
-        let autocommit = lock(&inner).conn.is_autocommit();
-        if !waits_for_disk(sql, autocommit) {
-            let out = exec::run(&mut lock(&inner), sql, &args);
-            return Box::pin(std::future::ready(out));
+        if self.pending.load(Ordering::SeqCst) == 0 {
+            let mut g = lock(&inner);
+            if !waits_for_disk(sql, g.conn.is_autocommit(), g.savepoint_began_it) {
+                let out = run_noting(&mut g, sql, &args);
+                return Box::pin(std::future::ready(out));
+            }
         }
         let sql = sql.to_owned();
         let args: Vec<AnyValueKind<'static>> = args.into_iter().map(exec::owned).collect();
-        let answer = self
-            .disk
-            .run(move || exec::run(&mut lock(&inner), &sql, &args));
+        let answer = on_disk(&self.disk, &self.pending, move || {
+            run_noting(&mut lock(&inner), &sql, &args)
+        });
         Box::pin(async move { answer.await? })
     }
 

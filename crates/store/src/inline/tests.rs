@@ -182,11 +182,75 @@ async fn a_transaction_commits_on_the_disk_thread_and_is_seen_by_others() {
         .await
         .unwrap();
     assert_eq!(dropped, 0);
-    assert!(super::waits_for_disk("RELEASE pb_member; COMMIT", false));
-    assert!(super::waits_for_disk("INSERT INTO t VALUES (1)", true));
-    assert!(!super::waits_for_disk("INSERT INTO t VALUES (1)", false));
+    assert!(super::waits_for_disk(
+        "RELEASE pb_member; COMMIT",
+        false,
+        false
+    ));
+    assert!(super::waits_for_disk(
+        "INSERT INTO t VALUES (1)",
+        true,
+        false
+    ));
     assert!(!super::waits_for_disk(
+        "INSERT INTO t VALUES (1)",
+        false,
+        false
+    ));
+    assert!(super::waits_for_disk(
         "BEGIN IMMEDIATE; SAVEPOINT pb_member",
+        true,
+        false
+    ));
+    assert!(!super::waits_for_disk(
+        "RELEASE pb_member; SAVEPOINT pb_member",
+        false,
+        false
+    ));
+    assert!(super::waits_for_disk(
+        "RELEASE pb_member; SAVEPOINT pb_member",
+        false,
         true
     ));
+}
+
+/// A caller that goes away while its `COMMIT` waits in the disk thread's queue: the
+/// next statements still run after that `COMMIT`, in the order they were sent (as on
+/// sqlx's driver), not on the transaction about to be committed under them.
+#[tokio::test]
+async fn statements_after_a_commit_still_queued_run_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("order.db").display().to_string();
+    let mut conn = super::InlineConnection::open(path).await.unwrap();
+    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    conn.execute("BEGIN IMMEDIATE").await.unwrap();
+    conn.execute("INSERT INTO t VALUES (1)").await.unwrap();
+    // Hold the disk thread, then queue the COMMIT behind it and drop its caller.
+    let hold = super::on_disk(&conn.disk, &conn.pending, || {
+        std::thread::sleep(std::time::Duration::from_millis(200))
+    });
+    drop(conn.run("COMMIT", Vec::new()));
+    // Sent after the COMMIT: it must begin a transaction of its own, not nest in the
+    // one being committed.
+    conn.execute("SAVEPOINT s1").await.unwrap();
+    hold.await.unwrap();
+    {
+        let g = super::lock(&conn.inner);
+        assert!(
+            !g.conn.is_autocommit(),
+            "SAVEPOINT ran after the COMMIT, in a transaction of its own"
+        );
+        assert!(g.savepoint_began_it);
+    }
+    // Its RELEASE commits, on the disk thread.
+    conn.execute("INSERT INTO t VALUES (2)").await.unwrap();
+    conn.execute("RELEASE s1").await.unwrap();
+    let g = super::lock(&conn.inner);
+    assert!(g.conn.is_autocommit());
+    let n: i64 = g
+        .conn
+        .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(conn.pending.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
