@@ -9,9 +9,12 @@
 //! The writer's transactions are serialised anyway (`group.rs` hands the connection to
 //! one caller at a time), so this driver runs each statement on the thread of the task
 //! that holds the writer, through `rusqlite`, with every statement prepared once and
-//! cached. What can wait for the disk runs on the connection's own disk thread instead,
-//! so that a tokio worker thread never waits for an fsync: a `COMMIT` (the group's one fsync), and any
-//! statement outside a transaction (it commits, and syncs, on its own).
+//! cached. What may wait for the disk or for another connection runs on the
+//! connection's own disk thread instead, so that a tokio worker thread never waits for
+//! an fsync: a `COMMIT` (the group's one fsync), a `BEGIN` (it may wait for another
+//! connection's write lock), a checkpoint, and any statement outside a transaction (it
+//! commits, and syncs, on its own). Statements still run in the order they were sent
+//! (see `InlineConnection`).
 //!
 //! It is a driver for sqlx's `Any` (URL scheme `sqlite-inline:`), so the repository
 //! functions run on it unchanged, as on any `AnyConnection`: the same SQL, the same
