@@ -383,6 +383,25 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// SQLite's query plan of `sql` on a fresh, migrated in-memory database: the `detail`
+/// of each step (tests assert which index a statement uses). Its parameters stay
+/// unbound (NULL): the plan does not depend on their values.
+#[cfg(test)]
+pub(crate) async fn sqlite_plan(sql: &str) -> Vec<String> {
+    crate::install_drivers();
+    let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+        .await
+        .expect("sqlite");
+    MIGRATE_SQLITE.run(&mut conn).await.expect("migrate");
+    sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .fetch_all(&mut conn)
+        .await
+        .expect("plan")
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 3))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

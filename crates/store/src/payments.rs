@@ -440,53 +440,30 @@ pub async fn add_refunding(conn: &mut Conn, app: &str, id: &str, amount: i64) ->
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Connection;
+    use crate::db::sqlite_plan;
 
     /// A webhook batch's payments are found through their own indexes on SQLite, one
     /// search per list, not by reading every payment of the app (see `sqlite_by_refs`).
     #[tokio::test]
     async fn payments_named_by_refs_are_searched_by_their_indexes_on_sqlite() {
-        crate::install_drivers();
-        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
-            .await
-            .expect("sqlite");
-        crate::db::MIGRATE_SQLITE
-            .run(&mut conn)
-            .await
-            .expect("migrate");
         let (ids, intents, sessions) = (
             vec!["pay_1".to_owned(), "pay_2".to_owned()],
             vec!["pi_1".to_owned()],
             vec!["cs_1".to_owned()],
         );
-        for named in [
-            vec![
-                ("id", &ids[..]),
-                ("provider_payment_intent", &intents[..]),
-                ("provider_checkout_session", &sessions[..]),
-            ],
-            vec![
-                ("id", &[][..]),
-                ("provider_payment_intent", &intents[..]),
-                ("provider_checkout_session", &[][..]),
-            ],
-        ] {
-            let sql = format!("EXPLAIN QUERY PLAN {}", super::sqlite_by_refs(&named));
-            let mut q = sqlx::query(&sql);
-            for (_, values) in named.iter().filter(|(_, v)| !v.is_empty()) {
-                q = q.bind("app");
-                for v in values.iter() {
-                    q = q.bind(v);
-                }
-            }
-            let details: Vec<String> = q
-                .fetch_all(&mut conn)
-                .await
-                .expect("plan")
-                .iter()
-                .map(|r| sqlx::Row::get::<String, _>(r, 3))
-                .collect();
-            for (column, values) in &named {
+        let all = [
+            ("id", &ids[..]),
+            ("provider_payment_intent", &intents[..]),
+            ("provider_checkout_session", &sessions[..]),
+        ];
+        let intents_only = [
+            ("id", &[][..]),
+            ("provider_payment_intent", &intents[..]),
+            ("provider_checkout_session", &[][..]),
+        ];
+        for named in [&all[..], &intents_only[..]] {
+            let details = sqlite_plan(&super::sqlite_by_refs(named)).await;
+            for (column, values) in named {
                 if values.is_empty() {
                     continue;
                 }
@@ -513,28 +490,8 @@ mod tests {
     /// reading every payment of the app (see `OF_ORDER_SQL`).
     #[tokio::test]
     async fn an_orders_payments_are_found_by_the_order_index_on_sqlite() {
-        crate::install_drivers();
-        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
-            .await
-            .expect("sqlite");
-        crate::db::MIGRATE_SQLITE
-            .run(&mut conn)
-            .await
-            .expect("migrate");
-        let explain = format!(
-            "EXPLAIN QUERY PLAN SELECT id FROM payments {}",
-            super::OF_ORDER_SQL
-        );
-        let rows = sqlx::query(&explain)
-            .bind("app")
-            .bind("order")
-            .fetch_all(&mut conn)
-            .await
-            .expect("plan");
-        let details: Vec<String> = rows
-            .iter()
-            .map(|r| sqlx::Row::get::<String, _>(r, 3))
-            .collect();
+        let details =
+            sqlite_plan(&format!("SELECT id FROM payments {}", super::OF_ORDER_SQL)).await;
         assert!(
             details.iter().any(|d| d.contains("payments_order")),
             "the order's index: {details:?}"

@@ -312,34 +312,14 @@ pub async fn expire_pending(db: &Db, received_before: i64) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Connection;
-
     use super::list_sql;
 
     /// The timeline's lookup uses the object index on SQLite (see `list_sql`).
     #[tokio::test]
     async fn the_listing_by_object_uses_the_object_index_on_sqlite() {
-        crate::install_drivers();
-        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
-            .await
-            .expect("sqlite");
-        super::super::db::MIGRATE_SQLITE
-            .run(&mut conn)
-            .await
-            .expect("migrate");
         for (kind, objects, cursor) in [(false, 2, false), (true, 1, true), (false, 10, true)] {
             let sql = list_sql(kind, objects, cursor, 10);
-            let params = 1 + usize::from(kind) + objects + usize::from(cursor);
-            let explain = format!("EXPLAIN QUERY PLAN {sql}");
-            let mut q = sqlx::query(&explain);
-            for _ in 0..params {
-                q = q.bind("x");
-            }
-            let rows = q.fetch_all(&mut conn).await.expect("plan");
-            let details: Vec<String> = rows
-                .iter()
-                .map(|r| sqlx::Row::get::<String, _>(r, 3))
-                .collect();
+            let details = crate::db::sqlite_plan(&sql).await;
             assert!(
                 details
                     .first()

@@ -193,33 +193,13 @@ pub async fn stuck(db: &Db, updated_before: i64, limit: i64) -> Result<Vec<Refun
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Connection;
-
     /// An order's refunds are found through the order's index on SQLite, not by
     /// reading every refund of the app.
     #[tokio::test]
     async fn an_orders_refunds_are_found_by_the_order_index_on_sqlite() {
-        crate::install_drivers();
-        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
-            .await
-            .expect("sqlite");
-        crate::db::MIGRATE_SQLITE
-            .run(&mut conn)
-            .await
-            .expect("migrate");
-        let explain = format!(
-            "EXPLAIN QUERY PLAN SELECT id FROM refunds {}",
-            super::OF_ORDER_SQL
-        );
-        let details: Vec<String> = sqlx::query(&explain)
-            .bind("app")
-            .bind("order")
-            .fetch_all(&mut conn)
-            .await
-            .expect("plan")
-            .iter()
-            .map(|r| sqlx::Row::get::<String, _>(r, 3))
-            .collect();
+        let details =
+            crate::db::sqlite_plan(&format!("SELECT id FROM refunds {}", super::OF_ORDER_SQL))
+                .await;
         assert!(
             details.iter().any(|d| d.contains("refunds_order")),
             "{details:?}"
