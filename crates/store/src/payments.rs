@@ -49,6 +49,58 @@ pub struct PaymentRow {
     pub updated: i64,
 }
 
+impl PaymentRow {
+    /// A payment as it starts: `initiated`, nothing capturable, captured or refunded, no
+    /// dispute or failure, no provider object yet, a `payment_intent` on automatic
+    /// capture at the sandbox, no saved card, empty metadata. Each flow sets what it
+    /// knows on top: `PaymentRow { method, provider, ..PaymentRow::initiated(…) }`.
+    pub fn initiated(
+        id: String,
+        app_id: String,
+        order_id: String,
+        amount: i64,
+        currency: String,
+        at: i64,
+    ) -> PaymentRow {
+        PaymentRow {
+            id,
+            app_id,
+            order_id,
+            customer_id: None,
+            method: "payment_intent".into(),
+            capture_method: "automatic".into(),
+            provider: "sandbox".into(),
+            lifecycle: "initiated".into(),
+            status: "initiated".into(),
+            amount,
+            currency,
+            amount_capturable: 0,
+            amount_captured: 0,
+            amount_refunded: 0,
+            amount_refunding: 0,
+            dispute: "none".into(),
+            failure_code: None,
+            decline_code: None,
+            failure_message: None,
+            failure_at: None,
+            save_card: 0,
+            payment_method_id: None,
+            provider_payment_intent: None,
+            provider_checkout_session: None,
+            provider_charge: None,
+            client_secret_sealed: None,
+            payment_url: None,
+            application_fee_amount: None,
+            transfer_destination: None,
+            metadata: "{}".into(),
+            card_brand: None,
+            card_last4: None,
+            created: at,
+            updated: at,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, app_id, order_id, customer_id, method, capture_method, provider, lifecycle, status, \
     amount, currency, amount_capturable, amount_captured, amount_refunded, amount_refunding, dispute, failure_code, \
     decline_code, failure_message, failure_at, save_card, payment_method_id, provider_payment_intent, provider_checkout_session, \

@@ -24,40 +24,19 @@ async fn open() -> Option<(TestDb, Db)> {
 
 fn payment(id: &str, order: &str, created: i64) -> PaymentRow {
     PaymentRow {
-        id: id.into(),
-        app_id: "app_l".into(),
-        order_id: order.into(),
-        customer_id: None,
-        method: "payment_intent".into(),
-        capture_method: "automatic".into(),
         provider: "stripe".into(),
         lifecycle: "succeeded".into(),
         status: "succeeded".into(),
-        amount: 1000,
-        currency: "usd".into(),
-        amount_capturable: 0,
         amount_captured: 1000,
-        amount_refunded: 0,
-        amount_refunding: 0,
-        dispute: "none".into(),
-        failure_code: None,
-        decline_code: None,
-        failure_message: None,
-        failure_at: None,
-        save_card: 0,
-        payment_method_id: None,
         provider_payment_intent: Some(format!("pi_{id}")),
-        provider_checkout_session: None,
-        provider_charge: None,
-        client_secret_sealed: None,
-        payment_url: None,
-        application_fee_amount: None,
-        transfer_destination: None,
-        metadata: "{}".into(),
-        card_brand: None,
-        card_last4: None,
-        created,
-        updated: created,
+        ..PaymentRow::initiated(
+            id.into(),
+            "app_l".into(),
+            order.into(),
+            1000,
+            "usd".into(),
+            created,
+        )
     }
 }
 

@@ -83,40 +83,18 @@ mod tests {
 
     fn payment(method: &str, lifecycle: &str) -> PaymentRow {
         PaymentRow {
-            id: "payment_1".into(),
-            app_id: "app_1".into(),
-            order_id: "order_1".into(),
-            customer_id: None,
             method: method.into(),
-            capture_method: "automatic".into(),
-            provider: "sandbox".into(),
             lifecycle: lifecycle.into(),
             status: lifecycle.into(),
-            amount: 100,
-            currency: "usd".into(),
-            amount_capturable: 0,
-            amount_captured: 0,
-            amount_refunded: 0,
-            amount_refunding: 0,
-            dispute: "none".into(),
-            failure_code: None,
-            decline_code: None,
-            failure_message: None,
-            failure_at: None,
-            save_card: 0,
-            payment_method_id: None,
             provider_payment_intent: Some("pi_1".into()),
-            provider_checkout_session: None,
-            provider_charge: None,
-            client_secret_sealed: None,
-            payment_url: None,
-            application_fee_amount: None,
-            transfer_destination: None,
-            metadata: "{}".into(),
-            card_brand: None,
-            card_last4: None,
-            created: 0,
-            updated: 0,
+            ..PaymentRow::initiated(
+                "payment_1".into(),
+                "app_1".into(),
+                "order_1".into(),
+                100,
+                "usd".into(),
+                0,
+            )
         }
     }
 

@@ -54,40 +54,18 @@ async fn app_with_payment(db: &Db, app: &str, intent: &str) -> PaymentRow {
     let mut tx = db.begin().await.expect("begin");
     orders::insert(&mut *tx, &order).await.expect("order");
     let p = PaymentRow {
-        id: format!("payment_{app}"),
-        app_id: app.into(),
-        order_id: order.id.clone(),
-        customer_id: None,
-        method: "payment_intent".into(),
-        capture_method: "automatic".into(),
         provider: "stripe".into(),
         lifecycle: "pending".into(),
         status: "pending".into(),
-        amount: 1000,
-        currency: "usd".into(),
-        amount_capturable: 0,
-        amount_captured: 0,
-        amount_refunded: 0,
-        amount_refunding: 0,
-        dispute: "none".into(),
-        failure_code: None,
-        decline_code: None,
-        failure_message: None,
-        failure_at: None,
-        save_card: 0,
-        payment_method_id: None,
         provider_payment_intent: Some(intent.into()),
-        provider_checkout_session: None,
-        provider_charge: None,
-        client_secret_sealed: None,
-        payment_url: None,
-        application_fee_amount: None,
-        transfer_destination: None,
-        metadata: "{}".into(),
-        card_brand: None,
-        card_last4: None,
-        created: 1,
-        updated: 1,
+        ..PaymentRow::initiated(
+            format!("payment_{app}"),
+            app.into(),
+            order.id.clone(),
+            1000,
+            "usd".into(),
+            1,
+        )
     };
     payments::insert(&mut *tx, &p).await.expect("payment");
     tx.commit().await.expect("commit");

@@ -268,40 +268,19 @@ async fn recurring_charge(
         .await?
         .unwrap_or_default();
     let payment = PaymentRow {
-        id: PaymentId::generate().into_string(),
-        app_id: sub.app_id.clone(),
-        order_id: order.id.clone(),
         customer_id: sub.customer_id.clone(),
         method: "subscription".into(),
-        capture_method: "automatic".into(),
         provider,
-        lifecycle: "initiated".into(),
-        status: "initiated".into(),
-        amount: inv.amount,
-        currency: order.currency.clone(),
-        amount_capturable: 0,
-        amount_captured: 0,
-        amount_refunded: 0,
-        amount_refunding: 0,
-        dispute: "none".into(),
-        failure_code: None,
-        decline_code: None,
-        failure_message: None,
-        failure_at: None,
-        save_card: 0,
-        payment_method_id: None,
         provider_payment_intent: inv.payment_intent.clone(),
-        provider_checkout_session: None,
         provider_charge: inv.charge.clone(),
-        client_secret_sealed: None,
-        payment_url: None,
-        application_fee_amount: None,
-        transfer_destination: None,
-        metadata: "{}".into(),
-        card_brand: None,
-        card_last4: None,
-        created: ts,
-        updated: ts,
+        ..PaymentRow::initiated(
+            PaymentId::generate().into_string(),
+            sub.app_id.clone(),
+            order.id.clone(),
+            inv.amount,
+            order.currency.clone(),
+            ts,
+        )
     };
     payments::insert(&mut *conn, &payment).await?;
     Ok((order, payment))

@@ -150,11 +150,7 @@ async fn reserve(
             .into());
         }
     }
-    let ts = now();
     let p = PaymentRow {
-        id: PaymentId::generate().into_string(),
-        app_id: app.clone(),
-        order_id: order.id.clone(),
         customer_id: spec.customer.clone().or_else(|| order.customer_id.clone()),
         method: spec.method.to_owned(),
         capture_method: if spec.manual_capture {
@@ -164,33 +160,21 @@ async fn reserve(
         }
         .to_owned(),
         provider: bound.kind.as_str().to_owned(),
-        lifecycle: "initiated".into(),
-        status: "initiated".into(),
-        amount,
-        currency: order.currency.clone(),
-        amount_capturable: 0,
-        amount_captured: 0,
-        amount_refunded: 0,
-        amount_refunding: 0,
-        dispute: "none".into(),
-        failure_code: None,
-        decline_code: None,
-        failure_message: None,
-        failure_at: None,
         save_card: i64::from(spec.save_card),
         payment_method_id: spec.payment_method.clone(),
-        provider_payment_intent: None,
-        provider_checkout_session: None,
-        provider_charge: None,
-        client_secret_sealed: None,
-        payment_url: None,
         application_fee_amount: spec.application_fee_amount,
         transfer_destination: spec.transfer_destination.clone(),
         metadata: serde_json::to_string(&spec.metadata).unwrap_or_else(|_| "{}".into()),
         card_brand: spec.saved_card.as_ref().and_then(|c| c.brand.clone()),
         card_last4: spec.saved_card.as_ref().and_then(|c| c.last4.clone()),
-        created: ts,
-        updated: ts,
+        ..PaymentRow::initiated(
+            PaymentId::generate().into_string(),
+            app.clone(),
+            order.id.clone(),
+            amount,
+            order.currency.clone(),
+            now(),
+        )
     };
     payments::insert(&mut *conn, &p).await?;
     Ok((order, p))
