@@ -22,6 +22,19 @@ use serde_json::Value;
 
 pub use form::Form;
 
+/// What a call that changes something at the provider waits for before it leaves:
+/// that whatever the caller read to decide on it is durable. paybridge's SQLite store
+/// lets readers see a commit up to one fsync before it is durable (commit pipelining,
+/// the store's `read.rs`); a call made on such a read would outlive a power cut that
+/// loses the read.
+pub trait Fence: Send + Sync {
+    fn wait(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send + '_>,
+    >;
+}
+
 /// One call to the provider: which app, with which key, under which idempotency key.
 pub struct Call {
     pub app_id: String,
@@ -32,6 +45,8 @@ pub struct Call {
     pub idempotency_key: String,
     /// Act as this connected account (Stripe's `Stripe-Account` header).
     pub account: Option<String>,
+    /// Waited for before a call that changes something leaves (see [`Fence`]).
+    pub fence: Option<std::sync::Arc<dyn Fence>>,
 }
 
 impl Call {
@@ -41,7 +56,14 @@ impl Call {
             secret_key,
             idempotency_key: format!("pb_{operation}"),
             account: None,
+            fence: None,
         }
+    }
+
+    /// The same call, sent only once `fence` lets it.
+    pub fn fenced(mut self, fence: std::sync::Arc<dyn Fence>) -> Call {
+        self.fence = Some(fence);
+        self
     }
 
     /// The same call, made as a connected account.
@@ -57,6 +79,7 @@ impl Call {
             secret_key: self.secret_key.clone(),
             idempotency_key: format!("pb_{operation}"),
             account: self.account.clone(),
+            fence: self.fence.clone(),
         }
     }
 }

@@ -110,6 +110,12 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         let Some(settled) = settle(&mut pending, &h).filter(|s| *s > published) else {
             continue;
         };
+        // Nothing is published before it is durable: on SQLite a reader may see a
+        // commit one fsync early (commit pipelining); this waits for that fsync.
+        if let Err(e) = state.db.durable().await {
+            tracing::warn!(error = %e, "event hub cannot tell new events are durable");
+            continue;
+        }
         hub.deliveries.notify_one();
         if hub.live.receiver_count() == 0 {
             // Nobody is listening here: only note how far the table goes.

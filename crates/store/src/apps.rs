@@ -43,14 +43,14 @@ pub async fn create_app(
 pub async fn get_app(db: &Db, id: &str) -> Result<AppRow> {
     sqlx::query_as::<_, AppRow>(&format!("SELECT {COLUMNS} FROM apps WHERE id = $1"))
         .bind(id)
-        .fetch_optional(&db.read)
+        .fetch_optional(db.reader())
         .await?
         .ok_or(StoreError::NotFound)
 }
 
 pub async fn list_apps(db: &Db, params: &ListParams) -> Result<Page<AppRow>> {
     Select::new(&format!("SELECT {COLUMNS} FROM apps WHERE 1 = 1"))
-        .page(&db.read, params)
+        .page(db.reader(), params)
         .await
 }
 
@@ -58,14 +58,14 @@ pub async fn find_demo_app(db: &Db) -> Result<Option<AppRow>> {
     Ok(sqlx::query_as::<_, AppRow>(&format!(
         "SELECT {COLUMNS} FROM apps WHERE demo = 1 ORDER BY id LIMIT 1"
     ))
-    .fetch_optional(&db.read)
+    .fetch_optional(db.reader())
     .await?)
 }
 
 pub async fn exists(db: &Db, id: &str) -> Result<bool> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM apps WHERE id = $1")
         .bind(id)
-        .fetch_one(&db.read)
+        .fetch_one(db.reader())
         .await?;
     Ok(n > 0)
 }

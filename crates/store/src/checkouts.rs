@@ -132,7 +132,7 @@ pub async fn overdue(db: &Db, now: i64, limit: i64) -> Result<Vec<CheckoutRow>> 
     ))
     .bind(now)
     .bind(limit)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 

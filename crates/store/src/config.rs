@@ -23,7 +23,7 @@ pub async fn get(db: &Db, app: &str) -> Result<Option<ConfigRow>> {
         "SELECT {COLUMNS} FROM payment_configs WHERE app_id = $1"
     ))
     .bind(app)
-    .fetch_optional(&db.read)
+    .fetch_optional(db.reader())
     .await?)
 }
 

@@ -132,7 +132,7 @@ pub async fn list(
             }),
         )
         .created(&f.created)
-        .page(&db.read, params)
+        .page(db.reader(), params)
         .await
 }
 
@@ -213,7 +213,7 @@ pub async fn cards(db: &Db, app: &str, customer: &str) -> Result<Vec<CardRow>> {
     ))
     .bind(app)
     .bind(customer)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 
@@ -224,7 +224,7 @@ pub async fn card(db: &Db, app: &str, customer: &str, id: &str) -> Result<CardRo
     .bind(app)
     .bind(customer)
     .bind(id)
-    .fetch_optional(&db.read)
+    .fetch_optional(db.reader())
     .await?
     .ok_or(StoreError::NotFound)
 }

@@ -6,10 +6,12 @@
 //!
 //! SQLite gets one writer connection (every write transaction is serialized there, so
 //! no transaction ever meets SQLITE_BUSY half-way) and a pool of readers; WAL lets the
-//! readers run beside the writer. `synchronous=FULL` makes each commit durable before
-//! it returns, which is what an acknowledged webhook promises. The writer commits its
-//! callers' transactions in groups, one fsync for many (`group.rs`), and runs their
-//! statements on the caller's thread (`inline.rs`). `temp_store=MEMORY` keeps
+//! readers run beside the writer. Every caller is answered only once its commit is
+//! durable, which is what an acknowledged webhook promises. The writer commits its
+//! callers' transactions in groups, one fsync for many (`group.rs`), runs their
+//! statements on the caller's thread (`inline.rs`), and applies the next group while
+//! the last one's fsync is in flight (`inline/durable.rs`; readers then see a commit up
+//! to one fsync early, and `read.rs` keeps that from leaving the process). `temp_store=MEMORY` keeps
 //! the statement journal (the undo of a statement that fails half-way, such as a
 //! multi-row insert) in memory rather than in a temporary file: it was 15 % of the
 //! writer's time, in `pwrite`, under webhook load.
@@ -115,6 +117,11 @@ pub struct DbOptions {
     /// `group_max_members`, even while more callers wait for the writer (`group.rs`).
     pub group_max_age: Duration,
     pub group_max_members: u64,
+    /// SQLite: commit pipelining. The writer's `COMMIT` writes the WAL without an
+    /// fsync, a thread of its own syncs it, and the writer applies the next group
+    /// meanwhile; every caller is still answered only once its work is durable
+    /// (`inline/durable.rs`). Off: SQLite fsyncs inside each `COMMIT`.
+    pub commit_pipelining: bool,
 }
 
 impl Default for DbOptions {
@@ -124,6 +131,7 @@ impl Default for DbOptions {
             acquire_timeout: Duration::from_secs(10),
             group_max_age: group::MAX_AGE,
             group_max_members: group::MAX_MEMBERS,
+            commit_pipelining: true,
         }
     }
 }
@@ -176,10 +184,26 @@ impl Db {
                 // then the writer opens it with its own (`inline.rs`).
                 let mut first = sqlx::AnyConnection::connect_with(&connect).await?;
                 first.execute("PRAGMA journal_mode=WAL").await?;
-                let writer_url = crate::inline::InlineOptions::url_for(&url);
-                let mut conn = sqlx::AnyConnection::connect(&writer_url).await?;
+                let durability = match sqlite_path(&url) {
+                    Some(file) if opts.commit_pipelining => Some(
+                        crate::inline::Durability::start(&file)
+                            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?,
+                    ),
+                    _ => None,
+                };
+                let handed = durability.clone().map(crate::inline::durable::hand_over);
+                let writer_url = crate::inline::InlineOptions::url_for(&url, handed);
+                let conn = sqlx::AnyConnection::connect(&writer_url).await;
+                if let Some(id) = handed {
+                    // Taken by the connection, unless it failed to open.
+                    crate::inline::durable::take(id);
+                }
+                let mut conn = conn?;
                 conn.execute(SQLITE_PRAGMAS).await?;
-                let writer = Arc::new(Writer::new(conn, &opts));
+                if durability.is_some() {
+                    conn.execute("PRAGMA synchronous=NORMAL").await?;
+                }
+                let writer = Arc::new(Writer::new(conn, &opts, durability));
                 let read = sqlite_pool(opts.max_connections.clamp(1, 8), &opts)
                     .connect_with(connect.clone())
                     .await?;
@@ -244,9 +268,40 @@ impl Db {
         }))
     }
 
-    /// The pool for reads outside a transaction.
-    pub fn reader(&self) -> &AnyPool {
-        &self.read
+    /// The pool for reads outside a transaction. What is read there is passed on only
+    /// under `answer_durably` (or after `durable`): see `read.rs`.
+    pub fn reader(&self) -> crate::Reader<'_> {
+        let writer = match &self.write {
+            Write::Group(w) => Some(&**w),
+            Write::Pool(_) => None,
+        };
+        crate::Reader::new(&self.read, writer)
+    }
+
+    /// Returns once every commit a read made now could see is durable (at once on
+    /// PostgreSQL, and on SQLite without commit pipelining).
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        match &self.write {
+            Write::Group(w) => Ok(w.durable(w.visible()).await?),
+            Write::Pool(_) => Ok(()),
+        }
+    }
+
+    /// The writer's `Durability` (tests hold its fsyncs back).
+    #[cfg(test)]
+    pub(crate) fn durability(&self) -> Option<Arc<crate::inline::Durability>> {
+        match &self.write {
+            Write::Group(w) => w.durability.clone(),
+            Write::Pool(_) => None,
+        }
+    }
+
+    /// Returns once commit `upto` (as `Reader` notes them) is durable.
+    pub(crate) async fn durable_upto(&self, upto: u64) -> Result<(), StoreError> {
+        match &self.write {
+            Write::Group(w) => Ok(w.durable(upto).await?),
+            Write::Pool(_) => Ok(()),
+        }
     }
 
     /// On SQLite, how many group commits the writer has made and how many

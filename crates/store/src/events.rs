@@ -102,7 +102,7 @@ pub struct Horizon {
 pub async fn horizon(db: &Db) -> Result<Horizon> {
     let max_seq: i64 =
         sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM events")
-            .fetch_one(&db.read)
+            .fetch_one(db.reader())
             .await?;
     // Read after `max_seq`, in a statement of its own: a transaction that took a `seq`
     // below it and has not ended is running now, and so listed.
@@ -112,7 +112,7 @@ pub async fn horizon(db: &Db) -> Result<Horizon> {
                 "SELECT CAST(backend_xid::text AS BIGINT) FROM pg_stat_activity \
              WHERE datname = current_database() AND backend_xid IS NOT NULL",
             )
-            .fetch_all(&db.read)
+            .fetch_all(db.reader())
             .await?
         }
         _ => Vec::new(),
@@ -128,7 +128,7 @@ pub async fn tail(db: &Db, after: i64, upto: i64, limit: i64) -> Result<Vec<Even
     .bind(after)
     .bind(upto)
     .bind(limit)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 
@@ -138,7 +138,7 @@ pub async fn seq_of(db: &Db, app: &str, id: &str) -> Result<Option<i64>> {
         sqlx::query_scalar("SELECT seq FROM events WHERE app_id = $1 AND id = $2")
             .bind(app)
             .bind(id)
-            .fetch_optional(&db.read)
+            .fetch_optional(db.reader())
             .await?,
     )
 }
@@ -165,7 +165,7 @@ pub async fn between(
     if let Some(o) = order {
         q = q.bind(o);
     }
-    Ok(q.fetch_all(&db.read).await?)
+    Ok(q.fetch_all(db.reader()).await?)
 }
 
 #[derive(Debug, Default)]
@@ -212,7 +212,7 @@ pub async fn list(
             Arg::Text(t) => q.bind(t),
         };
     }
-    let mut rows = q.fetch_all(&db.read).await?;
+    let mut rows = q.fetch_all(db.reader()).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     Ok((rows, more))
@@ -225,6 +225,6 @@ pub async fn count_of(db: &Db, app: &str, kind: &str, object_id: &str) -> Result
     .bind(app)
     .bind(kind)
     .bind(object_id)
-    .fetch_one(&db.read)
+    .fetch_one(db.reader())
     .await?)
 }

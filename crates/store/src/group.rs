@@ -24,14 +24,19 @@
 //!   savepoint is gone), every member of the group gets an error. None of them was
 //!   answered yet, so no acknowledged write is lost.
 //!
-//! Readers on other connections see a group all at once, when its `COMMIT` has made it
-//! durable (WAL: the commit frame is synced before the WAL index shows it), so the
-//! event hub, which follows `events` by `seq`, sees no group before it is durable and
-//! no gap: a rolled-back savepoint rolls back its `seq` too (`AUTOINCREMENT`'s counter
-//! is in the same transaction), and the next member reuses it.
+//! Readers on other connections see a group all at once, when its `COMMIT` returns, so
+//! the event hub, which follows `events` by `seq`, sees no gap: a rolled-back savepoint
+//! rolls back its `seq` too (`AUTOINCREMENT`'s counter is in the same transaction), and
+//! the next member reuses it.
+//!
+//! Commit pipelining (`inline/durable.rs`): the `COMMIT` only writes the WAL, the
+//! writer goes on to the next group, and the group's members are answered by the WAL's
+//! fsync thread once their commit is durable. Readers may therefore see a group up to
+//! one fsync before it is durable; what passes a read on waits for it (`read.rs`).
 //!
 //! A caveat, the usual one of group commit: a member sees the writes of the members
-//! before it in its group before they are durable. If that group's `COMMIT` then fails,
+//! before it in its group (and, pipelined, of the group before) before they are
+//! durable. If that group's `COMMIT` then fails,
 //! a member that read them and answered without committing (an error path, such as a
 //! conflict) answered on writes that were never made. Members that commit are answered
 //! only with the group's outcome.
@@ -43,6 +48,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Connection, Executor};
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+
+use crate::inline::Durability;
 
 /// A group commits once it has this many members, even while others wait (the
 /// default of `DbOptions::group_max_members`).
@@ -92,6 +99,9 @@ pub(crate) struct Writer {
     /// itself after its next group commit.
     checkpoint_wanted: AtomicBool,
     closed: AtomicBool,
+    /// Commit pipelining: the connection's commits do not sync, this makes them
+    /// durable, and a group's members are answered by it (`inline/durable.rs`).
+    pub(crate) durability: Option<Arc<Durability>>,
 }
 
 pub(crate) struct State {
@@ -133,7 +143,11 @@ impl Drop for Counted<'_> {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: AnyConnection, opts: &crate::DbOptions) -> Writer {
+    pub(crate) fn new(
+        conn: AnyConnection,
+        opts: &crate::DbOptions,
+        durability: Option<Arc<Durability>>,
+    ) -> Writer {
         Writer {
             state: Arc::new(Mutex::new(State {
                 conn: Some(conn),
@@ -150,6 +164,21 @@ impl Writer {
             transactions: AtomicU64::new(0),
             checkpoint_wanted: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            durability,
+        }
+    }
+
+    /// The last commit a read made now could see (0 without pipelining: every commit
+    /// is durable when seen).
+    pub(crate) fn visible(&self) -> u64 {
+        self.durability.as_ref().map_or(0, |d| d.visible())
+    }
+
+    /// Returns once commit `upto` (a `visible()`) and all before it are durable.
+    pub(crate) async fn durable(&self, upto: u64) -> Result<(), sqlx::Error> {
+        match &self.durability {
+            Some(d) if upto > 0 => d.wait(upto).await.map_err(|why| group_error(&why)),
+            _ => Ok(()),
         }
     }
 
@@ -314,9 +343,21 @@ impl Writer {
             self.commits.fetch_add(1, Ordering::SeqCst);
             self.transactions.fetch_add(group.members, Ordering::SeqCst);
         }
-        group.done.send_replace(Some(
-            r.map(|_| ()).map_err(|e| Arc::from(e.to_string().as_str())),
-        ));
+        match (r, &self.durability) {
+            // Pipelined: the members are answered once the WAL's fsync covers this
+            // commit; the writer goes on to the next group meanwhile.
+            (Ok(_), Some(d)) => {
+                let done = group.done;
+                d.when_durable(d.visible(), move |outcome| {
+                    done.send_replace(Some(outcome));
+                });
+            }
+            (r, _) => {
+                group.done.send_replace(Some(
+                    r.map(|_| ()).map_err(|e| Arc::from(e.to_string().as_str())),
+                ));
+            }
+        }
         if self.checkpoint_wanted.swap(false, Ordering::SeqCst) {
             checkpoint(c).await;
         }

@@ -60,7 +60,7 @@ pub async fn authenticate(db: &Db, hash: &str) -> Result<Option<KeyAuth>> {
          WHERE k.key_hash = $1 AND k.revoked IS NULL",
     )
     .bind(hash)
-    .fetch_optional(&db.read)
+    .fetch_optional(db.reader())
     .await?)
 }
 
@@ -90,6 +90,6 @@ pub async fn revoke(db: &Db, app: Option<&str>, key_id: &str) -> Result<KeyRow> 
 pub async fn list_keys(db: &Db, app: &str, params: &ListParams) -> Result<Page<KeyRow>> {
     Select::new(&format!("SELECT {COLUMNS} FROM api_keys WHERE 1 = 1"))
         .and("app_id = ?", Arg::Text(app.to_owned()))
-        .page(&db.read, params)
+        .page(db.reader(), params)
         .await
 }

@@ -21,6 +21,7 @@ mod page;
 pub mod payments;
 pub mod products;
 pub mod provider_events;
+mod read;
 pub mod refunds;
 pub mod sandbox;
 pub mod settings;
@@ -32,6 +33,7 @@ pub use db::{
 };
 pub use group::{GroupCommits, MAX_AGE as GROUP_MAX_AGE, MAX_MEMBERS as GROUP_MAX_MEMBERS};
 pub use page::{Created, ListParams, Page};
+pub use read::{answer_durably, Reader};
 
 /// Installs the drivers of sqlx's `Any`: PostgreSQL's and SQLite's, and the SQLite
 /// writer's own (`inline.rs`). Idempotent; sqlx lets them be installed once per

@@ -122,7 +122,7 @@ pub async fn list(
         .and_opt("customer_id = ?", customer.map(|c| Arg::Text(c.to_owned())))
         .and_opt("status = ?", status.map(|s| Arg::Text(s.to_owned())))
         .created(created)
-        .page(&db.read, params)
+        .page(db.reader(), params)
         .await
 }
 

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, FromRow};
+use sqlx::FromRow;
 
 use crate::Result;
 
@@ -98,7 +98,7 @@ impl Select {
             .and_opt("created <= ?", range.lte.map(Arg::Int))
     }
 
-    pub async fn page<T>(self, pool: &AnyPool, params: &ListParams) -> Result<Page<T>>
+    pub async fn page<T>(self, pool: crate::Reader<'_>, params: &ListParams) -> Result<Page<T>>
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {

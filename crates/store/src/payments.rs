@@ -336,7 +336,7 @@ pub async fn list(
             f.product
                 .map(|p| Arg::Text(format!("%\"product\":\"{p}\"%"))),
         )
-        .page(&db.read, params)
+        .page(db.reader(), params)
         .await
 }
 
@@ -364,7 +364,7 @@ pub async fn daily(db: &Db, app: &str, since: i64) -> Result<Vec<DailyRow>> {
     )
     .bind(app)
     .bind(since)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 
@@ -386,7 +386,7 @@ pub async fn stuck(
     ))
     .bind(updated_before)
     .bind(limit)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 

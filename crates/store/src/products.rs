@@ -57,7 +57,7 @@ pub async fn get(db: &Db, app: &str, id: &str) -> Result<ProductRow> {
     ))
     .bind(app)
     .bind(id)
-    .fetch_optional(&db.read)
+    .fetch_optional(db.reader())
     .await?
     .ok_or(StoreError::NotFound)
 }
@@ -72,7 +72,7 @@ pub async fn list(
     Select::new(&format!("SELECT {COLUMNS} FROM products WHERE deleted = 0"))
         .and("app_id = ?", Arg::Text(app.to_owned()))
         .and_opt("active = ?", active.map(|a| Arg::Int(i64::from(a))))
-        .page(&db.read, params)
+        .page(db.reader(), params)
         .await
 }
 
@@ -145,7 +145,7 @@ pub async fn count(db: &Db, app: &str) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE app_id = $1 AND deleted = 0")
             .bind(app)
-            .fetch_one(&db.read)
+            .fetch_one(db.reader())
             .await?,
     )
 }
@@ -157,7 +157,7 @@ pub async fn by_provider_price(db: &Db, app: &str, price: &str) -> Result<Produc
     ))
     .bind(app)
     .bind(price)
-    .fetch_optional(&db.read)
+    .fetch_optional(db.reader())
     .await?
     .ok_or(StoreError::NotFound)
 }

@@ -218,7 +218,7 @@ pub async fn list(
     if let Some(s) = starting_after {
         q = q.bind(s);
     }
-    let mut rows = q.fetch_all(&db.read).await?;
+    let mut rows = q.fetch_all(db.reader()).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     Ok((rows, more))
@@ -291,7 +291,7 @@ pub async fn retryable(
     .bind(received_after)
     .bind(now)
     .bind(limit)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 

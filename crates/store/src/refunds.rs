@@ -153,7 +153,7 @@ pub async fn list(
     Select::new(&format!("SELECT {COLUMNS} FROM refunds WHERE 1 = 1"))
         .and("app_id = ?", Arg::Text(app.to_owned()))
         .and_opt("payment_id = ?", payment.map(|p| Arg::Text(p.to_owned())))
-        .page(&db.read, params)
+        .page(db.reader(), params)
         .await
 }
 
@@ -187,7 +187,7 @@ pub async fn stuck(db: &Db, updated_before: i64, limit: i64) -> Result<Vec<Refun
     ))
     .bind(updated_before)
     .bind(limit)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 

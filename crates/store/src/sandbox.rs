@@ -62,7 +62,7 @@ pub async fn list_kind(db: &Db, app: &str, kind: &str) -> Result<Vec<String>> {
     )
     .bind(app)
     .bind(kind)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 
@@ -99,7 +99,7 @@ pub async fn due(db: &Db, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>> {
     )
     .bind(now_ms)
     .bind(limit)
-    .fetch_all(&db.read)
+    .fetch_all(db.reader())
     .await?)
 }
 

@@ -6,7 +6,7 @@ pub async fn get(db: &Db, name: &str) -> Result<Option<String>> {
     Ok(
         sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
             .bind(name)
-            .fetch_optional(&db.read)
+            .fetch_optional(db.reader())
             .await?,
     )
 }

@@ -115,6 +115,14 @@ impl Client {
             .ok_or_else(|| ProviderError::Authentication {
                 message: "the app has no Stripe secret key configured".into(),
             })?;
+        if method != Method::GET {
+            if let Some(fence) = &call.fence {
+                fence
+                    .wait()
+                    .await
+                    .map_err(|message| ProviderError::Unavailable { message })?;
+            }
+        }
         let url = format!("{}{path}", self.base);
         let body = form.encode();
         let mut attempt = 0;

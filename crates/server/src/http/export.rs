@@ -118,6 +118,15 @@ async fn export_payments(
             };
             out.push_str(&row(p, email.as_deref()));
         }
+        // Read after the answer began, so outside `answer_durably`: each page waits
+        // here until what it read is durable.
+        if let Err(e) = c.state.db.durable().await {
+            tracing::error!(error = %e, "payments export failed");
+            return Some((
+                Err(std::io::Error::other("export failed")),
+                Cursor { done: true, ..c },
+            ));
+        }
         Some((Ok(Bytes::from(out)), c))
     });
     let mut r = Body::from_stream(futures::StreamExt::chain(head, rows)).into_response();

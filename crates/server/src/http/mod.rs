@@ -306,6 +306,10 @@ pub fn router(state: AppState) -> Router {
                     state.clone(),
                     record_metrics,
                 ))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    answer_durably,
+                ))
                 .layer(middleware::from_fn(limit_declared_length))
                 .layer(middleware::from_fn(refuse_nul_in_url))
                 .layer(middleware::from_fn_with_state(
@@ -401,6 +405,16 @@ async fn refuse_nul_in_url(req: Request, next: Next) -> Response {
     match place {
         Some(place) => extract::nul_refused(place).into_response(),
         None => next.run(req).await,
+    }
+}
+
+/// Every answer waits until what its reads saw is durable: on SQLite a reader may see a
+/// commit up to one fsync before it is (commit pipelining, `paybridge_store::Reader`).
+/// A request that read nothing newer than its own durable writes does not wait.
+async fn answer_durably(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match paybridge_store::answer_durably(&state.db, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

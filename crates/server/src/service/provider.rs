@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use paybridge_core::ProviderKind;
-use paybridge_provider::{Call, Provider, ProviderError};
+use paybridge_provider::{Call, Fence, Provider, ProviderError};
 use paybridge_store::config;
 use secrecy::SecretString;
 
@@ -17,12 +17,25 @@ pub struct Bound {
     pub kind: ProviderKind,
     pub provider: Arc<dyn Provider>,
     secret: Option<SecretString>,
+    fence: Arc<dyn Fence>,
 }
 
 impl Bound {
-    /// A call for one operation of ours; the idempotency key is derived from it.
+    /// A call for one operation of ours; the idempotency key is derived from it. A
+    /// call that changes something leaves only once what was read before it is durable.
     pub fn call(&self, operation: &str) -> Call {
-        Call::new(&self.app_id, self.secret.clone(), operation)
+        Call::new(&self.app_id, self.secret.clone(), operation).fenced(self.fence.clone())
+    }
+}
+
+/// Every commit a read could have seen is durable (`Db::durable`).
+struct Durable(paybridge_store::Db);
+
+impl Fence for Durable {
+    fn wait(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.0.durable().await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -41,6 +54,7 @@ pub async fn bind(state: &AppState, app: &str) -> ApiResult<Bound> {
         kind,
         provider,
         secret: super::config::provider_secret_key(state, &row)?,
+        fence: Arc::new(Durable(state.db.clone())),
     })
 }
 

@@ -140,20 +140,31 @@ pub(super) fn unsupported(what: &str) -> Error {
     Error::AnyDriverError(format!("the SQLite writer's driver does not offer {what}").into())
 }
 
-/// Where the writer's connection opens: `sqlite-inline://<path>[?…]`.
+/// Where the writer's connection opens: `sqlite-inline://<path>[?…]`. Of the query,
+/// only `pb_durability=<id>` is read: the [`super::Durability`] that `Db::connect` left
+/// for this connection (`durable::hand_over`), which then makes its commits durable.
+/// sqlx's SQLite options (`mode=rwc` and the rest) are not: the file exists by then,
+/// and the writer sets its pragmas itself.
 #[derive(Debug, Clone)]
 pub struct InlineOptions {
     path: String,
+    durability: Option<u64>,
 }
 
 impl InlineOptions {
     /// The writer's URL for a normalised `sqlite://` one.
-    pub(crate) fn url_for(sqlite_url: &str) -> String {
+    pub(crate) fn url_for(sqlite_url: &str, durability: Option<u64>) -> String {
         let rest = sqlite_url
             .strip_prefix("sqlite://")
             .or_else(|| sqlite_url.strip_prefix("sqlite:"))
             .unwrap_or(sqlite_url);
-        format!("{SCHEME}://{rest}")
+        match durability {
+            None => format!("{SCHEME}://{rest}"),
+            Some(id) => {
+                let sep = if rest.contains('?') { '&' } else { '?' };
+                format!("{SCHEME}://{rest}{sep}pb_durability={id}")
+            }
+        }
     }
 }
 
@@ -165,7 +176,15 @@ impl FromStr for InlineOptions {
             .strip_prefix("sqlite-inline://")
             .or_else(|| url.strip_prefix("sqlite-inline:"))
             .ok_or_else(|| Error::Configuration(format!("not a {SCHEME} URL").into()))?;
-        let path = rest.split('?').next().unwrap_or_default();
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let durability = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("pb_durability="))
+            .map(|id| {
+                id.parse::<u64>()
+                    .map_err(|_| Error::Configuration("pb_durability is not an id".into()))
+            })
+            .transpose()?;
         let path = percent_encoding::percent_decode_str(path)
             .decode_utf8()
             .map_err(|e| Error::Configuration(e.into()))?;
@@ -174,6 +193,7 @@ impl FromStr for InlineOptions {
         }
         Ok(InlineOptions {
             path: path.into_owned(),
+            durability,
         })
     }
 }
@@ -194,7 +214,17 @@ impl sqlx::ConnectOptions for InlineOptions {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<InlineConnection, Error>> {
-        Box::pin(InlineConnection::open(self.path.clone()))
+        let durability = self.durability.map(super::durable::take);
+        let path = self.path.clone();
+        Box::pin(async move {
+            match durability {
+                Some(None) => Err(Error::Configuration(
+                    "the writer's Durability was taken already, or never left".into(),
+                )),
+                Some(d) => InlineConnection::open(path, d).await,
+                None => InlineConnection::open(path, None).await,
+            }
+        })
     }
 
     fn log_statements(self, _level: log_level::LevelFilter) -> Self {

@@ -11,10 +11,12 @@
 //! that holds the writer, through `rusqlite`, with every statement prepared once and
 //! cached. What may wait for the disk or for another connection runs on the
 //! connection's own disk thread instead, so that a tokio worker thread never waits for
-//! an fsync: a `COMMIT` (the group's one fsync), a `BEGIN` (it may wait for another
-//! connection's write lock), a checkpoint, and any statement outside a transaction (it
-//! commits, and syncs, on its own). Statements still run in the order they were sent
-//! (see `InlineConnection`).
+//! an fsync: a `BEGIN` (it may wait for another connection's write lock), a checkpoint,
+//! any statement outside a transaction (it commits, and syncs, on its own), and a
+//! `COMMIT` when SQLite syncs inside it. Pipelined (`durable.rs`: `synchronous=NORMAL`
+//! and a `Durability` that fsyncs the WAL on a thread of its own), a `COMMIT` only
+//! writes the WAL and runs here like any statement, except the first after a checkpoint.
+//! Statements still run in the order they were sent (see `InlineConnection`).
 //!
 //! It is a driver for sqlx's `Any` (URL scheme `sqlite-inline:`), so the repository
 //! functions run on it unchanged, as on any `AnyConnection`: the same SQL, the same
@@ -41,12 +43,14 @@ use sqlx_core::any::driver::AnyDriver;
 use sqlx_core::any::AnyValueKind;
 
 mod driver;
+pub(crate) mod durable;
 mod exec;
 #[cfg(test)]
 mod tests;
 mod typed;
 
 pub use driver::InlineOptions;
+pub use durable::Durability;
 pub use typed::InlineSqlite;
 
 pub(crate) const SCHEME: &str = "sqlite-inline";
@@ -143,18 +147,64 @@ struct Inner {
     /// The open transaction was begun by a `SAVEPOINT` outside one (SQLite does that
     /// after it rolled a group back on its own): its `RELEASE` commits, and syncs.
     savepoint_began_it: bool,
+    /// What makes this connection's commits durable when SQLite does not (`durable.rs`).
+    durability: Option<Arc<Durability>>,
+    /// SQLite syncs each commit itself (`synchronous` is `FULL` or `EXTRA`), as read
+    /// after every `PRAGMA` run here.
+    commits_sync: bool,
+    /// A checkpoint ran here since the last commit: the next commit may start the WAL
+    /// over, and SQLite then syncs the WAL's new header inside it.
+    after_checkpoint: bool,
 }
 
-/// Runs `sql` and notes whether a `SAVEPOINT` began a transaction.
+impl Inner {
+    /// Commits do not sync, and the connection's `Durability` makes them durable.
+    fn pipelined(&self) -> bool {
+        self.durability.is_some() && !self.commits_sync
+    }
+
+    /// A commit inside a transaction runs on the caller's thread: it only writes the
+    /// WAL (see `Kind::waits_for_disk`).
+    fn fast_commits(&self) -> bool {
+        self.pipelined() && !self.after_checkpoint
+    }
+}
+
+/// Runs `sql`, counting it in the connection's `Durability` if it may commit, and
+/// notes what it changed: whether a `SAVEPOINT` began a transaction, whether commits
+/// sync, whether a checkpoint ran.
 fn run_noting(inner: &mut Inner, sql: &str, args: &[AnyValueKind<'_>]) -> Result<Results, Error> {
     let before = inner.conn.is_autocommit();
+    let kind = Kind::of(sql, before, inner.savepoint_began_it);
+    let counted = kind.commits && inner.pipelined();
+    let durability = inner.durability.clone().filter(|_| counted);
+    if let Some(d) = &durability {
+        d.begin_commit();
+    }
     let out = exec::run(inner, sql, args);
+    if let Some(d) = &durability {
+        d.end_commit();
+    }
     if inner.conn.is_autocommit() {
         inner.savepoint_began_it = false;
     } else if before && sql.trim_start().starts_with("SAVEPOINT") {
         inner.savepoint_began_it = true;
     }
+    if kind.pragma {
+        inner.commits_sync = commits_sync(&inner.conn);
+    }
+    if kind.checkpoints {
+        inner.after_checkpoint = true;
+    } else if kind.commits {
+        inner.after_checkpoint = false;
+    }
     out
+}
+
+/// Whether SQLite syncs each commit on this connection (`synchronous` ≥ `FULL`).
+fn commits_sync(conn: &rusqlite::Connection) -> bool {
+    conn.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))
+        .map_or(true, |level| level >= 2)
 }
 
 impl std::fmt::Debug for InlineConnection {
@@ -171,17 +221,45 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Whether a statement may wait for the disk, or for another connection: it begins a
-/// transaction (`BEGIN IMMEDIATE` waits up to `busy_timeout` if another connection
-/// writes), commits one (a `COMMIT`, or the `RELEASE` of a savepoint that began it), runs
-/// outside one (so it commits itself), or checkpoints.
-fn waits_for_disk(sql: &str, autocommit: bool, savepoint_began_it: bool) -> bool {
-    let head = sql.trim_start();
-    head.starts_with("BEGIN")
-        || sql.contains("COMMIT")
-        || sql.contains("wal_checkpoint")
-        || (savepoint_began_it && sql.contains("RELEASE"))
-        || (autocommit && !head.starts_with("PRAGMA"))
+/// What a statement may do, as far as where it runs and what it counts are concerned.
+struct Kind {
+    /// It begins a transaction: `BEGIN IMMEDIATE` waits up to `busy_timeout` if another
+    /// connection writes.
+    begins: bool,
+    /// It may commit: a `COMMIT`, the `RELEASE` of a savepoint that began the
+    /// transaction, or a statement outside one (it commits itself).
+    commits: bool,
+    checkpoints: bool,
+    pragma: bool,
+}
+
+impl Kind {
+    fn of(sql: &str, autocommit: bool, savepoint_began_it: bool) -> Kind {
+        let head = sql.trim_start();
+        let begins = head.starts_with("BEGIN");
+        let pragma = head.starts_with("PRAGMA");
+        Kind {
+            begins,
+            commits: sql.contains("COMMIT")
+                || (savepoint_began_it && sql.contains("RELEASE"))
+                || (autocommit && !pragma && !begins && !head.starts_with("SAVEPOINT")),
+            checkpoints: sql.contains("wal_checkpoint"),
+            pragma,
+        }
+    }
+
+    /// Whether it may wait for the disk or another connection, and so runs on the disk
+    /// thread. A commit inside a transaction does not when the connection is pipelined
+    /// (it writes the WAL and the `Durability` syncs it), except the first after a
+    /// checkpoint, which may start the WAL over and sync its header (`fast_commits`
+    /// is `Inner::fast_commits`).
+    fn waits_for_disk(&self, autocommit: bool, fast_commits: bool) -> bool {
+        let fast_commit = fast_commits && !autocommit;
+        self.begins
+            || self.checkpoints
+            || (self.commits && !fast_commit)
+            || (autocommit && !self.pragma)
+    }
 }
 
 type Results = Vec<Either<AnyQueryResult, AnyRow>>;
@@ -202,7 +280,10 @@ fn on_disk<T: Send + 'static>(
 }
 
 impl InlineConnection {
-    async fn open(path: String) -> Result<InlineConnection, Error> {
+    async fn open(
+        path: String,
+        durability: Option<Arc<Durability>>,
+    ) -> Result<InlineConnection, Error> {
         let disk = DiskThread::start()?;
         let conn = disk
             .run(move || {
@@ -216,12 +297,16 @@ impl InlineConnection {
             .await?
             .map_err(exec::to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let commits_sync = commits_sync(&conn);
         Ok(InlineConnection {
             inner: Arc::new(Mutex::new(Inner {
                 conn,
                 shapes: Default::default(),
                 splits: Default::default(),
                 savepoint_began_it: false,
+                durability,
+                commits_sync,
+                after_checkpoint: true,
             })),
             disk,
             pending: Arc::new(AtomicUsize::new(0)),
@@ -251,7 +336,9 @@ impl InlineConnection {
         let inner = self.inner.clone();
         if self.pending.load(Ordering::SeqCst) == 0 {
             let mut g = lock(&inner);
-            if !waits_for_disk(sql, g.conn.is_autocommit(), g.savepoint_began_it) {
+            let autocommit = g.conn.is_autocommit();
+            let kind = Kind::of(sql, autocommit, g.savepoint_began_it);
+            if !kind.waits_for_disk(autocommit, g.fast_commits()) {
                 let out = run_noting(&mut g, sql, &args);
                 return Box::pin(std::future::ready(out));
             }

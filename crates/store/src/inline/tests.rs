@@ -14,7 +14,7 @@ async fn both() -> (tempfile::TempDir, AnyConnection, AnyConnection) {
         )
         .await
         .unwrap();
-    let inline = AnyConnection::connect(&super::InlineOptions::url_for(&url))
+    let inline = AnyConnection::connect(&super::InlineOptions::url_for(&url, None))
         .await
         .unwrap();
     (dir, stock, inline)
@@ -182,36 +182,63 @@ async fn a_transaction_commits_on_the_disk_thread_and_is_seen_by_others() {
         .await
         .unwrap();
     assert_eq!(dropped, 0);
-    assert!(super::waits_for_disk(
-        "RELEASE pb_member; COMMIT",
+}
+
+/// Where each kind of statement runs: on the disk thread if it may wait for the disk or
+/// another connection; a pipelined connection's `COMMIT` inside a transaction only
+/// writes the WAL, and runs on the caller's thread.
+#[test]
+fn what_waits_for_the_disk() {
+    let waits = |sql: &str, autocommit: bool, savepoint_began_it: bool, fast: bool| {
+        super::Kind::of(sql, autocommit, savepoint_began_it).waits_for_disk(autocommit, fast)
+    };
+    for fast in [false, true] {
+        assert!(waits("INSERT INTO t VALUES (1)", true, false, fast));
+        assert!(!waits("INSERT INTO t VALUES (1)", false, false, fast));
+        assert!(waits(
+            "BEGIN IMMEDIATE; SAVEPOINT pb_member",
+            true,
+            false,
+            fast
+        ));
+        assert!(!waits(
+            "RELEASE pb_member; SAVEPOINT pb_member",
+            false,
+            false,
+            fast
+        ));
+        assert!(waits("PRAGMA wal_checkpoint(PASSIVE)", false, false, fast));
+        assert!(!waits("PRAGMA synchronous=NORMAL", true, false, fast));
+    }
+    assert!(waits("RELEASE pb_member; COMMIT", false, false, false));
+    assert!(!waits("RELEASE pb_member; COMMIT", false, false, true));
+    assert!(waits(
+        "RELEASE pb_member; SAVEPOINT pb_member",
         false,
-        false
-    ));
-    assert!(super::waits_for_disk(
-        "INSERT INTO t VALUES (1)",
         true,
         false
     ));
-    assert!(!super::waits_for_disk(
-        "INSERT INTO t VALUES (1)",
+    assert!(!waits(
+        "RELEASE pb_member; SAVEPOINT pb_member",
         false,
-        false
+        true,
+        true
     ));
-    assert!(super::waits_for_disk(
+    // What counts as a commit (counted in the connection's `Durability`).
+    let commits =
+        |sql: &str, autocommit: bool, sp: bool| super::Kind::of(sql, autocommit, sp).commits;
+    assert!(commits("RELEASE pb_member; COMMIT", false, false));
+    assert!(commits("INSERT INTO t VALUES (1)", true, false));
+    assert!(commits("RELEASE s1", false, true));
+    assert!(!commits("RELEASE s1", false, false));
+    assert!(!commits(
         "BEGIN IMMEDIATE; SAVEPOINT pb_member",
         true,
         false
     ));
-    assert!(!super::waits_for_disk(
-        "RELEASE pb_member; SAVEPOINT pb_member",
-        false,
-        false
-    ));
-    assert!(super::waits_for_disk(
-        "RELEASE pb_member; SAVEPOINT pb_member",
-        false,
-        true
-    ));
+    assert!(!commits("SAVEPOINT s1", true, false));
+    assert!(!commits("PRAGMA synchronous=NORMAL", true, false));
+    assert!(!commits("INSERT INTO t VALUES (1)", false, false));
 }
 
 /// A caller that goes away while its `COMMIT` waits in the disk thread's queue: the
@@ -221,7 +248,7 @@ async fn a_transaction_commits_on_the_disk_thread_and_is_seen_by_others() {
 async fn statements_after_a_commit_still_queued_run_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("order.db").display().to_string();
-    let mut conn = super::InlineConnection::open(path).await.unwrap();
+    let mut conn = super::InlineConnection::open(path, None).await.unwrap();
     conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
     conn.execute("BEGIN IMMEDIATE").await.unwrap();
     conn.execute("INSERT INTO t VALUES (1)").await.unwrap();

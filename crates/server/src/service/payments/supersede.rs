@@ -33,6 +33,7 @@ pub async fn supersede(
     let mut conn = state
         .db
         .reader()
+        .pool()
         .acquire()
         .await
         .map_err(StoreError::from)?;
@@ -45,6 +46,8 @@ pub async fn supersede(
     let held = held_payments(&mut conn, &order).await?;
     let open_pages = checkouts::open_of_order(&mut *conn, app, order_id).await?;
     drop(conn);
+    // What is ended at the provider below is decided on these reads: on durable ones.
+    state.db.durable().await?;
     let committed: i64 = held
         .iter()
         .filter(|(h, _)| *h == Hold::Committed)

@@ -1,0 +1,369 @@
+//! Commit pipelining: the writer's commits made durable by a thread of their own.
+//!
+//! With `synchronous=FULL` SQLite fsyncs the WAL inside each `COMMIT`, and the one
+//! writer waits for it: more than half of its busy time under load (BENCHMARKS.md).
+//! With `synchronous=NORMAL` a `COMMIT` only writes its frames to the WAL; a
+//! [`Durability`] then makes them durable. Its thread fsyncs the WAL file, and each
+//! commit's callers are told once an fsync that began after their `COMMIT` returned has
+//! finished. Meanwhile the writer applies the next group. One fsync covers every commit
+//! before it, so fsyncs group themselves too: the commits that return while one is in
+//! flight wait for the next.
+//!
+//! The price: other connections see a commit when its `COMMIT` returns, up to one fsync
+//! before it is durable. Whatever passes on what a reader saw (an HTTP response, the
+//! event hub) first waits until every commit that reader could see is durable
+//! ([`Durability::wait`], `Db::durable` and `Db::answer_durably`). A process killed
+//! with kill -9 loses nothing either way (its writes are in the kernel's page cache);
+//! what the wait guards against is a power cut or a kernel crash.
+//!
+//! Every statement that may commit is counted before it runs (`begin_commit`) and after
+//! (`end_commit`), by the connection that runs it (`InlineConnection`), so a commit
+//! cannot be seen before it is counted: a reader's watermark ([`Durability::visible`])
+//! taken after its read covers what it read.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+/// What a commit's callers are told: durable, or why it cannot be promised.
+pub type Outcome = Result<(), Arc<str>>;
+
+type Waiter = Box<dyn FnOnce(Outcome) + Send>;
+
+/// Makes a WAL file's commits durable, in order, and tells who waits for them.
+pub struct Durability {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    wal: PathBuf,
+    state: Mutex<State>,
+    /// The thread waits here for commits to sync (or for `closed`).
+    work: Condvar,
+    /// Commits begun: a reader may see any of them.
+    started: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Commits whose statement has returned: the next fsync covers them.
+    finished: u64,
+    /// Every commit up to here is durable.
+    synced: u64,
+    /// An fsync failed: from then on no commit can be promised durable (the kernel may
+    /// have dropped the failed pages; PostgreSQL stops for the same reason).
+    failed: Option<Arc<str>>,
+    /// Waiting for commit `.0` to be durable.
+    waiters: VecDeque<(u64, Waiter)>,
+    closed: bool,
+    /// Tests hold the fsyncs back, to see what waits for them.
+    paused: bool,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Durability {
+    /// Starts the fsync thread for the WAL beside the database file `db`.
+    pub fn start(db: &std::path::Path) -> std::io::Result<Arc<Durability>> {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let shared = Arc::new(Shared {
+            wal: PathBuf::from(wal),
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            started: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("pb-sqlite-sync".into())
+            .spawn(move || s.run())?;
+        Ok(Arc::new(Durability { shared }))
+    }
+
+    /// A statement that may commit is about to run.
+    pub(crate) fn begin_commit(&self) {
+        self.shared.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// That statement returned (committed or not): the next fsync covers it.
+    pub(crate) fn end_commit(&self) {
+        let mut st = lock(&self.shared.state);
+        st.finished = self.shared.started.load(Ordering::SeqCst);
+        drop(st);
+        self.shared.work.notify_one();
+    }
+
+    /// The last commit a read made now could see.
+    pub fn visible(&self) -> u64 {
+        self.shared.started.load(Ordering::SeqCst)
+    }
+
+    /// Calls `tell` once commit `upto` (a `visible()`) and every one before it is
+    /// durable, or cannot be: at once if it already is, else on the fsync thread.
+    pub fn when_durable(&self, upto: u64, tell: impl FnOnce(Outcome) + Send + 'static) {
+        let mut st = lock(&self.shared.state);
+        if let Some(why) = &st.failed {
+            let why = why.clone();
+            drop(st);
+            return tell(Err(why));
+        }
+        if st.synced >= upto {
+            drop(st);
+            return tell(Ok(()));
+        }
+        st.waiters.push_back((upto, Box::new(tell)));
+        drop(st);
+        self.shared.work.notify_one();
+    }
+
+    /// Returns once commit `upto` and every one before it is durable.
+    pub async fn wait(&self, upto: u64) -> Outcome {
+        {
+            let st = lock(&self.shared.state);
+            if st.synced >= upto && st.failed.is_none() {
+                return Ok(());
+            }
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.when_durable(upto, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(Arc::from("the WAL's fsync thread is gone")))
+    }
+
+    /// Holds the fsyncs back (tests: what waits for them, and what does not).
+    #[cfg(test)]
+    pub(crate) fn pause(&self, paused: bool) {
+        lock(&self.shared.state).paused = paused;
+        self.shared.work.notify_one();
+    }
+}
+
+impl Drop for Durability {
+    /// The thread makes what is left durable, tells who waits, and ends.
+    fn drop(&mut self) {
+        lock(&self.shared.state).closed = true;
+        self.shared.work.notify_one();
+    }
+}
+
+impl Shared {
+    fn run(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            // Closing, the last commits are synced even if a test paused the thread.
+            let due = st.finished > st.synced && (!st.paused || st.closed);
+            if !due {
+                if st.closed && (st.finished == st.synced || st.failed.is_some()) {
+                    break;
+                }
+                st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let upto = st.finished;
+            drop(st);
+            let synced = sync(&self.wal);
+            st = lock(&self.state);
+            match synced {
+                Ok(()) => st.synced = st.synced.max(upto),
+                Err(e) => {
+                    tracing::error!(error = %e, wal = %self.wal.display(),
+                        "fsync of the SQLite WAL failed: no commit can be promised durable from now on");
+                    st.failed = Some(Arc::from(format!("fsync of the WAL failed: {e}")));
+                }
+            }
+            let told = take_due(&mut st);
+            drop(st);
+            for (outcome, tell) in told {
+                tell(outcome);
+            }
+            st = lock(&self.state);
+        }
+        // Closed: whoever still waits is told (their commits were synced, or the
+        // connection's close made them durable).
+        let told = take_due(&mut st);
+        let rest: Vec<_> = st.waiters.drain(..).collect();
+        drop(st);
+        for (outcome, tell) in told {
+            tell(outcome);
+        }
+        for (_, tell) in rest {
+            tell(Ok(()));
+        }
+    }
+}
+
+/// The waiters whose commit is now durable (all of them if an fsync failed).
+fn take_due(st: &mut State) -> Vec<(Outcome, Waiter)> {
+    let mut out = Vec::new();
+    if let Some(why) = &st.failed {
+        for (_, tell) in st.waiters.drain(..) {
+            out.push((Err(why.clone()), tell));
+        }
+        return out;
+    }
+    // Waiters arrive in about the order of their commits, not exactly (a reader's
+    // watermark may be older than a group's): keep the ones still ahead.
+    let synced = st.synced;
+    let mut ahead = VecDeque::new();
+    for (upto, tell) in st.waiters.drain(..) {
+        if upto <= synced {
+            out.push((Ok(()), tell));
+        } else {
+            ahead.push_back((upto, tell));
+        }
+    }
+    st.waiters = ahead;
+    out
+}
+
+/// Flushes the WAL file to the disk. SQLite writes it through its own descriptor; an
+/// fsync of any descriptor of the file flushes the file. A missing WAL was removed by
+/// the last connection's close, after a checkpoint that synced the database file.
+fn sync(wal: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::File::open(wal) {
+        Ok(f) => f.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Durabilities handed from `Db::connect` to the writer's connection it opens (by an id
+/// in the connection's URL, `?pb_durability=N`): the connection counts its commits in
+/// it, and the writer waits on it.
+static HANDOFF: OnceLock<Mutex<std::collections::HashMap<u64, Arc<Durability>>>> = OnceLock::new();
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn handoff() -> MutexGuard<'static, std::collections::HashMap<u64, Arc<Durability>>> {
+    HANDOFF
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Leaves `d` for the connection that opens with the id returned.
+pub(crate) fn hand_over(d: Arc<Durability>) -> u64 {
+    let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+    handoff().insert(id, d);
+    id
+}
+
+/// Takes what `hand_over` left under `id` (once).
+pub(crate) fn take(id: u64) -> Option<Arc<Durability>> {
+    handoff().remove(&id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn started(dir: &tempfile::TempDir) -> Arc<Durability> {
+        let db = dir.path().join("d.db");
+        std::fs::write(dir.path().join("d.db-wal"), b"frames").unwrap();
+        Durability::start(&db).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_durable_only_after_an_fsync_that_began_after_it_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = started(&dir);
+        d.pause(true);
+        d.begin_commit();
+        let upto = d.visible();
+        assert_eq!(upto, 1);
+        // Still running: a reader that saw it waits, even for an fsync that is due.
+        let waiting = tokio::spawn({
+            let d = d.clone();
+            async move { d.wait(upto).await }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiting.is_finished());
+        d.end_commit();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiting.is_finished(), "no fsync may run while paused");
+        d.pause(false);
+        let r = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(matches!(r, Ok(Ok(Ok(())))), "{r:?}");
+        // Nothing since: no wait.
+        assert!(d.wait(d.visible()).now_or_never_ok());
+    }
+
+    #[tokio::test]
+    async fn one_fsync_covers_every_commit_before_it_and_tells_each_waiter_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = started(&dir);
+        d.pause(true);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        for n in 1..=3u64 {
+            d.begin_commit();
+            d.end_commit();
+            let told = told.clone();
+            d.when_durable(d.visible(), move |r| {
+                told.lock().unwrap().push((n, r.is_ok()))
+            });
+        }
+        // A reader's watermark older than the last commit.
+        let t = told.clone();
+        d.when_durable(2, move |r| t.lock().unwrap().push((20, r.is_ok())));
+        assert!(told.lock().unwrap().is_empty());
+        d.pause(false);
+        for _ in 0..500 {
+            if told.lock().unwrap().len() == 4 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut got = told.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, vec![(1, true), (2, true), (3, true), (20, true)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_fails_every_waiter_then_and_after() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the WAL should be: opening it works, syncing it does
+        // not fail on Linux, so make the open fail instead: a WAL path under a file.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"x").unwrap();
+        let d = Durability::start(&blocker.join("d.db")).unwrap();
+        d.begin_commit();
+        d.end_commit();
+        let r = tokio::time::timeout(Duration::from_secs(5), d.wait(d.visible())).await;
+        assert!(matches!(r, Ok(Err(_))), "{r:?}");
+        assert!(
+            d.wait(0).await.is_err(),
+            "nothing is promised after a failed fsync"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_it_tells_whoever_waits_and_ends_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = started(&dir);
+        d.pause(true);
+        d.begin_commit();
+        d.end_commit();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        d.when_durable(d.visible(), move |r| {
+            let _ = tx.send(r);
+        });
+        drop(d);
+        let r = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert!(matches!(r, Ok(Ok(Ok(())))), "{r:?}");
+    }
+
+    trait NowOrNever {
+        fn now_or_never_ok(self) -> bool;
+    }
+
+    impl<F: std::future::Future<Output = Outcome>> NowOrNever for F {
+        fn now_or_never_ok(self) -> bool {
+            matches!(futures::FutureExt::now_or_never(self), Some(Ok(())))
+        }
+    }
+}

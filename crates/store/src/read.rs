@@ -1,0 +1,259 @@
+//! Reads outside a transaction, and answers made only of what is durable.
+//!
+//! On SQLite the writer pipelines its commits (`inline/durable.rs`): a reader sees a
+//! commit up to one fsync before it is durable. So whatever passes on what a reader
+//! saw waits first: [`answer_durably`] runs a request's work, notes how far each of its
+//! reads could see (the [`Reader`] executor does, after each read), and then waits until
+//! that far is durable. A request that read nothing newer than its own durable writes
+//! does not wait at all; one that read a commit still being synced waits for that
+//! fsync (a millisecond or two), never for later ones.
+//!
+//! On PostgreSQL, and on SQLite without pipelining, a commit is durable before anyone
+//! sees it, and none of this waits.
+
+use std::cell::Cell;
+use std::future::Future;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::{Any, AnyPool, Describe, Either, Execute, Executor};
+
+use crate::group::Writer;
+use crate::{Db, StoreError};
+
+tokio::task_local! {
+    /// How far the reads of the current `answer_durably` could see.
+    static SEEN: Cell<u64>;
+}
+
+/// The pool of readers, as an executor that notes how far each read could see.
+#[derive(Clone, Copy)]
+pub struct Reader<'a> {
+    pool: &'a AnyPool,
+    writer: Option<&'a Writer>,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(pool: &'a AnyPool, writer: Option<&'a Writer>) -> Reader<'a> {
+        Reader { pool, writer }
+    }
+
+    /// The pool itself, for what is not a single read (acquiring a connection). Reads
+    /// made through it are not noted.
+    pub fn pool(&self) -> &'a AnyPool {
+        self.pool
+    }
+
+    /// After a read: it saw at most the commits begun by now.
+    fn note(&self) {
+        if let Some(w) = self.writer {
+            let upto = w.visible();
+            if upto > 0 {
+                let _ = SEEN.try_with(|s| s.set(s.get().max(upto)));
+            }
+        }
+    }
+}
+
+impl<'c> Executor<'c> for Reader<'c> {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        self.pool
+            .fetch_many(query)
+            .inspect(move |_| self.note())
+            .boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        self.pool
+            .fetch_optional(query)
+            .inspect(move |_| self.note())
+            .boxed()
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.pool.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.pool.describe(sql)
+    }
+}
+
+/// Runs `work` (a request's), then waits until every commit its reads through
+/// [`Db::reader`] could see is durable, and returns its output. Fails only if that
+/// cannot be promised (an fsync of the WAL failed). Reads made in tasks that `work`
+/// spawns are not noted; each such task passes on what it read under its own call.
+pub async fn answer_durably<F: Future>(db: &Db, work: F) -> Result<F::Output, StoreError> {
+    let (out, seen) = SEEN
+        .scope(Cell::new(0), async {
+            let out = work.await;
+            (out, SEEN.with(Cell::get))
+        })
+        .await;
+    db.durable_upto(seen).await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::DbOptions;
+
+    async fn db(dir: &tempfile::TempDir) -> Db {
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let db = Db::connect(&url, DbOptions::default()).await.unwrap();
+        let mut w = db.autocommit().await.unwrap();
+        sqlx::query("CREATE TABLE t (n BIGINT)")
+            .execute(&mut *w)
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        db
+    }
+
+    async fn insert(db: Db, n: i64) -> Result<(), StoreError> {
+        let mut tx = db.begin().await?;
+        sqlx::query("INSERT INTO t VALUES ($1)")
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn seen(db: &Db, n: i64) -> bool {
+        let hit: Option<i64> = sqlx::query_scalar("SELECT n FROM t WHERE n = $1")
+            .bind(n)
+            .fetch_optional(db.reader())
+            .await
+            .unwrap();
+        hit.is_some()
+    }
+
+    /// The writer applies the next group while the last one's fsync is held back; no
+    /// caller is answered, and no read is passed on, before its fsync.
+    #[tokio::test]
+    async fn the_next_group_is_applied_while_the_last_ones_fsync_is_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        let d = db.durability().expect("pipelined by default");
+        d.pause(true);
+
+        let first = tokio::spawn(insert(db.clone(), 1));
+        // Its COMMIT ran (readers see it) but it is not answered.
+        for _ in 0..500 {
+            if seen(&db, 1).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(seen(&db, 1).await, "the first group committed");
+        assert!(!first.is_finished(), "answered before its fsync");
+
+        // The writer is free: a second caller's work is applied and committed.
+        let second = tokio::spawn(insert(db.clone(), 2));
+        for _ in 0..500 {
+            if seen(&db, 2).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(seen(&db, 2).await, "the next group was applied meanwhile");
+        assert!(!second.is_finished());
+
+        // A read of it is not passed on either; a request that read nothing is.
+        let db2 = db.clone();
+        let answer = tokio::spawn(async move {
+            let db = db2.clone();
+            answer_durably(&db2, async move { seen(&db, 2).await }).await
+        });
+        let nothing_read = answer_durably(&db, async { 7 }).await.unwrap();
+        assert_eq!(nothing_read, 7);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!answer.is_finished(), "a read passed on before its fsync");
+        assert!(!first.is_finished() && !second.is_finished());
+
+        d.pause(false);
+        let wait = Duration::from_secs(5);
+        assert!(tokio::time::timeout(wait, first)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_ok());
+        assert!(tokio::time::timeout(wait, second)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_ok());
+        let answered = tokio::time::timeout(wait, answer).await.unwrap().unwrap();
+        assert!(answered.unwrap());
+        db.durable().await.unwrap();
+        assert_eq!(db.group_commits().unwrap().commits, 3);
+    }
+
+    /// Without pipelining, SQLite syncs inside each COMMIT and nothing here waits.
+    #[tokio::test]
+    async fn without_pipelining_a_commit_is_durable_when_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("f.db").display());
+        let opts = DbOptions {
+            commit_pipelining: false,
+            ..DbOptions::default()
+        };
+        let db = Db::connect(&url, opts).await.unwrap();
+        assert!(db.durability().is_none());
+        let mut w = db.autocommit().await.unwrap();
+        sqlx::query("CREATE TABLE t (n BIGINT)")
+            .execute(&mut *w)
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        insert(db.clone(), 1).await.unwrap();
+        let synchronous: i64 = {
+            let mut tx = db.begin().await.unwrap();
+            let v = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            v
+        };
+        assert_eq!(synchronous, 2, "FULL: each COMMIT syncs");
+        assert!(answer_durably(&db, seen(&db, 1)).await.unwrap());
+    }
+}
