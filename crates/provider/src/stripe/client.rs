@@ -279,3 +279,88 @@ mod tests {
         assert_eq!(p.delay(0, Some(Duration::from_secs(60))), p.max_delay);
     }
 }
+
+#[cfg(test)]
+mod fence_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::Fence;
+
+    /// Opens once told to.
+    struct Gate(Arc<Notify>);
+
+    impl Fence for Gate {
+        fn wait(
+            &self,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send + '_>,
+        > {
+            Box::pin(async move {
+                self.0.notified().await;
+                Ok(())
+            })
+        }
+    }
+
+    /// A server that counts the requests it gets and answers each `{}`.
+    async fn counting_server() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    if sock.read(&mut buf).await.unwrap_or(0) > 0 {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                            .await;
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    /// A call that changes something leaves only once its fence opens; a read does not
+    /// wait for it.
+    #[tokio::test]
+    async fn a_post_waits_for_its_fence_and_a_get_does_not() {
+        let (base, seen) = counting_server().await;
+        let client = Client::new(&base, Duration::from_secs(5), RetryPolicy::default());
+        let open = Arc::new(Notify::new());
+        let call = Call::new("app_1", Some("sk_test_x".to_owned().into()), "op")
+            .fenced(Arc::new(Gate(open.clone())));
+
+        let _: serde_json::Value = client.get(&call, "/v1/things", &Form::new()).await.unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "a GET does not wait");
+
+        let posting = tokio::spawn({
+            let client = client.clone();
+            async move {
+                let r: Result<serde_json::Value> =
+                    client.post(&call, "/v1/things", &Form::new()).await;
+                r
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "the POST left before its fence opened"
+        );
+        assert!(!posting.is_finished());
+        open.notify_one();
+        let r = tokio::time::timeout(Duration::from_secs(5), posting).await;
+        assert!(matches!(r, Ok(Ok(Ok(_)))), "{r:?}");
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+}
