@@ -91,6 +91,14 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             _ = tokio::time::sleep(POLL) => {}
         }
     };
+    // Streams replay up to `published`: only what is durable (see below).
+    while let Err(e) = state.db.durable().await {
+        tracing::warn!(error = %e, "event hub cannot tell the events are durable");
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
     hub.published
         .store(published, std::sync::atomic::Ordering::Release);
     loop {

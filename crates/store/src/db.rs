@@ -185,8 +185,8 @@ impl Db {
                 let mut first = sqlx::AnyConnection::connect_with(&connect).await?;
                 first.execute("PRAGMA journal_mode=WAL").await?;
                 let durability = match sqlite_path(&url) {
-                    Some(file) if opts.commit_pipelining => Some(
-                        crate::inline::Durability::start(&file)
+                    Some(_) if opts.commit_pipelining => Some(
+                        crate::inline::Durability::start()
                             .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?,
                     ),
                     _ => None,
@@ -253,7 +253,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(Tx(match &self.write {
             Write::Pool(pool) => TxInner::Pg(pool.begin().await?),
-            Write::Group(w) => TxInner::Sqlite(w.begin().await?),
+            Write::Group(w) => TxInner::Sqlite(member(w).await?),
         }))
     }
 
@@ -264,7 +264,7 @@ impl Db {
     pub async fn autocommit(&self) -> Result<Tx, StoreError> {
         Ok(Tx(match &self.write {
             Write::Pool(pool) => TxInner::PgAuto(pool.acquire().await?),
-            Write::Group(w) => TxInner::Sqlite(w.begin().await?),
+            Write::Group(w) => TxInner::Sqlite(member(w).await?),
         }))
     }
 
@@ -377,6 +377,15 @@ fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
                 Ok(())
             })
         })
+}
+
+/// A member of the writer's group. What it reads there it may pass on without
+/// committing (an error path): noted for `answer_durably` like a reader's read. While it
+/// holds the writer no other commit can happen, so what it can see is fixed now.
+async fn member(w: &Arc<Writer>) -> Result<group::Member, sqlx::Error> {
+    let m = w.begin().await?;
+    crate::read::note(w);
+    Ok(m)
 }
 
 /// Copies the WAL back into the database file every half second, and lets the writer

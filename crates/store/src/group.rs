@@ -102,6 +102,8 @@ pub(crate) struct Writer {
     /// Commit pipelining: the connection's commits do not sync, this makes them
     /// durable, and a group's members are answered by it (`inline/durable.rs`).
     pub(crate) durability: Option<Arc<Durability>>,
+    /// The last group whose `COMMIT` succeeded (its members wait only for its fsync).
+    committed_group: AtomicU64,
 }
 
 pub(crate) struct State {
@@ -165,6 +167,7 @@ impl Writer {
             checkpoint_wanted: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             durability,
+            committed_group: AtomicU64::new(0),
         }
     }
 
@@ -223,6 +226,11 @@ impl Writer {
     }
 
     pub(crate) async fn begin(self: &Arc<Self>) -> Result<Member, sqlx::Error> {
+        if self.durability.as_ref().is_some_and(|d| d.failed()) {
+            // Nothing could be promised durable: take no more work (as PostgreSQL stops
+            // after a failed fsync). A restart recovers from what is on disk.
+            return Err(group_error("an fsync of the WAL failed; restart paybridge"));
+        }
         let mut g = self.lock().await?;
         let fresh = g.group.is_none();
         let sql = match (fresh, g.release_pending) {
@@ -300,6 +308,9 @@ impl Writer {
                     };
                 }
                 Ok(Err(_)) => return Err(group_error("its outcome was lost")),
+                // Committed: the outcome comes with the WAL's fsync (pipelined), however
+                // slow the disk; nothing to rescue.
+                Err(_) if self.committed_group.load(Ordering::SeqCst) >= id => {}
                 Err(_) => {
                     let mut g = self.lock().await?;
                     if g.group.as_ref().is_some_and(|gr| gr.id == id) {
@@ -342,6 +353,9 @@ impl Writer {
         if r.is_ok() && group.members > 0 {
             self.commits.fetch_add(1, Ordering::SeqCst);
             self.transactions.fetch_add(group.members, Ordering::SeqCst);
+        }
+        if r.is_ok() {
+            self.committed_group.store(group.id, Ordering::SeqCst);
         }
         match (r, &self.durability) {
             // Pipelined: the members are answered once the WAL's fsync covers this

@@ -33,7 +33,7 @@ pub use db::{
 };
 pub use group::{GroupCommits, MAX_AGE as GROUP_MAX_AGE, MAX_MEMBERS as GROUP_MAX_MEMBERS};
 pub use page::{Created, ListParams, Page};
-pub use read::{answer_durably, Reader};
+pub use read::{answer_durably, spawn_noted, Reader};
 
 /// Installs the drivers of sqlx's `Any`: PostgreSQL's and SQLite's, and the SQLite
 /// writer's own (`inline.rs`). Idempotent; sqlx lets them be installed once per

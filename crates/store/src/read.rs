@@ -55,11 +55,20 @@ impl<'a> Reader<'a> {
     /// After a read: it saw at most the commits begun by now.
     fn note(&self) {
         if let Some(w) = self.writer {
-            let upto = w.visible();
-            if upto > 0 {
-                let _ = SEEN.try_with(|s| s.set(s.get().max(upto)));
-            }
+            note(w);
         }
+    }
+}
+
+/// Notes, for the current `answer_durably`, that a read could see every commit begun by
+/// now on `w`.
+pub(crate) fn note(w: &Writer) {
+    note_upto(w.visible());
+}
+
+fn note_upto(upto: u64) {
+    if upto > 0 {
+        let _ = SEEN.try_with(|s| s.set(s.get().max(upto)));
     }
 }
 
@@ -111,6 +120,23 @@ impl<'c> Executor<'c> for Reader<'c> {
     {
         self.pool.describe(sql)
     }
+}
+
+/// Runs `work` in a task of its own (`tokio::spawn`) and returns its output; its reads
+/// are noted for the caller's `answer_durably` as if it had run here (a task-local does
+/// not pass into a spawned task).
+pub async fn spawn_noted<F>(work: F) -> Result<F::Output, tokio::task::JoinError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (out, seen) = tokio::spawn(SEEN.scope(Cell::new(0), async move {
+        let out = work.await;
+        (out, SEEN.with(Cell::get))
+    }))
+    .await?;
+    note_upto(seen);
+    Ok(out)
 }
 
 /// Runs `work` (a request's), then waits until every commit its reads through
@@ -202,10 +228,44 @@ mod tests {
             let db = db2.clone();
             answer_durably(&db2, async move { seen(&db, 2).await }).await
         });
+        // Nor one made in a task the request spawned, nor one made in a write
+        // transaction that then rolled back (an error path answers from it).
+        let db3 = db.clone();
+        let spawned = tokio::spawn(async move {
+            let db = db3.clone();
+            answer_durably(&db3, async move {
+                spawn_noted(async move { seen(&db, 2).await })
+                    .await
+                    .unwrap()
+            })
+            .await
+        });
+        let db4 = db.clone();
+        let rolled_back = tokio::spawn(async move {
+            let db = db4.clone();
+            answer_durably(&db4, async move {
+                let mut tx = db.begin().await.unwrap();
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.rollback().await.unwrap();
+                n
+            })
+            .await
+        });
         let nothing_read = answer_durably(&db, async { 7 }).await.unwrap();
         assert_eq!(nothing_read, 7);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!answer.is_finished(), "a read passed on before its fsync");
+        assert!(
+            !spawned.is_finished(),
+            "a spawned task's read passed on before its fsync"
+        );
+        assert!(
+            !rolled_back.is_finished(),
+            "a transaction's read passed on before its fsync"
+        );
         assert!(!first.is_finished() && !second.is_finished());
 
         d.pause(false);
@@ -222,6 +282,13 @@ mod tests {
             .is_ok());
         let answered = tokio::time::timeout(wait, answer).await.unwrap().unwrap();
         assert!(answered.unwrap());
+        let answered = tokio::time::timeout(wait, spawned).await.unwrap().unwrap();
+        assert!(answered.unwrap());
+        let answered = tokio::time::timeout(wait, rolled_back)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answered.unwrap(), 2);
         db.durable().await.unwrap();
         assert_eq!(db.group_commits().unwrap().commits, 3);
     }

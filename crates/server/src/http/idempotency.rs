@@ -114,7 +114,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             let req = Request::from_parts(parts, Body::from(bytes));
             // Run and record in one detached task: a dropped connection must not
             // leave the key claimed with its work done but its response unrecorded.
-            let task = tokio::spawn(async move {
+            // Its reads are noted for `answer_durably` (task-locals do not pass into a
+            // spawned task).
+            let task = paybridge_store::spawn_noted(async move {
                 let resp = match AssertUnwindSafe(next.run(req)).catch_unwind().await {
                     Ok(r) => r,
                     Err(_) => ApiError::internal("request handler panicked").into_response(),
@@ -158,7 +160,7 @@ async fn record(state: &AppState, owner: Owner<'_>, key: &str, resp: Response) -
 /// Runs the rest of the stack in its own task, so it completes even if the caller's
 /// connection (and with it this future) is dropped.
 async fn run_detached(next: Next, req: Request) -> Response {
-    match tokio::spawn(next.run(req)).await {
+    match paybridge_store::spawn_noted(next.run(req)).await {
         Ok(resp) => resp,
         Err(e) => ApiError::internal(format!("request task failed: {e}")).into_response(),
     }

@@ -28,7 +28,12 @@ impl Bound {
     }
 }
 
-/// Every commit a read could have seen is durable (`Db::durable`).
+/// What a call that changes something at the provider waits for: every commit a read
+/// could have seen is durable (`Db::durable`).
+pub fn fence(state: &AppState) -> Arc<dyn Fence> {
+    Arc::new(Durable(state.db.clone()))
+}
+
 struct Durable(paybridge_store::Db);
 
 impl Fence for Durable {
@@ -54,7 +59,7 @@ pub async fn bind(state: &AppState, app: &str) -> ApiResult<Bound> {
         kind,
         provider,
         secret: super::config::provider_secret_key(state, &row)?,
-        fence: Arc::new(Durable(state.db.clone())),
+        fence: fence(state),
     })
 }
 

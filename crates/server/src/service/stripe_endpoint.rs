@@ -127,13 +127,14 @@ fn row(
     }
 }
 
-fn call(app: &str, key: SecretString, op: &str) -> Call {
+fn call(state: &AppState, app: &str, key: SecretString, op: &str) -> Call {
     let nonce = ulid::Ulid::new().to_string().to_ascii_lowercase();
     Call::new(
         app,
         Some(key),
         &format!("{app}_webhook_endpoint_{op}_{nonce}"),
     )
+    .fenced(super::provider::fence(state))
 }
 
 /// Makes, updates or replaces the app's own endpoint at Stripe so that it matches the
@@ -210,7 +211,7 @@ async fn reconcile(
         ));
     }
     let listed: Vec<WebhookEndpoint> = stripe
-        .list_webhook_endpoints(&call(app, key.clone(), "list"))
+        .list_webhook_endpoints(&call(state, app, key.clone(), "list"))
         .await?
         .into_iter()
         .filter_map(|v| serde_json::from_value::<WebhookEndpoint>(v).ok())
@@ -219,11 +220,11 @@ async fn reconcile(
     // Stripe cannot reach us: any endpoint of ours would only fail. Remove it.
     if let Some(reason) = unreachable_reason(&state.settings.public_url) {
         for e in &listed {
-            remove(stripe, app, &key, &e.id).await;
+            remove(state, stripe, app, &key, &e.id).await;
         }
         if let (Some(id), Some(prev)) = (&stored_id, &previous_key) {
             if !listed.iter().any(|e| &e.id == id) {
-                remove(stripe, app, prev, id).await;
+                remove(state, stripe, app, prev, id).await;
             }
         }
         return Ok(row(
@@ -251,7 +252,7 @@ async fn reconcile(
             if e.url != url || have != want {
                 stripe
                     .update_webhook_endpoint(
-                        &call(app, key.clone(), "update"),
+                        &call(state, app, key.clone(), "update"),
                         &e.id,
                         &url,
                         &wanted,
@@ -264,7 +265,7 @@ async fn reconcile(
         None => {
             let made = stripe
                 .create_webhook_endpoint(
-                    &call(app, key.clone(), "create"),
+                    &call(state, app, key.clone(), "create"),
                     &NewWebhookEndpoint {
                         url: url.clone(),
                         enabled_events: wanted,
@@ -275,7 +276,7 @@ async fn reconcile(
                 )
                 .await?;
             let Some(secret) = made.secret.clone().filter(|s| !s.is_empty()) else {
-                remove(stripe, app, &key, &made.id).await;
+                remove(state, stripe, app, &key, &made.id).await;
                 return Err(ProviderError::Invalid {
                     code: None,
                     param: None,
@@ -283,7 +284,7 @@ async fn reconcile(
                 });
             };
             if let Err(e) = super::config::set_signing_secret(state, app, &secret).await {
-                remove(stripe, app, &key, &made.id).await;
+                remove(state, stripe, app, &key, &made.id).await;
                 return Err(ProviderError::Invalid {
                     code: None,
                     param: None,
@@ -296,20 +297,20 @@ async fn reconcile(
     // Every other endpoint of ours in this account is a leftover: a replaced one, or a
     // twin from a setup that raced this one on another node.
     for e in listed.iter().filter(|e| e.id != current.id) {
-        remove(stripe, app, &key, &e.id).await;
+        remove(state, stripe, app, &key, &e.id).await;
     }
     // The endpoint we made under the previous key, if that key's account is another one.
     if let (Some(id), Some(prev)) = (&stored_id, &previous_key) {
         if id != &current.id && !listed.iter().any(|e| &e.id == id) {
-            remove(stripe, app, prev, id).await;
+            remove(state, stripe, app, prev, id).await;
         }
     }
     Ok(row(app, MANAGED, None, Some(&current)))
 }
 
-async fn remove(stripe: &dyn Provider, app: &str, key: &SecretString, id: &str) {
+async fn remove(state: &AppState, stripe: &dyn Provider, app: &str, key: &SecretString, id: &str) {
     match stripe
-        .delete_webhook_endpoint(&call(app, key.clone(), "delete"), id)
+        .delete_webhook_endpoint(&call(state, app, key.clone(), "delete"), id)
         .await
     {
         Ok(()) | Err(ProviderError::NotFound { .. }) => {
@@ -340,7 +341,7 @@ pub async fn forget(
     if let (Some(id), Some(key), MANAGED) =
         (&stored.endpoint_id, previous_key, stored.setup.as_str())
     {
-        remove(state.stripe.as_ref(), app, &key, id).await;
+        remove(state, state.stripe.as_ref(), app, &key, id).await;
     }
     stripe_endpoints::put(
         &state.db,
@@ -371,7 +372,7 @@ pub async fn set_manual_signing_secret(
             stored.as_ref().and_then(|r| r.endpoint_id.clone()),
             super::config::provider_secret_key(state, &cfg)?,
         ) {
-            remove(state.stripe.as_ref(), app, &key, &id).await;
+            remove(state, state.stripe.as_ref(), app, &key, &id).await;
         }
         stripe_endpoints::put(
             &state.db,

@@ -37,7 +37,11 @@ pub struct Durability {
 }
 
 struct Shared {
-    wal: PathBuf,
+    /// The WAL file, as SQLite names it (set by the connection that opens the database:
+    /// `set_wal`), and the descriptor kept open on it once the first fsync is due: a
+    /// descriptor opened after a write-back error was reported elsewhere would not see
+    /// it.
+    wal: Mutex<(Option<PathBuf>, Option<std::fs::File>)>,
     state: Mutex<State>,
     /// The thread waits here for commits to sync (or for `closed`).
     work: Condvar,
@@ -66,12 +70,11 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Durability {
-    /// Starts the fsync thread for the WAL beside the database file `db`.
-    pub fn start(db: &std::path::Path) -> std::io::Result<Arc<Durability>> {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
+    /// Starts the fsync thread. The connection whose commits it makes durable names the
+    /// WAL file (`set_wal`) before its first commit.
+    pub fn start() -> std::io::Result<Arc<Durability>> {
         let shared = Arc::new(Shared {
-            wal: PathBuf::from(wal),
+            wal: Mutex::new((None, None)),
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             started: AtomicU64::new(0),
@@ -83,13 +86,27 @@ impl Durability {
         Ok(Arc::new(Durability { shared }))
     }
 
-    /// A statement that may commit is about to run.
-    pub(crate) fn begin_commit(&self) {
+    /// The database file as SQLite resolved it (`sqlite3_db_filename`: absolute, links
+    /// followed); its WAL is that name with `-wal`, as SQLite names it.
+    pub(crate) fn set_wal(&self, db_file: &str) {
+        let mut wal = self.shared.wal.lock().unwrap_or_else(|p| p.into_inner());
+        *wal = (Some(PathBuf::from(format!("{db_file}-wal"))), None);
+    }
+
+    /// A statement that may commit is about to run; the count ends when the returned
+    /// guard drops (after the statement, or if it panicked).
+    pub(crate) fn begin_commit(&self) -> Counting<'_> {
         self.shared.started.fetch_add(1, Ordering::SeqCst);
+        Counting(self)
+    }
+
+    /// An fsync failed: nothing is promised durable any more.
+    pub fn failed(&self) -> bool {
+        lock(&self.shared.state).failed.is_some()
     }
 
     /// That statement returned (committed or not): the next fsync covers it.
-    pub(crate) fn end_commit(&self) {
+    fn end_commit(&self) {
         let mut st = lock(&self.shared.state);
         st.finished = self.shared.started.load(Ordering::SeqCst);
         drop(st);
@@ -143,6 +160,15 @@ impl Durability {
     }
 }
 
+/// A statement that may commit is running (`Durability::begin_commit`).
+pub(crate) struct Counting<'a>(&'a Durability);
+
+impl Drop for Counting<'_> {
+    fn drop(&mut self) {
+        self.0.end_commit();
+    }
+}
+
 impl Drop for Durability {
     /// The thread makes what is left durable, tells who waits, and ends.
     fn drop(&mut self) {
@@ -156,7 +182,8 @@ impl Shared {
         let mut st = lock(&self.state);
         loop {
             // Closing, the last commits are synced even if a test paused the thread.
-            let due = st.finished > st.synced && (!st.paused || st.closed);
+            // After a failed fsync nothing is due: every waiter is failed at once.
+            let due = st.finished > st.synced && st.failed.is_none() && (!st.paused || st.closed);
             if !due {
                 if st.closed && (st.finished == st.synced || st.failed.is_some()) {
                     break;
@@ -166,12 +193,12 @@ impl Shared {
             }
             let upto = st.finished;
             drop(st);
-            let synced = sync(&self.wal);
+            let synced = self.sync();
             st = lock(&self.state);
             match synced {
                 Ok(()) => st.synced = st.synced.max(upto),
                 Err(e) => {
-                    tracing::error!(error = %e, wal = %self.wal.display(),
+                    tracing::error!(error = %e,
                         "fsync of the SQLite WAL failed: no commit can be promised durable from now on");
                     st.failed = Some(Arc::from(format!("fsync of the WAL failed: {e}")));
                 }
@@ -221,14 +248,21 @@ fn take_due(st: &mut State) -> Vec<(Outcome, Waiter)> {
     out
 }
 
-/// Flushes the WAL file to the disk. SQLite writes it through its own descriptor; an
-/// fsync of any descriptor of the file flushes the file. A missing WAL was removed by
-/// the last connection's close, after a checkpoint that synced the database file.
-fn sync(wal: &std::path::Path) -> std::io::Result<()> {
-    match std::fs::File::open(wal) {
-        Ok(f) => f.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+impl Shared {
+    /// Flushes the WAL file to the disk. SQLite writes it through its own descriptor;
+    /// an fsync of any descriptor of the file flushes the file. The WAL exists while the
+    /// writer's connection is open (SQLite removes it only when the last connection
+    /// closes), so a missing one is an error, as is a WAL never named.
+    fn sync(&self) -> std::io::Result<()> {
+        let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+        let (path, file) = &mut *wal;
+        if file.is_none() {
+            let path = path
+                .as_ref()
+                .ok_or_else(|| std::io::Error::other("the WAL file was never named"))?;
+            *file = Some(std::fs::File::open(path)?);
+        }
+        file.as_ref().map_or(Ok(()), |f| f.sync_data())
     }
 }
 
@@ -265,7 +299,13 @@ mod tests {
     fn started(dir: &tempfile::TempDir) -> Arc<Durability> {
         let db = dir.path().join("d.db");
         std::fs::write(dir.path().join("d.db-wal"), b"frames").unwrap();
-        Durability::start(&db).unwrap()
+        let d = Durability::start().unwrap();
+        d.set_wal(db.to_str().unwrap());
+        d
+    }
+
+    fn commit(d: &Durability) {
+        drop(d.begin_commit());
     }
 
     #[tokio::test]
@@ -273,7 +313,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = started(&dir);
         d.pause(true);
-        d.begin_commit();
+        let running = d.begin_commit();
         let upto = d.visible();
         assert_eq!(upto, 1);
         // Still running: a reader that saw it waits, even for an fsync that is due.
@@ -283,7 +323,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!waiting.is_finished());
-        d.end_commit();
+        drop(running);
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!waiting.is_finished(), "no fsync may run while paused");
         d.pause(false);
@@ -300,8 +340,7 @@ mod tests {
         d.pause(true);
         let told = Arc::new(Mutex::new(Vec::new()));
         for n in 1..=3u64 {
-            d.begin_commit();
-            d.end_commit();
+            commit(&d);
             let told = told.clone();
             d.when_durable(d.visible(), move |r| {
                 told.lock().unwrap().push((n, r.is_ok()))
@@ -326,19 +365,21 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fsync_fails_every_waiter_then_and_after() {
         let dir = tempfile::tempdir().unwrap();
-        // A directory where the WAL should be: opening it works, syncing it does
-        // not fail on Linux, so make the open fail instead: a WAL path under a file.
-        let blocker = dir.path().join("file");
-        std::fs::write(&blocker, b"x").unwrap();
-        let d = Durability::start(&blocker.join("d.db")).unwrap();
-        d.begin_commit();
-        d.end_commit();
+        // No WAL where it is named (its open fails, as an fsync would).
+        let d = Durability::start().unwrap();
+        d.set_wal(dir.path().join("gone.db").to_str().unwrap());
+        commit(&d);
         let r = tokio::time::timeout(Duration::from_secs(5), d.wait(d.visible())).await;
         assert!(matches!(r, Ok(Err(_))), "{r:?}");
+        assert!(d.failed());
         assert!(
             d.wait(0).await.is_err(),
             "nothing is promised after a failed fsync"
         );
+        // The thread does not try again and again: later commits fail at once.
+        commit(&d);
+        let r = tokio::time::timeout(Duration::from_secs(5), d.wait(d.visible())).await;
+        assert!(matches!(r, Ok(Err(_))), "{r:?}");
     }
 
     #[tokio::test]
@@ -346,8 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = started(&dir);
         d.pause(true);
-        d.begin_commit();
-        d.end_commit();
+        commit(&d);
         let (tx, rx) = tokio::sync::oneshot::channel();
         d.when_durable(d.visible(), move |r| {
             let _ = tx.send(r);

@@ -178,13 +178,9 @@ fn run_noting(inner: &mut Inner, sql: &str, args: &[AnyValueKind<'_>]) -> Result
     let kind = Kind::of(sql, before, inner.savepoint_began_it);
     let counted = kind.commits && inner.pipelined();
     let durability = inner.durability.clone().filter(|_| counted);
-    if let Some(d) = &durability {
-        d.begin_commit();
-    }
+    let counting = durability.as_ref().map(|d| d.begin_commit());
     let out = exec::run(inner, sql, args);
-    if let Some(d) = &durability {
-        d.end_commit();
-    }
+    drop(counting);
     if inner.conn.is_autocommit() {
         inner.savepoint_began_it = false;
     } else if before && sql.trim_start().starts_with("SAVEPOINT") {
@@ -298,6 +294,12 @@ impl InlineConnection {
             .map_err(exec::to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let commits_sync = commits_sync(&conn);
+        if let Some(d) = &durability {
+            let file = conn.path().filter(|p| !p.is_empty()).ok_or_else(|| {
+                Error::Configuration("commit pipelining needs a database file".into())
+            })?;
+            d.set_wal(file);
+        }
         Ok(InlineConnection {
             inner: Arc::new(Mutex::new(Inner {
                 conn,
