@@ -466,6 +466,26 @@ pub(crate) async fn sqlite_plan(sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that SQLite's plan for `sql` names every index of `uses` and none of
+/// `avoids` (each a piece of a plan line, such as `payments_order` or `(app_id=?)`, the
+/// search of an app's every row).
+#[cfg(test)]
+pub(crate) async fn assert_plan(sql: &str, uses: &[&str], avoids: &[&str]) {
+    let details = sqlite_plan(sql).await;
+    for index in uses {
+        assert!(
+            details.iter().any(|d| d.contains(index)),
+            "{index}: {sql}: {details:?}"
+        );
+    }
+    for scan in avoids {
+        assert!(
+            !details.iter().any(|d| d.contains(scan)),
+            "not {scan}: {sql}: {details:?}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

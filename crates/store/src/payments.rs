@@ -492,7 +492,7 @@ pub async fn add_refunding(conn: &mut Conn, app: &str, id: &str, amount: i64) ->
 
 #[cfg(test)]
 mod tests {
-    use crate::db::sqlite_plan;
+    use crate::db::assert_plan;
 
     /// A webhook batch's payments are found through their own indexes on SQLite, one
     /// search per list, not by reading every payment of the app (see `sqlite_by_refs`).
@@ -514,27 +514,19 @@ mod tests {
             ("provider_checkout_session", &[][..]),
         ];
         for named in [&all[..], &intents_only[..]] {
-            let details = sqlite_plan(&super::sqlite_by_refs(named)).await;
-            for (column, values) in named {
-                if values.is_empty() {
-                    continue;
-                }
-                let index = match *column {
+            let uses: Vec<&str> = named
+                .iter()
+                .filter(|(_, values)| !values.is_empty())
+                .map(|(column, _)| match *column {
                     "id" => "payments_app (app_id=? AND id=?)",
                     "provider_payment_intent" => {
                         "payments_intent (app_id=? AND provider_payment_intent=?)"
                     }
                     _ => "payments_session (app_id=? AND provider_checkout_session=?)",
-                };
-                assert!(
-                    details.iter().any(|d| d.contains(index)),
-                    "{index}: {details:?}"
-                );
-            }
-            assert!(
-                !details.iter().any(|d| d.ends_with("(app_id=?)")),
-                "not the app's every payment: {details:?}"
-            );
+                })
+                .collect();
+            // Not the app's every payment.
+            assert_plan(&super::sqlite_by_refs(named), &uses, &["(app_id=?)"]).await;
         }
     }
 
@@ -542,15 +534,11 @@ mod tests {
     /// reading every payment of the app (see `OF_ORDER_SQL`).
     #[tokio::test]
     async fn an_orders_payments_are_found_by_the_order_index_on_sqlite() {
-        let details =
-            sqlite_plan(&format!("SELECT id FROM payments {}", super::OF_ORDER_SQL)).await;
-        assert!(
-            details.iter().any(|d| d.contains("payments_order")),
-            "the order's index: {details:?}"
-        );
-        assert!(
-            !details.iter().any(|d| d.contains("payments_app")),
-            "not the app's every payment: {details:?}"
-        );
+        assert_plan(
+            &format!("SELECT id FROM payments {}", super::OF_ORDER_SQL),
+            &["payments_order"],
+            &["payments_app"],
+        )
+        .await;
     }
 }

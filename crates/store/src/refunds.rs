@@ -197,16 +197,11 @@ mod tests {
     /// reading every refund of the app.
     #[tokio::test]
     async fn an_orders_refunds_are_found_by_the_order_index_on_sqlite() {
-        let details =
-            crate::db::sqlite_plan(&format!("SELECT id FROM refunds {}", super::OF_ORDER_SQL))
-                .await;
-        assert!(
-            details.iter().any(|d| d.contains("refunds_order")),
-            "{details:?}"
-        );
-        assert!(
-            !details.iter().any(|d| d.contains("refunds_app")),
-            "{details:?}"
-        );
+        crate::db::assert_plan(
+            &format!("SELECT id FROM refunds {}", super::OF_ORDER_SQL),
+            &["refunds_order"],
+            &["refunds_app"],
+        )
+        .await;
     }
 }
