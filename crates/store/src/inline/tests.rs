@@ -189,56 +189,67 @@ async fn a_transaction_commits_on_the_disk_thread_and_is_seen_by_others() {
 /// writes the WAL, and runs on the caller's thread.
 #[test]
 fn what_waits_for_the_disk() {
-    let waits = |sql: &str, autocommit: bool, savepoint_began_it: bool, fast: bool| {
-        super::Kind::of(sql, autocommit, savepoint_began_it).waits_for_disk(autocommit, fast)
-    };
-    for fast in [false, true] {
-        assert!(waits("INSERT INTO t VALUES (1)", true, false, fast));
-        assert!(!waits("INSERT INTO t VALUES (1)", false, false, fast));
-        assert!(waits(
-            "BEGIN IMMEDIATE; SAVEPOINT pb_member",
+    const INSERT: &str = "INSERT INTO t VALUES (1)";
+    const BEGIN: &str = "BEGIN IMMEDIATE; SAVEPOINT pb_member";
+    const NEXT_MEMBER: &str = "RELEASE pb_member; SAVEPOINT pb_member";
+    const COMMIT: &str = "RELEASE pb_member; COMMIT";
+    // (statement, outside a transaction, a savepoint began it, fast commits) → waits
+    // for the disk, and counts as a commit.
+    let cases: &[(&str, bool, bool, bool, bool, bool)] = &[
+        (INSERT, true, false, false, true, true),
+        (INSERT, true, false, true, true, true),
+        (INSERT, false, false, false, false, false),
+        (INSERT, false, false, true, false, false),
+        (BEGIN, true, false, false, true, false),
+        (BEGIN, true, false, true, true, false),
+        (NEXT_MEMBER, false, false, false, false, false),
+        (NEXT_MEMBER, false, false, true, false, false),
+        // The RELEASE of a savepoint that began the transaction commits it.
+        (NEXT_MEMBER, false, true, false, true, true),
+        (NEXT_MEMBER, false, true, true, false, true),
+        (COMMIT, false, false, false, true, true),
+        (COMMIT, false, false, true, false, true),
+        (
+            "PRAGMA wal_checkpoint(PASSIVE)",
+            false,
+            false,
+            false,
             true,
             false,
-            fast
-        ));
-        assert!(!waits(
-            "RELEASE pb_member; SAVEPOINT pb_member",
+        ),
+        (
+            "PRAGMA wal_checkpoint(PASSIVE)",
             false,
             false,
-            fast
-        ));
-        assert!(waits("PRAGMA wal_checkpoint(PASSIVE)", false, false, fast));
-        assert!(!waits("PRAGMA synchronous=NORMAL", true, false, fast));
+            true,
+            true,
+            false,
+        ),
+        (
+            "PRAGMA synchronous=NORMAL",
+            true,
+            false,
+            false,
+            false,
+            false,
+        ),
+        ("PRAGMA synchronous=NORMAL", true, false, true, false, false),
+        ("SAVEPOINT s1", true, false, true, true, false),
+        ("RELEASE s1", false, true, true, false, true),
+        ("RELEASE s1", false, false, true, false, false),
+    ];
+    for &(sql, autocommit, savepoint_began_it, fast, waits, commits) in cases {
+        let kind = super::Kind::of(sql, autocommit, savepoint_began_it);
+        let case = format!(
+            "{sql} (autocommit {autocommit}, savepoint began it {savepoint_began_it}, fast {fast})"
+        );
+        assert_eq!(
+            kind.waits_for_disk(autocommit, fast),
+            waits,
+            "waits: {case}"
+        );
+        assert_eq!(kind.commits, commits, "commits: {case}");
     }
-    assert!(waits("RELEASE pb_member; COMMIT", false, false, false));
-    assert!(!waits("RELEASE pb_member; COMMIT", false, false, true));
-    assert!(waits(
-        "RELEASE pb_member; SAVEPOINT pb_member",
-        false,
-        true,
-        false
-    ));
-    assert!(!waits(
-        "RELEASE pb_member; SAVEPOINT pb_member",
-        false,
-        true,
-        true
-    ));
-    // What counts as a commit (counted in the connection's `Durability`).
-    let commits =
-        |sql: &str, autocommit: bool, sp: bool| super::Kind::of(sql, autocommit, sp).commits;
-    assert!(commits("RELEASE pb_member; COMMIT", false, false));
-    assert!(commits("INSERT INTO t VALUES (1)", true, false));
-    assert!(commits("RELEASE s1", false, true));
-    assert!(!commits("RELEASE s1", false, false));
-    assert!(!commits(
-        "BEGIN IMMEDIATE; SAVEPOINT pb_member",
-        true,
-        false
-    ));
-    assert!(!commits("SAVEPOINT s1", true, false));
-    assert!(!commits("PRAGMA synchronous=NORMAL", true, false));
-    assert!(!commits("INSERT INTO t VALUES (1)", false, false));
 }
 
 /// A caller that goes away while its `COMMIT` waits in the disk thread's queue: the
