@@ -161,9 +161,9 @@ mod tests {
     use super::*;
     use crate::DbOptions;
 
-    async fn db(dir: &tempfile::TempDir) -> Db {
+    async fn db(dir: &tempfile::TempDir, opts: DbOptions) -> Db {
         let url = format!("sqlite://{}", dir.path().join("p.db").display());
-        let db = Db::connect(&url, DbOptions::default()).await.unwrap();
+        let db = Db::connect(&url, opts).await.unwrap();
         let mut w = db.autocommit().await.unwrap();
         sqlx::query("CREATE TABLE t (n BIGINT)")
             .execute(&mut *w)
@@ -191,68 +191,78 @@ mod tests {
         hit.is_some()
     }
 
+    /// Waits (up to a second) until readers see row `n`.
+    async fn until_seen(db: &Db, n: i64) -> bool {
+        for _ in 0..500 {
+            if seen(db, n).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        false
+    }
+
+    /// A request's work, answered through `answer_durably`, in a task of its own.
+    fn answering<F, Fut>(
+        db: &Db,
+        work: F,
+    ) -> tokio::task::JoinHandle<Result<Fut::Output, StoreError>>
+    where
+        F: FnOnce(Db) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let db = db.clone();
+        tokio::spawn(async move { answer_durably(&db, work(db.clone())).await })
+    }
+
+    /// What a task returned, within five seconds.
+    async fn within<T>(task: tokio::task::JoinHandle<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("in time")
+            .expect("the task ran")
+    }
+
     /// The writer applies the next group while the last one's fsync is held back; no
     /// caller is answered, and no read is passed on, before its fsync.
     #[tokio::test]
     async fn the_next_group_is_applied_while_the_last_ones_fsync_is_in_flight() {
         let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir).await;
+        let db = db(&dir, DbOptions::default()).await;
         let d = db.durability().expect("pipelined by default");
         d.pause(true);
 
         let first = tokio::spawn(insert(db.clone(), 1));
         // Its COMMIT ran (readers see it) but it is not answered.
-        for _ in 0..500 {
-            if seen(&db, 1).await {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        assert!(seen(&db, 1).await, "the first group committed");
+        assert!(until_seen(&db, 1).await, "the first group committed");
         assert!(!first.is_finished(), "answered before its fsync");
 
         // The writer is free: a second caller's work is applied and committed.
         let second = tokio::spawn(insert(db.clone(), 2));
-        for _ in 0..500 {
-            if seen(&db, 2).await {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        assert!(seen(&db, 2).await, "the next group was applied meanwhile");
+        assert!(
+            until_seen(&db, 2).await,
+            "the next group was applied meanwhile"
+        );
         assert!(!second.is_finished());
 
         // A read of it is not passed on either; a request that read nothing is.
-        let db2 = db.clone();
-        let answer = tokio::spawn(async move {
-            let db = db2.clone();
-            answer_durably(&db2, async move { seen(&db, 2).await }).await
-        });
+        let answer = answering(&db, |db| async move { seen(&db, 2).await });
         // Nor one made in a task the request spawned, nor one made in a write
         // transaction that then rolled back (an error path answers from it).
-        let db3 = db.clone();
-        let spawned = tokio::spawn(async move {
-            let db = db3.clone();
-            answer_durably(&db3, async move {
-                spawn_noted(async move { seen(&db, 2).await })
-                    .await
-                    .unwrap()
-            })
-            .await
+        let spawned = answering(&db, |db| async move {
+            spawn_noted(async move { seen(&db, 2).await })
+                .await
+                .unwrap()
         });
-        let db4 = db.clone();
-        let rolled_back = tokio::spawn(async move {
-            let db = db4.clone();
-            answer_durably(&db4, async move {
-                let mut tx = db.begin().await.unwrap();
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .unwrap();
-                tx.rollback().await.unwrap();
-                n
-            })
-            .await
+        let rolled_back = answering(&db, |db| async move {
+            let mut tx = db.begin().await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            n
         });
         let nothing_read = answer_durably(&db, async { 7 }).await.unwrap();
         assert_eq!(nothing_read, 7);
@@ -269,26 +279,11 @@ mod tests {
         assert!(!first.is_finished() && !second.is_finished());
 
         d.pause(false);
-        let wait = Duration::from_secs(5);
-        assert!(tokio::time::timeout(wait, first)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_ok());
-        assert!(tokio::time::timeout(wait, second)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_ok());
-        let answered = tokio::time::timeout(wait, answer).await.unwrap().unwrap();
-        assert!(answered.unwrap());
-        let answered = tokio::time::timeout(wait, spawned).await.unwrap().unwrap();
-        assert!(answered.unwrap());
-        let answered = tokio::time::timeout(wait, rolled_back)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(answered.unwrap(), 2);
+        assert!(within(first).await.is_ok());
+        assert!(within(second).await.is_ok());
+        assert!(within(answer).await.unwrap());
+        assert!(within(spawned).await.unwrap());
+        assert_eq!(within(rolled_back).await.unwrap(), 2);
         db.durable().await.unwrap();
         assert_eq!(db.group_commits().unwrap().commits, 3);
     }
@@ -297,19 +292,12 @@ mod tests {
     #[tokio::test]
     async fn without_pipelining_a_commit_is_durable_when_seen() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("f.db").display());
         let opts = DbOptions {
             commit_pipelining: false,
             ..DbOptions::default()
         };
-        let db = Db::connect(&url, opts).await.unwrap();
+        let db = db(&dir, opts).await;
         assert!(db.durability().is_none());
-        let mut w = db.autocommit().await.unwrap();
-        sqlx::query("CREATE TABLE t (n BIGINT)")
-            .execute(&mut *w)
-            .await
-            .unwrap();
-        w.commit().await.unwrap();
         insert(db.clone(), 1).await.unwrap();
         let synchronous: i64 = {
             let mut tx = db.begin().await.unwrap();
