@@ -22,8 +22,9 @@ use serde_json::Value;
 
 pub use form::Form;
 
-/// What a call that changes something at the provider waits for before it leaves:
-/// that whatever the caller read to decide on it is durable. paybridge's SQLite store
+/// What a call that changes something at Stripe waits for before it leaves: that
+/// whatever the caller read to decide on it is durable. (The sandbox keeps its state in
+/// paybridge's own database and does not wait.) paybridge's SQLite store
 /// lets readers see a commit up to one fsync before it is durable (commit pipelining,
 /// the store's `read.rs`); a call made on such a read would outlive a power cut that
 /// loses the read.

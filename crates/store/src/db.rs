@@ -9,7 +9,7 @@
 //! readers run beside the writer. Every caller is answered only once its commit is
 //! durable, which is what an acknowledged webhook promises. The writer commits its
 //! callers' transactions in groups, one fsync for many (`group.rs`), runs their
-//! statements on the caller's thread (`inline.rs`), and applies the next group while
+//! statements on the caller's thread (`inline/`), and applies the next group while
 //! the last one's fsync is in flight (`inline/durable.rs`; readers then see a commit up
 //! to one fsync early, and `read.rs` keeps that from leaving the process). `temp_store=MEMORY` keeps
 //! the statement journal (the undo of a statement that fails half-way, such as a
@@ -181,7 +181,7 @@ impl Db {
         match backend {
             Backend::Sqlite => {
                 // The file is made (and switched to WAL) by sqlx's driver, as before;
-                // then the writer opens it with its own (`inline.rs`).
+                // then the writer opens it with its own (`inline/`).
                 let mut first = sqlx::AnyConnection::connect_with(&connect).await?;
                 first.execute("PRAGMA journal_mode=WAL").await?;
                 let durability = match sqlite_path(&url) {

@@ -36,7 +36,7 @@ pub use page::{Created, ListParams, Page};
 pub use read::{answer_durably, spawn_noted, Reader};
 
 /// Installs the drivers of sqlx's `Any`: PostgreSQL's and SQLite's, and the SQLite
-/// writer's own (`inline.rs`). Idempotent; sqlx lets them be installed once per
+/// writer's own (`inline/`). Idempotent; sqlx lets them be installed once per
 /// process, so nothing else may install them (`sqlx::any::install_default_drivers`
 /// would panic after this, and this after it).
 pub fn install_drivers() {

@@ -177,8 +177,10 @@ impl FromStr for InlineOptions {
             .or_else(|| url.strip_prefix("sqlite-inline:"))
             .ok_or_else(|| Error::Configuration(format!("not a {SCHEME} URL").into()))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // The last one: `url_for` appends it after whatever the operator's URL held.
         let durability = query
             .split('&')
+            .rev()
             .find_map(|kv| kv.strip_prefix("pb_durability="))
             .map(|id| {
                 id.parse::<u64>()
