@@ -65,6 +65,16 @@ struct State {
     paused: bool,
 }
 
+impl State {
+    /// Commit `upto`'s outcome, if it is known already.
+    fn known(&self, upto: u64) -> Option<Outcome> {
+        match &self.failed {
+            Some(why) => Some(Err(why.clone())),
+            None => (self.synced >= upto).then_some(Ok(())),
+        }
+    }
+}
+
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -122,27 +132,18 @@ impl Durability {
     /// durable, or cannot be: at once if it already is, else on the fsync thread.
     pub fn when_durable(&self, upto: u64, tell: impl FnOnce(Outcome) + Send + 'static) {
         let mut st = lock(&self.shared.state);
-        if let Some(why) = &st.failed {
-            let why = why.clone();
+        if let Some(outcome) = st.known(upto) {
             drop(st);
-            return tell(Err(why));
+            return tell(outcome);
         }
-        if st.synced >= upto {
-            drop(st);
-            return tell(Ok(()));
-        }
+        // The fsync thread is woken by the commit's end (`end_commit`), not by waiters.
         st.waiters.push_back((upto, Box::new(tell)));
-        drop(st);
-        self.shared.work.notify_one();
     }
 
     /// Returns once commit `upto` and every one before it is durable.
     pub async fn wait(&self, upto: u64) -> Outcome {
-        {
-            let st = lock(&self.shared.state);
-            if st.synced >= upto && st.failed.is_none() {
-                return Ok(());
-            }
+        if let Some(outcome) = lock(&self.shared.state).known(upto) {
+            return outcome;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.when_durable(upto, move |r| {
@@ -226,22 +227,14 @@ impl Shared {
 
 /// The waiters whose commit is now durable (all of them if an fsync failed).
 fn take_due(st: &mut State) -> Vec<(Outcome, Waiter)> {
-    let mut out = Vec::new();
-    if let Some(why) = &st.failed {
-        for (_, tell) in st.waiters.drain(..) {
-            out.push((Err(why.clone()), tell));
-        }
-        return out;
-    }
     // Waiters arrive in about the order of their commits, not exactly (a reader's
     // watermark may be older than a group's): keep the ones still ahead.
-    let synced = st.synced;
+    let mut out = Vec::new();
     let mut ahead = VecDeque::new();
-    for (upto, tell) in st.waiters.drain(..) {
-        if upto <= synced {
-            out.push((Ok(()), tell));
-        } else {
-            ahead.push_back((upto, tell));
+    for (upto, tell) in std::mem::take(&mut st.waiters) {
+        match st.known(upto) {
+            Some(outcome) => out.push((outcome, tell)),
+            None => ahead.push_back((upto, tell)),
         }
     }
     st.waiters = ahead;
