@@ -28,6 +28,55 @@ pub fn routes() -> OpenApiRouter<AppState> {
 const HEADER: &str = "id,created,status,amount,currency,amount_captured,amount_refunded,\
 method,customer,customer_email,order,payment_intent,failure_code,decline_code,card_brand,card_last4\r\n";
 
+/// Where a payments export has got to.
+struct Cursor {
+    state: AppState,
+    app: String,
+    q: PaymentQuery,
+    after: Option<String>,
+    done: bool,
+    emails: HashMap<String, Option<String>>,
+}
+
+impl Cursor {
+    /// The CSV rows of the next page. They are read after the answer began, so outside
+    /// `answer_durably`: each page waits here until what it read is durable.
+    async fn next_page(&mut self) -> Result<Bytes, paybridge_store::StoreError> {
+        // Checked when the export began: it holds.
+        let Ok(filter) = filter_of(&self.q) else {
+            self.done = true;
+            return Ok(Bytes::new());
+        };
+        let params = ListParams {
+            limit: 100,
+            starting_after: self.after.clone(),
+        };
+        let page = payments::list(&self.state.db, &self.app, &filter, &params).await?;
+        self.done = !page.has_more;
+        self.after = page.data.last().map(|p| p.id.clone());
+        let mut out = String::new();
+        for p in &page.data {
+            let email = match &p.customer_id {
+                Some(id) => {
+                    if !self.emails.contains_key(id) {
+                        let e =
+                            paybridge_store::customers::get(self.state.db.reader(), &self.app, id)
+                                .await
+                                .ok()
+                                .and_then(|c| c.email);
+                        self.emails.insert(id.clone(), e);
+                    }
+                    self.emails.get(id).cloned().flatten()
+                }
+                None => None,
+            };
+            out.push_str(&row(p, email.as_deref()));
+        }
+        self.state.db.durable().await?;
+        Ok(Bytes::from(out))
+    }
+}
+
 /// Every payment matching the same filters as `GET /v1/payments` (no `limit` or
 /// `starting_after`: the file has them all), newest first, as `text/csv`. Amounts are
 /// decimal major units of the row's currency (`25.00` for 2500 usd); times are UTC;
@@ -60,14 +109,6 @@ async fn export_payments(
         }
     }
     filter_of(&q)?;
-    struct Cursor {
-        state: AppState,
-        app: String,
-        q: PaymentQuery,
-        after: Option<String>,
-        done: bool,
-        emails: HashMap<String, Option<String>>,
-    }
     let start = Cursor {
         state,
         app,
@@ -83,51 +124,17 @@ async fn export_payments(
         if c.done {
             return None;
         }
-        let filter = filter_of(&c.q).ok()?;
-        let params = ListParams {
-            limit: 100,
-            starting_after: c.after.clone(),
-        };
-        let page = match payments::list(&c.state.db, &c.app, &filter, &params).await {
-            Ok(p) => p,
+        match c.next_page().await {
+            Ok(rows) => Some((Ok(rows), c)),
             Err(e) => {
                 // The status line is sent; a broken file is what the client sees.
                 tracing::error!(error = %e, "payments export failed");
-                return Some((
+                Some((
                     Err(std::io::Error::other("export failed")),
                     Cursor { done: true, ..c },
-                ));
+                ))
             }
-        };
-        c.done = !page.has_more;
-        c.after = page.data.last().map(|p| p.id.clone());
-        let mut out = String::new();
-        for p in &page.data {
-            let email = match &p.customer_id {
-                Some(id) => {
-                    if !c.emails.contains_key(id) {
-                        let e = paybridge_store::customers::get(c.state.db.reader(), &c.app, id)
-                            .await
-                            .ok()
-                            .and_then(|c| c.email);
-                        c.emails.insert(id.clone(), e);
-                    }
-                    c.emails.get(id).cloned().flatten()
-                }
-                None => None,
-            };
-            out.push_str(&row(p, email.as_deref()));
         }
-        // Read after the answer began, so outside `answer_durably`: each page waits
-        // here until what it read is durable.
-        if let Err(e) = c.state.db.durable().await {
-            tracing::error!(error = %e, "payments export failed");
-            return Some((
-                Err(std::io::Error::other("export failed")),
-                Cursor { done: true, ..c },
-            ));
-        }
-        Some((Ok(Bytes::from(out)), c))
     });
     let mut r = Body::from_stream(futures::StreamExt::chain(head, rows)).into_response();
     let h = r.headers_mut();
