@@ -29,12 +29,14 @@ pub use form::Form;
 /// the store's `read.rs`); a call made on such a read would outlive a power cut that
 /// loses the read.
 pub trait Fence: Send + Sync {
-    fn wait(
-        &self,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send + '_>,
-    >;
+    /// Resolves once the call may leave, or with why it may not.
+    fn wait(&self) -> FenceWait<'_>;
 }
+
+/// What [`Fence::wait`] returns.
+pub type FenceWait<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send + 'a>,
+>;
 
 /// One call to the provider: which app, with which key, under which idempotency key.
 pub struct Call {

@@ -289,17 +289,13 @@ mod fence_tests {
     use tokio::sync::Notify;
 
     use super::*;
-    use crate::Fence;
+    use crate::{Fence, FenceWait};
 
     /// Opens once told to.
     struct Gate(Arc<Notify>);
 
     impl Fence for Gate {
-        fn wait(
-            &self,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send + '_>,
-        > {
+        fn wait(&self) -> FenceWait<'_> {
             Box::pin(async move {
                 self.0.notified().await;
                 Ok(())

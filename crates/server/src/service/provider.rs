@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use paybridge_core::ProviderKind;
-use paybridge_provider::{Call, Fence, Provider, ProviderError};
+use paybridge_provider::{Call, Fence, FenceWait, Provider, ProviderError};
 use paybridge_store::config;
 use secrecy::SecretString;
 
@@ -37,9 +37,7 @@ pub fn fence(state: &AppState) -> Arc<dyn Fence> {
 struct Durable(paybridge_store::Db);
 
 impl Fence for Durable {
-    fn wait(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+    fn wait(&self) -> FenceWait<'_> {
         Box::pin(async move { self.0.durable().await.map_err(|e| e.to_string()) })
     }
 }
