@@ -98,7 +98,7 @@ impl Select {
             .and_opt("created <= ?", range.lte.map(Arg::Int))
     }
 
-    pub async fn page<T>(self, pool: crate::Reader<'_>, params: &ListParams) -> Result<Page<T>>
+    pub async fn page<T>(self, reader: crate::Reader<'_>, params: &ListParams) -> Result<Page<T>>
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
@@ -106,7 +106,7 @@ impl Select {
         let mut s = self.and_opt("id < ?", params.starting_after.clone().map(Arg::Text));
         s.sql
             .push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
-        let mut data = s.fetch_all::<T, _>(pool).await?;
+        let mut data = s.fetch_all::<T, _>(reader).await?;
         let has_more = data.len() as i64 > limit;
         data.truncate(limit as usize);
         Ok(Page { data, has_more })
