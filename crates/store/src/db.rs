@@ -9,7 +9,7 @@
 //! readers run beside the writer. Every caller is answered only once its commit is
 //! durable, which is what an acknowledged webhook promises. The writer commits its
 //! callers' transactions in groups, one fsync for many (`group.rs`), runs their
-//! statements on the caller's thread (`inline/`), and applies the next group while
+//! statements on the caller's thread (`inline/`, which the readers use too), and applies the next group while
 //! the last one's fsync is in flight (`inline/durable.rs`; readers then see a commit up
 //! to one fsync early, and `read.rs` keeps that from leaving the process). `temp_store=MEMORY` keeps
 //! the statement journal (the undo of a statement that fails half-way, such as a
@@ -96,6 +96,9 @@ pub struct Db {
     write: Write,
     /// Where plain reads go. On PostgreSQL the same pool as writes.
     pub(crate) read: AnyPool,
+    /// SQLite: the file, for sqlx's own driver, on which migrations run (ours, which
+    /// the writer and the readers use, offers no `Migrate`).
+    migrate_on: Option<AnyConnectOptions>,
     pub backend: Backend,
 }
 
@@ -204,8 +207,13 @@ impl Db {
                     conn.execute("PRAGMA synchronous=NORMAL").await?;
                 }
                 let writer = Arc::new(Writer::new(conn, &opts, durability));
+                // The readers run on our driver too: a read then runs on the caller's
+                // thread, not on a thread of the connection's behind a channel.
+                let readers =
+                    AnyConnectOptions::from_str(&crate::inline::InlineOptions::url_for(&url, None))
+                        .map_err(StoreError::from)?;
                 let read = sqlite_pool(opts.max_connections.clamp(1, 8), &opts)
-                    .connect_with(connect.clone())
+                    .connect_with(readers)
                     .await?;
                 let _ = first.close().await;
                 tokio::spawn(checkpoint_in_background(
@@ -215,6 +223,7 @@ impl Db {
                 Ok(Db {
                     write: Write::Group(writer),
                     read,
+                    migrate_on: Some(connect),
                     backend,
                 })
             }
@@ -227,6 +236,7 @@ impl Db {
                 Ok(Db {
                     write: Write::Pool(pool.clone()),
                     read: pool,
+                    migrate_on: None,
                     backend,
                 })
             }
@@ -239,11 +249,18 @@ impl Db {
         match &self.write {
             Write::Pool(pool) => MIGRATE_POSTGRES.run(pool).await?,
             Write::Group(w) => {
-                // The writer's driver runs no migrations: they run on a connection of
-                // sqlx's own while the writer is held, with no group open.
+                // Our driver runs no migrations: they run on a connection of sqlx's own
+                // while the writer is held, with no group open.
                 let _held = w.exclusive().await?;
-                let mut conn = self.read.acquire().await?;
-                MIGRATE_SQLITE.run(&mut *conn).await?;
+                let opts = self
+                    .migrate_on
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Config("SQLite without a file to migrate".into()))?;
+                let mut conn = sqlx::AnyConnection::connect_with(opts).await?;
+                conn.execute(SQLITE_PRAGMAS).await?;
+                let migrated = MIGRATE_SQLITE.run(&mut conn).await;
+                let _ = conn.close().await;
+                migrated?;
             }
         }
         Ok(())

@@ -137,7 +137,7 @@ impl AnyConnectionBackend for InlineConnection {
 }
 
 pub(super) fn unsupported(what: &str) -> Error {
-    Error::AnyDriverError(format!("the SQLite writer's driver does not offer {what}").into())
+    Error::AnyDriverError(format!("paybridge's SQLite driver does not offer {what}").into())
 }
 
 /// Where the writer's connection opens: `sqlite-inline://<path>[?…]`. Of the query,

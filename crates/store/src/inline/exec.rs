@@ -126,7 +126,7 @@ pub(super) fn run(
 
 /// Whether a text may hold more than one statement: a `;` with more after it. (A `;`
 /// in a literal makes a text look so; SQLite's parser then finds the one statement.)
-fn may_hold_several(sql: &str) -> bool {
+pub(super) fn may_hold_several(sql: &str) -> bool {
     sql.trim_end().trim_end_matches(';').contains(';')
 }
 

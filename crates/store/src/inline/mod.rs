@@ -1,4 +1,4 @@
-//! The SQLite writer's connection, driven on the caller's thread.
+//! SQLite's connections, the writer's and the readers', driven on the caller's thread.
 //!
 //! sqlx's SQLite driver gives each connection a thread of its own: every statement is
 //! sent to that thread over a channel and its rows are sent back, two thread hand-offs
@@ -17,6 +17,16 @@
 //! and a `Durability` that fsyncs the WAL on a thread of its own), a `COMMIT` only
 //! writes the WAL and runs here like any statement, except the first after a checkpoint.
 //! Statements still run in the order they were sent (see `InlineConnection`).
+//!
+//! The readers use it too. A read pays the same two hand-offs on sqlx's driver (16 % of
+//! the server's CPU under checkout load, BENCHMARKS.md), and a statement that only
+//! reads (`only_reads`: SQLite's own `sqlite3_stmt_readonly`, asked of the prepared
+//! statement) takes only a WAL read lock, which no writer holds up, and syncs nothing:
+//! it runs on the caller's thread, inside a transaction or outside one. A reader's
+//! checkpoint still goes to its disk thread. The cost: a read occupies the caller's
+//! tokio worker while it runs. The reads paybridge makes are index lookups of at most a
+//! page of rows (the query-plan tests keep them off whole-table scans), tens of
+//! microseconds, as a statement of the writer's already did.
 //!
 //! It is a driver for sqlx's `Any` (URL scheme `sqlite-inline:`), so the repository
 //! functions run on it unchanged, as on any `AnyConnection`: the same SQL, the same
@@ -65,7 +75,7 @@ pub(crate) const DRIVER: AnyDriver = AnyDriver::without_migrate::<InlineSqlite>(
 /// compiled statement, and its text is a key: at 512 the process was 2.5 MiB larger).
 const STATEMENT_CACHE: usize = 128;
 
-/// The writer's connection. The `rusqlite` connection is behind a mutex only so that a
+/// A connection, the writer's or a reader's. The `rusqlite` connection is behind a mutex only so that a
 /// statement that waits for the disk can run on the connection's disk thread; the
 /// connection is used by one task at a time, so the mutex is never contended but by a
 /// `COMMIT` still finishing there after its caller went away.
@@ -168,6 +178,27 @@ impl Inner {
     fn fast_commits(&self) -> bool {
         self.pipelined() && !self.after_checkpoint
     }
+
+    /// What `sql` may do if it runs now.
+    fn kind(&self, sql: &str) -> Kind {
+        let autocommit = self.conn.is_autocommit();
+        let reads = autocommit && only_reads(&self.conn, sql);
+        Kind::of(sql, autocommit, self.savepoint_began_it, reads)
+    }
+}
+
+/// `sql` is one statement that SQLite says only reads (a `SELECT`, or a `WITH` that
+/// selects). Outside a transaction it takes only a WAL read lock, which no writer
+/// holds up, and it writes and syncs nothing.
+fn only_reads(conn: &rusqlite::Connection, sql: &str) -> bool {
+    let head = sql.trim_start();
+    let starts = |word: &str| {
+        head.get(..word.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(word))
+    };
+    (starts("SELECT") || starts("WITH"))
+        && !exec::may_hold_several(sql)
+        && conn.prepare_cached(sql).is_ok_and(|s| s.readonly())
 }
 
 /// Runs `sql`, counting it in the connection's `Durability` if it may commit, and
@@ -175,7 +206,7 @@ impl Inner {
 /// sync, whether a checkpoint ran.
 fn run_noting(inner: &mut Inner, sql: &str, args: &[AnyValueKind<'_>]) -> Result<Results, Error> {
     let before = inner.conn.is_autocommit();
-    let kind = Kind::of(sql, before, inner.savepoint_began_it);
+    let kind = inner.kind(sql);
     let counted = kind.commits && inner.pipelined();
     let durability = inner.durability.clone().filter(|_| counted);
     let counting = durability.as_ref().map(|d| d.begin_commit());
@@ -223,24 +254,30 @@ struct Kind {
     /// connection writes.
     begins: bool,
     /// It may commit: a `COMMIT`, the `RELEASE` of a savepoint that began the
-    /// transaction, or a statement outside one (it commits itself).
+    /// transaction, or a statement outside one that may write (it commits itself).
     commits: bool,
     checkpoints: bool,
     pragma: bool,
+    /// It only reads, outside a transaction (`only_reads`): a reader's every statement.
+    reads: bool,
 }
 
 impl Kind {
-    fn of(sql: &str, autocommit: bool, savepoint_began_it: bool) -> Kind {
+    /// `reads`: the statement is one that only reads (`only_reads`), outside a
+    /// transaction.
+    fn of(sql: &str, autocommit: bool, savepoint_began_it: bool, reads: bool) -> Kind {
         let head = sql.trim_start();
         let begins = head.starts_with("BEGIN");
         let pragma = head.starts_with("PRAGMA");
+        let reads = reads && autocommit;
         Kind {
             begins,
             commits: sql.contains("COMMIT")
                 || (savepoint_began_it && sql.contains("RELEASE"))
-                || (autocommit && !pragma && !begins && !head.starts_with("SAVEPOINT")),
+                || (autocommit && !reads && !pragma && !begins && !head.starts_with("SAVEPOINT")),
             checkpoints: sql.contains("wal_checkpoint"),
             pragma,
+            reads,
         }
     }
 
@@ -254,7 +291,7 @@ impl Kind {
         self.begins
             || self.checkpoints
             || (self.commits && !fast_commit)
-            || (autocommit && !self.pragma)
+            || (autocommit && !self.pragma && !self.reads)
     }
 }
 
@@ -339,7 +376,7 @@ impl InlineConnection {
         if self.pending.load(Ordering::SeqCst) == 0 {
             let mut g = lock(&inner);
             let autocommit = g.conn.is_autocommit();
-            let kind = Kind::of(sql, autocommit, g.savepoint_began_it);
+            let kind = g.kind(sql);
             if !kind.waits_for_disk(autocommit, g.fast_commits()) {
                 let out = run_noting(&mut g, sql, &args);
                 return Box::pin(std::future::ready(out));

@@ -1,3 +1,4 @@
+use futures::FutureExt;
 use sqlx::{AnyConnection, Connection, Executor, Row};
 
 /// The same statements through sqlx's SQLite driver and through this one, on one
@@ -186,62 +187,51 @@ async fn a_transaction_commits_on_the_disk_thread_and_is_seen_by_others() {
 
 /// Where each kind of statement runs: on the disk thread if it may wait for the disk or
 /// another connection; a pipelined connection's `COMMIT` inside a transaction only
-/// writes the WAL, and runs on the caller's thread.
+/// writes the WAL, and a statement that only reads syncs nothing: both run on the
+/// caller's thread.
 #[test]
 fn what_waits_for_the_disk() {
     const INSERT: &str = "INSERT INTO t VALUES (1)";
+    const SELECT: &str = "SELECT n FROM t";
     const BEGIN: &str = "BEGIN IMMEDIATE; SAVEPOINT pb_member";
     const NEXT_MEMBER: &str = "RELEASE pb_member; SAVEPOINT pb_member";
     const COMMIT: &str = "RELEASE pb_member; COMMIT";
-    // (statement, outside a transaction, a savepoint began it, fast commits) → waits
-    // for the disk, and counts as a commit.
-    let cases: &[(&str, bool, bool, bool, bool, bool)] = &[
-        (INSERT, true, false, false, true, true),
-        (INSERT, true, false, true, true, true),
-        (INSERT, false, false, false, false, false),
-        (INSERT, false, false, true, false, false),
-        (BEGIN, true, false, false, true, false),
-        (BEGIN, true, false, true, true, false),
-        (NEXT_MEMBER, false, false, false, false, false),
-        (NEXT_MEMBER, false, false, true, false, false),
+    const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+    const PRAGMA: &str = "PRAGMA synchronous=NORMAL";
+    // (statement, outside a transaction, a savepoint began it, fast commits, it only
+    // reads) → waits for the disk, and counts as a commit.
+    let cases: &[(&str, bool, bool, bool, bool, bool, bool)] = &[
+        (INSERT, true, false, false, false, true, true),
+        (INSERT, true, false, true, false, true, true),
+        (INSERT, false, false, false, false, false, false),
+        (INSERT, false, false, true, false, false, false),
+        // A reader's statement: outside a transaction, it neither waits nor commits.
+        (SELECT, true, false, false, true, false, false),
+        (SELECT, true, false, true, true, false, false),
+        (SELECT, false, false, false, true, false, false),
+        (BEGIN, true, false, false, false, true, false),
+        (BEGIN, true, false, true, false, true, false),
+        (NEXT_MEMBER, false, false, false, false, false, false),
+        (NEXT_MEMBER, false, false, true, false, false, false),
         // The RELEASE of a savepoint that began the transaction commits it.
-        (NEXT_MEMBER, false, true, false, true, true),
-        (NEXT_MEMBER, false, true, true, false, true),
-        (COMMIT, false, false, false, true, true),
-        (COMMIT, false, false, true, false, true),
-        (
-            "PRAGMA wal_checkpoint(PASSIVE)",
-            false,
-            false,
-            false,
-            true,
-            false,
-        ),
-        (
-            "PRAGMA wal_checkpoint(PASSIVE)",
-            false,
-            false,
-            true,
-            true,
-            false,
-        ),
-        (
-            "PRAGMA synchronous=NORMAL",
-            true,
-            false,
-            false,
-            false,
-            false,
-        ),
-        ("PRAGMA synchronous=NORMAL", true, false, true, false, false),
-        ("SAVEPOINT s1", true, false, true, true, false),
-        ("RELEASE s1", false, true, true, false, true),
-        ("RELEASE s1", false, false, true, false, false),
+        (NEXT_MEMBER, false, true, false, false, true, true),
+        (NEXT_MEMBER, false, true, true, false, false, true),
+        (COMMIT, false, false, false, false, true, true),
+        (COMMIT, false, false, true, false, false, true),
+        (CHECKPOINT, false, false, false, false, true, false),
+        (CHECKPOINT, false, false, true, false, true, false),
+        (CHECKPOINT, true, false, false, false, true, false),
+        (PRAGMA, true, false, false, false, false, false),
+        (PRAGMA, true, false, true, false, false, false),
+        ("SAVEPOINT s1", true, false, true, false, true, false),
+        ("RELEASE s1", false, true, true, false, false, true),
+        ("RELEASE s1", false, false, true, false, false, false),
     ];
-    for &(sql, autocommit, savepoint_began_it, fast, waits, commits) in cases {
-        let kind = super::Kind::of(sql, autocommit, savepoint_began_it);
+    for &(sql, autocommit, savepoint_began_it, fast, reads, waits, commits) in cases {
+        let kind = super::Kind::of(sql, autocommit, savepoint_began_it, reads);
         let case = format!(
-            "{sql} (autocommit {autocommit}, savepoint began it {savepoint_began_it}, fast {fast})"
+            "{sql} (autocommit {autocommit}, savepoint began it {savepoint_began_it}, \
+             fast {fast}, reads {reads})"
         );
         assert_eq!(
             kind.waits_for_disk(autocommit, fast),
@@ -250,6 +240,68 @@ fn what_waits_for_the_disk() {
         );
         assert_eq!(kind.commits, commits, "commits: {case}");
     }
+}
+
+/// Which statements SQLite says only read: one `SELECT` (or a `WITH` that selects),
+/// whatever its case; not a `WITH` that writes, nor a text of several statements.
+#[tokio::test]
+async fn only_a_lone_select_only_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reads.db").display().to_string();
+    let mut conn = super::InlineConnection::open(path, None).await.unwrap();
+    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    let g = super::lock(&conn.inner);
+    for (sql, reads) in [
+        ("SELECT n FROM t WHERE n = $1", true),
+        ("  select count(*) from t", true),
+        ("WITH x AS (SELECT 1 AS n) SELECT n FROM x", true),
+        (
+            "WITH x AS (SELECT 1 AS n) INSERT INTO t SELECT n FROM x",
+            false,
+        ),
+        ("SELECT 1; INSERT INTO t VALUES (1)", false),
+        ("INSERT INTO t VALUES (1)", false),
+        ("SELECT n FROM missing", false),
+        ("PRAGMA wal_checkpoint(PASSIVE)", false),
+    ] {
+        assert_eq!(super::only_reads(&g.conn, sql), reads, "{sql}");
+    }
+}
+
+/// A read outside a transaction runs on the caller's thread, even while the disk
+/// thread is busy (as a reader's checkpoint keeps it); a write outside a transaction
+/// waits for the disk thread.
+#[tokio::test]
+async fn a_read_runs_here_and_a_write_on_the_disk_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("here.db").display().to_string();
+    let mut conn = super::InlineConnection::open(path, None).await.unwrap();
+    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    conn.execute("INSERT INTO t VALUES (7)").await.unwrap();
+    // Hold the disk thread (without holding later statements back, as `on_disk`
+    // would): whatever goes there now cannot finish until it is let go.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let hold = conn.disk.run(move || {
+        let _ = held.recv();
+    });
+    let read = conn
+        .run("SELECT n FROM t", Vec::new())
+        .now_or_never()
+        .expect("a read is answered at once, here")
+        .unwrap();
+    let rows: Vec<i64> = read
+        .iter()
+        .filter_map(|r| r.as_ref().right().map(|row| row.get::<i64, _>(0)))
+        .collect();
+    assert_eq!(rows, vec![7]);
+    let mut write = conn.run("INSERT INTO t VALUES (8)", Vec::new());
+    assert!(
+        (&mut write).now_or_never().is_none(),
+        "a write outside a transaction waits for the disk thread"
+    );
+    release.send(()).unwrap();
+    hold.await.unwrap();
+    write.await.unwrap();
 }
 
 /// A caller that goes away while its `COMMIT` waits in the disk thread's queue: the
