@@ -384,9 +384,10 @@ impl Drop for FloorProcess {
     }
 }
 
-/// The SQLite writer's group commits and the transactions they held, from `/metrics`
-/// (`None` on PostgreSQL, or a server without the metric).
-async fn group_commits(s: &BenchServer) -> Option<(f64, f64)> {
+/// The SQLite writer's group commits, the transactions they held, and the seconds its
+/// connection was held, from `/metrics` (`None` on PostgreSQL, or a server without
+/// the metrics), with the time they were read.
+async fn group_commits(s: &BenchServer) -> Option<(f64, f64, f64, std::time::Instant)> {
     let text = reqwest::get(s.url("/metrics"))
         .await
         .ok()?
@@ -400,6 +401,8 @@ async fn group_commits(s: &BenchServer) -> Option<(f64, f64)> {
     Some((
         value("paybridge_db_group_commits ")?,
         value("paybridge_db_group_transactions ")?,
+        value("paybridge_db_writer_held_seconds ")?,
+        std::time::Instant::now(),
     ))
 }
 
@@ -442,12 +445,17 @@ pub async fn checkout(
         .await;
         let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
         let groups = match (groups0, group_commits(&s).await) {
-            (Some((c0, t0)), Some((c1, t1))) if stats.ok > 0 && c1 > c0 => format!(
-                "; per request: {:.2} transactions, {:.2} commits (mean group {:.1})",
-                (t1 - t0) / stats.ok as f64,
-                (c1 - c0) / stats.ok as f64,
-                (t1 - t0) / (c1 - c0)
-            ),
+            (Some((c0, t0, h0, at0)), Some((c1, t1, h1, at1))) if stats.ok > 0 && c1 > c0 => {
+                format!(
+                    "; per request: {:.2} transactions, {:.2} commits (mean group {:.1}); \
+                     writer held {:.0} % of the time, {:.0} µs per request",
+                    (t1 - t0) / stats.ok as f64,
+                    (c1 - c0) / stats.ok as f64,
+                    (t1 - t0) / (c1 - c0),
+                    100.0 * (h1 - h0) / (at1 - at0).as_secs_f64(),
+                    1e6 * (h1 - h0) / stats.ok as f64,
+                )
+            }
             _ => String::new(),
         };
         println!("run {run}: {stats}; {usage}{groups}");

@@ -1,5 +1,7 @@
 //! Prometheus metrics, exposed as text at `/metrics`.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -82,6 +84,9 @@ pub struct Metrics {
     /// (refreshed when the metrics are read).
     pub db_group_commits: Gauge,
     pub db_group_transactions: Gauge,
+    /// SQLite: seconds the writer's connection has been held (a share of the wall time
+    /// near 1 means the writer is the bound).
+    pub db_writer_held: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -184,9 +189,16 @@ impl Metrics {
             "SQLite: write transactions committed, in groups (divide by db_group_commits for the mean group)",
             db_group_transactions.clone(),
         );
+        let db_writer_held = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "db_writer_held_seconds",
+            "SQLite: seconds the writer's connection has been held by a transaction, a commit or a checkpoint",
+            db_writer_held.clone(),
+        );
         Metrics {
             db_group_commits,
             db_group_transactions,
+            db_writer_held,
             event_sync_events,
             event_sync_failures,
             event_sync_lag,

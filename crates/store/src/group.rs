@@ -76,14 +76,53 @@ const UNDO: &str = "ROLLBACK TO pb_member; RELEASE pb_member";
 /// A group's outcome: `None` while it is open.
 type Outcome = Option<Result<(), Arc<str>>>;
 
-type Guard = OwnedMutexGuard<State>;
+/// The writer's connection, locked. How long it is held is counted
+/// (`GroupCommits::held`): near the whole wall time, the writer is the bound.
+struct Guard {
+    state: OwnedMutexGuard<State>,
+    since: Instant,
+    held: Arc<AtomicU64>,
+}
+
+impl Guard {
+    fn new(state: OwnedMutexGuard<State>, held: &Arc<AtomicU64>) -> Guard {
+        Guard {
+            state,
+            since: Instant::now(),
+            held: held.clone(),
+        }
+    }
+}
+
+impl Deref for Guard {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let ns = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.held.fetch_add(ns, Ordering::Relaxed);
+    }
+}
 
 /// How many group commits and committed transactions the writer has made (for tests
-/// and benchmarks: `transactions / commits` is the mean group size).
+/// and benchmarks: `transactions / commits` is the mean group size), and how long its
+/// connection has been held by someone (a caller's transaction, a commit, a
+/// checkpoint).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupCommits {
     pub commits: u64,
     pub transactions: u64,
+    pub held: Duration,
 }
 
 pub(crate) struct Writer {
@@ -95,6 +134,8 @@ pub(crate) struct Writer {
     max_members: u64,
     commits: AtomicU64,
     transactions: AtomicU64,
+    /// Nanoseconds the connection has been held (`Guard`).
+    held: Arc<AtomicU64>,
     /// The background checkpointer found the writer busy: the writer runs the step
     /// itself after its next group commit.
     checkpoint_wanted: AtomicBool,
@@ -164,6 +205,7 @@ impl Writer {
             max_members: opts.group_max_members.max(1),
             commits: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
+            held: Arc::new(AtomicU64::new(0)),
             checkpoint_wanted: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             durability,
@@ -189,6 +231,7 @@ impl Writer {
         GroupCommits {
             commits: self.commits.load(Ordering::SeqCst),
             transactions: self.transactions.load(Ordering::SeqCst),
+            held: Duration::from_nanos(self.held.load(Ordering::Relaxed)),
         }
     }
 
@@ -203,7 +246,10 @@ impl Writer {
         let locked =
             tokio::time::timeout(self.acquire_timeout, self.state.clone().lock_owned()).await;
         drop(counted);
-        let mut g = locked.map_err(|_| sqlx::Error::PoolTimedOut)?;
+        let mut g = Guard::new(
+            locked.map_err(|_| sqlx::Error::PoolTimedOut)?,
+            &self.held,
+        );
         if g.conn.is_none() {
             return Err(sqlx::Error::PoolClosed);
         }
@@ -399,8 +445,8 @@ impl Writer {
     /// (never waiting for it), else left to the writer after its next group commit.
     pub(crate) async fn checkpoint_when_idle(&self) {
         match self.state.clone().try_lock_owned() {
-            Ok(mut g) if g.group.is_none() && !g.abandoned && g.conn.is_some() => {
-                checkpoint(conn(&mut g)).await;
+            Ok(g) if g.group.is_none() && !g.abandoned && g.conn.is_some() => {
+                checkpoint(conn(&mut Guard::new(g, &self.held))).await;
             }
             _ => self.checkpoint_wanted.store(true, Ordering::SeqCst),
         }

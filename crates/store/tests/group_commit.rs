@@ -319,3 +319,30 @@ async fn a_transaction_rolled_back_whole_fails_its_group() {
     c.commit().await.expect("c commits");
     assert_eq!(callers_stored(&db).await, vec![3]);
 }
+
+/// SQLite: the time the writer's connection is held is counted, from the moment a
+/// caller takes it until it lets it go, and only then (the bench divides it by the wall
+/// time to tell whether the writer is the bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_the_writer_is_held_is_counted() {
+    let Some((_t, db)) = setup_with(Backend::Sqlite, ageless()).await else {
+        return;
+    };
+    let held = |db: &Db| db.group_commits().expect("SQLite counts").held;
+    let before = held(&db);
+    let tx = db.begin().await.expect("begin");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    tx.commit().await.expect("commit");
+    let after = held(&db);
+    assert!(
+        after - before >= Duration::from_millis(120),
+        "held for the transaction: {before:?} -> {after:?}"
+    );
+    // Nobody holds it now: the count stands still.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let idle = held(&db);
+    assert!(
+        idle - after < Duration::from_millis(60),
+        "not held while idle: {after:?} -> {idle:?}"
+    );
+}
