@@ -54,6 +54,20 @@ impl Tx {
         }
     }
 
+    /// Commits, and returns once the commit is made, when every later transaction and
+    /// reader sees it: on SQLite with commit pipelining maybe before it is durable
+    /// (`commit` waits for that too). For a step a request takes on its way, not its
+    /// last: what the request then passes on waits until this is durable, as for a
+    /// read (`answer_durably`, and the fence before every call to Stripe). Outside a
+    /// request, call `Db::durable` before passing anything on.
+    pub async fn commit_visible(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            TxInner::Pg(t) => t.commit().await,
+            TxInner::PgAuto(_) => Ok(()),
+            TxInner::Sqlite(m) => m.commit_visible().await,
+        }
+    }
+
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         match self.0 {
             TxInner::Pg(t) => t.rollback().await,

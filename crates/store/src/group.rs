@@ -162,7 +162,11 @@ struct Group {
     id: u64,
     started: Instant,
     members: u64,
+    /// Its outcome once it is durable.
     done: watch::Sender<Outcome>,
+    /// Its outcome once its `COMMIT` returned: seen by every later transaction and
+    /// reader, durable only with `done` when pipelined.
+    made: watch::Sender<Outcome>,
 }
 
 fn conn(g: &mut Guard) -> &mut AnyConnection {
@@ -296,6 +300,7 @@ impl Writer {
                 started: Instant::now(),
                 members: 0,
                 done: watch::channel(None).0,
+                made: watch::channel(None).0,
             });
         }
         Ok(Member {
@@ -311,14 +316,19 @@ impl Writer {
     }
 
     /// A member's work is released into its group: commit the group now, or hand the
-    /// connection on and wait for the group's outcome.
-    async fn end_member(self: &Arc<Self>, mut g: Guard) -> Result<(), sqlx::Error> {
+    /// connection on and wait for the group's outcome: once durable, or (`durable`
+    /// false) once its `COMMIT` returned.
+    async fn end_member(self: &Arc<Self>, mut g: Guard, durable: bool) -> Result<(), sqlx::Error> {
         let Some(group) = g.group.as_mut() else {
             return Err(group_error("the group was closed under the member"));
         };
         group.members += 1;
         let id = group.id;
-        let rx = group.done.subscribe();
+        let rx = if durable {
+            group.done.subscribe()
+        } else {
+            group.made.subscribe()
+        };
         let due = self.due(group);
         g.release_pending = true;
         if due {
@@ -403,6 +413,11 @@ impl Writer {
         if r.is_ok() {
             self.committed_group.store(group.id, Ordering::SeqCst);
         }
+        group.made.send_replace(Some(
+            r.as_ref()
+                .map(|_| ())
+                .map_err(|e| Arc::from(e.to_string().as_str())),
+        ));
         match (r, &self.durability) {
             // Pipelined: the members are answered once the WAL's fsync covers this
             // commit; the writer goes on to the next group meanwhile.
@@ -435,9 +450,9 @@ impl Writer {
                 error = why,
                 "a transaction group was rolled back"
             );
-            group
-                .done
-                .send_replace(Some(Err(Arc::from(format!("rolled back: {why}").as_str()))));
+            let outcome: Arc<str> = Arc::from(format!("rolled back: {why}").as_str());
+            group.made.send_replace(Some(Err(outcome.clone())));
+            group.done.send_replace(Some(Err(outcome)));
         }
     }
 
@@ -502,7 +517,21 @@ impl Member {
             .guard
             .take()
             .expect("a member holds the writer until it ends");
-        self.writer.end_member(g).await
+        self.writer.end_member(g, true).await
+    }
+
+    /// Returns once this member's group has committed, maybe before it is durable
+    /// (pipelined): later transactions and readers see its work. What the caller passes
+    /// on after this waits for durability as a read's does: it is noted for
+    /// `answer_durably`, and calls to Stripe wait for it (`Db::durable`).
+    pub(crate) async fn commit_visible(mut self) -> Result<(), sqlx::Error> {
+        let g = self
+            .guard
+            .take()
+            .expect("a member holds the writer until it ends");
+        self.writer.end_member(g, false).await?;
+        crate::read::note(&self.writer);
+        Ok(())
     }
 
     pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {

@@ -288,6 +288,50 @@ mod tests {
         assert_eq!(db.group_commits().unwrap().commits, 3);
     }
 
+    /// A step a request takes on its way (`Tx::commit_visible`) returns once its group
+    /// has committed, before the fsync: the next step sees it. The request is answered
+    /// only once it is durable, as for a read; a plain `commit` waits for the fsync.
+    #[tokio::test]
+    async fn a_visible_commit_returns_before_the_fsync_and_its_answer_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir, DbOptions::default()).await;
+        let d = db.durability().expect("pipelined by default");
+        d.pause(true);
+
+        let (stepped, step) = tokio::sync::oneshot::channel();
+        let request = answering(&db, |db| async move {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit_visible().await.unwrap();
+            // The next step runs before the fsync, and sees the first.
+            let mut next = db.begin().await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+                .fetch_one(&mut *next)
+                .await
+                .unwrap();
+            drop(next);
+            let _ = stepped.send(n);
+            n
+        });
+        let n = tokio::time::timeout(Duration::from_secs(5), step)
+            .await
+            .expect("the next step ran while the fsync was held back")
+            .unwrap();
+        assert_eq!(n, 1);
+        let plain = tokio::spawn(insert(db.clone(), 2));
+        assert!(until_seen(&db, 2).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!request.is_finished(), "answered before its fsync");
+        assert!(!plain.is_finished(), "a commit returned before its fsync");
+
+        d.pause(false);
+        assert_eq!(within(request).await.unwrap(), 1);
+        assert!(within(plain).await.is_ok());
+    }
+
     /// Without pipelining, SQLite syncs inside each COMMIT and nothing here waits.
     #[tokio::test]
     async fn without_pipelining_a_commit_is_durable_when_seen() {

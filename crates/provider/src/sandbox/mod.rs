@@ -230,7 +230,10 @@ impl Change {
             )
             .await?;
         }
-        self.tx.commit().await.map_err(StoreError::from)?;
+        // Seen by every later transaction, perhaps not yet durable: what our side records
+        // of the answer follows it in the same database (Stripe would have committed it
+        // on its side), and whatever the request passes on waits for it.
+        self.tx.commit_visible().await.map_err(StoreError::from)?;
         if self.events > 0 {
             wake.notify_one();
         }

@@ -125,7 +125,9 @@ pub async fn create(state: &AppState, app: &str, input: RefundInput) -> ApiResul
         return Err(not_refundable(&now_p).with_param("amount"));
     };
     refunds::insert(&mut *tx, &refund).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    // Made, not yet synced: the call to the provider and the answer wait until it is
+    // durable (`Tx::commit_visible`).
+    tx.commit_visible().await.map_err(StoreError::from)?;
 
     let mut metadata = input.metadata.clone();
     metadata.insert(META_APP.into(), app.into());

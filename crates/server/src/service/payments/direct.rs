@@ -79,7 +79,9 @@ pub async fn start_intent(
     super::supersede::supersede(state, &bound, order_id, spec.amount, false).await?;
     let mut tx = state.db.begin().await?;
     let (_, p) = reserve(&mut tx, &bound, new_order.as_ref(), order_id, &spec).await?;
-    tx.commit()
+    // Made, not yet synced: the call to the provider and the answer wait until it is
+    // durable (`Tx::commit_visible`).
+    tx.commit_visible()
         .await
         .map_err(paybridge_store::StoreError::from)?;
     let customer = provider_customer(state, &bound, p.customer_id.as_deref()).await?;

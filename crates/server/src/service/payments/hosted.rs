@@ -111,7 +111,9 @@ pub async fn start_hosted(
     if let Some(s) = &subscription {
         paybridge_store::subscriptions::insert(&mut *tx, s).await?;
     }
-    tx.commit()
+    // Made, not yet synced: a call to Stripe waits until it is durable (the fence), and
+    // so does the answer; the sandbox's state follows it in the same database.
+    tx.commit_visible()
         .await
         .map_err(paybridge_store::StoreError::from)?;
 
