@@ -283,8 +283,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             let authority = wire::authority(&s.base).to_owned();
             let path = format!("/v1/webhooks/stripe/{}", app.id);
             let requests = presign(&format!("{tag}c"), events, &targets, &authority, &path);
+            let groups0 = group_commits(&s).await;
             let m = measure_cheap(s.pid(), &authority, connections, dur, requests).await;
-            println!("run {run} paybridge, cheap generator: {m}");
+            let groups = writer_use(groups0, group_commits(&s).await, m.stats.ok);
+            println!("run {run} paybridge, cheap generator: {m}{groups}");
             paybridge_rps = m.stats.rps;
             cheap.push(m);
         }
@@ -406,6 +408,28 @@ async fn group_commits(s: &BenchServer) -> Option<(f64, f64, f64, std::time::Ins
     ))
 }
 
+/// What the SQLite writer did for `ok` requests between two readings of
+/// `group_commits`: transactions and commits per request, the mean group, and the share
+/// of the wall time its connection was held (empty on PostgreSQL).
+fn writer_use(
+    before: Option<(f64, f64, f64, std::time::Instant)>,
+    after: Option<(f64, f64, f64, std::time::Instant)>,
+    ok: u64,
+) -> String {
+    match (before, after) {
+        (Some((c0, t0, h0, at0)), Some((c1, t1, h1, at1))) if ok > 0 && c1 > c0 => format!(
+            "; per request: {:.2} transactions, {:.2} commits (mean group {:.1}); \
+             writer held {:.0} % of the time, {:.0} µs per request",
+            (t1 - t0) / ok as f64,
+            (c1 - c0) / ok as f64,
+            (t1 - t0) / (c1 - c0),
+            100.0 * (h1 - h0) / (at1 - at0).as_secs_f64(),
+            1e6 * (h1 - h0) / ok as f64,
+        ),
+        _ => String::new(),
+    }
+}
+
 pub async fn checkout(
     backend: Backend,
     connections: usize,
@@ -444,20 +468,7 @@ pub async fn checkout(
         })
         .await;
         let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
-        let groups = match (groups0, group_commits(&s).await) {
-            (Some((c0, t0, h0, at0)), Some((c1, t1, h1, at1))) if stats.ok > 0 && c1 > c0 => {
-                format!(
-                    "; per request: {:.2} transactions, {:.2} commits (mean group {:.1}); \
-                     writer held {:.0} % of the time, {:.0} µs per request",
-                    (t1 - t0) / stats.ok as f64,
-                    (c1 - c0) / stats.ok as f64,
-                    (t1 - t0) / (c1 - c0),
-                    100.0 * (h1 - h0) / (at1 - at0).as_secs_f64(),
-                    1e6 * (h1 - h0) / stats.ok as f64,
-                )
-            }
-            _ => String::new(),
-        };
+        let groups = writer_use(groups0, group_commits(&s).await, stats.ok);
         println!("run {run}: {stats}; {usage}{groups}");
         results.push((stats, usage));
     }
