@@ -250,10 +250,7 @@ impl Writer {
         let locked =
             tokio::time::timeout(self.acquire_timeout, self.state.clone().lock_owned()).await;
         drop(counted);
-        let mut g = Guard::new(
-            locked.map_err(|_| sqlx::Error::PoolTimedOut)?,
-            &self.held,
-        );
+        let mut g = Guard::new(locked.map_err(|_| sqlx::Error::PoolTimedOut)?, &self.held);
         if g.conn.is_none() {
             return Err(sqlx::Error::PoolClosed);
         }
