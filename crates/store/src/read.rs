@@ -321,14 +321,30 @@ mod tests {
             .expect("the next step ran while the fsync was held back")
             .unwrap();
         assert_eq!(n, 1);
+        // A request whose only write is such a step, and which reads nothing after it.
+        let only_step = answering(&db, |db| async move {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (3)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit_visible().await.unwrap();
+            5
+        });
+        assert!(until_seen(&db, 3).await);
         let plain = tokio::spawn(insert(db.clone(), 2));
         assert!(until_seen(&db, 2).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!request.is_finished(), "answered before its fsync");
+        assert!(
+            !only_step.is_finished(),
+            "a request answered on a step that is not durable"
+        );
         assert!(!plain.is_finished(), "a commit returned before its fsync");
 
         d.pause(false);
         assert_eq!(within(request).await.unwrap(), 1);
+        assert_eq!(within(only_step).await.unwrap(), 5);
         assert!(within(plain).await.is_ok());
     }
 

@@ -34,6 +34,13 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             if due.is_empty() {
                 break;
             }
+            // What was read may be committed and not yet durable (commit pipelining):
+            // it leaves the process only once it is, as Stripe sends only what it has
+            // committed.
+            if let Err(e) = state.db.durable().await {
+                tracing::warn!(error = %e, "sandbox outbox not durable; will retry");
+                break;
+            }
             for row in due {
                 if stop.is_cancelled() {
                     return;

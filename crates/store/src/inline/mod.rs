@@ -11,9 +11,8 @@
 //! that holds the writer, through `rusqlite`, with every statement prepared once and
 //! cached. What may wait for the disk or for another connection runs on the
 //! connection's own disk thread instead, so that a tokio worker thread never waits for
-//! an fsync: a `BEGIN` (it may wait for another connection's write lock), a checkpoint,
-//! any statement outside a transaction (it commits, and syncs, on its own), and a
-//! `COMMIT` when SQLite syncs inside it. Pipelined (`durable.rs`: `synchronous=NORMAL`
+//! an fsync: a `BEGIN` (it may wait for another connection's write lock), a checkpoint, any statement outside a transaction that may write (it
+//! commits, and syncs, on its own), and a `COMMIT` when SQLite syncs inside it. Pipelined (`durable.rs`: `synchronous=NORMAL`
 //! and a `Durability` that fsyncs the WAL on a thread of its own), a `COMMIT` only
 //! writes the WAL and runs here like any statement, except the first after a checkpoint.
 //! Statements still run in the order they were sent (see `InlineConnection`).
@@ -23,10 +22,11 @@
 //! reads (`only_reads`: SQLite's own `sqlite3_stmt_readonly`, asked of the prepared
 //! statement) takes only a WAL read lock, which no writer holds up, and syncs nothing:
 //! it runs on the caller's thread, inside a transaction or outside one. A reader's
-//! checkpoint still goes to its disk thread. The cost: a read occupies the caller's
-//! tokio worker while it runs. The reads paybridge makes are index lookups of at most a
-//! page of rows (the query-plan tests keep them off whole-table scans), tens of
-//! microseconds, as a statement of the writer's already did.
+//! checkpoint still goes to its disk thread. A read outside a transaction occupies the
+//! caller's tokio worker only while it need not wait and for at most 2 ms (`here.rs`):
+//! one that meets another connection's lock, or runs longer (a report over many
+//! rows), is read again on the disk thread. Most reads are index lookups of a page of
+//! rows, tens of microseconds.
 //!
 //! It is a driver for sqlx's `Any` (URL scheme `sqlite-inline:`), so the repository
 //! functions run on it unchanged, as on any `AnyConnection`: the same SQL, the same
@@ -55,6 +55,7 @@ use sqlx_core::any::AnyValueKind;
 mod driver;
 pub(crate) mod durable;
 mod exec;
+mod here;
 #[cfg(test)]
 mod tests;
 mod typed;
@@ -165,6 +166,11 @@ struct Inner {
     /// A checkpoint ran here since the last commit: the next commit may start the WAL
     /// over, and SQLite then syncs the WAL's new header inside it.
     after_checkpoint: bool,
+    /// How long SQLite waits for another connection's lock (`busy_timeout`), as read
+    /// after every `PRAGMA` run here.
+    busy: std::time::Duration,
+    /// When the statement running on the caller's thread is interrupted (`here.rs`).
+    deadline: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Inner {
@@ -205,8 +211,18 @@ fn only_reads(conn: &rusqlite::Connection, sql: &str) -> bool {
 /// notes what it changed: whether a `SAVEPOINT` began a transaction, whether commits
 /// sync, whether a checkpoint ran.
 fn run_noting(inner: &mut Inner, sql: &str, args: &[AnyValueKind<'_>]) -> Result<Results, Error> {
-    let before = inner.conn.is_autocommit();
     let kind = inner.kind(sql);
+    run_as(inner, &kind, sql, args)
+}
+
+/// `run_noting`, with the statement's `Kind` found already.
+fn run_as(
+    inner: &mut Inner,
+    kind: &Kind,
+    sql: &str,
+    args: &[AnyValueKind<'_>],
+) -> Result<Results, Error> {
+    let before = inner.conn.is_autocommit();
     let counted = kind.commits && inner.pipelined();
     let durability = inner.durability.clone().filter(|_| counted);
     let counting = durability.as_ref().map(|d| d.begin_commit());
@@ -219,6 +235,7 @@ fn run_noting(inner: &mut Inner, sql: &str, args: &[AnyValueKind<'_>]) -> Result
     }
     if kind.pragma {
         inner.commits_sync = commits_sync(&inner.conn);
+        inner.busy = here::busy_timeout(&inner.conn);
     }
     if kind.checkpoints {
         inner.after_checkpoint = true;
@@ -258,7 +275,9 @@ struct Kind {
     commits: bool,
     checkpoints: bool,
     pragma: bool,
-    /// It only reads, outside a transaction (`only_reads`): a reader's every statement.
+    /// It only reads, outside a transaction (`only_reads`): a lone `SELECT` (or `WITH`
+    /// that selects). Anything else outside a transaction (a leading comment, `VALUES`)
+    /// goes to the disk thread, which is safe, only slower.
     reads: bool,
 }
 
@@ -331,6 +350,8 @@ impl InlineConnection {
             .map_err(exec::to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let commits_sync = commits_sync(&conn);
+        let busy = here::busy_timeout(&conn);
+        let deadline = here::install(&conn);
         if let Some(d) = &durability {
             let file = conn.path().filter(|p| !p.is_empty()).ok_or_else(|| {
                 Error::Configuration("commit pipelining needs a database file".into())
@@ -346,6 +367,8 @@ impl InlineConnection {
                 durability,
                 commits_sync,
                 after_checkpoint: true,
+                busy,
+                deadline,
             })),
             disk,
             pending: Arc::new(AtomicUsize::new(0)),
@@ -377,8 +400,14 @@ impl InlineConnection {
             let mut g = lock(&inner);
             let autocommit = g.conn.is_autocommit();
             let kind = g.kind(sql);
-            if !kind.waits_for_disk(autocommit, g.fast_commits()) {
-                let out = run_noting(&mut g, sql, &args);
+            let out = if kind.waits_for_disk(autocommit, g.fast_commits()) {
+                None
+            } else if kind.reads {
+                here::without_waiting(&mut g, &kind, sql, &args)
+            } else {
+                Some(run_as(&mut g, &kind, sql, &args))
+            };
+            if let Some(out) = out {
                 return Box::pin(std::future::ready(out));
             }
         }

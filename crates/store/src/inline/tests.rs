@@ -278,12 +278,8 @@ async fn a_read_runs_here_and_a_write_on_the_disk_thread() {
     let mut conn = super::InlineConnection::open(path, None).await.unwrap();
     conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
     conn.execute("INSERT INTO t VALUES (7)").await.unwrap();
-    // Hold the disk thread (without holding later statements back, as `on_disk`
-    // would): whatever goes there now cannot finish until it is let go.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let hold = conn.disk.run(move || {
-        let _ = held.recv();
-    });
+    // Whatever goes to the disk thread now cannot finish until it is let go.
+    let (release, hold) = hold_disk_thread(&conn);
     let read = conn
         .run("SELECT n FROM t", Vec::new())
         .now_or_never()
@@ -343,4 +339,98 @@ async fn statements_after_a_commit_still_queued_run_after_it() {
         .unwrap();
     assert_eq!(n, 2);
     assert_eq!(conn.pending.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// Holds `conn`'s disk thread (without holding later statements back, as `on_disk`
+/// would) until the returned sender is used or dropped.
+fn hold_disk_thread(
+    conn: &super::InlineConnection,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    impl std::future::Future<Output = Result<(), sqlx::Error>>,
+) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let hold = conn.disk.run(move || {
+        let _ = held.recv();
+    });
+    (release, hold)
+}
+
+/// A read that runs past its budget on the caller's thread is interrupted there and
+/// read again, whole, on the disk thread: a tokio worker never runs a long scan.
+#[tokio::test]
+async fn a_long_read_moves_to_the_disk_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.db").display().to_string();
+    let mut conn = super::InlineConnection::open(path, None).await.unwrap();
+    const LONG: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                        WHERE x < 3000000) SELECT COUNT(*) FROM c";
+    let (release, hold) = hold_disk_thread(&conn);
+    let started = std::time::Instant::now();
+    let mut read = conn.run(LONG, Vec::new());
+    assert!(
+        (&mut read).now_or_never().is_none(),
+        "the long read went to the disk thread"
+    );
+    assert!(
+        started.elapsed() < super::here::BUDGET * 50,
+        "it gave the thread back after about its budget: {:?}",
+        started.elapsed()
+    );
+    release.send(()).unwrap();
+    hold.await.unwrap();
+    let rows = read.await.unwrap();
+    let n = rows
+        .iter()
+        .find_map(|r| r.as_ref().right().map(|row| row.get::<i64, _>(0)))
+        .expect("a row");
+    assert_eq!(n, 3_000_000, "read again whole");
+}
+
+/// A read that meets another connection's lock (here a file not in WAL mode, where a
+/// writer's exclusive lock keeps readers out) does not sleep in SQLite's busy handler
+/// on the caller's thread: it waits on the disk thread, with the connection's busy
+/// timeout, and is answered once the lock is gone.
+#[tokio::test]
+async fn a_read_that_meets_a_lock_waits_on_the_disk_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db").display().to_string();
+    let mut conn = super::InlineConnection::open(path.clone(), None)
+        .await
+        .unwrap();
+    conn.execute("PRAGMA busy_timeout=5000").await.unwrap();
+    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    conn.execute("INSERT INTO t VALUES (7)").await.unwrap();
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (8)")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut read = conn.run("SELECT COUNT(*) FROM t", Vec::new());
+    assert!(
+        (&mut read).now_or_never().is_none(),
+        "a read that meets a lock waits on the disk thread"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "and not here, in SQLite's busy handler: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    other.execute_batch("COMMIT").unwrap();
+    let rows = tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .expect("answered once the lock was gone")
+        .unwrap();
+    let n = rows
+        .iter()
+        .find_map(|r| r.as_ref().right().map(|row| row.get::<i64, _>(0)))
+        .expect("a row");
+    assert_eq!(n, 2, "it read after the other's commit");
+    assert_eq!(
+        super::lock(&conn.inner).busy,
+        std::time::Duration::from_secs(5),
+        "the busy timeout is back"
+    );
 }
