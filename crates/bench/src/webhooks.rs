@@ -403,7 +403,7 @@ async fn group_commits(s: &BenchServer) -> Option<(f64, f64, f64, std::time::Ins
     Some((
         value("paybridge_db_group_commits ")?,
         value("paybridge_db_group_transactions ")?,
-        value("paybridge_db_writer_held_seconds ")?,
+        value("paybridge_db_writer_held_seconds_total ")?,
         std::time::Instant::now(),
     ))
 }

@@ -84,12 +84,24 @@ pub struct Metrics {
     /// (refreshed when the metrics are read).
     pub db_group_commits: Gauge,
     pub db_group_transactions: Gauge,
-    /// SQLite: seconds the writer's connection has been held (a share of the wall time
-    /// near 1 means the writer is the bound).
-    pub db_writer_held: Gauge<f64, AtomicU64>,
+    /// SQLite: seconds the writer's connection has been held (its rate near 1 means
+    /// the writer is the bound). Brought up to the writer's total when the metrics are
+    /// read (`record_writer_held`).
+    pub db_writer_held: Counter<f64, AtomicU64>,
+    held_update: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Metrics {
+    /// Brings the writer's held-time counter up to `total` seconds (concurrent reads of
+    /// the metrics add the difference once).
+    pub fn record_writer_held(&self, total: f64) {
+        let _one_at_a_time = self.held_update.lock().unwrap_or_else(|p| p.into_inner());
+        let counted = self.db_writer_held.get();
+        if total > counted {
+            self.db_writer_held.inc_by(total - counted);
+        }
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("paybridge");
         let http_requests = Family::<RequestLabels, Counter>::default();
@@ -189,7 +201,7 @@ impl Metrics {
             "SQLite: write transactions committed, in groups (divide by db_group_commits for the mean group)",
             db_group_transactions.clone(),
         );
-        let db_writer_held = Gauge::<f64, AtomicU64>::default();
+        let db_writer_held = Counter::<f64, AtomicU64>::default();
         registry.register(
             "db_writer_held_seconds",
             "SQLite: seconds the writer's connection has been held by a transaction, a commit or a checkpoint",
@@ -199,6 +211,7 @@ impl Metrics {
             db_group_commits,
             db_group_transactions,
             db_writer_held,
+            held_update: Default::default(),
             event_sync_events,
             event_sync_failures,
             event_sync_lag,
@@ -245,5 +258,32 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    /// The writer's held time is a counter brought up to the writer's total: it never
+    /// goes back, and concurrent reads of the metrics add each difference once.
+    #[test]
+    fn the_writer_held_counter_follows_the_total() {
+        let m = Metrics::new();
+        m.record_writer_held(1.5);
+        m.record_writer_held(1.2);
+        assert_eq!(m.db_writer_held.get(), 1.5);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| m.record_writer_held(2.0));
+            }
+        });
+        assert_eq!(m.db_writer_held.get(), 2.0);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE paybridge_db_writer_held_seconds counter")
+                && text.contains("paybridge_db_writer_held_seconds_total 2.0"),
+            "{text}"
+        );
     }
 }

@@ -194,6 +194,13 @@ impl Db {
     pub async fn connect(url: &str, opts: DbOptions) -> Result<Db, StoreError> {
         crate::install_drivers();
         let (backend, url) = normalize_url(url)?;
+        if backend == Backend::Sqlite && sqlite_path(&url).is_none() {
+            return Err(StoreError::Config(
+                "SQLite needs a file: an in-memory database would be a different, empty one \
+                 on each of the writer's and the readers' connections"
+                    .into(),
+            ));
+        }
         let connect = AnyConnectOptions::from_str(&url).map_err(StoreError::from)?;
         match backend {
             Backend::Sqlite => {
@@ -542,5 +549,18 @@ mod tests {
             Some("data/p.db".into())
         );
         assert_eq!(sqlite_path("postgres://x"), None);
+    }
+
+    /// An in-memory SQLite database is refused with a clear error: each connection
+    /// would open a database of its own.
+    #[tokio::test]
+    async fn in_memory_sqlite_is_refused() {
+        for url in ["sqlite::memory:", "sqlite://:memory:"] {
+            match Db::connect(url, DbOptions::default()).await {
+                Err(StoreError::Config(why)) => assert!(why.contains("needs a file"), "{why}"),
+                Err(e) => panic!("{url}: {e}"),
+                Ok(_) => panic!("{url}: connected"),
+            }
+        }
     }
 }

@@ -57,7 +57,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .metrics
             .db_group_transactions
             .set(gauge(g.transactions));
-        state.metrics.db_writer_held.set(g.held.as_secs_f64());
+        state.metrics.record_writer_held(g.held.as_secs_f64());
     }
     (
         [(
