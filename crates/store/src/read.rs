@@ -298,6 +298,19 @@ mod tests {
         let d = db.durability().expect("pipelined by default");
         d.pause(true);
 
+        // First, a request whose only write is such a step: it begins when every
+        // commit before it is durable, so only its step's own commit can hold it.
+        let only_step = answering(&db, |db| async move {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (3)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit_visible().await.unwrap();
+            5
+        });
+        assert!(until_seen(&db, 3).await);
+
         let (stepped, step) = tokio::sync::oneshot::channel();
         let request = answering(&db, |db| async move {
             let mut tx = db.begin().await.unwrap();
@@ -320,18 +333,7 @@ mod tests {
             .await
             .expect("the next step ran while the fsync was held back")
             .unwrap();
-        assert_eq!(n, 1);
-        // A request whose only write is such a step, and which reads nothing after it.
-        let only_step = answering(&db, |db| async move {
-            let mut tx = db.begin().await.unwrap();
-            sqlx::query("INSERT INTO t VALUES (3)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit_visible().await.unwrap();
-            5
-        });
-        assert!(until_seen(&db, 3).await);
+        assert_eq!(n, 2, "it sees both steps made so far");
         let plain = tokio::spawn(insert(db.clone(), 2));
         assert!(until_seen(&db, 2).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -343,7 +345,7 @@ mod tests {
         assert!(!plain.is_finished(), "a commit returned before its fsync");
 
         d.pause(false);
-        assert_eq!(within(request).await.unwrap(), 1);
+        assert_eq!(within(request).await.unwrap(), 2);
         assert_eq!(within(only_step).await.unwrap(), 5);
         assert!(within(plain).await.is_ok());
     }
