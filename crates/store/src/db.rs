@@ -9,12 +9,13 @@
 //! readers run beside the writer. Every caller is answered only once its commit is
 //! durable, which is what an acknowledged webhook promises. The writer commits its
 //! callers' transactions in groups, one fsync for many (`group.rs`), runs their
-//! statements on the caller's thread (`inline/`, which the readers use too), and applies the next group while
-//! the last one's fsync is in flight (`inline/durable.rs`; readers then see a commit up
-//! to one fsync early, and `read.rs` keeps that from leaving the process). `temp_store=MEMORY` keeps
-//! the statement journal (the undo of a statement that fails half-way, such as a
-//! multi-row insert) in memory rather than in a temporary file: it was 15 % of the
-//! writer's time, in `pwrite`, under webhook load.
+//! statements on the caller's thread (`inline/`, which the readers use too), and
+//! applies the next group while the last one's fsync is in flight (`inline/durable.rs`;
+//! readers then see a commit up to one fsync early, and `read.rs` keeps that from
+//! leaving the process). `temp_store=MEMORY` keeps the statement journal (the undo of
+//! a statement that fails half-way, such as a multi-row insert) in memory rather than
+//! in a temporary file: it was 15 % of the writer's time, in `pwrite`, under webhook
+//! load.
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
@@ -208,13 +209,11 @@ impl Db {
                 // then the writer opens it with its own (`inline/`).
                 let mut first = sqlx::AnyConnection::connect_with(&connect).await?;
                 first.execute("PRAGMA journal_mode=WAL").await?;
-                let durability = match sqlite_path(&url) {
-                    Some(_) if opts.commit_pipelining => Some(
-                        crate::inline::Durability::start()
-                            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?,
-                    ),
-                    _ => None,
-                };
+                let durability = opts
+                    .commit_pipelining
+                    .then(crate::inline::Durability::start)
+                    .transpose()
+                    .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
                 let handed = durability.clone().map(crate::inline::durable::hand_over);
                 let writer_url = crate::inline::InlineOptions::url_for(&url, handed);
                 let conn = sqlx::AnyConnection::connect(&writer_url).await;

@@ -403,31 +403,28 @@ impl Writer {
             // Whatever SQLite left open, nothing of this group stays.
             let _ = c.execute("ROLLBACK").await;
         }
-        if r.is_ok() && group.members > 0 {
-            self.commits.fetch_add(1, Ordering::SeqCst);
-            self.transactions.fetch_add(group.members, Ordering::SeqCst);
-        }
-        if r.is_ok() {
+        let outcome = r
+            .map(drop)
+            .map_err(|e| Arc::<str>::from(e.to_string().as_str()));
+        if outcome.is_ok() {
+            if group.members > 0 {
+                self.commits.fetch_add(1, Ordering::SeqCst);
+                self.transactions.fetch_add(group.members, Ordering::SeqCst);
+            }
             self.committed_group.store(group.id, Ordering::SeqCst);
         }
-        group.made.send_replace(Some(
-            r.as_ref()
-                .map(|_| ())
-                .map_err(|e| Arc::from(e.to_string().as_str())),
-        ));
-        match (r, &self.durability) {
+        group.made.send_replace(Some(outcome.clone()));
+        match (outcome, &self.durability) {
             // Pipelined: the members are answered once the WAL's fsync covers this
             // commit; the writer goes on to the next group meanwhile.
-            (Ok(_), Some(d)) => {
+            (Ok(()), Some(d)) => {
                 let done = group.done;
                 d.when_durable(d.visible(), move |outcome| {
                     done.send_replace(Some(outcome));
                 });
             }
-            (r, _) => {
-                group.done.send_replace(Some(
-                    r.map(|_| ()).map_err(|e| Arc::from(e.to_string().as_str())),
-                ));
+            (outcome, _) => {
+                group.done.send_replace(Some(outcome));
             }
         }
         if self.checkpoint_wanted.swap(false, Ordering::SeqCst) {
@@ -507,13 +504,17 @@ pub struct Member {
 }
 
 impl Member {
+    /// The writer, taken from the member as it ends.
+    fn take(&mut self) -> Guard {
+        self.guard
+            .take()
+            .expect("a member holds the writer until it ends")
+    }
+
     /// Returns once this member's work is durable (its group committed), or with an
     /// error if it is not (the group failed; none of its work stays).
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let g = self
-            .guard
-            .take()
-            .expect("a member holds the writer until it ends");
+        let g = self.take();
         self.writer.end_member(g, true).await
     }
 
@@ -522,20 +523,14 @@ impl Member {
     /// on after this waits for durability as a read's does: it is noted for
     /// `answer_durably`, and calls to Stripe wait for it (`Db::durable`).
     pub(crate) async fn commit_visible(mut self) -> Result<(), sqlx::Error> {
-        let g = self
-            .guard
-            .take()
-            .expect("a member holds the writer until it ends");
+        let g = self.take();
         self.writer.end_member(g, false).await?;
         crate::read::note(&self.writer);
         Ok(())
     }
 
     pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        let mut g = self
-            .guard
-            .take()
-            .expect("a member holds the writer until it ends");
+        let mut g = self.take();
         if let Err(e) = conn(&mut g).execute(UNDO).await {
             self.writer.fail_group(&mut g, &e.to_string()).await;
             return Err(e);

@@ -52,9 +52,9 @@ pub(super) fn install(conn: &rusqlite::Connection) -> Arc<AtomicU64> {
     deadline
 }
 
-/// Runs `sql` (a read outside a transaction) here unless it would wait: `None` if another connection's lock stood in
-/// its way or it ran past [`BUDGET`], having done nothing; then it goes to the disk
-/// thread.
+/// Runs `sql` (a read outside a transaction) here unless it would wait: `None` if
+/// another connection's lock stood in its way or it ran past [`BUDGET`], having done
+/// nothing; then it goes to the disk thread.
 pub(super) fn without_waiting(
     inner: &mut Inner,
     kind: &Kind,

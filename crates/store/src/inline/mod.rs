@@ -11,10 +11,12 @@
 //! that holds the writer, through `rusqlite`, with every statement prepared once and
 //! cached. What may wait for the disk or for another connection runs on the
 //! connection's own disk thread instead, so that a tokio worker thread never waits for
-//! an fsync: a `BEGIN` (it may wait for another connection's write lock), a checkpoint, any statement outside a transaction that may write (it
-//! commits, and syncs, on its own), and a `COMMIT` when SQLite syncs inside it. Pipelined (`durable.rs`: `synchronous=NORMAL`
-//! and a `Durability` that fsyncs the WAL on a thread of its own), a `COMMIT` only
-//! writes the WAL and runs here like any statement, except the first after a checkpoint.
+//! an fsync: a `BEGIN` (it may wait for another connection's write lock), a
+//! checkpoint, any statement outside a transaction that may write (it commits, and
+//! syncs, on its own), and a `COMMIT` when SQLite syncs inside it. Pipelined
+//! (`durable.rs`: `synchronous=NORMAL` and a `Durability` that fsyncs the WAL on a
+//! thread of its own), a `COMMIT` only writes the WAL and runs here like any
+//! statement, except the first after a checkpoint.
 //! Statements still run in the order they were sent (see `InlineConnection`).
 //!
 //! The readers use it too. A read pays the same two hand-offs on sqlx's driver (16 % of
@@ -76,10 +78,10 @@ pub(crate) const DRIVER: AnyDriver = AnyDriver::without_migrate::<InlineSqlite>(
 /// compiled statement, and its text is a key: at 512 the process was 2.5 MiB larger).
 const STATEMENT_CACHE: usize = 128;
 
-/// A connection, the writer's or a reader's. The `rusqlite` connection is behind a mutex only so that a
-/// statement that waits for the disk can run on the connection's disk thread; the
-/// connection is used by one task at a time, so the mutex is never contended but by a
-/// `COMMIT` still finishing there after its caller went away.
+/// A connection, the writer's or a reader's. The `rusqlite` connection is behind a
+/// mutex only so that a statement that waits for the disk can run on the connection's
+/// disk thread; the connection is used by one task at a time, so the mutex is never
+/// contended but by a `COMMIT` still finishing there after its caller went away.
 ///
 /// Statements run in the order they were sent, as on sqlx's driver: while a job sent
 /// to the disk thread has not finished (`pending`), every later statement goes there
