@@ -182,6 +182,17 @@ mod tests {
         Ok(tx.commit().await?)
     }
 
+    /// A step a request takes on its way: row `n`, committed with `commit_visible`.
+    async fn step(db: &Db, n: i64) {
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES ($1)")
+            .bind(n)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit_visible().await.unwrap();
+    }
+
     async fn seen(db: &Db, n: i64) -> bool {
         let hit: Option<i64> = sqlx::query_scalar("SELECT n FROM t WHERE n = $1")
             .bind(n)
@@ -301,24 +312,14 @@ mod tests {
         // First, a request whose only write is such a step: it begins when every
         // commit before it is durable, so only its step's own commit can hold it.
         let only_step = answering(&db, |db| async move {
-            let mut tx = db.begin().await.unwrap();
-            sqlx::query("INSERT INTO t VALUES (3)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit_visible().await.unwrap();
+            step(&db, 3).await;
             5
         });
         assert!(until_seen(&db, 3).await);
 
-        let (stepped, step) = tokio::sync::oneshot::channel();
+        let (stepped, next_step) = tokio::sync::oneshot::channel();
         let request = answering(&db, |db| async move {
-            let mut tx = db.begin().await.unwrap();
-            sqlx::query("INSERT INTO t VALUES (1)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit_visible().await.unwrap();
+            step(&db, 1).await;
             // The next step runs before the fsync, and sees the first.
             let mut next = db.begin().await.unwrap();
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
@@ -329,7 +330,7 @@ mod tests {
             let _ = stepped.send(n);
             n
         });
-        let n = tokio::time::timeout(Duration::from_secs(5), step)
+        let n = tokio::time::timeout(Duration::from_secs(5), next_step)
             .await
             .expect("the next step ran while the fsync was held back")
             .unwrap();

@@ -246,10 +246,8 @@ fn what_waits_for_the_disk() {
 /// whatever its case; not a `WITH` that writes, nor a text of several statements.
 #[tokio::test]
 async fn only_a_lone_select_only_reads() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reads.db").display().to_string();
-    let mut conn = super::InlineConnection::open(path, None).await.unwrap();
-    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    let (_dir, path) = file("reads");
+    let conn = with_table(&path).await;
     let g = super::lock(&conn.inner);
     for (sql, reads) in [
         ("SELECT n FROM t WHERE n = $1", true),
@@ -273,10 +271,8 @@ async fn only_a_lone_select_only_reads() {
 /// waits for the disk thread.
 #[tokio::test]
 async fn a_read_runs_here_and_a_write_on_the_disk_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("here.db").display().to_string();
-    let mut conn = super::InlineConnection::open(path, None).await.unwrap();
-    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    let (_dir, path) = file("here");
+    let mut conn = with_table(&path).await;
     conn.execute("INSERT INTO t VALUES (7)").await.unwrap();
     // Whatever goes to the disk thread now cannot finish until it is let go.
     let (release, hold) = hold_disk_thread(&conn);
@@ -285,11 +281,7 @@ async fn a_read_runs_here_and_a_write_on_the_disk_thread() {
         .now_or_never()
         .expect("a read is answered at once, here")
         .unwrap();
-    let rows: Vec<i64> = read
-        .iter()
-        .filter_map(|r| r.as_ref().right().map(|row| row.get::<i64, _>(0)))
-        .collect();
-    assert_eq!(rows, vec![7]);
+    assert_eq!(first_column(&read), vec![7]);
     let mut write = conn.run("INSERT INTO t VALUES (8)", Vec::new());
     assert!(
         (&mut write).now_or_never().is_none(),
@@ -305,10 +297,8 @@ async fn a_read_runs_here_and_a_write_on_the_disk_thread() {
 /// sqlx's driver), not on the transaction about to be committed under them.
 #[tokio::test]
 async fn statements_after_a_commit_still_queued_run_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("order.db").display().to_string();
-    let mut conn = super::InlineConnection::open(path, None).await.unwrap();
-    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    let (_dir, path) = file("order");
+    let mut conn = with_table(&path).await;
     conn.execute("BEGIN IMMEDIATE").await.unwrap();
     conn.execute("INSERT INTO t VALUES (1)").await.unwrap();
     // Hold the disk thread, then queue the COMMIT behind it and drop its caller.
@@ -341,6 +331,30 @@ async fn statements_after_a_commit_still_queued_run_after_it() {
     assert_eq!(conn.pending.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
+/// A database file's path in a directory of its own (kept while the directory lives).
+fn file(name: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.db")).display().to_string();
+    (dir, path)
+}
+
+/// A connection of this driver on `path`, with a table `t (n BIGINT)`.
+async fn with_table(path: &str) -> super::InlineConnection {
+    let mut conn = super::InlineConnection::open(path.to_owned(), None)
+        .await
+        .unwrap();
+    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    conn
+}
+
+/// The first column of every row a statement returned, as integers.
+fn first_column(results: &super::Results) -> Vec<i64> {
+    results
+        .iter()
+        .filter_map(|r| r.as_ref().right().map(|row| row.get::<i64, _>(0)))
+        .collect()
+}
+
 /// Holds `conn`'s disk thread (without holding later statements back, as `on_disk`
 /// would) until the returned sender is used or dropped.
 fn hold_disk_thread(
@@ -360,8 +374,7 @@ fn hold_disk_thread(
 /// read again, whole, on the disk thread: a tokio worker never runs a long scan.
 #[tokio::test]
 async fn a_long_read_moves_to_the_disk_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("long.db").display().to_string();
+    let (_dir, path) = file("long");
     let mut conn = super::InlineConnection::open(path, None).await.unwrap();
     const LONG: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
                         WHERE x < 3000000) SELECT COUNT(*) FROM c";
@@ -379,12 +392,11 @@ async fn a_long_read_moves_to_the_disk_thread() {
     );
     release.send(()).unwrap();
     hold.await.unwrap();
-    let rows = read.await.unwrap();
-    let n = rows
-        .iter()
-        .find_map(|r| r.as_ref().right().map(|row| row.get::<i64, _>(0)))
-        .expect("a row");
-    assert_eq!(n, 3_000_000, "read again whole");
+    assert_eq!(
+        first_column(&read.await.unwrap()),
+        vec![3_000_000],
+        "read again whole"
+    );
 }
 
 /// A read that meets another connection's lock (here a file not in WAL mode, where a
@@ -393,13 +405,9 @@ async fn a_long_read_moves_to_the_disk_thread() {
 /// timeout, and is answered once the lock is gone.
 #[tokio::test]
 async fn a_read_that_meets_a_lock_waits_on_the_disk_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("locked.db").display().to_string();
-    let mut conn = super::InlineConnection::open(path.clone(), None)
-        .await
-        .unwrap();
+    let (_dir, path) = file("locked");
+    let mut conn = with_table(&path).await;
     conn.execute("PRAGMA busy_timeout=5000").await.unwrap();
-    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
     conn.execute("INSERT INTO t VALUES (7)").await.unwrap();
 
     let other = rusqlite::Connection::open(&path).unwrap();
@@ -423,11 +431,11 @@ async fn a_read_that_meets_a_lock_waits_on_the_disk_thread() {
         .await
         .expect("answered once the lock was gone")
         .unwrap();
-    let n = rows
-        .iter()
-        .find_map(|r| r.as_ref().right().map(|row| row.get::<i64, _>(0)))
-        .expect("a row");
-    assert_eq!(n, 2, "it read after the other's commit");
+    assert_eq!(
+        first_column(&rows),
+        vec![2],
+        "it read after the other's commit"
+    );
     assert_eq!(
         super::lock(&conn.inner).busy,
         std::time::Duration::from_secs(5),
