@@ -140,6 +140,9 @@ pub struct DbOptions {
     /// meanwhile; every caller is still answered only once its work is durable
     /// (`inline/durable.rs`). Off: SQLite fsyncs inside each `COMMIT`.
     pub commit_pipelining: bool,
+    /// PostgreSQL: a pooled connection idle at least this long is pinged before it is
+    /// handed out (`postgres_pool`).
+    pub ping_after_idle: Duration,
 }
 
 impl Default for DbOptions {
@@ -150,6 +153,7 @@ impl Default for DbOptions {
             group_max_age: group::MAX_AGE,
             group_max_members: group::MAX_MEMBERS,
             commit_pipelining: true,
+            ping_after_idle: Duration::from_secs(30),
         }
     }
 }
@@ -248,11 +252,7 @@ impl Db {
                 })
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(opts.max_connections)
-                    .acquire_timeout(opts.acquire_timeout)
-                    .connect_with(connect)
-                    .await?;
+                let pool = postgres_pool(&opts).connect_with(connect).await?;
                 Ok(Db {
                     write: Write::Pool(pool.clone()),
                     read: pool,
@@ -398,6 +398,30 @@ const SQLITE_PRAGMAS: &str =
     "PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; \
      PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864; \
      PRAGMA temp_store=MEMORY;";
+
+/// PostgreSQL's pool. sqlx pings every connection before handing it out, by default:
+/// one more round trip to the server per transaction and per read, ~300 µs each under
+/// load on a busy machine (BENCHMARKS.md; 18 % of the checkouts on PostgreSQL). Only a
+/// connection idle for `ping_after_idle` (30 s) is pinged here, so one that a restarted
+/// or failed-over server dropped meanwhile is found and replaced before a caller gets
+/// it. One dropped while in use fails its caller's statement (the transaction rolls
+/// back, as on any database error) and is closed by sqlx when it comes back to the
+/// pool, which pings every connection it takes back.
+fn postgres_pool(opts: &DbOptions) -> AnyPoolOptions {
+    let ping_after_idle = opts.ping_after_idle;
+    AnyPoolOptions::new()
+        .max_connections(opts.max_connections)
+        .acquire_timeout(opts.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ping_after_idle {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 fn sqlite_pool(max: u32, opts: &DbOptions) -> AnyPoolOptions {
     AnyPoolOptions::new()
