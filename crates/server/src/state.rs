@@ -180,7 +180,7 @@ impl AppState {
         ));
         let lanes = match db.backend {
             Backend::Sqlite => 1,
-            Backend::Postgres => 4,
+            Backend::Postgres => 2,
         };
         let ingestor = Ingestor::start(db.clone(), lanes);
         crate::service::authentication::init(&settings.public_url, &vault);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use paybridge_core::stripe::event::Event;
 use paybridge_store::provider_events::{self, ProviderEventRow};
 use paybridge_store::{now, Db, StoreError};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 use super::ledger::{self, Outcome, UnitOfWork};
 use crate::state::AppState;
@@ -40,56 +40,71 @@ impl Job {
 /// has queued, apply each inside its own savepoint of one transaction, commit once (one
 /// fsync for the lot), and only then answer each request. While a batch commits, the
 /// next one gathers, so batches grow with the load and an idle server answers at once.
+///
+/// Each lane has a queue of its own, and an event goes to the lane its object (the
+/// payment intent, checkout session, refund, …) hashes to: two lanes never wait for
+/// each other's row locks on one payment, and events about one object are applied in
+/// the order they arrived. With one shared queue the PostgreSQL lanes took events at
+/// random and spent their time waiting for each other's locks (BENCHMARKS.md).
 #[derive(Clone)]
 pub struct Ingestor {
-    queue: mpsc::Sender<Job>,
+    lanes: Arc<[mpsc::Sender<Job>]>,
 }
 
 /// Most events in one transaction.
 const MAX_BATCH: usize = 512;
 
 impl Ingestor {
-    /// `lanes` writer tasks: one on SQLite (it has one writer), several on PostgreSQL.
+    /// `lanes` writer tasks: one on SQLite (it has one writer), more on PostgreSQL.
     pub fn start(db: Db, lanes: usize) -> Ingestor {
-        let (queue, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
-        let rx = Arc::new(Mutex::new(rx));
         let sqlite = db.backend == paybridge_store::Backend::Sqlite;
+        let mut queues = Vec::new();
         for _ in 0..lanes.max(1) {
+            let (queue, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
+            queues.push(queue);
             let lane = {
-                let (rx, db) = (rx.clone(), db.clone());
-                move || {
-                    let (rx, db) = (rx.clone(), db.clone());
-                    async move {
-                        loop {
-                            // Waits for one event, then takes all that has queued (at
-                            // most MAX_BATCH); none means the queue is closed.
-                            let mut batch = Vec::new();
-                            if rx.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                                return;
-                            }
-                            commit_batch(&db, batch).await;
+                let db = db.clone();
+                move |mut rx: mpsc::Receiver<Job>| async move {
+                    loop {
+                        // Waits for one event, then takes all that has queued (at most
+                        // MAX_BATCH); none means the queue is closed.
+                        let mut batch = Vec::new();
+                        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                            return;
                         }
+                        commit_batch(&db, batch).await;
                     }
                 }
             };
-            // SQLite's one writer is the whole ingest path's bottleneck, and each of a
-            // batch's statements is a round trip to its connection's thread. On the
-            // shared runtime every answer queued behind the HTTP tasks before the lane
-            // saw it; on a thread of its own the lane runs at once. (PostgreSQL's
-            // sockets belong to the shared runtime's reactor: its lanes stay there.)
+            // SQLite's one writer is the whole ingest path's bottleneck. On the shared
+            // runtime every answer queued behind the HTTP tasks before the lane saw it;
+            // on a thread of its own the lane runs at once. (PostgreSQL's sockets
+            // belong to the shared runtime's reactor: its lanes stay there.)
+            let rx = Arc::new(std::sync::Mutex::new(Some(rx)));
+            let take = |rx: &std::sync::Mutex<Option<mpsc::Receiver<Job>>>| {
+                rx.lock().ok().and_then(|mut r| r.take())
+            };
             let on_thread = sqlite.then(own_runtime).flatten().and_then(|rt| {
-                let run = lane.clone();
+                let (lane, rx) = (lane.clone(), rx.clone());
                 std::thread::Builder::new()
                     .name("pb-ingest".into())
-                    .spawn(move || rt.block_on(run()))
+                    .spawn(move || {
+                        if let Some(rx) = take(&rx) {
+                            rt.block_on(lane(rx));
+                        }
+                    })
                     .inspect_err(|e| tracing::warn!(error = %e, "no thread for the ingest lane; it shares the server's runtime"))
                     .ok()
             });
             if on_thread.is_none() {
-                tokio::spawn(lane());
+                if let Some(rx) = take(&rx) {
+                    tokio::spawn(lane(rx));
+                }
             }
         }
-        Ingestor { queue }
+        Ingestor {
+            lanes: queues.into(),
+        }
     }
 
     /// Stores and applies an event; returns once it is durable. `raw` is stored as
@@ -97,19 +112,31 @@ impl Ingestor {
     /// (`paybridge_core::stripe::redact`).
     pub async fn ingest(&self, app: &str, event: Event, raw: String) -> Result<Ingested, String> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job {
-                app: app.to_owned(),
-                event,
-                raw,
-                reply,
-            })
-            .await
-            .map_err(|_| "the ingest queue is closed".to_owned())?;
+        let lane = &self.lanes[lane_of(app, &event, self.lanes.len())];
+        lane.send(Job {
+            app: app.to_owned(),
+            event,
+            raw,
+            reply,
+        })
+        .await
+        .map_err(|_| "the ingest queue is closed".to_owned())?;
         answer
             .await
             .map_err(|_| "the ingest writer stopped".to_owned())?
     }
+}
+
+/// The lane an event goes to, of `lanes`: by its app and its object's id (the event's
+/// own id if it has no object id).
+fn lane_of(app: &str, event: &Event, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let object = event.object.get("id").and_then(|v| v.as_str());
+    // SipHash with fixed keys: the same object goes to the same lane for the life of
+    // the process (a `RandomState` per call would scatter it).
+    let mut h = std::hash::DefaultHasher::new();
+    (app, object.unwrap_or(&event.id)).hash(&mut h);
+    (h.finish() % lanes.max(1) as u64) as usize
 }
 
 /// A current-thread runtime for an ingest lane, or none (then the lane shares the

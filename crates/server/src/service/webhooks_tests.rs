@@ -252,3 +252,55 @@ async fn an_invoice_paid_twice_in_one_batch_tells_the_subscription_once(b: Backe
         "the subscription is told once that its renewal was paid"
     );
 }
+
+/// Events about one object go to one lane, whatever their own ids and types, so two
+/// lanes never wait for each other's locks on it; different objects spread over the
+/// lanes; an event without an object id goes by its own id.
+#[test]
+fn an_objects_events_share_a_lane_and_objects_spread_over_the_lanes() {
+    let about = |id: &str, kind: &str, object: &str| {
+        event(serde_json::json!({
+            "id": id, "object": "event", "type": kind, "created": 1, "livemode": false,
+            "data": {"object": {"id": object, "object": "payment_intent"}},
+        }))
+    };
+    for lanes in [2, 3, 4] {
+        let lane = super::lane_of(
+            "app_a",
+            &about("evt_1", "payment_intent.processing", "pi_1"),
+            lanes,
+        );
+        for (id, kind) in [
+            ("evt_2", "payment_intent.succeeded"),
+            ("evt_3", "payment_intent.canceled"),
+        ] {
+            assert_eq!(
+                super::lane_of("app_a", &about(id, kind, "pi_1"), lanes),
+                lane
+            );
+        }
+        let mut used = vec![0; lanes];
+        for n in 0..200 {
+            used[super::lane_of(
+                "app_a",
+                &about("evt_x", "payment_intent.succeeded", &format!("pi_{n}")),
+                lanes,
+            )] += 1;
+        }
+        assert!(
+            used.iter().all(|&n| n > 200 / lanes / 2),
+            "{lanes} lanes: {used:?}"
+        );
+    }
+    let bare = |id: &str| {
+        event(serde_json::json!({
+            "id": id, "object": "event", "type": "account.updated", "created": 1, "livemode": false,
+            "data": {"object": {"object": "account"}},
+        }))
+    };
+    let lanes: std::collections::HashSet<usize> = (0..50)
+        .map(|n| super::lane_of("app_a", &bare(&format!("evt_{n}")), 2))
+        .collect();
+    assert_eq!(lanes.len(), 2, "objectless events go by their own ids");
+    assert_eq!(super::lane_of("app_a", &bare("evt_1"), 1), 0);
+}
