@@ -75,8 +75,10 @@ pub async fn start_intent(
         ..spec
     };
     // A new way to pay ends the order's open ones at the provider first, if the order
-    // would not admit it otherwise.
-    super::supersede::supersede(state, &bound, order_id, spec.amount, false).await?;
+    // would not admit it otherwise. An order made by this request has none.
+    if new_order.is_none() {
+        super::supersede::supersede(state, &bound, order_id, spec.amount, false).await?;
+    }
     let mut tx = state.db.begin().await?;
     let (_, p) = reserve(&mut tx, &bound, new_order.as_ref(), order_id, &spec).await?;
     // Made, not yet synced: the call to the provider and the answer wait until it is

@@ -76,8 +76,11 @@ pub async fn start_hosted(
     }
     let bound = bind(state, app).await?;
     // One open page per order: the older ones are expired at the provider before this
-    // one is admitted, so an order cannot be paid twice through two pages.
-    super::supersede::supersede(state, &bound, order_id, spec.amount, true).await?;
+    // one is admitted, so an order cannot be paid twice through two pages. An order
+    // made by this request (its id new) has none.
+    if new_order.is_none() {
+        super::supersede::supersede(state, &bound, order_id, spec.amount, true).await?;
+    }
     let mut tx = state.db.begin().await?;
     let (order, p) = reserve(&mut tx, &bound, new_order.as_ref(), order_id, &spec).await?;
     let ts = now();
