@@ -14,6 +14,7 @@ use crate::service::ledger::{self, Outcome};
 paybridge_testkit::on_both!(
     an_anomaly_is_counted_once_when_its_batch_is_tried_again,
     an_invoice_paid_twice_in_one_batch_tells_the_subscription_once,
+    a_repeat_in_a_batch_is_counted_and_the_new_events_are_applied_once,
 );
 
 async fn open(b: Backend) -> Option<(TestDb, Db)> {
@@ -303,4 +304,194 @@ fn an_objects_events_share_a_lane_and_objects_spread_over_the_lanes() {
         .collect();
     assert_eq!(lanes.len(), 2, "objectless events go by their own ids");
     assert_eq!(super::lane_of("app_a", &bare("evt_1"), 1), 0);
+}
+
+fn intent_event(id: &str, kind: &str, intent: &str) -> paybridge_core::stripe::event::Event {
+    let status = kind.trim_start_matches("payment_intent.");
+    event(serde_json::json!({
+        "id": id, "object": "event", "type": kind, "created": 1, "livemode": false,
+        "data": {"object": {"id": intent, "object": "payment_intent", "amount": 1000,
+            "amount_received": if status == "succeeded" { 1000 } else { 0 },
+            "currency": "usd", "status": status}},
+    }))
+}
+
+/// Commits one batch of `(app, event)` and returns each job's answer.
+async fn ingest_batch(
+    db: &Db,
+    events: Vec<(&str, paybridge_core::stripe::event::Event)>,
+) -> Vec<Result<Ingested, String>> {
+    let mut answers = Vec::new();
+    let mut batch = Vec::new();
+    for (app, event) in events {
+        let (reply, answer) = oneshot::channel();
+        batch.push(Job {
+            app: app.into(),
+            raw: format!("{{\"id\":\"{}\"}}", event.id),
+            event,
+            reply,
+        });
+        answers.push(answer);
+    }
+    commit_batch(db, batch).await;
+    let mut out = Vec::new();
+    for a in answers {
+        out.push(a.await.expect("an answer"));
+    }
+    out
+}
+
+/// An event is stored with its outcome in the same statement that finds a repeat; a
+/// batch holding a repeat is undone and applied again knowing it. Nothing of the
+/// undone try stays: the new events are applied once, the repeat is counted and not
+/// applied again, and each event is stored once with its outcome.
+async fn a_repeat_in_a_batch_is_counted_and_the_new_events_are_applied_once(b: Backend) {
+    let Some((_t, db)) = open(b).await else {
+        return;
+    };
+    let p = app_with_payment(&db, "app_r", "pi_r").await;
+    let processing = intent_event("evt_1", "payment_intent.processing", "pi_r");
+    let first = ingest_batch(&db, vec![("app_r", processing.clone())]).await;
+    assert!(
+        matches!(first[0], Ok(Ingested::Applied(Outcome::Processed(_)))),
+        "{first:?}"
+    );
+    let second = ingest_batch(
+        &db,
+        vec![
+            (
+                "app_r",
+                intent_event("evt_2", "payment_intent.succeeded", "pi_r"),
+            ),
+            ("app_r", processing.clone()),
+            ("app_r", processing),
+            (
+                "app_r",
+                intent_event("evt_3", "payment_intent.requires_action", "pi_unknown"),
+            ),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(second[0], Ok(Ingested::Applied(Outcome::Processed(_)))),
+        "{second:?}"
+    );
+    assert_eq!(second[1], Ok(Ingested::Duplicate));
+    assert_eq!(second[2], Ok(Ingested::Duplicate));
+    assert!(
+        matches!(second[3], Ok(Ingested::Applied(Outcome::Pending(_)))),
+        "{second:?}"
+    );
+    let stored = |id: &'static str| {
+        let db = db.clone();
+        async move {
+            paybridge_store::provider_events::get(db.reader(), "app_r", id)
+                .await
+                .expect("stored")
+        }
+    };
+    let (e1, e2, e3) = (
+        stored("evt_1").await,
+        stored("evt_2").await,
+        stored("evt_3").await,
+    );
+    assert_eq!(e1.received_count, 3, "the first delivery and two copies");
+    assert_eq!((e1.outcome.as_str(), e1.attempts), ("processed", 1));
+    assert_eq!(
+        (e2.outcome.as_str(), e2.received_count, e2.attempts),
+        ("processed", 1, 1)
+    );
+    assert_eq!((e3.outcome.as_str(), e3.attempts), ("pending", 1));
+    assert!(e2.processed_at.is_some() && e2.detail.is_some());
+    let payment = payments::get(db.reader(), "app_r", &p.id)
+        .await
+        .expect("payment");
+    assert_eq!(payment.status, "succeeded");
+    for kind in ["payment.processing", "payment.succeeded"] {
+        let told = paybridge_store::events::count_of(&db, "app_r", kind, &p.id)
+            .await
+            .expect("count");
+        assert_eq!(told, 1, "{kind} told once");
+    }
+}
+
+/// Two nodes (two pools on one PostgreSQL database) take the same events at once, in
+/// batches of different make-up: each event is applied by one of them and counted by
+/// the other, whichever stores it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_on_the_same_events_apply_each_once() {
+    let Some((t, one)) = open(Backend::Postgres).await else {
+        return;
+    };
+    let other = Db::connect(&t.url, DbOptions::default())
+        .await
+        .expect("connect");
+    let mut payments_of = Vec::new();
+    for n in 0..8 {
+        let app = format!("app_{n}");
+        payments_of.push(app_with_payment(&one, &app, &format!("pi_{n}")).await);
+    }
+    let events = |reverse: bool| {
+        let mut v: Vec<(String, paybridge_core::stripe::event::Event)> = (0..8)
+            .flat_map(|n| {
+                [
+                    (
+                        format!("app_{n}"),
+                        intent_event(
+                            &format!("evt_p{n}"),
+                            "payment_intent.processing",
+                            &format!("pi_{n}"),
+                        ),
+                    ),
+                    (
+                        format!("app_{n}"),
+                        intent_event(
+                            &format!("evt_s{n}"),
+                            "payment_intent.succeeded",
+                            &format!("pi_{n}"),
+                        ),
+                    ),
+                ]
+            })
+            .collect();
+        if reverse {
+            v.reverse();
+        }
+        v
+    };
+    let (a, b) = (events(false), events(true));
+    let send = |db: Db, evs: Vec<(String, paybridge_core::stripe::event::Event)>| async move {
+        let mut out = Vec::new();
+        // In batches of four, so the two nodes' transactions interleave.
+        for chunk in evs.chunks(4) {
+            let batch = chunk.iter().map(|(a, e)| (a.as_str(), e.clone())).collect();
+            out.extend(ingest_batch(&db, batch).await);
+        }
+        out
+    };
+    let (ra, rb) = tokio::join!(send(one.clone(), a), send(other.clone(), b));
+    let applied = ra
+        .iter()
+        .chain(&rb)
+        .filter(|r| matches!(r, Ok(Ingested::Applied(_))))
+        .count();
+    assert!(ra.iter().chain(&rb).all(|r| r.is_ok()), "{ra:?} {rb:?}");
+    assert_eq!(applied, 16, "each of the 16 events applied once");
+    for (n, p) in payments_of.iter().enumerate() {
+        let app = format!("app_{n}");
+        let row = payments::get(one.reader(), &app, &p.id)
+            .await
+            .expect("payment");
+        assert_eq!(row.status, "succeeded");
+        let told = paybridge_store::events::count_of(&one, &app, "payment.succeeded", &p.id)
+            .await
+            .expect("count");
+        assert_eq!(told, 1, "{app}: payment.succeeded told once");
+        for id in [format!("evt_p{n}"), format!("evt_s{n}")] {
+            let e = paybridge_store::provider_events::get(one.reader(), &app, &id)
+                .await
+                .expect("stored");
+            assert_eq!(e.received_count, 2, "{id}: one delivery to each node");
+        }
+    }
 }
