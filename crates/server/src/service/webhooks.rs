@@ -246,9 +246,8 @@ impl Batch<'_> {
             let keys: Vec<(&str, &str)> = self.order.iter().map(|&i| self.jobs[i].key()).collect();
             stored.extend(provider_events::stored_of(&mut tx, &keys).await?);
         }
-        let is_new = |j: &Job| {
-            stored.is_empty() || !stored.contains(&(j.app.clone(), j.event.id.clone()))
-        };
+        let is_new =
+            |j: &Job| stored.is_empty() || !stored.contains(&(j.app.clone(), j.event.id.clone()));
         let mut apps: Vec<&str> = Vec::new();
         for &i in &self.order {
             let j = &self.jobs[i];
