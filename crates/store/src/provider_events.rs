@@ -55,28 +55,23 @@ pub async fn record(conn: &mut Conn, e: &ProviderEventRow) -> Result<i64> {
     .await?)
 }
 
-/// Stores several newly received events, each with what processing made of it, in one
-/// statement per 200 (the caller sorts them by (app, id), so concurrent transactions
-/// take their keys in one order). Returns the (app, id) of those stored; an event not
-/// returned was stored already (by a concurrent transaction too, which this one waited
-/// for): the caller has applied a repeat and must undo its transaction.
-///
-/// Each event is written once, with its outcome: claiming it first and recording the
-/// outcome after wrote each row and its index entries twice (on PostgreSQL the update
-/// is not HOT: the partial index `provider_events_unfinished` names `outcome`), and
-/// took one more statement per batch.
-pub async fn insert_applied(
+/// Claims several newly received events (sorted by the caller, so concurrent
+/// transactions take them in one order): inserts those not stored yet and returns
+/// their (app, id). An id not returned was stored before (or by a concurrent transaction,
+/// which this one waited for): a duplicate.
+pub async fn claim_many(
     conn: &mut Conn,
     rows: &[ProviderEventRow],
 ) -> Result<Vec<(String, String)>> {
-    let mut stored = Vec::new();
+    let mut claimed = Vec::new();
     for chunk in rows.chunks(200) {
         let mut p = Params::on(conn);
         let values: Vec<String> = (0..chunk.len())
-            .map(|_| format!("({})", p.list(14)))
+            .map(|_| format!("({}, 'received', 0)", p.list(10)))
             .collect();
         let sql = format!(
-            "INSERT INTO provider_events ({COLUMNS}) VALUES {} \
+            "INSERT INTO provider_events (app_id, id, type, created, livemode, object_id, payload, received_count, \
+                 first_received, last_received, outcome, attempts) VALUES {} \
              ON CONFLICT (app_id, id) DO NOTHING RETURNING app_id, id",
             values.join(", ")
         );
@@ -92,36 +87,11 @@ pub async fn insert_applied(
                 .bind(&e.payload)
                 .bind(e.received_count)
                 .bind(e.first_received)
-                .bind(e.last_received)
-                .bind(&e.outcome)
-                .bind(&e.detail)
-                .bind(e.attempts)
-                .bind(e.processed_at);
+                .bind(e.last_received);
         }
-        stored.extend(q.fetch_all(&mut *conn).await?);
+        claimed.extend(q.fetch_all(&mut *conn).await?);
     }
-    Ok(stored)
-}
-
-/// Which of these (app, id) are stored already, in one statement per 200.
-pub async fn stored_of(conn: &mut Conn, keys: &[(&str, &str)]) -> Result<Vec<(String, String)>> {
-    let mut stored = Vec::new();
-    for chunk in keys.chunks(200) {
-        let mut p = Params::on(conn);
-        let pairs: Vec<String> = (0..chunk.len())
-            .map(|_| format!("(app_id = {} AND id = {})", p.one(), p.one()))
-            .collect();
-        let sql = format!(
-            "SELECT app_id, id FROM provider_events WHERE {}",
-            pairs.join(" OR ")
-        );
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-        for (app, id) in chunk {
-            q = q.bind(*app).bind(*id);
-        }
-        stored.extend(q.fetch_all(&mut *conn).await?);
-    }
-    Ok(stored)
+    Ok(claimed)
 }
 
 /// Counts `copies` more deliveries of an event already stored.
@@ -141,6 +111,48 @@ pub async fn count_delivery(
     .bind(at)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Records what processing made of several events of one app, in one statement per
+/// hundred.
+pub async fn set_outcomes(
+    conn: &mut Conn,
+    app: &str,
+    outcomes: &[(String, &str, String)],
+    at: i64,
+) -> Result<()> {
+    for chunk in outcomes.chunks(100) {
+        // Each id is named three times (two CASEs and the IN list) and bound as often,
+        // so that the placeholders can be positional (see `Params`).
+        let mut p = Params::on(conn);
+        let mut outcome_case = String::from("CASE id");
+        for _ in chunk {
+            outcome_case.push_str(&format!(" WHEN {} THEN {}", p.one(), p.one()));
+        }
+        let mut detail_case = String::from("CASE id");
+        for _ in chunk {
+            detail_case.push_str(&format!(" WHEN {} THEN {}", p.one(), p.one()));
+        }
+        let (processed_at, app_param, ids) = (p.one(), p.one(), p.list(chunk.len()));
+        let sql = format!(
+            "UPDATE provider_events SET outcome = {outcome_case} END, detail = {detail_case} END, \
+                 attempts = attempts + 1, processed_at = {processed_at} \
+             WHERE app_id = {app_param} AND id IN ({ids})"
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, outcome, _) in chunk {
+            q = q.bind(id).bind(*outcome);
+        }
+        for (id, _, detail) in chunk {
+            q = q.bind(id).bind(detail);
+        }
+        q = q.bind(at).bind(app);
+        for (id, _, _) in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

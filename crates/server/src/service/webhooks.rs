@@ -175,16 +175,9 @@ async fn commit_batch(db: &Db, batch: Vec<Job>) {
     }
 }
 
-/// Stores and applies a batch of events in one transaction: loads the rows the events
-/// are about in one go, applies the events in arrival order, writes what changed, and
-/// stores each event with its outcome in one statement.
-///
-/// A repeat (an event stored before, or by a concurrent transaction of another node)
-/// shows only then, as a row the insert did not store: the transaction is undone and
-/// the batch applied again, knowing which events are stored (their deliveries are
-/// counted, and they are not applied). Repeats are rare (a provider's retry of an
-/// event it did not see acknowledged), so the common batch takes one statement fewer
-/// than claiming its events first.
+/// Stores and applies a batch of events in one transaction: claims the new ones,
+/// counts the duplicates, loads the rows they are about in one go, applies them in
+/// arrival order, writes what changed, records each event's outcome.
 async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError> {
     let ts = now();
     // Copies of one event within the batch: the first stands for all.
@@ -194,138 +187,81 @@ async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError
         let at = *first.entry(j.key()).or_insert(i);
         *copies.entry(at).or_insert(0) += 1;
     }
-    let mut order: Vec<usize> = copies.keys().copied().collect();
-    order.sort_by(|&a, &b| batch[a].key().cmp(&batch[b].key()));
-    let batch = Batch {
-        jobs: batch,
-        first,
-        copies,
-        order,
-        ts,
-    };
-    // Tried at most three times: a node that stores one of these events between this
-    // transaction's look and its insert makes it try again.
-    for look_up in [false, true, true] {
-        if let Applied::Done(results, anomalies) = batch.apply(db, look_up).await? {
-            ledger::count_anomalies(anomalies);
-            return Ok(results);
-        }
-    }
-    Err(StoreError::Conflict(
-        "the batch's events kept being stored by another transaction".into(),
-    ))
-}
-
-struct Batch<'a> {
-    jobs: &'a [Job],
-    first: HashMap<(&'a str, &'a str), usize>,
-    copies: HashMap<usize, i64>,
-    /// The first copy of each event, by (app, id).
-    order: Vec<usize>,
-    ts: i64,
-}
-
-enum Applied {
-    /// Committed: each job's result, and the `ledger.anomaly` events written.
-    Done(Vec<Ingested>, u64),
-    /// Undone: some events were stored already.
-    Repeats,
-}
-
-impl Batch<'_> {
-    fn is_first(&self, i: usize) -> bool {
-        self.first.get(&self.jobs[i].key()) == Some(&i)
-    }
-
-    /// One try, in one transaction. `look_up`: find which events are stored already
-    /// first; otherwise assume none is.
-    async fn apply(&self, db: &Db, look_up: bool) -> Result<Applied, StoreError> {
-        let mut tx = db.begin().await?;
-        let mut stored: HashSet<(String, String)> = HashSet::new();
-        if look_up {
-            let keys: Vec<(&str, &str)> = self.order.iter().map(|&i| self.jobs[i].key()).collect();
-            stored.extend(provider_events::stored_of(&mut tx, &keys).await?);
-        }
-        let is_new =
-            |j: &Job| stored.is_empty() || !stored.contains(&(j.app.clone(), j.event.id.clone()));
-        let mut apps: Vec<&str> = Vec::new();
-        for &i in &self.order {
-            let j = &self.jobs[i];
-            if !is_new(j) {
-                provider_events::count_delivery(
-                    &mut tx,
-                    &j.app,
-                    &j.event.id,
-                    self.copies[&i],
-                    self.ts,
-                )
+    let mut rows: Vec<ProviderEventRow> = copies
+        .iter()
+        .map(|(&i, &n)| {
+            let j = &batch[i];
+            ProviderEventRow {
+                app_id: j.app.clone(),
+                id: j.event.id.clone(),
+                kind: j.event.kind.clone(),
+                created: j.event.created,
+                livemode: i64::from(j.event.livemode),
+                object_id: j
+                    .event
+                    .object
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                payload: j.raw.clone(),
+                received_count: n,
+                first_received: ts,
+                last_received: ts,
+                outcome: "received".into(),
+                detail: None,
+                attempts: 0,
+                processed_at: None,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.app_id, &a.id).cmp(&(&b.app_id, &b.id)));
+    let mut tx = db.begin().await?;
+    let claimed: HashSet<(String, String)> = provider_events::claim_many(&mut tx, &rows)
+        .await?
+        .into_iter()
+        .collect();
+    let mut results = vec![Ingested::Duplicate; batch.len()];
+    let mut apps: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !claimed.contains(&(r.app_id.clone(), r.id.clone())) {
+            provider_events::count_delivery(&mut tx, &r.app_id, &r.id, r.received_count, ts)
                 .await?;
-            } else if !apps.contains(&j.app.as_str()) {
-                apps.push(&j.app);
-            }
+        } else if !apps.contains(&r.app_id.as_str()) {
+            apps.push(&r.app_id);
         }
-        let mut uow = UnitOfWork::new();
-        for app in &apps {
-            let refs: Vec<_> = (0..self.jobs.len())
-                .filter(|&i| self.is_first(i) && self.jobs[i].app == *app && is_new(&self.jobs[i]))
-                .filter_map(|i| {
-                    paybridge_core::stripe::event::read(&self.jobs[i].event).map(|r| r.refs)
-                })
-                .collect();
-            uow.load_for(&mut tx, app, &refs).await?;
-        }
-        let mut results = vec![Ingested::Duplicate; self.jobs.len()];
-        let mut outcomes: HashMap<usize, (&'static str, String)> = HashMap::new();
-        for (i, j) in self.jobs.iter().enumerate() {
-            if !self.is_first(i) || !is_new(j) {
-                continue;
-            }
-            let outcome = uow.apply_event(&mut tx, &j.app, &j.event).await?;
-            let (name, detail) = outcome.parts();
-            outcomes.insert(i, (name, detail.to_owned()));
-            results[i] = Ingested::Applied(outcome);
-        }
-        uow.flush(&mut tx).await?;
-        let rows: Vec<ProviderEventRow> = self
-            .order
+    }
+    let mut uow = UnitOfWork::new();
+    for app in &apps {
+        let refs: Vec<_> = batch
             .iter()
-            .filter_map(|&i| outcomes.remove(&i).map(|o| self.row(i, o)))
+            .enumerate()
+            .filter(|(i, j)| j.app == *app && first.get(&j.key()) == Some(i))
+            .filter_map(|(_, j)| paybridge_core::stripe::event::read(&j.event).map(|r| r.refs))
             .collect();
-        let inserted = provider_events::insert_applied(&mut tx, &rows).await?;
-        if inserted.len() < rows.len() {
-            tx.rollback().await?;
-            return Ok(Applied::Repeats);
-        }
-        tx.commit().await?;
-        Ok(Applied::Done(results, uow.anomalies()))
+        uow.load_for(&mut tx, app, &refs).await?;
     }
-
-    /// The stored row of the event at `i`, delivered `copies` times in this batch, with
-    /// what processing made of it.
-    fn row(&self, i: usize, (outcome, detail): (&'static str, String)) -> ProviderEventRow {
-        let j = &self.jobs[i];
-        ProviderEventRow {
-            app_id: j.app.clone(),
-            id: j.event.id.clone(),
-            kind: j.event.kind.clone(),
-            created: j.event.created,
-            livemode: i64::from(j.event.livemode),
-            object_id: j
-                .event
-                .object
-                .get("id")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            payload: j.raw.clone(),
-            received_count: self.copies[&i],
-            first_received: self.ts,
-            last_received: self.ts,
-            outcome: outcome.to_owned(),
-            detail: Some(detail),
-            attempts: 1,
-            processed_at: Some(self.ts),
+    let mut outcomes: HashMap<&str, Vec<(String, &'static str, String)>> = HashMap::new();
+    for (i, j) in batch.iter().enumerate() {
+        let is_first = first.get(&j.key()) == Some(&i);
+        if !is_first || !claimed.contains(&(j.app.clone(), j.event.id.clone())) {
+            continue;
         }
+        let outcome = uow.apply_event(&mut tx, &j.app, &j.event).await?;
+        let (name, detail) = outcome.parts();
+        outcomes.entry(j.app.as_str()).or_default().push((
+            j.event.id.clone(),
+            name,
+            detail.to_owned(),
+        ));
+        results[i] = Ingested::Applied(outcome);
     }
+    uow.flush(&mut tx).await?;
+    for (app, list) in outcomes {
+        provider_events::set_outcomes(&mut tx, app, &list, ts).await?;
+    }
+    tx.commit().await?;
+    ledger::count_anomalies(uow.anomalies());
+    Ok(results)
 }
 
 /// Applies stored events that were waiting for their object (or failed) and are due
