@@ -41,11 +41,12 @@ impl Job {
 /// fsync for the lot), and only then answer each request. While a batch commits, the
 /// next one gathers, so batches grow with the load and an idle server answers at once.
 ///
-/// Each lane has a queue of its own, and an event goes to the lane its object (the
-/// payment intent, checkout session, refund, …) hashes to: two lanes never wait for
-/// each other's row locks on one payment, and events about one object are applied in
-/// the order they arrived. With one shared queue the PostgreSQL lanes took events at
-/// random and spent their time waiting for each other's locks (BENCHMARKS.md).
+/// Each lane has a queue of its own, and an event goes to the lane its payment intent
+/// hashes to (`lane_of`): one payment's events, whether about the intent, its charge,
+/// a refund or its checkout session, are applied by one lane in the order they
+/// arrived, and two lanes do not wait for each other's row locks on it. With one shared
+/// queue the PostgreSQL lanes took events at random and spent their time waiting for
+/// each other's locks (BENCHMARKS.md).
 #[derive(Clone)]
 pub struct Ingestor {
     lanes: Arc<[mpsc::Sender<Job>]>,
@@ -127,16 +128,34 @@ impl Ingestor {
     }
 }
 
-/// The lane an event goes to, of `lanes`: by its app and its object's id (the event's
-/// own id if it has no object id).
+/// The lane an event goes to, of `lanes`: by its app and the payment intent it is
+/// about (a charge's, refund's, dispute's or checkout session's too), else its checkout
+/// session, our payment, its object, or its own id.
+///
+/// Keyed by the payment intent, not the event's object, because one payment's events
+/// are about several objects (`pi_`, `ch_`, `re_`, `cs_`, `dp_`) that Stripe sends
+/// together, and they lock the same payment row.
 fn lane_of(app: &str, event: &Event, lanes: usize) -> usize {
     use std::hash::{Hash, Hasher};
-    let object = event.object.get("id").and_then(|v| v.as_str());
-    // SipHash with fixed keys: the same object goes to the same lane for the life of
+    if lanes <= 1 {
+        return 0;
+    }
+    let refs = paybridge_core::stripe::event::read(event).map(|r| r.refs);
+    let about = refs
+        .as_ref()
+        .and_then(|r| {
+            r.payment_intent
+                .as_deref()
+                .or(r.checkout_session.as_deref())
+                .or(r.payment.as_deref())
+        })
+        .or_else(|| event.object.get("id").and_then(|v| v.as_str()))
+        .unwrap_or(&event.id);
+    // SipHash with fixed keys: the same payment goes to the same lane for the life of
     // the process (a `RandomState` per call would scatter it).
     let mut h = std::hash::DefaultHasher::new();
-    (app, object.unwrap_or(&event.id)).hash(&mut h);
-    (h.finish() % lanes.max(1) as u64) as usize
+    (app, about).hash(&mut h);
+    (h.finish() % lanes as u64) as usize
 }
 
 /// A current-thread runtime for an ingest lane, or none (then the lane shares the
