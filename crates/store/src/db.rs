@@ -401,12 +401,13 @@ const SQLITE_PRAGMAS: &str =
 
 /// PostgreSQL's pool. sqlx pings every connection before handing it out, by default:
 /// one more round trip to the server per transaction and per read, ~300 µs each under
-/// load on a busy machine (BENCHMARKS.md; 18 % of the checkouts on PostgreSQL). Only a
-/// connection idle for `ping_after_idle` (30 s) is pinged here, so one that a restarted
-/// or failed-over server dropped meanwhile is found and replaced before a caller gets
-/// it. One dropped while in use fails its caller's statement (the transaction rolls
-/// back, as on any database error) and is closed by sqlx when it comes back to the
-/// pool, which pings every connection it takes back.
+/// load on a busy machine (BENCHMARKS.md). Only a connection idle for
+/// `ping_after_idle` (30 s) is pinged here, so one that a restarted or failed-over
+/// server dropped while it sat idle is found and replaced before a caller gets it. One
+/// used within that time fails its next caller's statement once (the transaction
+/// rolls back, as on any database error) and is closed by sqlx when it comes back to
+/// the pool, which pings every connection it takes back: after a restart under load,
+/// up to one caller per pooled connection sees an error.
 fn postgres_pool(opts: &DbOptions) -> AnyPoolOptions {
     let ping_after_idle = opts.ping_after_idle;
     AnyPoolOptions::new()
