@@ -557,6 +557,8 @@ pub struct Sse {
     buf: String,
     /// Keep-alive comments seen so far.
     pub comments: usize,
+    /// The server's log, shown when an awaited message never comes.
+    log_path: PathBuf,
 }
 
 impl Sse {
@@ -576,6 +578,7 @@ impl Sse {
             resp,
             buf: String::new(),
             comments: 0,
+            log_path: s.log_path.clone(),
         }
     }
 
@@ -622,8 +625,9 @@ impl Sse {
             }
         }
         panic!(
-            "no {kind} on the stream; got {:?}",
-            got.iter().map(|m| m.1["type"].clone()).collect::<Vec<_>>()
+            "no {kind} on the stream; got {:?}\nserver logs:\n{}",
+            got.iter().map(|m| m.1["type"].clone()).collect::<Vec<_>>(),
+            std::fs::read_to_string(&self.log_path).unwrap_or_default()
         );
     }
 }
