@@ -58,51 +58,14 @@ const MAX_BATCH: usize = 512;
 impl Ingestor {
     /// `lanes` writer tasks: one on SQLite (it has one writer), more on PostgreSQL.
     pub fn start(db: Db, lanes: usize) -> Ingestor {
-        let sqlite = db.backend == paybridge_store::Backend::Sqlite;
-        let mut queues = Vec::new();
-        for _ in 0..lanes.max(1) {
-            let (queue, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
-            queues.push(queue);
-            let lane = {
-                let db = db.clone();
-                move |mut rx: mpsc::Receiver<Job>| async move {
-                    loop {
-                        // Waits for one event, then takes all that has queued (at most
-                        // MAX_BATCH); none means the queue is closed.
-                        let mut batch = Vec::new();
-                        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                            return;
-                        }
-                        commit_batch(&db, batch).await;
-                    }
-                }
-            };
-            // SQLite's one writer is the whole ingest path's bottleneck. On the shared
-            // runtime every answer queued behind the HTTP tasks before the lane saw it;
-            // on a thread of its own the lane runs at once. (PostgreSQL's sockets
-            // belong to the shared runtime's reactor: its lanes stay there.)
-            let rx = Arc::new(std::sync::Mutex::new(Some(rx)));
-            let take = |rx: &std::sync::Mutex<Option<mpsc::Receiver<Job>>>| {
-                rx.lock().ok().and_then(|mut r| r.take())
-            };
-            let on_thread = sqlite.then(own_runtime).flatten().and_then(|rt| {
-                let (lane, rx) = (lane.clone(), rx.clone());
-                std::thread::Builder::new()
-                    .name("pb-ingest".into())
-                    .spawn(move || {
-                        if let Some(rx) = take(&rx) {
-                            rt.block_on(lane(rx));
-                        }
-                    })
-                    .inspect_err(|e| tracing::warn!(error = %e, "no thread for the ingest lane; it shares the server's runtime"))
-                    .ok()
-            });
-            if on_thread.is_none() {
-                if let Some(rx) = take(&rx) {
-                    tokio::spawn(lane(rx));
-                }
-            }
-        }
+        let own_thread = db.backend == paybridge_store::Backend::Sqlite;
+        let queues: Vec<_> = (0..lanes.max(1))
+            .map(|_| {
+                let (queue, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
+                spawn_lane(db.clone(), rx, own_thread);
+                queue
+            })
+            .collect();
         Ingestor {
             lanes: queues.into(),
         }
@@ -125,6 +88,50 @@ impl Ingestor {
         answer
             .await
             .map_err(|_| "the ingest writer stopped".to_owned())?
+    }
+}
+
+/// A writer task: waits for one event, then takes all that has queued (at most
+/// MAX_BATCH) and commits it as one batch; ends when the queue is closed.
+async fn lane(db: Db, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&db, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Starts a lane. SQLite's one writer is the whole ingest path's bottleneck: on the
+/// shared runtime every answer queued behind the HTTP tasks before the lane saw it, so
+/// there (`own_thread`) the lane gets a thread and runtime of its own and runs at once.
+/// PostgreSQL's sockets belong to the shared runtime's reactor: its lanes stay there.
+/// Without a thread, the lane shares the server's runtime (slower, but working).
+fn spawn_lane(db: Db, rx: mpsc::Receiver<Job>, own_thread: bool) {
+    if !own_thread {
+        tokio::spawn(lane(db, rx));
+        return;
+    }
+    // The receiver is handed over through a slot, so that it is still here to run on
+    // the shared runtime if the thread cannot be started.
+    let slot = Arc::new(std::sync::Mutex::new(Some((db, rx))));
+    let take = |slot: &std::sync::Mutex<Option<(Db, mpsc::Receiver<Job>)>>| {
+        slot.lock().ok().and_then(|mut s| s.take())
+    };
+    let started = own_runtime().and_then(|rt| {
+        let slot = slot.clone();
+        std::thread::Builder::new()
+            .name("pb-ingest".into())
+            .spawn(move || {
+                if let Some((db, rx)) = take(&slot) {
+                    rt.block_on(lane(db, rx));
+                }
+            })
+            .inspect_err(|e| tracing::warn!(error = %e, "no thread for the ingest lane; it shares the server's runtime"))
+            .ok()
+    });
+    if started.is_none() {
+        if let Some((db, rx)) = take(&slot) {
+            tokio::spawn(lane(db, rx));
+        }
     }
 }
 
