@@ -266,38 +266,35 @@ fn a_payments_events_share_a_lane_and_payments_spread_over_the_lanes() {
             "data": {"object": object},
         }))
     };
+    // A payment's events about its intent, its charge, a refund and its checkout
+    // session: (type, object type, object id prefix, status).
+    let kinds = [
+        (
+            "payment_intent.succeeded",
+            "payment_intent",
+            "pi",
+            "succeeded",
+        ),
+        ("charge.succeeded", "charge", "ch", "succeeded"),
+        ("charge.refund.updated", "refund", "re", "succeeded"),
+        (
+            "checkout.session.completed",
+            "checkout.session",
+            "cs",
+            "complete",
+        ),
+    ];
     let of_payment = |n: usize| {
-        let pi = format!("pi_{n}");
-        [
-            about(
-                "evt_1",
-                "payment_intent.succeeded",
-                serde_json::json!({
-                "id": pi, "object": "payment_intent", "amount": 1000, "currency": "usd",
-                "status": "succeeded"}),
-            ),
-            about(
-                "evt_2",
-                "charge.succeeded",
-                serde_json::json!({
-                "id": format!("ch_{n}"), "object": "charge", "payment_intent": pi,
-                "amount": 1000, "currency": "usd", "status": "succeeded"}),
-            ),
-            about(
-                "evt_3",
-                "charge.refund.updated",
-                serde_json::json!({
-                "id": format!("re_{n}"), "object": "refund", "payment_intent": pi,
-                "amount": 500, "currency": "usd", "status": "succeeded"}),
-            ),
-            about(
-                "evt_4",
-                "checkout.session.completed",
-                serde_json::json!({
-                "id": format!("cs_{n}"), "object": "checkout.session", "payment_intent": pi,
-                "status": "complete", "payment_status": "paid"}),
-            ),
-        ]
+        kinds.map(|(kind, object, prefix, status)| {
+            let mut fields = serde_json::json!({
+                "id": format!("{prefix}_{n}"), "object": object, "status": status,
+                "amount": 1000, "currency": "usd", "payment_status": "paid",
+            });
+            if object != "payment_intent" {
+                fields["payment_intent"] = format!("pi_{n}").into();
+            }
+            about(&format!("evt_{prefix}_{n}"), kind, fields)
+        })
     };
     for lanes in [2, 3, 4] {
         for n in 0..20 {
