@@ -50,6 +50,7 @@ async fn kill(t: &TestDb, pid: i64) {
         .await
         .expect("pg_stat_activity");
         if alive == 0 {
+            other.close().await;
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
