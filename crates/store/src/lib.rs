@@ -19,6 +19,7 @@ pub mod keys;
 pub mod orders;
 mod page;
 pub mod payments;
+pub mod planner;
 pub mod products;
 pub mod provider_events;
 mod read;

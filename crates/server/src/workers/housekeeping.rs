@@ -2,12 +2,14 @@
 //! retention and expired customer sessions are removed, and checkouts past their
 //! expiry are expired. More often
 //! (every few seconds): provider events that were waiting for their object are applied,
-//! so an event that beat its object's creation is applied moments after it. Only the
-//! node that leads the cluster (see `leader`) does any of it.
+//! so an event that beat its object's creation is applied moments after it, and on
+//! PostgreSQL a table never analyzed is analyzed once it has rows
+//! (`paybridge_store::planner`). Only the node that leads the cluster (see `leader`)
+//! does any of it.
 
 use std::time::{Duration, Instant};
 
-use paybridge_store::{idempotency, now};
+use paybridge_store::{idempotency, now, planner};
 use tokio_util::sync::CancellationToken;
 
 use crate::service::{reconcile, webhooks};
@@ -30,6 +32,11 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(applied = n, "waiting provider events applied"),
             Err(e) => tracing::warn!(error = %e, "retrying waiting provider events failed"),
+        }
+        match planner::analyze_new_tables(&state.db).await {
+            Ok(tables) if tables.is_empty() => {}
+            Ok(tables) => tracing::info!(?tables, "planner statistics gathered for new tables"),
+            Err(e) => tracing::warn!(error = %e, "analyzing new tables failed; will retry"),
         }
         if last_round.elapsed() >= state.settings.housekeeping_interval {
             last_round = Instant::now();
