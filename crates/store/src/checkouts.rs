@@ -94,22 +94,26 @@ pub async fn lock_by_refs(
     Ok(None)
 }
 
+/// Records the provider's session and its page; returns the checkout as it now is.
 pub async fn set_provider(
     conn: &mut Conn,
     app: &str,
     id: &str,
     session: &str,
     url: &str,
-) -> Result<()> {
-    sqlx::query("UPDATE checkout_sessions SET provider_session_id = $3, url = $4, updated = $5 WHERE app_id = $1 AND id = $2")
-        .bind(app)
-        .bind(id)
-        .bind(session)
-        .bind(url)
-        .bind(now())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+) -> Result<CheckoutRow> {
+    sqlx::query_as::<_, CheckoutRow>(&format!(
+        "UPDATE checkout_sessions SET provider_session_id = $3, url = $4, updated = $5 \
+         WHERE app_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(app)
+    .bind(id)
+    .bind(session)
+    .bind(url)
+    .bind(now())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 pub async fn set_status(conn: &mut Conn, app: &str, id: &str, status: &str) -> Result<()> {

@@ -225,6 +225,22 @@ pub async fn lock(conn: &mut Conn, app: &str, id: &str) -> Result<PaymentRow> {
         .ok_or(StoreError::NotFound)
 }
 
+/// [`lock`] for a payment whose order the caller knows (a payment's order never
+/// changes): its order's payments are locked in one statement, without first looking
+/// up which order it is.
+pub async fn lock_in_order(
+    conn: &mut Conn,
+    app: &str,
+    id: &str,
+    order: &str,
+) -> Result<PaymentRow> {
+    lock_of_order(conn, app, order)
+        .await?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or(StoreError::NotFound)
+}
+
 /// Writes the money state and the provider references of a payment.
 pub async fn save_state(conn: &mut Conn, p: &PaymentRow) -> Result<()> {
     sqlx::query(

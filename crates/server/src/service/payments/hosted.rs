@@ -242,14 +242,13 @@ async fn record_session(
 ) -> ApiResult<(CheckoutRow, PaymentRow)> {
     let url = s.url.clone().unwrap_or_default();
     let mut tx = state.db.begin().await?;
-    checkouts::set_provider(&mut tx, &c.app_id, &c.id, &s.id, &url).await?;
-    let before = payments::lock(&mut tx, &p.app_id, &p.id).await?;
+    let checkout = checkouts::set_provider(&mut tx, &c.app_id, &c.id, &s.id, &url).await?;
+    let before = payments::lock_in_order(&mut tx, &p.app_id, &p.id, &p.order_id).await?;
     let mut after = before.clone();
     after.provider_checkout_session = Some(s.id.clone());
     after.payment_url = Some(url.clone());
     let after =
         ledger::apply_payment_facts(&mut tx, &before, after, &[PaymentFact::Pending]).await?;
-    let checkout = checkouts::get(&mut *tx, &c.app_id, &c.id).await?;
     tx.commit()
         .await
         .map_err(paybridge_store::StoreError::from)?;
