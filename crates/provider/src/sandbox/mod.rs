@@ -139,6 +139,9 @@ struct Change {
     idempotency_key: Option<String>,
     events: usize,
     delay_ms: i64,
+    /// The idempotency key's slot already holds this change's answer
+    /// ([`Change::replayed_or_claim_with`]).
+    answered: bool,
 }
 
 impl Change {
@@ -149,6 +152,7 @@ impl Change {
             idempotency_key: idempotency_key.map(str::to_owned),
             events: 0,
             delay_ms: sb.delay_ms,
+            answered: false,
         })
     }
 
@@ -164,10 +168,34 @@ impl Change {
         };
         let slot = format!("idem:{key}");
         let app = self.app.clone();
-        if sqlx_claim(&mut self.tx, &app, &slot).await? {
+        if sqlx_claim(&mut self.tx, &app, &slot, "").await? {
             return Ok(None);
         }
-        let stored = store::get(&mut *self.tx, &app, &slot)
+        self.stored(&slot).await.map(Some)
+    }
+
+    /// [`Change::replayed`] for a change whose answer is known before it reads
+    /// anything (a new object): the key is claimed with the answer itself, so `commit`
+    /// need not write it again (one statement where `replayed` and `commit` take two).
+    async fn replayed_or_claim_with(&mut self, answer: &Value) -> Result<Option<Value>> {
+        let Some(key) = self.idempotency_key.clone() else {
+            return Ok(None);
+        };
+        let slot = format!("idem:{key}");
+        let app = self.app.clone();
+        let kept = at_rest(answer).to_string();
+        if sqlx_claim(&mut self.tx, &app, &slot, &kept).await? {
+            self.answered = true;
+            return Ok(None);
+        }
+        self.stored(&slot).await.map(Some)
+    }
+
+    /// The answer an earlier call stored under the key's slot; an empty slot is a
+    /// call still in progress.
+    async fn stored(&mut self, slot: &str) -> Result<Value> {
+        let app = self.app.clone();
+        let stored = store::get(&mut *self.tx, &app, slot)
             .await?
             .unwrap_or_default();
         if stored.is_empty() {
@@ -177,7 +205,7 @@ impl Change {
             ));
         }
         serde_json::from_str::<Value>(&stored)
-            .map(|v| Some(public(&v)))
+            .map(|v| public(&v))
             .map_err(|e| ProviderError::Unavailable {
                 message: e.to_string(),
             })
@@ -219,7 +247,7 @@ impl Change {
 
     /// Commits, remembering `response` for the idempotency key.
     async fn commit(mut self, response: &Value, wake: &Notify) -> Result<()> {
-        if let Some(key) = self.idempotency_key.clone() {
+        if let Some(key) = self.idempotency_key.clone().filter(|_| !self.answered) {
             let app = self.app.clone();
             store::put(
                 self.conn(),
@@ -241,9 +269,10 @@ impl Change {
     }
 }
 
-/// Claims an idempotency slot: true if this call inserted it.
-async fn sqlx_claim(conn: &mut Conn, app: &str, slot: &str) -> Result<bool> {
-    Ok(store::insert_new(conn, app, slot, "idempotency", "").await?)
+/// Claims an idempotency slot, holding `answer` (empty: in progress): true if this
+/// call inserted it.
+async fn sqlx_claim(conn: &mut Conn, app: &str, slot: &str, answer: &str) -> Result<bool> {
+    Ok(store::insert_new(conn, app, slot, "idempotency", answer).await?)
 }
 
 fn card_json(card: &TestCard) -> Value {
@@ -762,10 +791,6 @@ impl Provider for Sandbox {
         call: &Call,
         s: &NewCheckout,
     ) -> Result<CheckoutSession> {
-        let mut ch = Change::begin(self, &call.app_id, Some(&call.idempotency_key)).await?;
-        if let Some(r) = ch.replayed().await? {
-            return parse(&r);
-        }
         let currency = s
             .line_items
             .first()
@@ -813,6 +838,10 @@ impl Provider for Sandbox {
                 },
             }),
         );
+        let mut ch = Change::begin(self, &call.app_id, Some(&call.idempotency_key)).await?;
+        if let Some(r) = ch.replayed_or_claim_with(&cs).await? {
+            return parse(&r);
+        }
         ch.save("checkout.session", &cs).await?;
         ch.commit(&cs, &self.wake).await?;
         parse(&cs)
