@@ -16,6 +16,8 @@
 //! without statistics and the queries it needs a hint for are shaped for it, so this
 //! does nothing there.
 
+use std::collections::HashSet;
+
 use crate::{Backend, Db, Result};
 
 /// Rows changed (inserted, updated or deleted) in a table never analyzed before it is
@@ -23,13 +25,16 @@ use crate::{Backend, Db, Result};
 pub const MIN_CHANGES: i64 = 500;
 
 /// Analyzes the tables of the current schema that have never been analyzed and have
-/// changed by at least [`MIN_CHANGES`] rows; returns their names. PostgreSQL's
-/// activity statistics lag its writes by up to a second or so.
-pub async fn analyze_new_tables(db: &Db) -> Result<Vec<String>> {
+/// changed by at least [`MIN_CHANGES`] rows, and are not in `done`; adds them to `done`
+/// and returns them. A table is tried once per process: were the role not allowed to
+/// analyze it (PostgreSQL then warns and skips it), it would otherwise be tried, and
+/// logged, every few seconds. PostgreSQL's activity statistics lag its writes by up to
+/// a second or so.
+pub async fn analyze_new_tables(db: &Db, done: &mut HashSet<String>) -> Result<Vec<String>> {
     if db.backend != Backend::Postgres {
         return Ok(Vec::new());
     }
-    let tables: Vec<String> = sqlx::query_scalar(
+    let mut tables: Vec<String> = sqlx::query_scalar(
         "SELECT CAST(relname AS TEXT) FROM pg_stat_user_tables \
          WHERE schemaname = current_schema() AND last_analyze IS NULL \
          AND last_autoanalyze IS NULL AND n_mod_since_analyze >= $1 ORDER BY relname",
@@ -37,11 +42,13 @@ pub async fn analyze_new_tables(db: &Db) -> Result<Vec<String>> {
     .bind(MIN_CHANGES)
     .fetch_all(&db.read)
     .await?;
+    tables.retain(|t| !done.contains(t));
     for table in &tables {
         // A name from the catalog, quoted as an identifier.
         sqlx::query(&format!("ANALYZE \"{}\"", table.replace('"', "\"\"")))
             .execute(&db.read)
             .await?;
+        done.insert(table.clone());
     }
     Ok(tables)
 }

@@ -2,6 +2,7 @@
 //! (`paybridge_store::planner`): before, a payment looked up by its id was planned as a
 //! walk over every payment of its app, and each pooled connection kept that plan.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use paybridge_store::{planner, Db, DbOptions};
@@ -35,26 +36,10 @@ fn found_by_id(plan: &str) -> bool {
         .any(|l| l.contains("Index Cond") && l.contains("(id = $2)"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_table_never_analyzed_is_analyzed_once_it_has_rows_and_an_id_lookup_then_uses_the_id() {
-    let Some(t) = TestDb::new(Backend::Postgres).await else {
-        return;
-    };
-    let db = Db::connect(&t.url, DbOptions::default())
-        .await
-        .expect("connect");
-    db.migrate().await.expect("migrate");
-    assert!(
-        planner::analyze_new_tables(&db)
-            .await
-            .expect("analyze")
-            .is_empty(),
-        "nothing has changed yet"
-    );
-
-    // 600 payments of one app, written as a pooled connection would, then their
-    // activity counts flushed (a backend reports them when it goes idle).
-    let mut conn = PgConnection::connect(&t.url).await.expect("connect");
+/// 600 orders and payments of one app, written as a pooled connection would, then
+/// their activity counts flushed (a backend reports them when it goes idle).
+async fn fill(url: &str) {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
     for sql in [
         "INSERT INTO apps (id, name, environment, created) VALUES ('app_1', 'Shop', 'test', 0)",
         "INSERT INTO orders (id, app_id, currency, amount_total, amount_paid, amount_refunded, \
@@ -70,6 +55,27 @@ async fn a_table_never_analyzed_is_analyzed_once_it_has_rows_and_an_id_lookup_th
         sqlx::query(sql).execute(&mut conn).await.expect(sql);
     }
     let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_never_analyzed_is_analyzed_once_it_has_rows_and_an_id_lookup_then_uses_the_id() {
+    let Some(t) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let db = Db::connect(&t.url, DbOptions::default())
+        .await
+        .expect("connect");
+    db.migrate().await.expect("migrate");
+    let mut done = HashSet::new();
+    assert!(
+        planner::analyze_new_tables(&db, &mut done)
+            .await
+            .expect("analyze")
+            .is_empty(),
+        "nothing has changed yet"
+    );
+
+    fill(&t.url).await;
 
     let before = lookup_plan(&t.url).await;
     assert!(
@@ -78,14 +84,7 @@ async fn a_table_never_analyzed_is_analyzed_once_it_has_rows_and_an_id_lookup_th
          plans this well, the step may no longer be needed:\n{before}"
     );
 
-    let mut analyzed = Vec::new();
-    for _ in 0..150 {
-        analyzed = planner::analyze_new_tables(&db).await.expect("analyze");
-        if !analyzed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let analyzed = analyze_some(&db, &mut done).await;
     assert!(
         analyzed.iter().any(|t| t == "payments") && analyzed.iter().any(|t| t == "orders"),
         "analyzed: {analyzed:?}"
@@ -100,7 +99,7 @@ async fn a_table_never_analyzed_is_analyzed_once_it_has_rows_and_an_id_lookup_th
         "with statistics the lookup should use the id:\n{after}"
     );
     assert!(
-        planner::analyze_new_tables(&db)
+        planner::analyze_new_tables(&db, &mut done)
             .await
             .expect("analyze")
             .is_empty(),
@@ -116,9 +115,68 @@ async fn sqlite_needs_no_statistics() {
         .await
         .expect("connect");
     db.migrate().await.expect("migrate");
-    assert!(planner::analyze_new_tables(&db)
+    let mut done = HashSet::new();
+    assert!(planner::analyze_new_tables(&db, &mut done)
         .await
         .expect("analyze")
         .is_empty());
     db.close().await;
+}
+
+/// Analyzes with `db` until it reports some table (the activity counts lag).
+async fn analyze_some(db: &Db, done: &mut HashSet<String>) -> Vec<String> {
+    for _ in 0..150 {
+        let analyzed = planner::analyze_new_tables(db, done)
+            .await
+            .expect("analyze");
+        if !analyzed.is_empty() {
+            return analyzed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Vec::new()
+}
+
+/// A role that does not own the tables may not analyze them: PostgreSQL warns and
+/// skips them, and their statistics stay missing. Each is tried once, not every tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_the_role_may_not_analyze_is_tried_once() {
+    let Some(t) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let db = Db::connect(&t.url, DbOptions::default())
+        .await
+        .expect("connect");
+    db.migrate().await.expect("migrate");
+    db.close().await;
+    fill(&t.url).await;
+    let role = format!("pbt_role_{}", paybridge_testkit::random_suffix());
+    t.execute(&format!("CREATE ROLE {role} LOGIN")).await;
+    let (scheme, rest) = t.url.split_once("://").expect("a URL");
+    let (_, host) = rest.split_once('@').expect("a user in the URL");
+    let other = Db::connect(&format!("{scheme}://{role}@{host}"), DbOptions::default())
+        .await
+        .expect("connect as the role");
+
+    let mut done = HashSet::new();
+    let first = analyze_some(&other, &mut done).await;
+    assert!(first.iter().any(|t| t == "payments"), "{first:?}");
+    assert_eq!(
+        t.scalar(
+            "SELECT COUNT(*) FROM pg_stat_user_tables \
+             WHERE relname = 'payments' AND last_analyze IS NOT NULL"
+        )
+        .await,
+        0,
+        "the role may not analyze payments"
+    );
+    assert!(
+        planner::analyze_new_tables(&other, &mut done)
+            .await
+            .expect("analyze")
+            .is_empty(),
+        "tried once"
+    );
+    other.close().await;
+    t.execute(&format!("DROP ROLE {role}")).await;
 }

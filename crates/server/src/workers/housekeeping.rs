@@ -7,6 +7,7 @@
 //! (`paybridge_store::planner`). Only the node that leads the cluster (see `leader`)
 //! does any of it.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use paybridge_store::{idempotency, now, planner};
@@ -19,6 +20,8 @@ const WAITING_EVENTS_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(state: AppState, stop: CancellationToken) {
     let mut last_round = Instant::now();
+    // The tables this process has analyzed (`planner`): each is tried once.
+    let mut analyzed = HashSet::new();
     loop {
         let tick = WAITING_EVENTS_EVERY.min(state.settings.housekeeping_interval);
         tokio::select! {
@@ -33,7 +36,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             Ok(n) => tracing::info!(applied = n, "waiting provider events applied"),
             Err(e) => tracing::warn!(error = %e, "retrying waiting provider events failed"),
         }
-        match planner::analyze_new_tables(&state.db).await {
+        match planner::analyze_new_tables(&state.db, &mut analyzed).await {
             Ok(tables) if tables.is_empty() => {}
             Ok(tables) => tracing::info!(?tables, "planner statistics gathered for new tables"),
             Err(e) => tracing::warn!(error = %e, "analyzing new tables failed; will retry"),
