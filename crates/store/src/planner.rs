@@ -11,8 +11,11 @@
 //! a fresh database that takes a burst meanwhile keeps those plans.
 //!
 //! So the leader analyzes, every few seconds (`workers/housekeeping.rs`), each table of
-//! ours that has never been analyzed once [`MIN_CHANGES`] rows of it have changed.
-//! Once a table has statistics, autovacuum keeps them fresh. SQLite's planner works
+//! the current schema that has never been analyzed once [`MIN_CHANGES`] rows of it
+//! have changed. Where autovacuum runs, it keeps the statistics fresh after that;
+//! where it is off, they stay as first gathered, which is enough for the choice
+//! between these indexes as the table grows (the planner scales the row counts by the
+//! table's current size). SQLite's planner works
 //! without statistics and the queries it needs a hint for are shaped for it, so this
 //! does nothing there.
 
@@ -25,11 +28,12 @@ use crate::{Backend, Db, Result};
 pub const MIN_CHANGES: i64 = 500;
 
 /// Analyzes the tables of the current schema that have never been analyzed and have
-/// changed by at least [`MIN_CHANGES`] rows, and are not in `done`; adds them to `done`
-/// and returns them. A table is tried once per process: were the role not allowed to
-/// analyze it (PostgreSQL then warns and skips it), it would otherwise be tried, and
-/// logged, every few seconds. PostgreSQL's activity statistics lag its writes by up to
-/// a second or so.
+/// changed by at least [`MIN_CHANGES`] rows, and are not in `done`; returns those it
+/// analyzed. Each table is tried once per process, whatever comes of it, and added to
+/// `done`: were the role not allowed to analyze it (PostgreSQL then warns and skips
+/// it), or were `ANALYZE` to fail (a statement timeout on a large restored table), it
+/// would otherwise be run, and logged, every few seconds. PostgreSQL's activity
+/// statistics lag its writes by up to a second or so.
 pub async fn analyze_new_tables(db: &Db, done: &mut HashSet<String>) -> Result<Vec<String>> {
     if db.backend != Backend::Postgres {
         return Ok(Vec::new());
@@ -43,12 +47,15 @@ pub async fn analyze_new_tables(db: &Db, done: &mut HashSet<String>) -> Result<V
     .fetch_all(&db.read)
     .await?;
     tables.retain(|t| !done.contains(t));
-    for table in &tables {
-        // A name from the catalog, quoted as an identifier.
-        sqlx::query(&format!("ANALYZE \"{}\"", table.replace('"', "\"\"")))
-            .execute(&db.read)
-            .await?;
+    let mut analyzed = Vec::new();
+    for table in tables {
         done.insert(table.clone());
+        // A name from the catalog, quoted as an identifier.
+        let sql = format!("ANALYZE \"{}\"", table.replace('"', "\"\""));
+        match sqlx::query(&sql).execute(&db.read).await {
+            Ok(_) => analyzed.push(table),
+            Err(e) => tracing::warn!(%table, error = %e, "ANALYZE failed; not tried again"),
+        }
     }
-    Ok(tables)
+    Ok(analyzed)
 }

@@ -139,9 +139,9 @@ struct Change {
     idempotency_key: Option<String>,
     events: usize,
     delay_ms: i64,
-    /// The idempotency key's slot already holds this change's answer
+    /// The answer the idempotency key's slot already holds, as stored
     /// ([`Change::replayed_or_claim_with`]).
-    answered: bool,
+    answered: Option<String>,
 }
 
 impl Change {
@@ -152,7 +152,7 @@ impl Change {
             idempotency_key: idempotency_key.map(str::to_owned),
             events: 0,
             delay_ms: sb.delay_ms,
-            answered: false,
+            answered: None,
         })
     }
 
@@ -185,7 +185,7 @@ impl Change {
         let app = self.app.clone();
         let kept = at_rest(answer).to_string();
         if sqlx_claim(&mut self.tx, &app, &slot, &kept).await? {
-            self.answered = true;
+            self.answered = Some(kept);
             return Ok(None);
         }
         self.stored(&slot).await.map(Some)
@@ -247,7 +247,16 @@ impl Change {
 
     /// Commits, remembering `response` for the idempotency key.
     async fn commit(mut self, response: &Value, wake: &Notify) -> Result<()> {
-        if let Some(key) = self.idempotency_key.clone().filter(|_| !self.answered) {
+        // A change that claimed its key with its answer commits that same answer.
+        debug_assert!(self
+            .answered
+            .as_deref()
+            .is_none_or(|a| *a == at_rest(response).to_string()));
+        if let Some(key) = self
+            .idempotency_key
+            .clone()
+            .filter(|_| self.answered.is_none())
+        {
             let app = self.app.clone();
             store::put(
                 self.conn(),

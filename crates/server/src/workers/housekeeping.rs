@@ -2,10 +2,10 @@
 //! retention and expired customer sessions are removed, and checkouts past their
 //! expiry are expired. More often
 //! (every few seconds): provider events that were waiting for their object are applied,
-//! so an event that beat its object's creation is applied moments after it, and on
-//! PostgreSQL a table never analyzed is analyzed once it has rows
-//! (`paybridge_store::planner`). Only the node that leads the cluster (see `leader`)
-//! does any of it.
+//! so an event that beat its object's creation is applied moments after it; and, in a
+//! task of its own, on PostgreSQL a table never analyzed is analyzed once 500 of its
+//! rows have changed (`paybridge_store::planner`). Only the node that leads the
+//! cluster (see `leader`) does any of it.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -20,8 +20,6 @@ const WAITING_EVENTS_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(state: AppState, stop: CancellationToken) {
     let mut last_round = Instant::now();
-    // The tables this process has analyzed (`planner`): each is tried once.
-    let mut analyzed = HashSet::new();
     loop {
         let tick = WAITING_EVENTS_EVERY.min(state.settings.housekeeping_interval);
         tokio::select! {
@@ -36,14 +34,36 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             Ok(n) => tracing::info!(applied = n, "waiting provider events applied"),
             Err(e) => tracing::warn!(error = %e, "retrying waiting provider events failed"),
         }
-        match planner::analyze_new_tables(&state.db, &mut analyzed).await {
-            Ok(tables) if tables.is_empty() => {}
-            Ok(tables) => tracing::info!(?tables, "planner statistics gathered for new tables"),
-            Err(e) => tracing::warn!(error = %e, "analyzing new tables failed; will retry"),
-        }
         if last_round.elapsed() >= state.settings.housekeeping_interval {
             last_round = Instant::now();
             round(&state).await;
+        }
+    }
+}
+
+/// On PostgreSQL, every 2 s on the leader: analyzes the tables never analyzed that
+/// have rows (`paybridge_store::planner`). A task of its own, so that analyzing a large
+/// table holds up neither the waiting events nor the checkouts' expiry.
+pub async fn planner_statistics(state: AppState, stop: CancellationToken) {
+    if state.db.backend != paybridge_store::Backend::Postgres {
+        return;
+    }
+    // The tables this process has tried (`planner`): each is tried once.
+    let mut tried = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(WAITING_EVENTS_EVERY) => {}
+        }
+        if !state.leadership.is_leader() {
+            continue;
+        }
+        match planner::analyze_new_tables(&state.db, &mut tried).await {
+            Ok(tables) if tables.is_empty() => {}
+            Ok(tables) => tracing::info!(?tables, "planner statistics gathered for new tables"),
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for tables to analyze failed; will retry")
+            }
         }
     }
 }

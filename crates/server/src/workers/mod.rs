@@ -22,6 +22,10 @@ pub fn spawn(state: AppState, stop: CancellationToken) -> Workers {
         handles: vec![
             tokio::spawn(leader::run(state.clone(), stop.clone())),
             tokio::spawn(housekeeping::run(state.clone(), stop.clone())),
+            tokio::spawn(housekeeping::planner_statistics(
+                state.clone(),
+                stop.clone(),
+            )),
             tokio::spawn(reconciler::run(state.clone(), stop.clone())),
             tokio::spawn(sandbox::run(state.clone(), stop.clone())),
             tokio::spawn(callbacks::run(state.clone(), stop.clone())),
