@@ -191,10 +191,10 @@ pub async fn lock_by_refs(
         .fetch_optional(&mut *conn)
         .await?;
         let Some((id, order)) = found else { continue };
-        return Ok(lock_of_order(conn, app, &order)
-            .await?
-            .into_iter()
-            .find(|p| p.id == id));
+        return match lock_in_order(conn, app, &id, &order).await {
+            Err(StoreError::NotFound) => Ok(None),
+            locked => locked.map(Some),
+        };
     }
     Ok(None)
 }
