@@ -76,7 +76,7 @@ pub async fn start_intent(
     };
     // A new way to pay ends the order's open ones at the provider first, if the order
     // would not admit it otherwise. An order made by this request has none.
-    if new_order.as_ref().is_none_or(|o| o.id != order_id) {
+    if super::made_here(new_order.as_ref(), app, order_id).is_none() {
         super::supersede::supersede(state, &bound, order_id, spec.amount, false).await?;
     }
     let mut tx = state.db.begin().await?;

@@ -78,7 +78,7 @@ pub async fn start_hosted(
     // One open page per order: the older ones are expired at the provider before this
     // one is admitted, so an order cannot be paid twice through two pages. An order
     // made by this request (its id new) has none.
-    if new_order.as_ref().is_none_or(|o| o.id != order_id) {
+    if super::made_here(new_order.as_ref(), app, order_id).is_none() {
         super::supersede::supersede(state, &bound, order_id, spec.amount, true).await?;
     }
     let mut tx = state.db.begin().await?;

@@ -71,6 +71,16 @@ fn metadata_for(app: &str, p: &PaymentRow, checkout: Option<&str>) -> BTreeMap<S
     m
 }
 
+/// The order this request made, if `order_id` is it: no payment, page or intent can
+/// hold it yet, so it needs neither superseding nor reading back.
+fn made_here<'a>(
+    new_order: Option<&'a OrderRow>,
+    app: &str,
+    order_id: &str,
+) -> Option<&'a OrderRow> {
+    new_order.filter(|o| o.id == order_id && o.app_id == app)
+}
+
 /// Stores the order if it is new and a payment for it, after checking that the order
 /// can take this payment. Returns the payment (and the superseded open checkouts).
 async fn reserve(
@@ -84,7 +94,7 @@ async fn reserve(
     // An order inserted just now, in this transaction, is the row given (every column
     // is written), and no payment can hold it yet: it is not read back, nor are its
     // payments (three statements fewer on the writer for a checkout of a new order).
-    let fresh = new_order.filter(|o| o.id == order_id && o.app_id == *app);
+    let fresh = made_here(new_order, app, order_id);
     if let Some(o) = new_order {
         orders::insert(&mut *conn, o).await?;
     }
