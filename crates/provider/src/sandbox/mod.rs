@@ -163,39 +163,34 @@ impl Change {
     /// The response stored for this idempotency key by an earlier call, if any; else
     /// claims the key for this change.
     async fn replayed(&mut self) -> Result<Option<Value>> {
-        let Some(key) = self.idempotency_key.clone() else {
-            return Ok(None);
-        };
-        let slot = format!("idem:{key}");
-        let app = self.app.clone();
-        if sqlx_claim(&mut self.tx, &app, &slot, "").await? {
-            return Ok(None);
-        }
-        self.stored(&slot).await.map(Some)
+        self.claim("").await
     }
 
     /// [`Change::replayed`] for a change whose answer is known before it reads
     /// anything (a new object): the key is claimed with the answer itself, so `commit`
     /// need not write it again (one statement where `replayed` and `commit` take two).
     async fn replayed_or_claim_with(&mut self, answer: &Value) -> Result<Option<Value>> {
-        let Some(key) = self.idempotency_key.clone() else {
+        let kept = at_rest(answer).to_string();
+        let replay = self.claim(&kept).await?;
+        if replay.is_none() {
+            self.answered = Some(kept);
+        }
+        Ok(replay)
+    }
+
+    /// Claims the key's slot holding `answer` (empty: in progress) and returns `None`,
+    /// or returns the answer an earlier call stored there. A second call with the key
+    /// waits for the first's row. An empty slot is a call still in progress.
+    async fn claim(&mut self, answer: &str) -> Result<Option<Value>> {
+        let Some(key) = &self.idempotency_key else {
             return Ok(None);
         };
         let slot = format!("idem:{key}");
         let app = self.app.clone();
-        let kept = at_rest(answer).to_string();
-        if sqlx_claim(&mut self.tx, &app, &slot, &kept).await? {
-            self.answered = Some(kept);
+        if store::insert_new(&mut self.tx, &app, &slot, "idempotency", answer).await? {
             return Ok(None);
         }
-        self.stored(&slot).await.map(Some)
-    }
-
-    /// The answer an earlier call stored under the key's slot; an empty slot is a
-    /// call still in progress.
-    async fn stored(&mut self, slot: &str) -> Result<Value> {
-        let app = self.app.clone();
-        let stored = store::get(&mut *self.tx, &app, slot)
+        let stored = store::get(&mut *self.tx, &app, &slot)
             .await?
             .unwrap_or_default();
         if stored.is_empty() {
@@ -205,7 +200,7 @@ impl Change {
             ));
         }
         serde_json::from_str::<Value>(&stored)
-            .map(|v| public(&v))
+            .map(|v| Some(public(&v)))
             .map_err(|e| ProviderError::Unavailable {
                 message: e.to_string(),
             })
@@ -276,12 +271,6 @@ impl Change {
         }
         Ok(())
     }
-}
-
-/// Claims an idempotency slot, holding `answer` (empty: in progress): true if this
-/// call inserted it.
-async fn sqlx_claim(conn: &mut Conn, app: &str, slot: &str, answer: &str) -> Result<bool> {
-    Ok(store::insert_new(conn, app, slot, "idempotency", answer).await?)
 }
 
 fn card_json(card: &TestCard) -> Value {
