@@ -42,8 +42,9 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 }
 
 /// On PostgreSQL, every 2 s on the leader: analyzes the tables never analyzed once 500
-/// of their rows have changed (`paybridge_store::planner`). A task of its own, so that analyzing a large
-/// table holds up neither the waiting events nor the checkouts' expiry.
+/// of their rows have changed (`paybridge_store::planner`). A task of its own, so that
+/// analyzing a large table holds up neither the waiting events nor the checkouts'
+/// expiry.
 pub async fn planner_statistics(state: AppState, stop: CancellationToken) {
     if state.db.backend != paybridge_store::Backend::Postgres {
         return;
