@@ -14,6 +14,9 @@
 //! it saw misses nothing, however long a transaction takes to commit. (An earlier
 //! design waited a fixed second for a gap to fill, and lost an event whose transaction
 //! took longer.) On SQLite transactions commit in `seq` order: every horizon is settled.
+//!
+//! The hub starts at its first settled horizon and says when it follows the table
+//! ([`Hub::published_when_following`]): a stream takes its mark only then.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -37,6 +40,8 @@ pub struct Hub {
     pub deliveries: Arc<Notify>,
     /// The highest `seq` published so far (streams start their replay from here).
     published: std::sync::atomic::AtomicI64,
+    /// Set once the hub follows the table: `published` means something only then.
+    following: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Hub {
@@ -45,6 +50,7 @@ impl Default for Hub {
             live: broadcast::channel(4096).0,
             deliveries: Arc::new(Notify::new()),
             published: std::sync::atomic::AtomicI64::new(0),
+            following: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -58,6 +64,22 @@ impl Hub {
 
     pub fn published(&self) -> i64 {
         self.published.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the hub follows the table yet (see [`Hub::published_when_following`]).
+    pub fn following(&self) -> bool {
+        *self.following.borrow()
+    }
+
+    /// [`Hub::published`], once the hub follows the table. Until then the mark is 0
+    /// and the hub sends nothing: a stream that started from it would skip every event
+    /// committed before the hub's first settled horizon, which the hub then never sends
+    /// (a stream opened in a new server's first moments lost its order's payment).
+    pub async fn published_when_following(&self) -> i64 {
+        let mut following = self.following.subscribe();
+        // The sender lives as long as the hub: `wait_for` cannot fail here.
+        let _ = following.wait_for(|f| *f).await;
+        self.published()
     }
 }
 
@@ -101,6 +123,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
     }
     hub.published
         .store(published, std::sync::atomic::Ordering::Release);
+    hub.following.send_replace(true);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -616,18 +616,30 @@ impl Sse {
 
     /// Reads messages until one of type `kind` (within `secs`); returns all read.
     pub async fn until_type(&mut self, kind: &str, secs: u64) -> Vec<(String, Value)> {
+        match self.try_until_type(kind, secs).await {
+            Ok(got) => got,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// As [`Sse::until_type`], with what went wrong (and the server's log) as the error.
+    pub async fn try_until_type(
+        &mut self,
+        kind: &str,
+        secs: u64,
+    ) -> Result<Vec<(String, Value)>, String> {
         let mut got = Vec::new();
         while let Some(m) = self.next(secs).await {
             let done = m.1["type"] == kind;
             got.push(m);
             if done {
-                return got;
+                return Ok(got);
             }
         }
-        panic!(
+        Err(format!(
             "no {kind} on the stream; got {:?}\nserver logs:\n{}",
             got.iter().map(|m| m.1["type"].clone()).collect::<Vec<_>>(),
             std::fs::read_to_string(&self.log_path).unwrap_or_default()
-        );
+        ))
     }
 }

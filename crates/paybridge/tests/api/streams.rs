@@ -21,9 +21,13 @@ fn ids(v: &[(String, Value)]) -> Vec<String> {
 
 /// The order's events as `GET /v1/events` has them, oldest first.
 async fn order_event_ids(s: &Server, admin: &str, order: &str) -> Vec<String> {
-    let r = s
-        .get(&format!("/v1/events?order={order}&limit=100"), admin)
-        .await;
+    event_ids(s, admin, &format!("order={order}&")).await
+}
+
+/// The app's events (those `filter`, a query string ending in `&`, selects) as
+/// `GET /v1/events` has them, oldest first.
+async fn event_ids(s: &Server, admin: &str, filter: &str) -> Vec<String> {
+    let r = s.get(&format!("/v1/events?{filter}limit=100"), admin).await;
     let mut v: Vec<String> = r.json["data"]
         .as_array()
         .unwrap()
@@ -60,7 +64,20 @@ async fn an_order_stream_shows_payment_succeeded_and_resumes_without_loss_or_rep
         .complete_checkout(&a.publishable, &cs, "4242424242424242")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let mut seen = stream.until_type("payment.succeeded", 15).await;
+    let mut seen = match stream.try_until_type("payment.succeeded", 15).await {
+        Ok(seen) => seen,
+        Err(why) => {
+            // What the server has, to tell a stream that missed an event from an
+            // event never made.
+            let events = s.get(&format!("/v1/events?order={order}"), &a.admin).await;
+            let provider = s.get("/v1/provider_events", &a.admin).await;
+            let o = s.get(&format!("/v1/orders/{order}"), &a.admin).await;
+            panic!(
+                "{why}\nthe order's events: {}\nprovider events: {}\nthe order: {}",
+                events.body, provider.body, o.body
+            );
+        }
+    };
     let succeeded = seen.last().unwrap().1.clone();
     assert_eq!(succeeded["data"]["object"]["status"], "succeeded");
     assert_eq!(succeeded["data"]["object"]["order"], order.as_str());
@@ -339,4 +356,71 @@ async fn postgres_an_event_that_commits_late_still_reaches_the_stream() {
         replay.push(again.next(5).await.expect("replayed"));
     }
     assert_eq!(ids(&replay), expected[1..].to_vec());
+}
+
+/// PostgreSQL: streams opened before the node's hub follows the events table (it
+/// starts at the first settled horizon, which a transaction already running holds
+/// back) miss nothing: an order stream gets its order's whole history and an app
+/// stream everything after the moment it opened. A stream once took the hub's mark
+/// before the hub had one (0), went live, and never saw what was committed until the
+/// hub caught up: CI's flaky "no payment.succeeded on the stream; got []".
+#[tokio::test]
+async fn postgres_streams_opened_before_the_hub_follows_the_table_miss_nothing() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    // A transaction with an id, running in the server's database before it starts:
+    // until it ends no horizon settles, so the hub cannot start following.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut early = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text")
+        .execute(&mut *early)
+        .await
+        .unwrap();
+
+    let s = Server::start(&db).await;
+    let a = s.sandbox_app().await;
+    let product = s.product(&a.admin, "Kettle", 4200, "eur").await;
+    let cs = s.checkout(&a.publishable, &product, 1, json!({})).await;
+    let order = cs["order"].as_str().unwrap().to_owned();
+    let secret = cs["client_secret"].as_str().unwrap();
+    let path = format!("/v1/orders/{order}/stream?client_secret={secret}");
+    let mut order_stream = Sse::open(&s, &path, &a.publishable, None).await;
+    let mut app_stream = Sse::open(&s, "/v1/events/stream", &a.admin, None).await;
+    let before = event_ids(&s, &a.admin, "").await;
+    let r = s
+        .complete_checkout(&a.publishable, &cs, "4242424242424242")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The order is paid, its events committed, while the hub still waits.
+    s.until(&format!("/v1/orders/{order}"), &a.server, |o| {
+        o["status"] == "paid"
+    })
+    .await;
+    let history = order_event_ids(&s, &a.admin, &order).await;
+    let after: Vec<String> = event_ids(&s, &a.admin, "")
+        .await
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert!(!after.is_empty(), "the payment made events");
+    assert!(
+        order_stream.next(1).await.is_none(),
+        "nothing is sent before the hub follows the table"
+    );
+    early.commit().await.unwrap();
+
+    for (stream, expected, what) in [
+        (&mut order_stream, &history, "the order's whole history"),
+        (&mut app_stream, &after, "the app's events after it opened"),
+    ] {
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            match stream.next(10).await {
+                Some(m) => got.push(m),
+                None => panic!("{what}: {:?} of {expected:?} came", ids(&got)),
+            }
+        }
+        assert_eq!(&ids(&got), expected, "{what}, in order");
+    }
 }
