@@ -66,11 +66,6 @@ impl Hub {
         self.published.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Whether the hub follows the table yet (see [`Hub::published_when_following`]).
-    pub fn following(&self) -> bool {
-        *self.following.borrow()
-    }
-
     /// [`Hub::published`], once the hub follows the table. Until then the mark is 0
     /// and the hub sends nothing: a stream that started from it would skip every event
     /// committed before the hub's first settled horizon, which the hub then never sends

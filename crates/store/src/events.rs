@@ -100,7 +100,10 @@ pub struct Horizon {
 }
 
 pub async fn horizon(db: &Db) -> Result<Horizon> {
-    let max_seq = last_seq(db).await?;
+    let max_seq: i64 =
+        sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM events")
+            .fetch_one(db.reader())
+            .await?;
     // Read after `max_seq`, in a statement of its own: a transaction that took a `seq`
     // below it and has not ended is running now, and so listed.
     let running = match db.backend {
@@ -115,15 +118,6 @@ pub async fn horizon(db: &Db) -> Result<Horizon> {
         _ => Vec::new(),
     };
     Ok(Horizon { max_seq, running })
-}
-
-/// The highest `seq` visible now (0 for none).
-pub async fn last_seq(db: &Db) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM events")
-            .fetch_one(db.reader())
-            .await?,
-    )
 }
 
 /// Events of every app with `after < seq <= upto`, oldest first.

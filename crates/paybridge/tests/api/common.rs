@@ -614,6 +614,22 @@ impl Sse {
         }
     }
 
+    /// The next `n` messages, each within `secs`; panics with what came if one does not.
+    pub async fn take(&mut self, n: usize, secs: u64) -> Vec<(String, Value)> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match self.next(secs).await {
+                Some(m) => got.push(m),
+                None => panic!(
+                    "{} of {n} messages came: {:?}",
+                    got.len(),
+                    got.iter().map(|m| m.1["type"].clone()).collect::<Vec<_>>()
+                ),
+            }
+        }
+        got
+    }
+
     /// Reads messages until one of type `kind` (within `secs`); returns all read.
     pub async fn until_type(&mut self, kind: &str, secs: u64) -> Vec<(String, Value)> {
         match self.try_until_type(kind, secs).await {

@@ -159,27 +159,10 @@ async fn the_app_stream_follows_every_event_and_checks_keys(b: Backend) {
     // Three payments make at least six events (more when a worker adds one, such as a
     // checkout's completion booked after its payment): the stream must carry every
     // event the list has, in the list's order.
-    let mut got = Vec::new();
-    while got.len() < 6 {
-        match mine.next(10).await {
-            Some(m) => got.push(m),
-            None => panic!("only {} events arrived", got.len()),
-        }
-    }
+    let mut got = mine.take(6, 10).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let mut expected: Vec<String> = s.get("/v1/events?limit=100", &a.admin).await.json["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect();
-    expected.reverse();
-    while got.len() < expected.len() {
-        match mine.next(10).await {
-            Some(m) => got.push(m),
-            None => panic!("{} of {} events arrived", got.len(), expected.len()),
-        }
-    }
+    let expected = event_ids(&s, &a.admin, "").await;
+    got.extend(mine.take(expected.len() - got.len(), 10).await);
     assert_eq!(ids(&got), expected);
     assert!(
         theirs.next(1).await.is_none(),
@@ -340,13 +323,7 @@ async fn postgres_an_event_that_commits_late_still_reaches_the_stream() {
         rows.into_iter().map(|r| r.0).collect()
     };
     assert_eq!(expected[0], "event_late", "it took the first seq");
-    let mut got = Vec::new();
-    while got.len() < expected.len() {
-        match live.next(10).await {
-            Some(m) => got.push(m),
-            None => panic!("{} of {:?} arrived: {:?}", got.len(), expected, ids(&got)),
-        }
-    }
+    let got = live.take(expected.len(), 10).await;
     assert_eq!(ids(&got), expected, "every event, in seq order");
 
     // A resume from the late event replays the rest.
@@ -358,12 +335,13 @@ async fn postgres_an_event_that_commits_late_still_reaches_the_stream() {
     assert_eq!(ids(&replay), expected[1..].to_vec());
 }
 
-/// PostgreSQL: streams opened before the node's hub follows the events table (it
-/// starts at the first settled horizon, which a transaction already running holds
-/// back) miss nothing: an order stream gets its order's whole history and an app
-/// stream everything after the moment it opened. A stream once took the hub's mark
-/// before the hub had one (0), went live, and never saw what was committed until the
-/// hub caught up: CI's flaky "no payment.succeeded on the stream; got []".
+/// PostgreSQL: a stream opened before the node's hub follows the events table (it
+/// starts at its first settled horizon, which a transaction already running holds
+/// back) is answered once the hub follows, and misses nothing: an order stream gets its
+/// order's whole history, an app stream what comes after its answer. A stream once took
+/// the hub's mark before the hub had one (0), went live, and never got what was
+/// committed before the hub's start: CI's flaky "no payment.succeeded on the stream;
+/// got []".
 #[tokio::test]
 async fn postgres_streams_opened_before_the_hub_follows_the_table_miss_nothing() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
@@ -385,42 +363,43 @@ async fn postgres_streams_opened_before_the_hub_follows_the_table_miss_nothing()
     let order = cs["order"].as_str().unwrap().to_owned();
     let secret = cs["client_secret"].as_str().unwrap();
     let path = format!("/v1/orders/{order}/stream?client_secret={secret}");
-    let mut order_stream = Sse::open(&s, &path, &a.publishable, None).await;
-    let mut app_stream = Sse::open(&s, "/v1/events/stream", &a.admin, None).await;
-    let before = event_ids(&s, &a.admin, "").await;
+    let order_open = Sse::open(&s, &path, &a.publishable, None);
+    let app_open = Sse::open(&s, "/v1/events/stream", &a.admin, None);
+    tokio::pin!(order_open, app_open);
+    let wait = Duration::from_millis(500);
+    assert!(
+        tokio::time::timeout(wait, &mut order_open).await.is_err()
+            && tokio::time::timeout(wait, &mut app_open).await.is_err(),
+        "a stream is answered only once the hub follows the table"
+    );
+    // The order is paid, its events committed, while the hub still waits.
     let r = s
         .complete_checkout(&a.publishable, &cs, "4242424242424242")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    // The order is paid, its events committed, while the hub still waits.
     s.until(&format!("/v1/orders/{order}"), &a.server, |o| {
         o["status"] == "paid"
     })
     .await;
     let history = order_event_ids(&s, &a.admin, &order).await;
+    assert!(!history.is_empty(), "the payment made events");
+    early.commit().await.unwrap();
+
+    let mut order_stream = order_open.await;
+    let got = order_stream.take(history.len(), 10).await;
+    assert_eq!(ids(&got), history, "the order's whole history, in order");
+    // The app stream starts from its answer: it gets every change after it, in order.
+    let mut app_stream = app_open.await;
+    let before = event_ids(&s, &a.admin, "").await;
+    crate::refunds::paid(&s, &a, 1500).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let after: Vec<String> = event_ids(&s, &a.admin, "")
         .await
         .into_iter()
         .filter(|id| !before.contains(id))
         .collect();
-    assert!(!after.is_empty(), "the payment made events");
-    assert!(
-        order_stream.next(1).await.is_none(),
-        "nothing is sent before the hub follows the table"
-    );
-    early.commit().await.unwrap();
-
-    for (stream, expected, what) in [
-        (&mut order_stream, &history, "the order's whole history"),
-        (&mut app_stream, &after, "the app's events after it opened"),
-    ] {
-        let mut got = Vec::new();
-        while got.len() < expected.len() {
-            match stream.next(10).await {
-                Some(m) => got.push(m),
-                None => panic!("{what}: {:?} of {expected:?} came", ids(&got)),
-            }
-        }
-        assert_eq!(&ids(&got), expected, "{what}, in order");
-    }
+    assert!(!after.is_empty(), "the second payment made events");
+    let got = app_stream.take(after.len(), 10).await;
+    assert_eq!(ids(&got), after, "what came after the answer, in order");
+    assert!(app_stream.next(1).await.is_none(), "and nothing else");
 }

@@ -5,9 +5,11 @@
 //! from the table, then follows the node's [`Hub`](crate::hub::Hub). Each SSE message
 //! is one event: `id:` is the event id, `data:` the event as `GET /v1/events` shows
 //! it. The replay stops at the hub's published mark and live events at or below it are
-//! skipped, so nothing is lost or repeated between the two. The mark is read once the
-//! hub follows the table (a new node's hub takes a moment to find its first settled
-//! horizon; a stream opened meanwhile waits for it). Comments keep idle
+//! skipped, so nothing is lost or repeated between the two. The mark is taken once the
+//! hub follows the table: a new node's hub starts at its first settled horizon, which
+//! a transaction running in the database holds back, and a stream opened before then
+//! is answered only then (a mark taken earlier was 0, and the stream never got what
+//! was committed before the hub's start). Comments keep idle
 //! connections alive (every 15 s by default); a stream ends when the server shuts down.
 
 use std::collections::HashMap;
@@ -152,12 +154,18 @@ async fn event_stream(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let app = caller.app(Permission::EventsRead)?.as_str().to_owned();
     let slot = stream_slot(&state, &caller, addr)?;
+    let resume = resume_point(&state, &app, &headers, q.last_event_id).await?;
     let live = state.hub.subscribe();
-    let from = match resume_point(&state, &app, &headers, q.last_event_id).await? {
-        Some(seq) => seq,
-        None => now_mark(&state).await?,
-    };
-    Ok(sse(state, live, Follow { app, order: None }, from, slot))
+    let upto = mark(&state).await;
+    let cursor = resume.unwrap_or(upto);
+    Ok(sse(
+        state,
+        live,
+        Follow { app, order: None },
+        cursor,
+        upto,
+        slot,
+    ))
 }
 
 /// One order's events: its history, then each change as it happens (a publishable
@@ -180,24 +188,25 @@ async fn order_stream(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let order = readable_order(&state, &caller, &id, q.client_secret.as_deref()).await?;
     let slot = stream_slot(&state, &caller, addr)?;
-    let live = state.hub.subscribe();
-    let from = resume_point(&state, &order.app_id, &headers, q.last_event_id)
+    let cursor = resume_point(&state, &order.app_id, &headers, q.last_event_id)
         .await?
         .unwrap_or(0);
+    let live = state.hub.subscribe();
+    let upto = mark(&state).await;
     let follow = Follow {
         app: order.app_id,
         order: Some(order.id),
     };
-    Ok(sse(state, live, follow, from, slot))
+    Ok(sse(state, live, follow, cursor, upto, slot))
 }
 
-/// Where a stream "from now" starts: the hub's mark, or, while the hub does not yet
-/// follow the table (a new node's first moments), the last event committed now.
-async fn now_mark(state: &AppState) -> ApiResult<i64> {
-    if state.hub.following() {
-        return Ok(state.hub.published());
+/// The hub's published mark, once the hub follows the table; at shutdown, whatever it
+/// is (the stream then ends at once).
+async fn mark(state: &AppState) -> i64 {
+    tokio::select! {
+        m = state.hub.published_when_following() => m,
+        _ = state.stop.cancelled() => state.hub.published(),
     }
-    Ok(events::last_seq(&state.db).await?)
 }
 
 /// The `seq` to resume after, from the header or the query.
@@ -239,10 +248,6 @@ impl Follow {
 }
 
 enum Phase {
-    /// Waiting for the hub to follow the table, then sending what came after `from`.
-    Start {
-        from: i64,
-    },
     /// Reading the table from `cursor` up to `upto`.
     Replay {
         upto: i64,
@@ -274,17 +279,6 @@ impl Cursor {
                 return Some(e);
             }
             match self.phase {
-                Phase::Start { from } => {
-                    // Read after subscribing to `live`: the hub sends only what lies
-                    // above this mark, and the replay covers the rest.
-                    let upto = self.state.hub.published_when_following().await;
-                    self.cursor = from;
-                    self.phase = if self.cursor < upto {
-                        Phase::Replay { upto }
-                    } else {
-                        Phase::Live
-                    };
-                }
                 Phase::Replay { upto } => {
                     let rows = match events::between(
                         &self.state.db,
@@ -331,17 +325,23 @@ fn sse(
     state: AppState,
     live: broadcast::Receiver<Arc<EventRow>>,
     follow: Follow,
-    from: i64,
+    cursor: i64,
+    upto: i64,
     slot: StreamSlot,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stop = state.stop.clone();
     let keep_alive = state.settings.stream_keep_alive;
+    let phase = if cursor < upto {
+        Phase::Replay { upto }
+    } else {
+        Phase::Live
+    };
     let start = Cursor {
         state,
         live,
         follow,
-        cursor: 0,
-        phase: Phase::Start { from },
+        cursor,
+        phase,
         page: Default::default(),
     };
     // The slot lives as long as the stream does.
