@@ -145,10 +145,14 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         hub.deliveries.notify_one();
         if hub.live.receiver_count() == 0 {
             // Nobody is listening here: only note how far the table goes.
-            published = settled;
             hub.published
-                .store(published, std::sync::atomic::Ordering::Release);
-            continue;
+                .store(settled, std::sync::atomic::Ordering::Release);
+            if hub.live.receiver_count() == 0 {
+                published = settled;
+                continue;
+            }
+            // A stream subscribed meanwhile and may have read the mark before it moved:
+            // it is sent what lies between (one that read the new mark skips it).
         }
         while published < settled {
             let rows = match events::tail(&state.db, published, settled, PAGE).await {
