@@ -129,7 +129,7 @@ async fn find_intent(
 /// meanwhile it learned its intent (a webhook, a late answer).
 async fn never_created(state: &AppState, p: &PaymentRow) -> ApiResult<PaymentRow> {
     let mut tx = state.db.begin().await?;
-    let before = payments::lock(&mut tx, &p.app_id, &p.id).await?;
+    let before = payments::lock_in_order(&mut tx, &p.app_id, &p.id, &p.order_id).await?;
     if before.provider_payment_intent.is_some()
         || !matches!(before.lifecycle.as_str(), "initiated" | "pending")
     {

@@ -282,7 +282,8 @@ pub async fn expire_checkout(
                 paybridge_core::payment::CheckoutStatus::Expired,
             )
             .await?;
-            let before = payments::lock(&mut tx, &c.app_id, &c.payment_id).await?;
+            let before =
+                payments::lock_in_order(&mut tx, &c.app_id, &c.payment_id, &c.order_id).await?;
             ledger::apply_payment_facts(&mut tx, &before, before.clone(), &[PaymentFact::Expired])
                 .await?;
         }
@@ -348,7 +349,7 @@ pub async fn apply_session(state: &AppState, app: &str, s: &CheckoutSession) -> 
     let mut tx = state.db.begin().await?;
     let checkout = checkouts::lock_by_refs(&mut tx, app, None, Some(&s.id)).await?;
     if let Some(c) = &checkout {
-        let before = payments::lock(&mut tx, app, &c.payment_id).await?;
+        let before = payments::lock_in_order(&mut tx, app, &c.payment_id, &c.order_id).await?;
         let mut after = before.clone();
         if after.provider_payment_intent.is_none() {
             after.provider_payment_intent = s.payment_intent.as_ref().map(|p| p.id().to_owned());

@@ -228,7 +228,7 @@ async fn record_failure(state: &AppState, p: &PaymentRow, e: &ProviderError) -> 
         }),
     };
     let mut tx = state.db.begin().await?;
-    let before = payments::lock(&mut tx, &p.app_id, &p.id).await?;
+    let before = payments::lock_in_order(&mut tx, &p.app_id, &p.id, &p.order_id).await?;
     ledger::apply_payment_facts(&mut tx, &before, before.clone(), &[fact]).await?;
     if let Some(c) = checkout_of(&mut tx, &before).await? {
         if !matches!(e, ProviderError::Unavailable { .. }) {
