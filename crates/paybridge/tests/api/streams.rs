@@ -279,6 +279,18 @@ async fn the_customer_log_is_newest_first(b: Backend) {
     );
 }
 
+/// A transaction in the server's database holding a transaction id, as paybridge's own
+/// hold one before their first `seq` (`events::append_many`): no horizon read while it
+/// runs settles before it ends.
+async fn transaction_with_id(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
 /// PostgreSQL: a transaction that took its `seq` first but commits seconds after later
 /// events still reaches a live stream, before them in `seq` order, and a resume from
 /// the last event misses nothing. (The hub once waited a fixed second for such a gap,
@@ -295,11 +307,7 @@ async fn postgres_an_event_that_commits_late_still_reaches_the_stream() {
     // A slow transaction takes a `seq` the way paybridge's own do (a transaction id
     // first, then the insert), and holds it open.
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let mut slow = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()::text")
-        .execute(&mut *slow)
-        .await
-        .unwrap();
+    let mut slow = transaction_with_id(&pool).await;
     sqlx::query(
         "INSERT INTO events (id, app_id, type, object_id, data, created) \
          VALUES ('event_late', $1, 'product.created', 'product_late', '{}', 0)",
@@ -350,11 +358,7 @@ async fn postgres_streams_opened_before_the_hub_follows_the_table_miss_nothing()
     // A transaction with an id, running in the server's database before it starts:
     // until it ends no horizon settles, so the hub cannot start following.
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let mut early = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()::text")
-        .execute(&mut *early)
-        .await
-        .unwrap();
+    let early = transaction_with_id(&pool).await;
 
     let s = Server::start(&db).await;
     let a = s.sandbox_app().await;
