@@ -1,8 +1,9 @@
 //! Where the CPU went during a run: the server's and the load generator's own CPU
-//! time (from `/proc/<pid>/stat`), and the machine's busy and stolen time (from
-//! `/proc/stat`). With two cores, 20,000 events/s leaves 100 µs of CPU per event for
+//! time (from `/proc/<pid>/stat`), PostgreSQL's (every process named `postgres`, for a
+//! run on PostgreSQL), and the machine's busy and stolen time (from `/proc/stat`). With two cores, 20,000 events/s leaves 100 µs of CPU per event for
 //! everything together; these numbers say how far each side is from that.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Instant;
 
@@ -14,6 +15,23 @@ fn process_seconds(pid: u32) -> Option<f64> {
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / ticks_per_second())
+}
+
+/// CPU seconds of every process named `postgres` on the machine (the server's
+/// backends, its WAL writer, checkpointer and the rest), by pid.
+fn postgres_seconds() -> HashMap<u32, f64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim_end() == "postgres")
+                .then(|| process_seconds(pid))
+                .flatten()
+                .map(|s| (pid, s))
+        })
+        .collect()
 }
 
 fn ticks_per_second() -> f64 {
@@ -60,17 +78,34 @@ pub struct Sample {
     at: Instant,
     server: Option<f64>,
     generator: Option<f64>,
+    /// PostgreSQL's processes, when the run is on PostgreSQL.
+    postgres: Option<HashMap<u32, f64>>,
     machine: Option<(f64, f64, f64)>,
 }
 
 impl Sample {
-    pub fn take(server_pid: u32) -> Sample {
+    /// The measured process, this one (the load generator), PostgreSQL's processes
+    /// if `postgres`, and the machine.
+    pub fn take(server_pid: u32, postgres: bool) -> Sample {
         Sample {
             at: Instant::now(),
             server: process_seconds(server_pid),
             generator: process_seconds(std::process::id()),
+            postgres: postgres.then(postgres_seconds),
             machine: machine_ticks(),
         }
+    }
+
+    /// PostgreSQL's CPU seconds between `self` and `later`: a process found only in
+    /// `later` started during the run and counts whole; one that ended during it is
+    /// lost (a backend lives as long as its pooled connection, so few do).
+    fn postgres_between(&self, later: &Sample) -> Option<f64> {
+        let (a, b) = (self.postgres.as_ref()?, later.postgres.as_ref()?);
+        Some(
+            b.iter()
+                .map(|(pid, s)| s - a.get(pid).copied().unwrap_or(0.0))
+                .sum(),
+        )
     }
 
     /// What was used between `self` and `later`, for `events` events.
@@ -89,6 +124,7 @@ impl Sample {
         Usage {
             server_us: per_event(self.server, later.server),
             generator_us: per_event(self.generator, later.generator),
+            postgres_us: per_event(Some(0.0), self.postgres_between(later)),
             server_cores: match (self.server, later.server) {
                 (Some(a), Some(b)) if secs > 0.0 => (b - a) / secs,
                 _ => f64::NAN,
@@ -103,6 +139,8 @@ impl Sample {
 pub struct Usage {
     pub server_us: f64,
     pub generator_us: f64,
+    /// PostgreSQL's processes together (NaN on a run that is not on PostgreSQL).
+    pub postgres_us: f64,
     pub server_cores: f64,
     pub busy: f64,
     pub steal: f64,
@@ -112,9 +150,20 @@ impl fmt::Display for Usage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "CPU per event: server {:.0} µs ({:.2} cores), load generator {:.0} µs; machine busy {:.0} %, stolen {:.0} %",
-            self.server_us,
-            self.server_cores,
+            "CPU per event: server {:.0} µs ({:.2} cores), ",
+            self.server_us, self.server_cores,
+        )?;
+        if self.postgres_us.is_finite() {
+            write!(
+                f,
+                "PostgreSQL {:.0} µs (server + PostgreSQL {:.0} µs), ",
+                self.postgres_us,
+                self.server_us + self.postgres_us
+            )?;
+        }
+        write!(
+            f,
+            "load generator {:.0} µs; machine busy {:.0} %, stolen {:.0} %",
             self.generator_us,
             self.busy * 100.0,
             self.steal * 100.0

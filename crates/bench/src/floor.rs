@@ -4,9 +4,14 @@
 //!
 //! It verifies the `Stripe-Signature` (the same function paybridge uses), reads the
 //! event's id, and stores the raw event alone in one table, once per id, with naive
-//! group commit: one writer thread with one SQLite connection (`synchronous=FULL`,
-//! WAL) takes every event that has queued, inserts each with one prepared statement,
-//! commits, and only then answers each request.
+//! group commit: one writer thread takes every event that has queued, stores the lot
+//! in one transaction, commits, and only then answers each request. On SQLite
+//! (`--db` a file) the thread has one connection (`synchronous=FULL`, WAL) and inserts
+//! each event with one prepared statement. On PostgreSQL (`--db postgres://…`, run by
+//! `webhooks --backend postgres`) it has one connection (sqlx's, with paybridge's
+//! defaults: TLS if the server offers it, `synchronous_commit` on) and stores a batch
+//! with one statement, an `INSERT … SELECT FROM unnest(…)` of typed arrays: one round
+//! trip and one commit per batch, the least a group-committing PostgreSQL writer can do.
 //!
 //! SQLite is called through `libsqlite3-sys` (the library sqlx links), not `rusqlite`:
 //! `rusqlite` turns on a default feature of `libsqlite3-sys`, and a feature that only
@@ -46,17 +51,27 @@ struct EventId<'a> {
 
 const MAX_BATCH: usize = 512;
 
-/// Runs the floor receiver on `127.0.0.1:0`, printing `listening on http://…`.
+/// Runs the floor receiver on `127.0.0.1:0`, printing `listening on http://…`; `db` is
+/// a SQLite file or a PostgreSQL URL.
 pub async fn serve(db: &str, secret: &str) -> anyhow::Result<()> {
     let (queue, rx) = std_mpsc::sync_channel::<Job>(MAX_BATCH * 8);
-    let conn = sqlite::Db::open(db)?;
-    conn.exec(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-         CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, received INTEGER NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;",
-    )?;
-    std::thread::Builder::new()
-        .name("floor-writer".into())
-        .spawn(move || writer(conn, rx))?;
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let (ready, started) = std_mpsc::channel();
+        let url = db.to_owned();
+        std::thread::Builder::new()
+            .name("floor-writer".into())
+            .spawn(move || pg::writer(&url, rx, ready))?;
+        started.recv()??;
+    } else {
+        let conn = sqlite::Db::open(db)?;
+        conn.exec(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+             CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, received INTEGER NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;",
+        )?;
+        std::thread::Builder::new()
+            .name("floor-writer".into())
+            .spawn(move || writer(conn, rx))?;
+    }
     let floor = Floor {
         secret: std::sync::Arc::new(secret.as_bytes().to_vec()),
         queue,
@@ -123,27 +138,40 @@ fn writer(conn: sqlite::Db, rx: std_mpsc::Receiver<Job>) {
             return;
         }
     };
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let stored = store(&conn, &insert, &batch, now);
+    while let Some(batch) = next_batch(&rx) {
+        let stored = store(&conn, &insert, &batch, unix_now());
         if let Err(e) = &stored {
             eprintln!("floor: a batch failed: {e}");
             let _ = conn.exec("ROLLBACK");
         }
-        for j in batch {
-            let _ = j.done.send(stored.is_ok());
+        answer(batch, stored.is_ok());
+    }
+}
+
+/// Waits for one event, then takes all that has queued (at most MAX_BATCH); `None`
+/// once the queue is closed.
+fn next_batch(rx: &std_mpsc::Receiver<Job>) -> Option<Vec<Job>> {
+    let mut batch = vec![rx.recv().ok()?];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
         }
     }
+    Some(batch)
+}
+
+fn answer(batch: Vec<Job>, stored: bool) {
+    for j in batch {
+        let _ = j.done.send(stored);
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn store(conn: &sqlite::Db, insert: &sqlite::Stmt, batch: &[Job], now: i64) -> anyhow::Result<()> {
@@ -152,6 +180,80 @@ fn store(conn: &sqlite::Db, insert: &sqlite::Stmt, batch: &[Job], now: i64) -> a
         insert.run(j.id.as_bytes(), now, &j.raw)?;
     }
     conn.exec("COMMIT")
+}
+
+/// The floor's writer on PostgreSQL.
+mod pg {
+    use std::sync::mpsc as std_mpsc;
+
+    use sqlx::{Connection, PgConnection};
+
+    use super::{answer, next_batch, unix_now, Job};
+
+    /// Connects (saying so on `ready`), then stores batches until the queue closes. The
+    /// thread has a runtime of its own, as paybridge's SQLite ingest lane has: waiting
+    /// for the queue blocks nothing else.
+    pub fn writer(
+        url: &str,
+        rx: std_mpsc::Receiver<Job>,
+        ready: std_mpsc::Sender<anyhow::Result<()>>,
+    ) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready.send(Err(e.into()));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let mut conn = match connect(url).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            while let Some(batch) = next_batch(&rx) {
+                let stored = store(&mut conn, &batch, unix_now()).await;
+                if let Err(e) = &stored {
+                    eprintln!("floor: a batch failed: {e}");
+                }
+                answer(batch, stored.is_ok());
+            }
+        });
+    }
+
+    async fn connect(url: &str) -> anyhow::Result<PgConnection> {
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS events \
+             (id text PRIMARY KEY, received bigint NOT NULL, body bytea NOT NULL)",
+        )
+        .execute(&mut conn)
+        .await?;
+        Ok(conn)
+    }
+
+    /// One statement, so one implicit transaction: durable when it returns.
+    async fn store(conn: &mut PgConnection, batch: &[Job], now: i64) -> anyhow::Result<()> {
+        let ids: Vec<&str> = batch.iter().map(|j| j.id.as_str()).collect();
+        let bodies: Vec<&[u8]> = batch.iter().map(|j| &j.raw[..]).collect();
+        sqlx::query(
+            "INSERT INTO events (id, received, body) \
+             SELECT i, $2, b FROM unnest($1::text[], $3::bytea[]) AS t(i, b) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(ids)
+        .bind(now)
+        .bind(bodies)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
 }
 
 /// The few SQLite calls the floor needs.

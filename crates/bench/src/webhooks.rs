@@ -123,9 +123,11 @@ fn presign(
         .collect()
 }
 
-/// Drives `pid` with prepared requests and measures it.
+/// Drives `pid` with prepared requests and measures it (and PostgreSQL's processes,
+/// if `postgres`).
 async fn measure_cheap(
     pid: u32,
+    postgres: bool,
     authority: &str,
     connections: usize,
     dur: Duration,
@@ -133,9 +135,9 @@ async fn measure_cheap(
 ) -> Measured {
     let requests = Arc::new(requests);
     let io0 = cpu::Io::take(pid);
-    let before = cpu::Sample::take(pid);
+    let before = cpu::Sample::take(pid, postgres);
     let (stats, ran_out) = wire::run(authority, connections, dur, requests.clone()).await;
-    let usage = before.until(&cpu::Sample::take(pid), stats.ok);
+    let usage = before.until(&cpu::Sample::take(pid, postgres), stats.ok);
     let io1 = cpu::Io::take(pid);
     if ran_out {
         println!(
@@ -161,6 +163,7 @@ async fn measure_cheap(
 /// Drives paybridge with the old generator: each event built and signed on the clock.
 async fn measure_signing(
     s: &BenchServer,
+    postgres: bool,
     app: &str,
     tag: String,
     targets: Arc<Vec<(String, String)>>,
@@ -169,7 +172,7 @@ async fn measure_signing(
 ) -> Measured {
     let url = s.url(&format!("/v1/webhooks/stripe/{app}"));
     let io0 = cpu::Io::take(s.pid());
-    let before = cpu::Sample::take(s.pid());
+    let before = cpu::Sample::take(s.pid(), postgres);
     let stats = load::run(connections, dur, move |c, n| {
         let body = event_body(&tag, n, &targets);
         let header = signature::sign(body.as_bytes(), SECRET.as_bytes(), now());
@@ -179,7 +182,7 @@ async fn measure_signing(
             .body(body)
     })
     .await;
-    let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
+    let usage = before.until(&cpu::Sample::take(s.pid(), postgres), stats.ok);
     let (wchar, write_bytes) = match (io0, cpu::Io::take(s.pid())) {
         (Some(a), Some(b)) => a.per_event(&b, stats.ok),
         _ => (f64::NAN, f64::NAN),
@@ -197,17 +200,31 @@ fn summary(label: &str, list: &[Measured]) {
         return;
     }
     println!(
-        "{label}: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {}; CPU per event: measured process {:.0} µs, load generator {:.0} µs; machine busy {:.0} %; written per event {:.0} B (syscalls), {:.0} B (to storage)",
+        "{label}: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {}; CPU per event: measured process {:.0} µs,{} load generator {:.0} µs; machine busy {:.0} %; written per event {:.0} B (syscalls), {:.0} B (to storage)",
         median(list.iter().map(|m| m.stats.rps)),
         median(list.iter().map(|m| m.stats.p50_ms)),
         median(list.iter().map(|m| m.stats.p99_ms)),
         list.iter().map(|m| m.stats.errors).sum::<u64>(),
         median(list.iter().map(|m| m.usage.server_us)),
+        postgres_summary(list),
         median(list.iter().map(|m| m.usage.generator_us)),
         median(list.iter().map(|m| m.usage.busy * 100.0)),
         median(list.iter().map(|m| m.wchar)),
         median(list.iter().map(|m| m.write_bytes)),
     );
+}
+
+/// The medians of PostgreSQL's CPU per event and of the measured process's and
+/// PostgreSQL's together, for runs on PostgreSQL (empty otherwise).
+fn postgres_summary(list: &[Measured]) -> String {
+    if !list.iter().all(|m| m.usage.postgres_us.is_finite()) {
+        return String::new();
+    }
+    format!(
+        " PostgreSQL {:.0} µs, the two together {:.0} µs,",
+        median(list.iter().map(|m| m.usage.postgres_us)),
+        median(list.iter().map(|m| m.usage.server_us + m.usage.postgres_us)),
+    )
 }
 
 pub async fn run(o: Options) -> anyhow::Result<()> {
@@ -227,6 +244,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     } else {
         events
     };
+    let postgres = backend == Backend::Postgres;
     let (mut cheap, mut signing, mut floors, mut ratios) = (vec![], vec![], vec![], vec![]);
     println!(
         "CPU reference: {:.0} ms (a fixed loop on one core; lower is a faster machine)",
@@ -284,7 +302,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             let path = format!("/v1/webhooks/stripe/{}", app.id);
             let requests = presign(&format!("{tag}c"), events, &targets, &authority, &path);
             let groups0 = group_commits(&s).await;
-            let m = measure_cheap(s.pid(), &authority, connections, dur, requests).await;
+            let m = measure_cheap(s.pid(), postgres, &authority, connections, dur, requests).await;
             let groups = writer_use(groups0, group_commits(&s).await, m.stats.ok);
             println!("run {run} paybridge, cheap generator: {m}{groups}");
             paybridge_rps = m.stats.rps;
@@ -293,6 +311,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         if generator != Generator::Cheap {
             let m = measure_signing(
                 &s,
+                postgres,
                 &app.id,
                 format!("{tag}s"),
                 targets.clone(),
@@ -310,10 +329,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         );
         drop(s);
         if floor {
-            let f = FloorProcess::start()?;
+            let f = FloorProcess::start(backend).await?;
             let authority = wire::authority(&f.base).to_owned();
             let requests = presign(&format!("{tag}f"), events, &targets, &authority, "/hook");
-            let m = measure_cheap(f.pid(), &authority, connections, dur, requests).await;
+            let m = measure_cheap(f.pid(), postgres, &authority, connections, dur, requests).await;
             println!("run {run} floor, cheap generator: {m}");
             if paybridge_rps.is_finite() {
                 let ratio = paybridge_rps / m.stats.rps;
@@ -340,21 +359,26 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The floor receiver (`paybridge-bench floor-serve`) in a process of its own.
+/// The floor receiver (`paybridge-bench floor-serve`) in a process of its own, on a
+/// fresh database of `backend`.
 struct FloorProcess {
     base: String,
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    _db: paybridge_testkit::TestDb,
 }
 
 impl FloorProcess {
-    fn start() -> anyhow::Result<FloorProcess> {
+    async fn start(backend: Backend) -> anyhow::Result<FloorProcess> {
         use std::io::{BufRead, BufReader};
-        let dir = tempfile::tempdir()?;
-        let db = dir.path().join("floor.db");
+        let db = paybridge_testkit::TestDb::new(backend)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("PostgreSQL unavailable"))?;
+        let target = match backend {
+            Backend::Sqlite => db.dir.path().join("floor.db").display().to_string(),
+            Backend::Postgres => db.url.clone(),
+        };
         let mut child = std::process::Command::new(std::env::current_exe()?)
-            .args(["floor-serve", "--db"])
-            .arg(&db)
+            .args(["floor-serve", "--db", &target])
             .args(["--secret", SECRET])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -370,7 +394,7 @@ impl FloorProcess {
         Ok(FloorProcess {
             base,
             child,
-            _dir: dir,
+            _db: db,
         })
     }
 
@@ -459,7 +483,8 @@ pub async fn checkout(
         let url = s.url("/v1/checkout/sessions");
         let key = app.publishable.clone();
         let groups0 = group_commits(&s).await;
-        let before = cpu::Sample::take(s.pid());
+        let postgres = backend == Backend::Postgres;
+        let before = cpu::Sample::take(s.pid(), postgres);
         let stats = load::run(connections, dur, move |c, _| {
             c.post(&url).bearer_auth(&key).json(&json!({
                 "line_items": [{"product": product, "quantity": 1}],
@@ -467,7 +492,7 @@ pub async fn checkout(
             }))
         })
         .await;
-        let usage = before.until(&cpu::Sample::take(s.pid()), stats.ok);
+        let usage = before.until(&cpu::Sample::take(s.pid(), postgres), stats.ok);
         let groups = writer_use(groups0, group_commits(&s).await, stats.ok);
         println!("run {run}: {stats}; {usage}{groups}");
         results.push((stats, usage));
@@ -480,8 +505,16 @@ pub async fn checkout(
         dur,
         &stats,
     );
+    let pg = if results.iter().all(|(_, u)| u.postgres_us.is_finite()) {
+        format!(
+            ", PostgreSQL {:.0} µs",
+            median(results.iter().map(|(_, u)| u.postgres_us))
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "create checkout: CPU per request (median): server {:.0} µs (PostgreSQL's own not counted), load generator {:.0} µs; machine busy {:.0} %",
+        "create checkout: CPU per request (median): server {:.0} µs{pg}, load generator {:.0} µs; machine busy {:.0} %",
         median(results.iter().map(|(_, u)| u.server_us)),
         median(results.iter().map(|(_, u)| u.generator_us)),
         median(results.iter().map(|(_, u)| u.busy * 100.0)),
