@@ -35,8 +35,13 @@ async fn app_with_payment(db: &Db, app: &str, intent: &str) -> PaymentRow {
         created: 1,
     };
     apps::create_app(db, &row, &[], &[]).await.expect("app");
+    payment_in(db, app, "", intent).await
+}
+
+/// A pending Stripe payment of `app` (`payment_{app}{n}`, of its own order) for `intent`.
+async fn payment_in(db: &Db, app: &str, n: &str, intent: &str) -> PaymentRow {
     let order = OrderRow {
-        id: format!("order_{app}"),
+        id: format!("order_{app}{n}"),
         app_id: app.into(),
         customer_id: None,
         currency: "usd".into(),
@@ -60,7 +65,7 @@ async fn app_with_payment(db: &Db, app: &str, intent: &str) -> PaymentRow {
         status: "pending".into(),
         provider_payment_intent: Some(intent.into()),
         ..PaymentRow::initiated(
-            format!("payment_{app}"),
+            format!("payment_{app}{n}"),
             app.into(),
             order.id.clone(),
             1000,
@@ -447,6 +452,18 @@ async fn a_repeat_in_a_batch_is_counted_and_the_new_events_are_applied_once(b: B
 /// conflict between the two shows as an error, not as the one-by-one fallback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_racing_on_the_same_events_apply_each_once() {
+    race_two_nodes(|n| format!("app_{n}")).await;
+}
+
+/// The same, with the four payments of one app: each batch claims and locks for one
+/// app, the common case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_on_one_apps_events_apply_each_once() {
+    race_two_nodes(|_| "app_s".to_owned()).await;
+}
+
+/// The race above, with payment `n` of app `app_of(n)`.
+async fn race_two_nodes(app_of: fn(usize) -> String) {
     let Some((t, one)) = open(Backend::Postgres).await else {
         return;
     };
@@ -455,15 +472,19 @@ async fn two_nodes_racing_on_the_same_events_apply_each_once() {
         .expect("connect");
     let mut payments_of = Vec::new();
     for n in 0..4 {
-        let app = format!("app_{n}");
-        payments_of.push(app_with_payment(&one, &app, &format!("pi_{n}")).await);
+        let (app, intent) = (app_of(n), format!("pi_{n}"));
+        payments_of.push(if n > 0 && app_of(n - 1) == app {
+            payment_in(&one, &app, &n.to_string(), &intent).await
+        } else {
+            app_with_payment(&one, &app, &intent).await
+        });
     }
     let jobs = |round: usize, reverse: bool| {
         let mut v: Vec<Job> = (0..4)
             .flat_map(|n| {
                 let kinds = ["payment_intent.processing", "payment_intent.succeeded"];
                 kinds.map(|kind| Job {
-                    app: format!("app_{n}"),
+                    app: app_of(n),
                     event: intent_event(
                         &format!("evt_{round}_{kind}_{n}"),
                         kind,
@@ -507,7 +528,7 @@ async fn two_nodes_racing_on_the_same_events_apply_each_once() {
             "round {round}: each of the 8 events applied once"
         );
         for n in 0..4 {
-            let app = format!("app_{n}");
+            let app = app_of(n);
             for kind in ["payment_intent.processing", "payment_intent.succeeded"] {
                 let id = format!("evt_{round}_{kind}_{n}");
                 let e = paybridge_store::provider_events::get(one.reader(), &app, &id)
@@ -518,8 +539,7 @@ async fn two_nodes_racing_on_the_same_events_apply_each_once() {
         }
     }
     for (n, p) in payments_of.iter().enumerate() {
-        let app = format!("app_{n}");
-        let row = payments::get(one.reader(), &app, &p.id)
+        let row = payments::get(one.reader(), &app_of(n), &p.id)
             .await
             .expect("payment");
         assert_eq!(row.status, "succeeded");
