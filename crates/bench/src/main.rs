@@ -88,7 +88,7 @@ enum Command {
         unknown: bool,
     },
     /// The floor receiver (started by `webhooks`): verify, store the raw event, group
-    /// commit with `synchronous=FULL`.
+    /// commit; `--db` is a SQLite file (`synchronous=FULL`) or a PostgreSQL URL.
     #[command(hide = true)]
     FloorServe {
         #[arg(long)]
