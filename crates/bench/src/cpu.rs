@@ -1,7 +1,8 @@
 //! Where the CPU went during a run: the server's and the load generator's own CPU
 //! time (from `/proc/<pid>/stat`), PostgreSQL's (every process named `postgres`, for a
-//! run on PostgreSQL), and the machine's busy and stolen time (from `/proc/stat`). With two cores, 20,000 events/s leaves 100 µs of CPU per event for
-//! everything together; these numbers say how far each side is from that.
+//! run on PostgreSQL), and the machine's busy and stolen time (from `/proc/stat`).
+//! With two cores, 20,000 events/s leaves 100 µs of CPU per event for everything
+//! together; these numbers say how far each side is from that.
 
 use std::collections::HashMap;
 use std::fmt;

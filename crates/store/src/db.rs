@@ -440,7 +440,8 @@ fn postgres_pool(opts: &DbOptions) -> AnyPoolOptions {
 /// thousand payments) scanned the app's every payment twice to lock a webhook batch's
 /// payments, instead of a few index probes (a `Seq Scan` and a hash join where an index
 /// scan and a nested loop belong). 1.1 is the usual value for SSDs and for data in
-/// memory. BENCHMARKS.md, "A page read by key is not four times a page read in order".
+/// memory. BENCHMARKS.md, "PostgreSQL: its own CPU counted, a floor on PostgreSQL, and
+/// plans priced for memory".
 const POSTGRES_SESSION: &str = "SELECT set_config('random_page_cost', '1.1', false) \
      FROM pg_settings WHERE name = 'random_page_cost' AND source = 'default'";
 
