@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{Backend, Server, Sse, TestDb};
+use crate::common::{AppKeys, Backend, Server, Sse, TestDb};
 
 paybridge_testkit::on_both!(
     an_order_stream_shows_payment_succeeded_and_resumes_without_loss_or_repeats,
@@ -38,17 +38,24 @@ async fn event_ids(s: &Server, admin: &str, filter: &str) -> Vec<String> {
     v
 }
 
+/// A checkout of a kettle with the publishable key: the checkout, its order's id, and
+/// the path of the order's stream with its client secret.
+async fn kettle_order(s: &Server, a: &AppKeys) -> (Value, String, String) {
+    let product = s.product(&a.admin, "Kettle", 4200, "eur").await;
+    let cs = s.checkout(&a.publishable, &product, 1, json!({})).await;
+    let order = cs["order"].as_str().unwrap().to_owned();
+    let secret = cs["client_secret"].as_str().unwrap();
+    let path = format!("/v1/orders/{order}/stream?client_secret={secret}");
+    (cs, order, path)
+}
+
 async fn an_order_stream_shows_payment_succeeded_and_resumes_without_loss_or_repeats(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
         return;
     };
     let s = Server::start_with(&db, &[("PAYBRIDGE_SANDBOX_WEBHOOK_DELAY_MS", "300")]).await;
     let a = s.sandbox_app().await;
-    let product = s.product(&a.admin, "Kettle", 4200, "eur").await;
-    let cs = s.checkout(&a.publishable, &product, 1, json!({})).await;
-    let order = cs["order"].as_str().unwrap().to_owned();
-    let secret = cs["client_secret"].as_str().unwrap();
-    let path = format!("/v1/orders/{order}/stream?client_secret={secret}");
+    let (cs, order, path) = kettle_order(&s, &a).await;
 
     // The publishable key needs the order's client secret.
     let wrong = s
@@ -362,11 +369,7 @@ async fn postgres_streams_opened_before_the_hub_follows_the_table_miss_nothing()
 
     let s = Server::start(&db).await;
     let a = s.sandbox_app().await;
-    let product = s.product(&a.admin, "Kettle", 4200, "eur").await;
-    let cs = s.checkout(&a.publishable, &product, 1, json!({})).await;
-    let order = cs["order"].as_str().unwrap().to_owned();
-    let secret = cs["client_secret"].as_str().unwrap();
-    let path = format!("/v1/orders/{order}/stream?client_secret={secret}");
+    let (cs, order, path) = kettle_order(&s, &a).await;
     let order_open = Sse::open(&s, &path, &a.publishable, None);
     let app_open = Sse::open(&s, "/v1/events/stream", &a.admin, None);
     tokio::pin!(order_open, app_open);
