@@ -115,6 +115,9 @@ pub struct Db {
     /// the writer and the readers use, offers no `Migrate`).
     migrate_on: Option<AnyConnectOptions>,
     pub backend: Backend,
+    /// Made by `with_own_connection`: `close` closes only its own write pool, not
+    /// what it shares with the `Db` it was made from (which closes that).
+    borrowed: bool,
 }
 
 #[derive(Clone)]
@@ -249,6 +252,7 @@ impl Db {
                     read,
                     migrate_on: Some(connect),
                     backend,
+                    borrowed: false,
                 })
             }
             Backend::Postgres => {
@@ -258,6 +262,7 @@ impl Db {
                     read: pool,
                     migrate_on: None,
                     backend,
+                    borrowed: false,
                 })
             }
         }
@@ -284,6 +289,38 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// A `Db` for a writer on a runtime of its own (a webhook lane): on PostgreSQL its
+    /// writes go through a pool of one connection of its own, opened when first used
+    /// on the runtime that uses it, with the shared pool's settings; reads stay on the
+    /// shared pool. A connection's socket wakes the runtime it was opened on, so a
+    /// writer that borrowed the shared pool's was woken through the server's runtime,
+    /// behind its HTTP tasks, at every round trip (BENCHMARKS.md); and the writer no
+    /// longer waits for a pooled connection that API requests hold. On SQLite the one
+    /// writer is already shared by all: this `Db`.
+    pub fn with_own_connection(&self) -> Db {
+        match &self.write {
+            Write::Pool(pool) => {
+                let own = pool
+                    .options()
+                    .clone()
+                    .max_connections(1)
+                    .min_connections(0)
+                    .connect_lazy_with((*pool.connect_options()).clone());
+                Db {
+                    write: Write::Pool(own),
+                    read: self.read.clone(),
+                    migrate_on: None,
+                    backend: self.backend,
+                    borrowed: true,
+                }
+            }
+            Write::Group(_) => Db {
+                borrowed: true,
+                ..self.clone()
+            },
+        }
     }
 
     /// Starts a write transaction (on SQLite, a member of the one writer's group).
@@ -355,12 +392,16 @@ impl Db {
         Ok(())
     }
 
+    /// Closes the pools (for a `Db` made by `with_own_connection`, only its own).
     pub async fn close(&self) {
         match &self.write {
             Write::Pool(pool) => pool.close().await,
+            Write::Group(_) if self.borrowed => {}
             Write::Group(w) => w.close().await,
         }
-        self.read.close().await;
+        if !self.borrowed {
+            self.read.close().await;
+        }
     }
 
     /// ` FOR UPDATE` where row locks exist; SQLite's single writer already serializes.

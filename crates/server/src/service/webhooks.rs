@@ -58,11 +58,10 @@ const MAX_BATCH: usize = 512;
 impl Ingestor {
     /// `lanes` writer tasks: one on SQLite (it has one writer), more on PostgreSQL.
     pub fn start(db: Db, lanes: usize) -> Ingestor {
-        let own_thread = db.backend == paybridge_store::Backend::Sqlite;
         let queues: Vec<_> = (0..lanes.max(1))
             .map(|_| {
                 let (queue, rx) = mpsc::channel::<Job>(MAX_BATCH * 8);
-                spawn_lane(db.clone(), rx, own_thread);
+                spawn_lane(db.clone(), rx);
                 queue
             })
             .collect();
@@ -93,23 +92,25 @@ impl Ingestor {
 
 /// A writer task: waits for one event, then takes all that has queued (at most
 /// MAX_BATCH) and commits it as one batch; ends when the queue is closed.
+///
+/// On PostgreSQL it writes through a connection of its own, opened on the runtime it
+/// runs on (`Db::with_own_connection`).
 async fn lane(db: Db, mut rx: mpsc::Receiver<Job>) {
+    let db = db.with_own_connection();
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(&db, std::mem::take(&mut batch)).await;
     }
+    db.close().await;
 }
 
-/// Starts a lane. SQLite's one writer is the whole ingest path's bottleneck: on the
-/// shared runtime every answer queued behind the HTTP tasks before the lane saw it, so
-/// there (`own_thread`) the lane gets a thread and runtime of its own and runs at once.
-/// PostgreSQL's sockets belong to the shared runtime's reactor: its lanes stay there.
-/// Without a thread, the lane shares the server's runtime (slower, but working).
-fn spawn_lane(db: Db, rx: mpsc::Receiver<Job>, own_thread: bool) {
-    if !own_thread {
-        tokio::spawn(lane(db, rx));
-        return;
-    }
+/// Starts a lane on a thread and runtime of its own, so that it runs as soon as a
+/// request hands it an event or its database answers. On the shared runtime every
+/// wake-up queued behind the HTTP tasks first: SQLite's one writer is the whole ingest
+/// path's bottleneck, and a PostgreSQL lane waits for a round trip four or five times
+/// per batch (1.3× the events per second on PostgreSQL, BENCHMARKS.md). If the thread
+/// cannot be started, the lane shares the server's runtime (slower, but working).
+fn spawn_lane(db: Db, rx: mpsc::Receiver<Job>) {
     // The receiver is handed over through a slot, so that it is still here to run on
     // the shared runtime if the thread cannot be started.
     let slot = Arc::new(std::sync::Mutex::new(Some((db, rx))));

@@ -545,3 +545,79 @@ async fn race_two_nodes(app_of: fn(usize) -> String) {
         assert_eq!(row.status, "succeeded");
     }
 }
+
+/// On PostgreSQL a lane writes through a connection of its own
+/// (`Db::with_own_connection`), opened on the lane's runtime: an event is stored and
+/// applied while API transactions hold every connection of the shared pool (a lane
+/// that borrowed the shared pool's waited for one, and the event failed when the
+/// wait timed out), and the lane's connection is closed when the ingestor goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_applies_events_while_api_transactions_hold_the_shared_pool() {
+    let Some(t) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let db = Db::connect(
+        &t.url,
+        DbOptions {
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..DbOptions::default()
+        },
+    )
+    .await
+    .expect("connect");
+    db.migrate().await.expect("migrate");
+    let p = app_with_payment(&db, "app_h", "pi_h").await;
+    let connections = || {
+        let url = t.url.clone();
+        async move {
+            let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .expect("connect");
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(&mut c)
+            .await
+            .expect("count");
+            n
+        }
+    };
+    let held = (
+        db.begin().await.expect("first"),
+        db.begin().await.expect("second"),
+    );
+    let ingestor = super::Ingestor::start(db.clone(), 2);
+    let event = intent_event("evt_h", "payment_intent.succeeded", "pi_h");
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(8),
+        ingestor.ingest("app_h", event, "{}".into()),
+    )
+    .await
+    .expect("answered while the shared pool is held");
+    assert!(
+        matches!(answer, Ok(Ingested::Applied(Outcome::Processed(_)))),
+        "{answer:?}"
+    );
+    assert_eq!(
+        connections().await,
+        3,
+        "the shared pool's two and the one lane's that had an event"
+    );
+    drop(held);
+    let row = payments::get(db.reader(), "app_h", &p.id)
+        .await
+        .expect("payment");
+    assert_eq!(row.status, "succeeded");
+    drop(ingestor);
+    let mut left = 0;
+    for _ in 0..100 {
+        left = connections().await;
+        if left == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 2, "the lane's connection closed with the ingestor");
+}
