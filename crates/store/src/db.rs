@@ -297,16 +297,30 @@ impl Db {
     /// shared pool. A connection's socket wakes the runtime it was opened on, so a
     /// writer that borrowed the shared pool's was woken through the server's runtime,
     /// behind its HTTP tasks, at every round trip (BENCHMARKS.md); and the writer no
-    /// longer waits for a pooled connection that API requests hold. On SQLite the one
-    /// writer is already shared by all: this `Db`.
-    pub fn with_own_connection(&self) -> Db {
+    /// longer waits for a pooled connection that API requests hold. Call it on the
+    /// runtime that will use it. The connection shows in `pg_stat_activity` as
+    /// `application_name` `name`. On SQLite the one writer is already shared by all:
+    /// this `Db`.
+    pub fn with_own_connection(&self, name: &str) -> Db {
         match &self.write {
             Write::Pool(pool) => {
+                let name = name.to_owned();
                 let own = pool
                     .options()
                     .clone()
                     .max_connections(1)
                     .min_connections(0)
+                    .after_connect(move |conn, _meta| {
+                        let name = name.clone();
+                        Box::pin(async move {
+                            conn.execute(POSTGRES_SESSION).await?;
+                            sqlx::query("SELECT set_config('application_name', $1, false)")
+                                .bind(name)
+                                .execute(conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
                     .connect_lazy_with((*pool.connect_options()).clone());
                 Db {
                     write: Write::Pool(own),

@@ -90,13 +90,16 @@ impl Ingestor {
     }
 }
 
+/// What a PostgreSQL lane's connection is called in `pg_stat_activity`.
+pub const LANE_CONNECTION: &str = "paybridge webhook lane";
+
 /// A writer task: waits for one event, then takes all that has queued (at most
 /// MAX_BATCH) and commits it as one batch; ends when the queue is closed.
 ///
 /// On PostgreSQL it writes through a connection of its own, opened on the runtime it
 /// runs on (`Db::with_own_connection`).
 async fn lane(db: Db, mut rx: mpsc::Receiver<Job>) {
-    let db = db.with_own_connection();
+    let db = db.with_own_connection(LANE_CONNECTION);
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(&db, std::mem::take(&mut batch)).await;
@@ -109,27 +112,33 @@ async fn lane(db: Db, mut rx: mpsc::Receiver<Job>) {
 /// wake-up queued behind the HTTP tasks first: SQLite's one writer is the whole ingest
 /// path's bottleneck, and a PostgreSQL lane waits for a round trip four or five times
 /// per batch (1.3× the events per second on PostgreSQL, BENCHMARKS.md). If the thread
-/// cannot be started, the lane shares the server's runtime (slower, but working).
+/// or its runtime cannot be started, the lane shares the server's runtime (slower, but
+/// working).
+///
+/// The runtime is built on the new thread: one dropped here, on a thread of the
+/// server's runtime, would panic.
 fn spawn_lane(db: Db, rx: mpsc::Receiver<Job>) {
-    // The receiver is handed over through a slot, so that it is still here to run on
-    // the shared runtime if the thread cannot be started.
+    let shared = tokio::runtime::Handle::current();
+    // The lane's state is handed over through a slot, so that it is still here to run
+    // on the shared runtime if the thread cannot be started.
     let slot = Arc::new(std::sync::Mutex::new(Some((db, rx))));
     let take = |slot: &std::sync::Mutex<Option<(Db, mpsc::Receiver<Job>)>>| {
         slot.lock().ok().and_then(|mut s| s.take())
     };
-    let started = own_runtime().and_then(|rt| {
-        let slot = slot.clone();
-        std::thread::Builder::new()
-            .name("pb-ingest".into())
-            .spawn(move || {
-                if let Some((db, rx)) = take(&slot) {
-                    rt.block_on(lane(db, rx));
-                }
-            })
-            .inspect_err(|e| tracing::warn!(error = %e, "no thread for the ingest lane; it shares the server's runtime"))
-            .ok()
-    });
-    if started.is_none() {
+    let theirs = slot.clone();
+    let started = std::thread::Builder::new()
+        .name("pb-ingest".into())
+        .spawn(move || {
+            let Some((db, rx)) = take(&theirs) else {
+                return;
+            };
+            match own_runtime() {
+                Some(rt) => rt.block_on(lane(db, rx)),
+                None => drop(shared.spawn(lane(db, rx))),
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "no thread for the ingest lane; it shares the server's runtime");
         if let Some((db, rx)) = take(&slot) {
             tokio::spawn(lane(db, rx));
         }
@@ -183,20 +192,17 @@ async fn commit_batch(db: &Db, batch: Vec<Job>) {
                 let _ = job.reply.send(Ok(r));
             }
         }
-        // A batch that failed as a whole (a lock conflict between nodes, say) is tried
-        // again one event at a time, so one bad event cannot fail the others.
-        Err(e) if batch.len() > 1 => {
+        // A batch that failed as a whole is tried again one event at a time, so that
+        // one bad event cannot fail the others. A lock conflict between nodes fails a
+        // batch, and so does a connection that broke (PostgreSQL restarted): the
+        // next try opens a new one, so even a batch of one is tried again.
+        Err(e) => {
             tracing::warn!(error = %e, events = batch.len(), "a batch of webhook events failed; applying them one by one");
             for job in batch {
                 let r = apply_batch(db, std::slice::from_ref(&job)).await;
                 let _ = job
                     .reply
                     .send(r.map(|mut v| v.remove(0)).map_err(|e| e.to_string()));
-            }
-        }
-        Err(e) => {
-            for job in batch {
-                let _ = job.reply.send(Err(e.to_string()));
             }
         }
     }

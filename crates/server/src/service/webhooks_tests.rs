@@ -575,12 +575,13 @@ async fn a_lane_applies_events_while_api_transactions_hold_the_shared_pool() {
                 .await
                 .expect("connect");
             let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
             )
             .fetch_one(&mut c)
             .await
             .expect("count");
+            let _ = sqlx::Connection::close(c).await;
             n
         }
     };
@@ -620,4 +621,77 @@ async fn a_lane_applies_events_while_api_transactions_hold_the_shared_pool() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(left, 2, "the lane's connection closed with the ingestor");
+}
+
+/// The server process of a PostgreSQL lane's connection ends (as when PostgreSQL
+/// restarts): the lane's next batch fails on the dead connection, is tried again on a
+/// new one (`commit_batch`), and is applied once; its request is answered as if
+/// nothing had happened. The lane's connection is found by its `application_name`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_connection_is_killed_goes_on_with_a_new_one() {
+    let Some((_t, db)) = open(Backend::Postgres).await else {
+        return;
+    };
+    let p = app_with_payment(&db, "app_k", "pi_k").await;
+    let ingestor = super::Ingestor::start(db.clone(), 1);
+    let lane_pid = || {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = $1",
+            )
+            .bind(super::LANE_CONNECTION)
+            .fetch_optional(db.reader())
+            .await
+            .expect("pg_stat_activity")
+        }
+    };
+    let first = ingestor
+        .ingest(
+            "app_k",
+            intent_event("evt_k1", "payment_intent.processing", "pi_k"),
+            "{}".into(),
+        )
+        .await;
+    assert!(
+        matches!(first, Ok(Ingested::Applied(Outcome::Processed(_)))),
+        "{first:?}"
+    );
+    let killed = lane_pid()
+        .await
+        .expect("the lane's connection, by its name");
+    sqlx::query("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
+        .bind(killed)
+        .execute(db.reader())
+        .await
+        .expect("terminate");
+    for _ in 0..100 {
+        if lane_pid().await.is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(lane_pid().await, None, "the lane's server process ended");
+    let answer = ingestor
+        .ingest(
+            "app_k",
+            intent_event("evt_k2", "payment_intent.succeeded", "pi_k"),
+            "{}".into(),
+        )
+        .await;
+    assert!(
+        matches!(answer, Ok(Ingested::Applied(Outcome::Processed(_)))),
+        "{answer:?}"
+    );
+    let now = lane_pid().await.expect("a new connection");
+    assert_ne!(now, killed);
+    let row = payments::get(db.reader(), "app_k", &p.id)
+        .await
+        .expect("payment");
+    assert_eq!(row.status, "succeeded");
+    let told = paybridge_store::events::count_of(&db, "app_k", "payment.succeeded", &p.id)
+        .await
+        .expect("count");
+    assert_eq!(told, 1, "payment.succeeded told once");
 }
