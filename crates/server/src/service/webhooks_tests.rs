@@ -560,7 +560,7 @@ async fn a_lane_applies_events_while_api_transactions_hold_the_shared_pool() {
         &t.url,
         DbOptions {
             max_connections: 2,
-            acquire_timeout: std::time::Duration::from_secs(2),
+            acquire_timeout: std::time::Duration::from_secs(5),
             ..DbOptions::default()
         },
     )
@@ -592,7 +592,7 @@ async fn a_lane_applies_events_while_api_transactions_hold_the_shared_pool() {
     let ingestor = super::Ingestor::start(db.clone(), 2);
     let event = intent_event("evt_h", "payment_intent.succeeded", "pi_h");
     let answer = tokio::time::timeout(
-        std::time::Duration::from_secs(8),
+        std::time::Duration::from_secs(20),
         ingestor.ingest("app_h", event, "{}".into()),
     )
     .await
@@ -666,7 +666,7 @@ async fn a_lane_whose_connection_is_killed_goes_on_with_a_new_one() {
         .execute(db.reader())
         .await
         .expect("terminate");
-    for _ in 0..100 {
+    for _ in 0..250 {
         if lane_pid().await.is_none() {
             break;
         }
