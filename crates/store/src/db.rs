@@ -293,35 +293,30 @@ impl Db {
 
     /// A `Db` for a writer on a runtime of its own (a webhook lane): on PostgreSQL its
     /// writes go through a pool of one connection of its own, opened when first used
-    /// on the runtime that uses it, with the shared pool's settings; reads stay on the
-    /// shared pool. A connection's socket wakes the runtime it was opened on, so a
-    /// writer that borrowed the shared pool's was woken through the server's runtime,
-    /// behind its HTTP tasks, at every round trip (BENCHMARKS.md); and the writer no
-    /// longer waits for a pooled connection that API requests hold. Call it on the
-    /// runtime that will use it. The connection shows in `pg_stat_activity` as
-    /// `application_name` `name`. On SQLite the one writer is already shared by all:
-    /// this `Db`.
+    /// on the runtime that uses it, with the shared pool's settings and session setup
+    /// (`POSTGRES_SESSION`); reads stay on the shared pool. A connection's socket wakes
+    /// the runtime it was opened on, so a writer that borrowed the shared pool's was
+    /// woken through the server's runtime, behind its HTTP tasks, at every round trip
+    /// (BENCHMARKS.md); and the writer no longer waits for a pooled connection that API
+    /// requests hold. Call it on the runtime that will use it. The connection shows in
+    /// `pg_stat_activity` as `application_name` `name`. On SQLite the one writer is
+    /// already shared by all: this `Db`.
     pub fn with_own_connection(&self, name: &str) -> Db {
         match &self.write {
             Write::Pool(pool) => {
-                let name = name.to_owned();
+                // Named in the URL, which sqlx's PostgreSQL driver reads (after any
+                // `application_name` of the operator's, so this one stands).
+                let mut connect = (*pool.connect_options()).clone();
+                connect
+                    .database_url
+                    .query_pairs_mut()
+                    .append_pair("application_name", name);
                 let own = pool
                     .options()
                     .clone()
                     .max_connections(1)
                     .min_connections(0)
-                    .after_connect(move |conn, _meta| {
-                        let name = name.clone();
-                        Box::pin(async move {
-                            conn.execute(POSTGRES_SESSION).await?;
-                            sqlx::query("SELECT set_config('application_name', $1, false)")
-                                .bind(name)
-                                .execute(conn)
-                                .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_lazy_with((*pool.connect_options()).clone());
+                    .connect_lazy_with(connect);
                 Db {
                     write: Write::Pool(own),
                     read: self.read.clone(),
