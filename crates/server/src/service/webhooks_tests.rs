@@ -546,6 +546,24 @@ async fn race_two_nodes(app_of: fn(usize) -> String) {
     }
 }
 
+/// Ingests `kind` about `intent` as event `id` of `app`, and asserts it was applied
+/// with the outcome `processed`.
+async fn ingest_processed(
+    ingestor: &super::Ingestor,
+    app: &str,
+    id: &str,
+    kind: &str,
+    intent: &str,
+) {
+    let answer = ingestor
+        .ingest(app, intent_event(id, kind, intent), "{}".into())
+        .await;
+    assert!(
+        matches!(answer, Ok(Ingested::Applied(Outcome::Processed(_)))),
+        "{id}: {answer:?}"
+    );
+}
+
 /// On PostgreSQL a lane writes through a connection of its own
 /// (`Db::with_own_connection`), opened on the lane's runtime: an event is stored and
 /// applied while API transactions hold every connection of the shared pool (a lane
@@ -590,17 +608,18 @@ async fn a_lane_applies_events_while_api_transactions_hold_the_shared_pool() {
         db.begin().await.expect("second"),
     );
     let ingestor = super::Ingestor::start(db.clone(), 2);
-    let event = intent_event("evt_h", "payment_intent.succeeded", "pi_h");
-    let answer = tokio::time::timeout(
+    tokio::time::timeout(
         std::time::Duration::from_secs(20),
-        ingestor.ingest("app_h", event, "{}".into()),
+        ingest_processed(
+            &ingestor,
+            "app_h",
+            "evt_h",
+            "payment_intent.succeeded",
+            "pi_h",
+        ),
     )
     .await
     .expect("answered while the shared pool is held");
-    assert!(
-        matches!(answer, Ok(Ingested::Applied(Outcome::Processed(_)))),
-        "{answer:?}"
-    );
     assert_eq!(
         connections().await,
         3,
@@ -647,17 +666,14 @@ async fn a_lane_whose_connection_is_killed_goes_on_with_a_new_one() {
             .expect("pg_stat_activity")
         }
     };
-    let first = ingestor
-        .ingest(
-            "app_k",
-            intent_event("evt_k1", "payment_intent.processing", "pi_k"),
-            "{}".into(),
-        )
-        .await;
-    assert!(
-        matches!(first, Ok(Ingested::Applied(Outcome::Processed(_)))),
-        "{first:?}"
-    );
+    ingest_processed(
+        &ingestor,
+        "app_k",
+        "evt_k1",
+        "payment_intent.processing",
+        "pi_k",
+    )
+    .await;
     let killed = lane_pid()
         .await
         .expect("the lane's connection, by its name");
@@ -673,17 +689,14 @@ async fn a_lane_whose_connection_is_killed_goes_on_with_a_new_one() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(lane_pid().await, None, "the lane's server process ended");
-    let answer = ingestor
-        .ingest(
-            "app_k",
-            intent_event("evt_k2", "payment_intent.succeeded", "pi_k"),
-            "{}".into(),
-        )
-        .await;
-    assert!(
-        matches!(answer, Ok(Ingested::Applied(Outcome::Processed(_)))),
-        "{answer:?}"
-    );
+    ingest_processed(
+        &ingestor,
+        "app_k",
+        "evt_k2",
+        "payment_intent.succeeded",
+        "pi_k",
+    )
+    .await;
     let now = lane_pid().await.expect("a new connection");
     assert_ne!(now, killed);
     let row = payments::get(db.reader(), "app_k", &p.id)
