@@ -413,7 +413,7 @@ impl Drop for FloorProcess {
 /// The SQLite writer's group commits, the transactions they held, and the seconds its
 /// connection was held, from `/metrics` (`None` on PostgreSQL, or a server without
 /// the metrics), with the time they were read.
-async fn group_commits(s: &BenchServer) -> Option<(f64, f64, f64, std::time::Instant)> {
+async fn group_commits(s: &BenchServer) -> Option<WriterReading> {
     let text = reqwest::get(s.url("/metrics"))
         .await
         .ok()?
@@ -424,32 +424,46 @@ async fn group_commits(s: &BenchServer) -> Option<(f64, f64, f64, std::time::Ins
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
     };
-    Some((
-        value("paybridge_db_group_commits ")?,
-        value("paybridge_db_group_transactions ")?,
-        value("paybridge_db_writer_held_seconds_total ")?,
-        std::time::Instant::now(),
-    ))
+    Some(WriterReading {
+        commits: value("paybridge_db_group_commits ")?,
+        transactions: value("paybridge_db_group_transactions ")?,
+        held: value("paybridge_db_writer_held_seconds_total ")?,
+        checkpoint_steps: value("paybridge_db_checkpoint_steps ").unwrap_or(0.0),
+        checkpoint_held: value("paybridge_db_checkpoint_held_seconds_total ").unwrap_or(0.0),
+        at: std::time::Instant::now(),
+    })
+}
+
+/// The SQLite writer's counters (`/metrics`) at one moment.
+struct WriterReading {
+    commits: f64,
+    transactions: f64,
+    held: f64,
+    checkpoint_steps: f64,
+    checkpoint_held: f64,
+    at: std::time::Instant,
 }
 
 /// What the SQLite writer did for `ok` requests between two readings of
-/// `group_commits`: transactions and commits per request, the mean group, and the share
-/// of the wall time its connection was held (empty on PostgreSQL).
-fn writer_use(
-    before: Option<(f64, f64, f64, std::time::Instant)>,
-    after: Option<(f64, f64, f64, std::time::Instant)>,
-    ok: u64,
-) -> String {
+/// `group_commits`: transactions and commits per request, the mean group, the share
+/// of the wall time its connection was held, and its checkpoint steps (how often, and
+/// how long each held it); empty on PostgreSQL.
+fn writer_use(before: Option<WriterReading>, after: Option<WriterReading>, ok: u64) -> String {
     match (before, after) {
-        (Some((c0, t0, h0, at0)), Some((c1, t1, h1, at1))) if ok > 0 && c1 > c0 => format!(
-            "; per request: {:.2} transactions, {:.2} commits (mean group {:.1}); \
-             writer held {:.0} % of the time, {:.0} µs per request",
-            (t1 - t0) / ok as f64,
-            (c1 - c0) / ok as f64,
-            (t1 - t0) / (c1 - c0),
-            100.0 * (h1 - h0) / (at1 - at0).as_secs_f64(),
-            1e6 * (h1 - h0) / ok as f64,
-        ),
+        (Some(a), Some(b)) if ok > 0 && b.commits > a.commits => {
+            let steps = b.checkpoint_steps - a.checkpoint_steps;
+            format!(
+                "; per request: {:.2} transactions, {:.2} commits (mean group {:.1}); \
+                 writer held {:.0} % of the time, {:.0} µs per request; \
+                 {steps:.0} checkpoint steps, {:.1} ms each",
+                (b.transactions - a.transactions) / ok as f64,
+                (b.commits - a.commits) / ok as f64,
+                (b.transactions - a.transactions) / (b.commits - a.commits),
+                100.0 * (b.held - a.held) / (b.at - a.at).as_secs_f64(),
+                1e6 * (b.held - a.held) / ok as f64,
+                1e3 * (b.checkpoint_held - a.checkpoint_held) / steps.max(1.0),
+            )
+        }
         _ => String::new(),
     }
 }

@@ -88,6 +88,10 @@ pub struct Metrics {
     /// the writer is the bound). Brought up to the writer's total when the metrics are
     /// read (`record_writer_held`).
     pub db_writer_held: Counter<f64, AtomicU64>,
+    /// SQLite: the writer's steps of the background checkpoint, and the seconds they
+    /// held it (every write waits meanwhile; part of `db_writer_held`).
+    pub db_checkpoint_steps: Gauge,
+    pub db_checkpoint_held: Counter<f64, AtomicU64>,
     held_update: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
@@ -95,10 +99,19 @@ impl Metrics {
     /// Brings the writer's held-time counter up to `total` seconds (concurrent reads of
     /// the metrics add the difference once).
     pub fn record_writer_held(&self, total: f64) {
+        self.bring_up(&self.db_writer_held, total);
+    }
+
+    /// Brings the checkpoint steps' held-time counter up to `total` seconds.
+    pub fn record_checkpoint_held(&self, total: f64) {
+        self.bring_up(&self.db_checkpoint_held, total);
+    }
+
+    fn bring_up(&self, counter: &Counter<f64, AtomicU64>, total: f64) {
         let _one_at_a_time = self.held_update.lock().unwrap_or_else(|p| p.into_inner());
-        let counted = self.db_writer_held.get();
+        let counted = counter.get();
         if total > counted {
-            self.db_writer_held.inc_by(total - counted);
+            counter.inc_by(total - counted);
         }
     }
 
@@ -207,7 +220,21 @@ impl Metrics {
             "SQLite: seconds the writer's connection has been held by a transaction, a commit or a checkpoint",
             db_writer_held.clone(),
         );
+        let db_checkpoint_steps = Gauge::default();
+        registry.register(
+            "db_checkpoint_steps",
+            "SQLite: the writer's steps of the background WAL checkpoint",
+            db_checkpoint_steps.clone(),
+        );
+        let db_checkpoint_held = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "db_checkpoint_held_seconds",
+            "SQLite: seconds the writer's checkpoint steps held it (every write waits meanwhile)",
+            db_checkpoint_held.clone(),
+        );
         Metrics {
+            db_checkpoint_steps,
+            db_checkpoint_held,
             db_group_commits,
             db_group_transactions,
             db_writer_held,
@@ -279,10 +306,16 @@ mod tests {
             }
         });
         assert_eq!(m.db_writer_held.get(), 2.0);
+        // The checkpoint steps' share of it is brought up the same way, on its own.
+        m.record_checkpoint_held(0.25);
+        m.record_checkpoint_held(0.1);
+        assert_eq!(m.db_checkpoint_held.get(), 0.25);
+        assert_eq!(m.db_writer_held.get(), 2.0);
         let text = m.render();
         assert!(
             text.contains("# TYPE paybridge_db_writer_held_seconds counter")
-                && text.contains("paybridge_db_writer_held_seconds_total 2.0"),
+                && text.contains("paybridge_db_writer_held_seconds_total 2.0")
+                && text.contains("paybridge_db_checkpoint_held_seconds_total 0.25"),
             "{text}"
         );
     }

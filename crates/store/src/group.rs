@@ -123,6 +123,10 @@ pub struct GroupCommits {
     pub commits: u64,
     pub transactions: u64,
     pub held: Duration,
+    /// The writer's steps of the background checkpoint, and how long they held it
+    /// (part of `held`): every write waits meanwhile.
+    pub checkpoint_steps: u64,
+    pub checkpoint_held: Duration,
 }
 
 pub(crate) struct Writer {
@@ -133,6 +137,9 @@ pub(crate) struct Writer {
     max_age: Duration,
     max_members: u64,
     commits: AtomicU64,
+    checkpoint_steps: AtomicU64,
+    /// Nanoseconds the writer's checkpoint steps held the connection.
+    checkpoint_held: AtomicU64,
     transactions: AtomicU64,
     /// Nanoseconds the connection has been held (`Guard`).
     held: Arc<AtomicU64>,
@@ -208,6 +215,8 @@ impl Writer {
             max_age: opts.group_max_age,
             max_members: opts.group_max_members.max(1),
             commits: AtomicU64::new(0),
+            checkpoint_steps: AtomicU64::new(0),
+            checkpoint_held: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
             held: Arc::new(AtomicU64::new(0)),
             checkpoint_wanted: AtomicBool::new(false),
@@ -236,6 +245,8 @@ impl Writer {
             commits: self.commits.load(Ordering::SeqCst),
             transactions: self.transactions.load(Ordering::SeqCst),
             held: Duration::from_nanos(self.held.load(Ordering::Relaxed)),
+            checkpoint_steps: self.checkpoint_steps.load(Ordering::Relaxed),
+            checkpoint_held: Duration::from_nanos(self.checkpoint_held.load(Ordering::Relaxed)),
         }
     }
 
@@ -428,7 +439,7 @@ impl Writer {
             }
         }
         if self.checkpoint_wanted.swap(false, Ordering::SeqCst) {
-            checkpoint(c).await;
+            self.checkpoint_step(c).await;
         }
     }
 
@@ -455,10 +466,20 @@ impl Writer {
     pub(crate) async fn checkpoint_when_idle(&self) {
         match self.state.clone().try_lock_owned() {
             Ok(g) if g.group.is_none() && !g.abandoned && g.conn.is_some() => {
-                checkpoint(conn(&mut Guard::new(g, &self.held))).await;
+                self.checkpoint_step(conn(&mut Guard::new(g, &self.held)))
+                    .await;
             }
             _ => self.checkpoint_wanted.store(true, Ordering::SeqCst),
         }
+    }
+
+    /// Runs the writer's checkpoint step on its connection, counted.
+    async fn checkpoint_step(&self, c: &mut AnyConnection) {
+        let since = Instant::now();
+        checkpoint(c).await;
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.checkpoint_held.fetch_add(ns, Ordering::Relaxed);
+        self.checkpoint_steps.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) async fn close(self: &Arc<Self>) {

@@ -90,5 +90,12 @@ async fn the_wal_is_started_over_while_writes_never_pause() {
         largest < written / 2,
         "the WAL is started over while writes go on: it reached {largest} bytes of {written} written"
     );
+    // Each round ended with the writer's own step, counted with the time it held the
+    // writer (part of the writer's held time).
+    let g = db.group_commits().expect("SQLite's writer");
+    assert!(
+        g.checkpoint_steps >= 3 && !g.checkpoint_held.is_zero() && g.checkpoint_held < g.held,
+        "the writer's checkpoint steps are counted: {g:?}"
+    );
     db.close().await;
 }

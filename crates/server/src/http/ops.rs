@@ -58,6 +58,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .db_group_transactions
             .set(gauge(g.transactions));
         state.metrics.record_writer_held(g.held.as_secs_f64());
+        state
+            .metrics
+            .db_checkpoint_steps
+            .set(gauge(g.checkpoint_steps));
+        state
+            .metrics
+            .record_checkpoint_held(g.checkpoint_held.as_secs_f64());
     }
     (
         [(
