@@ -34,7 +34,7 @@ impl Sandbox {
         let raw = paybridge_store::sandbox::get(self.db.reader(), app, id)
             .await?
             .ok_or_else(|| no_such("account", id))?;
-        let v: Value = serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
+        let v: Value = super::objects::from_rest(&raw).map_err(|e| ProviderError::Unavailable {
             message: e.to_string(),
         })?;
         if v["deleted"] == true {

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use self::cards::{Decline, TestCard};
-use self::objects::{event, id, shape};
+use self::objects::{event, from_rest, id, shape, to_rest};
 use crate::{
     Call, IntentLookup, NewAccount, NewCheckout, NewCustomer, NewPaymentIntent, NewRefund,
     NewSubscription, NewTransfer, Provider, ProviderError, Result,
@@ -170,7 +170,7 @@ impl Change {
     /// anything (a new object): the key is claimed with the answer itself, so `commit`
     /// need not write it again (one statement where `replayed` and `commit` take two).
     async fn replayed_or_claim_with(&mut self, answer: &Value) -> Result<Option<Value>> {
-        let kept = at_rest(answer).to_string();
+        let kept = to_rest(&at_rest(answer));
         let replay = self.claim(&kept).await?;
         if replay.is_none() {
             self.answered = Some(kept);
@@ -199,7 +199,7 @@ impl Change {
                 "a request with this idempotency key is in progress",
             ));
         }
-        serde_json::from_str::<Value>(&stored)
+        from_rest(&stored)
             .map(|v| Some(public(&v)))
             .map_err(|e| ProviderError::Unavailable {
                 message: e.to_string(),
@@ -210,7 +210,7 @@ impl Change {
         let app = self.app.clone();
         Ok(store::lock(self.conn(), &app, id)
             .await?
-            .and_then(|s| serde_json::from_str(&s).ok()))
+            .and_then(|s| from_rest(&s).ok()))
     }
 
     async fn save(&mut self, kind: &str, v: &Value) -> Result<()> {
@@ -220,7 +220,7 @@ impl Change {
         if kept.get("client_secret").is_some_and(Value::is_string) {
             kept["client_secret"] = Value::Null;
         }
-        store::put(self.conn(), &app, &id, kind, &kept.to_string()).await?;
+        store::put(self.conn(), &app, &id, kind, &to_rest(&kept)).await?;
         Ok(())
     }
 
@@ -246,7 +246,7 @@ impl Change {
         debug_assert!(self
             .answered
             .as_deref()
-            .is_none_or(|a| serde_json::from_str::<Value>(a).ok() == Some(at_rest(response))));
+            .is_none_or(|a| from_rest(a).ok() == Some(at_rest(response))));
         if let Some(key) = self
             .idempotency_key
             .clone()
@@ -258,7 +258,7 @@ impl Change {
                 &app,
                 &format!("idem:{key}"),
                 "idempotency",
-                &at_rest(response).to_string(),
+                &to_rest(&at_rest(response)),
             )
             .await?;
         }
@@ -323,7 +323,7 @@ impl Sandbox {
         let raw = store::get(self.db.reader(), app, session)
             .await?
             .ok_or_else(|| no_such("checkout.session", session))?;
-        serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
+        from_rest(&raw).map_err(|e| ProviderError::Unavailable {
             message: e.to_string(),
         })
     }
@@ -849,13 +849,13 @@ impl Provider for Sandbox {
         let raw = store::get(self.db.reader(), &call.app_id, id)
             .await?
             .ok_or_else(|| no_such("checkout.session", id))?;
-        let mut cs: Value = serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
+        let mut cs: Value = from_rest(&raw).map_err(|e| ProviderError::Unavailable {
             message: e.to_string(),
         })?;
         // Retrieve expands the intent, as the Stripe provider asks for.
         if let Some(pi_id) = cs["payment_intent"].as_str().map(str::to_owned) {
             if let Some(pi) = store::get(self.db.reader(), &call.app_id, &pi_id).await? {
-                cs["payment_intent"] = public(&serde_json::from_str(&pi).unwrap_or(Value::Null));
+                cs["payment_intent"] = public(&from_rest(&pi).unwrap_or(Value::Null));
             }
         }
         parse(&cs)
@@ -942,11 +942,9 @@ impl Provider for Sandbox {
         let raw = store::get(self.db.reader(), &call.app_id, id)
             .await?
             .ok_or_else(|| no_such("payment_intent", id))?;
-        parse(
-            &serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
-                message: e.to_string(),
-            })?,
-        )
+        parse(&from_rest(&raw).map_err(|e| ProviderError::Unavailable {
+            message: e.to_string(),
+        })?)
     }
 
     async fn capture_payment_intent(
@@ -1045,7 +1043,7 @@ impl Provider for Sandbox {
     ) -> Result<Option<PaymentIntent>> {
         let rows = store::list_kind(&self.db, &call.app_id, "payment_intent").await?;
         for raw in rows {
-            let Ok(pi) = serde_json::from_str::<Value>(&raw) else {
+            let Ok(pi) = from_rest(&raw) else {
                 continue;
             };
             if pi["metadata"][paybridge_core::stripe::event::META_PAYMENT] == q.payment.as_str() {
@@ -1059,7 +1057,8 @@ impl Provider for Sandbox {
         let rows = store::list_kind(&self.db, &call.app_id, "price").await?;
         Ok(rows
             .iter()
-            .filter_map(|r| serde_json::from_str(r).ok())
+            .filter_map(|r| from_rest(r).ok())
+            .filter_map(|v| serde_json::from_value(v).ok())
             .collect())
     }
 
@@ -1079,11 +1078,9 @@ impl Provider for Sandbox {
         let raw = store::get(self.db.reader(), &call.app_id, id)
             .await?
             .ok_or_else(|| no_such("subscription", id))?;
-        parse(
-            &serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
-                message: e.to_string(),
-            })?,
-        )
+        parse(&from_rest(&raw).map_err(|e| ProviderError::Unavailable {
+            message: e.to_string(),
+        })?)
     }
 
     async fn cancel_subscription(

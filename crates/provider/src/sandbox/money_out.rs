@@ -73,7 +73,7 @@ impl Sandbox {
             .await?
             .ok_or_else(|| no_such("refund", id))?;
         parse(
-            &serde_json::from_str::<Value>(&raw).map_err(|e| ProviderError::Unavailable {
+            &super::objects::from_rest(&raw).map_err(|e| ProviderError::Unavailable {
                 message: e.to_string(),
             })?,
         )

@@ -64,7 +64,7 @@ impl Sandbox {
                     store::list_kind(&self.db, app, kind)
                         .await?
                         .iter()
-                        .filter_map(|raw| serde_json::from_str::<Value>(raw).ok())
+                        .filter_map(|raw| super::objects::from_rest(raw).ok())
                         .filter(|v| v["customer"] == customer.as_str())
                         .collect(),
                 )
@@ -101,7 +101,7 @@ impl Sandbox {
         let raw = store::get(self.db.reader(), app, oid)
             .await?
             .ok_or_else(|| super::no_such("object", oid))?;
-        serde_json::from_str(&raw).map_err(|e| ProviderError::Unavailable {
+        super::objects::from_rest(&raw).map_err(|e| ProviderError::Unavailable {
             message: e.to_string(),
         })
     }
