@@ -545,11 +545,11 @@ async fn member(w: &Arc<Writer>) -> Result<group::Member, sqlx::Error> {
 /// Step 2 holds the writer, so every write waits for it: for the frames it copies and
 /// for the database file's fsync. Under checkout load one reader pass took 20 ms (the
 /// WAL held 18,000 frames), the frames committed meanwhile were left to step 2, and it
-/// held the writer 15 to 20 ms twice a second: every caller in flight waited, which was
+/// held the writer 15 to 22 ms twice a second: every caller in flight waited, which was
 /// the checkout's whole p99 (BENCHMARKS.md). So step 1 is repeated, each pass copying
 /// what was committed during the last, until a pass finds fewer than [`FEW_FRAMES`]
-/// new frames (or after [`MAX_PASSES`]); step 2 then copies about that few, and holds
-/// the writer 1 to 3 ms.
+/// frames to copy (or after [`MAX_PASSES`]); step 2 then copies about that few, and
+/// holds the writer 2 to 4 ms.
 ///
 /// Stops when the pools close.
 async fn checkpoint_in_background(read: AnyPool, writer: Weak<Writer>) {
@@ -563,7 +563,7 @@ async fn checkpoint_in_background(read: AnyPool, writer: Weak<Writer>) {
         if read.is_closed() || w.is_closed() {
             return;
         }
-        if let Err(e) = copy_most_of_the_wal(&read).await {
+        if let Err(e) = copy_most_of_the_wal(&read, w.durability.as_deref()).await {
             if read.is_closed() {
                 return;
             }
@@ -573,32 +573,129 @@ async fn checkpoint_in_background(read: AnyPool, writer: Weak<Writer>) {
     }
 }
 
-/// A reader pass that found fewer new frames than this is the last one: the writer's
-/// step copies about as many (a few hundred frames is a millisecond or two, fsync
-/// included).
+/// A reader pass that found fewer frames to copy than this is the last one: the
+/// writer's step then copies about as many (measured: 2 to 4 ms, fsync included).
 const FEW_FRAMES: i64 = 256;
 /// At most this many reader passes a round, so that a WAL that grows as fast as it is
 /// copied still gets the writer's step (and is started over).
 const MAX_PASSES: usize = 6;
 
-/// Step 1 of the background checkpoint: reader passes until one finds few new frames
-/// (see [`checkpoint_in_background`]). Returns the passes run.
-async fn copy_most_of_the_wal(read: &AnyPool) -> Result<usize, sqlx::Error> {
-    let mut copied_before: Option<i64> = None;
-    for pass in 1..=MAX_PASSES {
-        // (busy, frames in the WAL, frames copied): PASSIVE never waits, and copies
-        // every frame unless a reader still needs an older version of its page.
-        let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(read)
-            .await?;
-        // A WAL started over since (fewer frames than before) is as good as copied.
-        let new = copied_before.map_or(i64::MAX, |before| frames - before);
-        if new < FEW_FRAMES {
-            return Ok(pass);
-        }
-        copied_before = Some(frames);
+/// What a reader pass reported: `PRAGMA wal_checkpoint(PASSIVE)`'s row.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    /// Another checkpoint held the WAL (the writer's own step): nothing was copied.
+    busy: bool,
+    /// Frames in the WAL (-1 if none was looked at).
+    frames: i64,
+    /// Frames copied into the database file by now.
+    copied: i64,
+}
+
+/// Whether another reader pass is worth running after `now` (`before` the pass before
+/// it): only while the last one found many frames to copy. A WAL started over since
+/// (fewer frames than before), or a checkpoint that another connection holds, is left
+/// to the writer's step. A pass that copies less than it finds (a reader still reads
+/// an older version of the pages) goes on, up to [`MAX_PASSES`].
+fn another_pass(before: Option<Pass>, now: Pass) -> bool {
+    if now.busy || now.frames < 0 {
+        return false;
     }
-    Ok(MAX_PASSES)
+    match before {
+        // What was committed while the first pass ran is not known yet.
+        None => true,
+        Some(b) if now.frames < b.frames => false,
+        Some(b) => now.frames - b.copied >= FEW_FRAMES,
+    }
+}
+
+/// Step 1 of the background checkpoint: reader passes until one finds few frames to
+/// copy (see [`checkpoint_in_background`]). While they run, and until the writer's
+/// next commit after them, `durability` sends the writer's commits to its disk thread:
+/// a pass that copies the whole WAL lets that commit start the WAL over, and SQLite
+/// syncs the new header inside it. Returns the passes run.
+async fn copy_most_of_the_wal(
+    read: &AnyPool,
+    durability: Option<&crate::inline::Durability>,
+) -> Result<usize, sqlx::Error> {
+    if let Some(d) = durability {
+        d.others_checkpoint_begins();
+    }
+    let mut before = None;
+    let mut passes = 0;
+    let outcome = loop {
+        passes += 1;
+        let row = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(read)
+            .await;
+        let now = match row {
+            Ok((busy, frames, copied)) => Pass {
+                busy: busy != 0,
+                frames,
+                copied,
+            },
+            Err(e) => break Err(e),
+        };
+        if passes == MAX_PASSES || !another_pass(before, now) {
+            break Ok(passes);
+        }
+        before = Some(now);
+    };
+    if let Some(d) = durability {
+        d.others_checkpoint_ended();
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod checkpoint_passes {
+    use super::{another_pass, Pass, FEW_FRAMES};
+
+    fn pass(frames: i64, copied: i64) -> Pass {
+        Pass {
+            busy: false,
+            frames,
+            copied,
+        }
+    }
+
+    #[test]
+    fn passes_go_on_while_each_finds_many_frames_to_copy() {
+        // The first pass is always followed by one more: it cannot know what was
+        // committed while it ran.
+        assert!(another_pass(None, pass(18_000, 18_000)));
+        assert!(another_pass(None, pass(0, 0)));
+        // Many committed during the last pass: again. Few: the writer's step copies them.
+        assert!(another_pass(
+            Some(pass(18_000, 18_000)),
+            pass(19_000, 19_000)
+        ));
+        assert!(!another_pass(
+            Some(pass(18_000, 18_000)),
+            pass(18_000 + FEW_FRAMES - 1, 18_000 + FEW_FRAMES - 1)
+        ));
+        assert!(!another_pass(Some(pass(500, 500)), pass(500, 500)));
+    }
+
+    #[test]
+    fn a_wal_started_over_or_held_by_another_checkpoint_ends_the_passes() {
+        // Started over between two passes: fewer frames than before.
+        assert!(!another_pass(Some(pass(18_000, 18_000)), pass(700, 700)));
+        // The writer's step holds it: SQLite reports busy, and -1 frames.
+        let busy = Pass {
+            busy: true,
+            frames: -1,
+            copied: -1,
+        };
+        assert!(!another_pass(Some(pass(18_000, 18_000)), busy));
+        assert!(!another_pass(None, busy));
+    }
+
+    /// A reader still on an older version of the pages keeps frames from being copied:
+    /// what is left counts, not what was added (the passes are bounded by MAX_PASSES).
+    #[test]
+    fn frames_a_reader_holds_back_count_as_left() {
+        assert!(another_pass(Some(pass(18_000, 9_000)), pass(18_100, 9_000)));
+    }
 }
 
 /// Unix seconds, the unit of every `created` paybridge shows (as Stripe's).

@@ -47,6 +47,13 @@ struct Shared {
     work: Condvar,
     /// Commits begun: a reader may see any of them.
     started: AtomicU64,
+    /// Checkpoints by other connections (the background checkpointer's reader
+    /// passes): odd while one runs. One that copies the whole WAL lets the writer's
+    /// next commit start the WAL over, and SQLite syncs the new header inside that
+    /// commit, so it must not run on the caller's thread.
+    others_checkpoint: AtomicU64,
+    /// The `others_checkpoint` a commit has followed since (see `commit_followed`).
+    followed: AtomicU64,
 }
 
 #[derive(Default)]
@@ -88,6 +95,8 @@ impl Durability {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             started: AtomicU64::new(0),
+            others_checkpoint: AtomicU64::new(0),
+            followed: AtomicU64::new(0),
         });
         let s = shared.clone();
         std::thread::Builder::new()
@@ -108,6 +117,38 @@ impl Durability {
     pub(crate) fn begin_commit(&self) -> Counting<'_> {
         self.shared.started.fetch_add(1, Ordering::SeqCst);
         Counting(self)
+    }
+
+    /// Another connection starts checkpointing this WAL (ended by
+    /// [`Durability::others_checkpoint_ended`]).
+    pub(crate) fn others_checkpoint_begins(&self) {
+        self.shared.others_checkpoint.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn others_checkpoint_ended(&self) {
+        self.shared.others_checkpoint.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Which of the other connections' checkpoints a commit beginning now follows.
+    pub(crate) fn others_checkpoint(&self) -> u64 {
+        self.shared.others_checkpoint.load(Ordering::SeqCst)
+    }
+
+    /// Whether a commit now may be the first after another connection's checkpoint
+    /// (one runs, or one ended and no commit has begun since): it may start the WAL
+    /// over.
+    pub(crate) fn after_others_checkpoint(&self) -> bool {
+        let now = self.shared.others_checkpoint.load(Ordering::SeqCst);
+        !now.is_multiple_of(2) || self.shared.followed.load(Ordering::SeqCst) != now
+    }
+
+    /// A commit that began at `seen` (an [`Durability::others_checkpoint`], none
+    /// running) has run: the commits after it are not the first after that
+    /// checkpoint.
+    pub(crate) fn commit_followed(&self, seen: u64) {
+        if seen.is_multiple_of(2) {
+            self.shared.followed.fetch_max(seen, Ordering::SeqCst);
+        }
     }
 
     /// An fsync failed: nothing is promised durable any more.

@@ -16,7 +16,8 @@
 //! syncs, on its own), and a `COMMIT` when SQLite syncs inside it. Pipelined
 //! (`durable.rs`: `synchronous=NORMAL` and a `Durability` that fsyncs the WAL on a
 //! thread of its own), a `COMMIT` only writes the WAL and runs here like any
-//! statement, except the first after a checkpoint.
+//! statement, except while another connection checkpoints and the first after a
+//! checkpoint (it may start the WAL over and sync the new header).
 //! Statements still run in the order they were sent (see `InlineConnection`).
 //!
 //! The readers use it too. A read pays the same two hand-offs on sqlx's driver (16 % of
@@ -184,7 +185,12 @@ impl Inner {
     /// A commit inside a transaction runs on the caller's thread: it only writes the
     /// WAL (see `Kind::waits_for_disk`).
     fn fast_commits(&self) -> bool {
-        self.pipelined() && !self.after_checkpoint
+        self.pipelined()
+            && !self.after_checkpoint
+            && !self
+                .durability
+                .as_ref()
+                .is_some_and(|d| d.after_others_checkpoint())
     }
 
     /// What `sql` may do if it runs now.
@@ -228,8 +234,12 @@ fn run_as(
     let counted = kind.commits && inner.pipelined();
     let durability = inner.durability.clone().filter(|_| counted);
     let counting = durability.as_ref().map(|d| d.begin_commit());
+    let checkpoint_seen = durability.as_ref().map(|d| d.others_checkpoint());
     let out = exec::run(inner, sql, args);
     drop(counting);
+    if let (Some(d), Some(seen)) = (&durability, checkpoint_seen) {
+        d.commit_followed(seen);
+    }
     if inner.conn.is_autocommit() {
         inner.savepoint_began_it = false;
     } else if before && sql.trim_start().starts_with("SAVEPOINT") {

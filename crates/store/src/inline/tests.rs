@@ -442,3 +442,48 @@ async fn a_read_that_meets_a_lock_waits_on_the_disk_thread() {
         "the busy timeout is back"
     );
 }
+
+/// A pipelined `COMMIT` runs on the caller's thread, except while another connection
+/// checkpoints the WAL and for the first commit after it: that checkpoint may have
+/// copied the whole WAL, so the commit may start the WAL over and sync its new header,
+/// which must not happen on a tokio worker. It goes to the disk thread instead.
+#[tokio::test]
+async fn a_commit_after_another_connections_checkpoint_goes_to_the_disk_thread() {
+    let (_dir, path) = file("others");
+    let d = super::Durability::start().unwrap();
+    let mut conn = super::InlineConnection::open(path, Some(d.clone()))
+        .await
+        .unwrap();
+    conn.execute("PRAGMA journal_mode=WAL").await.unwrap();
+    conn.execute("PRAGMA synchronous=NORMAL").await.unwrap();
+    conn.execute("CREATE TABLE t (n BIGINT)").await.unwrap();
+    // Whether a commit is answered at once while the disk thread is held.
+    async fn commit_runs_here(conn: &mut super::InlineConnection) -> bool {
+        conn.execute("BEGIN IMMEDIATE").await.unwrap();
+        conn.execute("INSERT INTO t VALUES (1)").await.unwrap();
+        let (release, hold) = hold_disk_thread(conn);
+        let mut commit = conn.run("COMMIT", Vec::new());
+        let here = (&mut commit).now_or_never().is_some();
+        release.send(()).unwrap();
+        hold.await.unwrap();
+        if !here {
+            commit.await.unwrap();
+        }
+        here
+    }
+    assert!(
+        commit_runs_here(&mut conn).await,
+        "a commit only writes the WAL"
+    );
+    d.others_checkpoint_begins();
+    assert!(
+        !commit_runs_here(&mut conn).await,
+        "while another connection checkpoints"
+    );
+    d.others_checkpoint_ended();
+    assert!(
+        !commit_runs_here(&mut conn).await,
+        "the first commit after the checkpoint"
+    );
+    assert!(commit_runs_here(&mut conn).await, "and not the next");
+}
