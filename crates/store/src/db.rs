@@ -617,12 +617,10 @@ async fn copy_most_of_the_wal(
     read: &AnyPool,
     durability: Option<&crate::inline::Durability>,
 ) -> Result<usize, sqlx::Error> {
-    if let Some(d) = durability {
-        d.others_checkpoint_begins();
-    }
+    let _others_on_disk_thread = durability.map(|d| d.another_checkpoints());
     let mut before = None;
     let mut passes = 0;
-    let outcome = loop {
+    loop {
         passes += 1;
         let row = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
             .fetch_one(read)
@@ -633,17 +631,13 @@ async fn copy_most_of_the_wal(
                 frames,
                 copied,
             },
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         };
         if passes == MAX_PASSES || !another_pass(before, now) {
-            break Ok(passes);
+            return Ok(passes);
         }
         before = Some(now);
-    };
-    if let Some(d) = durability {
-        d.others_checkpoint_ended();
     }
-    outcome
 }
 
 #[cfg(test)]

@@ -476,7 +476,9 @@ impl Writer {
     /// Runs the writer's checkpoint step on its connection, counted.
     async fn checkpoint_step(&self, c: &mut AnyConnection) {
         let since = Instant::now();
-        checkpoint(c).await;
+        if let Err(e) = c.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::debug!(error = %e, "WAL checkpoint on the writer failed; trying again shortly");
+        }
         let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.checkpoint_held.fetch_add(ns, Ordering::Relaxed);
         self.checkpoint_steps.fetch_add(1, Ordering::Relaxed);
@@ -490,12 +492,6 @@ impl Writer {
             }
         }
         self.closed.store(true, Ordering::SeqCst);
-    }
-}
-
-async fn checkpoint(c: &mut AnyConnection) {
-    if let Err(e) = c.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-        tracing::debug!(error = %e, "WAL checkpoint on the writer failed; trying again shortly");
     }
 }
 

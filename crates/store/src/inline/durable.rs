@@ -119,14 +119,12 @@ impl Durability {
         Counting(self)
     }
 
-    /// Another connection starts checkpointing this WAL (ended by
-    /// [`Durability::others_checkpoint_ended`]).
-    pub(crate) fn others_checkpoint_begins(&self) {
+    /// Another connection checkpoints this WAL until the returned guard drops (also if
+    /// the checkpointing future is dropped midway, so commits never stay on the disk
+    /// thread for a checkpoint that ended).
+    pub(crate) fn another_checkpoints(&self) -> AnotherCheckpoint<'_> {
         self.shared.others_checkpoint.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(crate) fn others_checkpoint_ended(&self) {
-        self.shared.others_checkpoint.fetch_add(1, Ordering::SeqCst);
+        AnotherCheckpoint(self)
     }
 
     /// Which of the other connections' checkpoints a commit beginning now follows.
@@ -208,6 +206,18 @@ pub(crate) struct Counting<'a>(&'a Durability);
 impl Drop for Counting<'_> {
     fn drop(&mut self) {
         self.0.end_commit();
+    }
+}
+
+/// Another connection checkpoints the WAL (`Durability::another_checkpoints`).
+pub(crate) struct AnotherCheckpoint<'a>(&'a Durability);
+
+impl Drop for AnotherCheckpoint<'_> {
+    fn drop(&mut self) {
+        self.0
+            .shared
+            .others_checkpoint
+            .fetch_add(1, Ordering::SeqCst);
     }
 }
 
