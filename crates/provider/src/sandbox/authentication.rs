@@ -36,12 +36,16 @@ impl Sandbox {
     /// What the authentication page shows of an intent: its amount, currency and
     /// status, and the card's brand and last 4 (nothing about the customer).
     pub async fn authentication_page(&self, app: &str, intent: &str) -> Result<Value> {
-        let pi = self.object(app, intent).await?;
+        let pi = self.stored(app, intent, "object").await?;
         if pi["object"] != "payment_intent" {
             return Err(no_such("payment_intent", intent));
         }
         let card = match pi["payment_method"].as_str() {
-            Some(pm) => self.object(app, pm).await.ok().map(|pm| pm["card"].clone()),
+            Some(pm) => self
+                .stored(app, pm, "object")
+                .await
+                .ok()
+                .map(|pm| pm["card"].clone()),
             None => None,
         };
         Ok(json!({

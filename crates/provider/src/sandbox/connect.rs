@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::objects::{id, shape};
 use super::{no_such, parse, Change, Sandbox};
-use crate::{Call, NewAccount, NewTransfer, ProviderError, Result};
+use crate::{Call, NewAccount, NewTransfer, Result};
 use paybridge_core::stripe::objects::{Account, Transfer};
 use paybridge_store::now;
 
@@ -31,12 +31,7 @@ impl Sandbox {
     }
 
     async fn account_json(&self, app: &str, id: &str) -> Result<Value> {
-        let raw = paybridge_store::sandbox::get(self.db.reader(), app, id)
-            .await?
-            .ok_or_else(|| no_such("account", id))?;
-        let v: Value = super::objects::from_rest(&raw).map_err(|e| ProviderError::Unavailable {
-            message: e.to_string(),
-        })?;
+        let v = self.stored(app, id, "account").await?;
         if v["deleted"] == true {
             return Err(no_such("account", id));
         }

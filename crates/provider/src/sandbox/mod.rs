@@ -320,9 +320,15 @@ impl Sandbox {
 
     /// A session as the hosted page shows it (with its line items).
     pub async fn checkout_page(&self, app: &str, session: &str) -> Result<Value> {
-        let raw = store::get(self.db.reader(), app, session)
+        self.stored(app, session, "checkout.session").await
+    }
+
+    /// A stored object, whole again ([`from_rest`]); `no_such(kind, id)` if there is
+    /// none.
+    pub(super) async fn stored(&self, app: &str, id: &str, kind: &str) -> Result<Value> {
+        let raw = store::get(self.db.reader(), app, id)
             .await?
-            .ok_or_else(|| no_such("checkout.session", session))?;
+            .ok_or_else(|| no_such(kind, id))?;
         from_rest(&raw).map_err(|e| ProviderError::Unavailable {
             message: e.to_string(),
         })
@@ -846,12 +852,7 @@ impl Provider for Sandbox {
     }
 
     async fn retrieve_checkout_session(&self, call: &Call, id: &str) -> Result<CheckoutSession> {
-        let raw = store::get(self.db.reader(), &call.app_id, id)
-            .await?
-            .ok_or_else(|| no_such("checkout.session", id))?;
-        let mut cs: Value = from_rest(&raw).map_err(|e| ProviderError::Unavailable {
-            message: e.to_string(),
-        })?;
+        let mut cs = self.stored(&call.app_id, id, "checkout.session").await?;
         // Retrieve expands the intent, as the Stripe provider asks for.
         if let Some(pi_id) = cs["payment_intent"].as_str().map(str::to_owned) {
             if let Some(pi) = store::get(self.db.reader(), &call.app_id, &pi_id).await? {
@@ -939,12 +940,7 @@ impl Provider for Sandbox {
     }
 
     async fn retrieve_payment_intent(&self, call: &Call, id: &str) -> Result<PaymentIntent> {
-        let raw = store::get(self.db.reader(), &call.app_id, id)
-            .await?
-            .ok_or_else(|| no_such("payment_intent", id))?;
-        parse(&from_rest(&raw).map_err(|e| ProviderError::Unavailable {
-            message: e.to_string(),
-        })?)
+        parse(&self.stored(&call.app_id, id, "payment_intent").await?)
     }
 
     async fn capture_payment_intent(
@@ -1075,12 +1071,7 @@ impl Provider for Sandbox {
     }
 
     async fn retrieve_subscription(&self, call: &Call, id: &str) -> Result<Subscription> {
-        let raw = store::get(self.db.reader(), &call.app_id, id)
-            .await?
-            .ok_or_else(|| no_such("subscription", id))?;
-        parse(&from_rest(&raw).map_err(|e| ProviderError::Unavailable {
-            message: e.to_string(),
-        })?)
+        parse(&self.stored(&call.app_id, id, "subscription").await?)
     }
 
     async fn cancel_subscription(

@@ -69,14 +69,7 @@ impl Sandbox {
     }
 
     pub(super) async fn get_refund(&self, call: &Call, id: &str) -> Result<Refund> {
-        let raw = paybridge_store::sandbox::get(self.db.reader(), &call.app_id, id)
-            .await?
-            .ok_or_else(|| no_such("refund", id))?;
-        parse(
-            &super::objects::from_rest(&raw).map_err(|e| ProviderError::Unavailable {
-                message: e.to_string(),
-            })?,
-        )
+        parse(&self.stored(&call.app_id, id, "refund").await?)
     }
 
     /// Opens a dispute on a payment intent's charge, or (with `close`, `won` or `lost`)

@@ -49,14 +49,14 @@ impl Sandbox {
     /// What the portal page shows: the session, its customer's subscriptions, cards and
     /// payments. An unknown or expired session is `NotFound`.
     pub async fn portal_page(&self, app: &str, session: &str) -> Result<Value> {
-        let s = self.object(app, session).await?;
+        let s = self.stored(app, session, "object").await?;
         if s["object"] != "billing_portal.session"
             || s["created"].as_i64().unwrap_or(0) + PORTAL_TTL_SECS < now()
         {
             return Err(super::no_such("billing_portal.session", session));
         }
         let customer = s["customer"].as_str().unwrap_or_default().to_owned();
-        let cus = self.object(app, &customer).await?;
+        let cus = self.stored(app, &customer, "object").await?;
         let of_customer = |kind: &'static str| {
             let customer = customer.clone();
             async move {
@@ -95,15 +95,6 @@ impl Sandbox {
         let customer = page["customer"]["id"].as_str().unwrap_or_default();
         let call = Call::new(app, None, &format!("{session}_default_{pm}_{}", id("n")));
         crate::Provider::set_default_payment_method(self, &call, customer, pm).await
-    }
-
-    pub(super) async fn object(&self, app: &str, oid: &str) -> Result<Value> {
-        let raw = store::get(self.db.reader(), app, oid)
-            .await?
-            .ok_or_else(|| super::no_such("object", oid))?;
-        super::objects::from_rest(&raw).map_err(|e| ProviderError::Unavailable {
-            message: e.to_string(),
-        })
     }
 }
 
