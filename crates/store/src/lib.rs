@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod callbacks;
 pub mod checkouts;
+mod checkpoint;
 pub mod config;
 pub mod connect;
 pub mod customer_sessions;
