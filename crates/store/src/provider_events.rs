@@ -55,27 +55,53 @@ pub async fn record(conn: &mut Conn, e: &ProviderEventRow) -> Result<i64> {
     .await?)
 }
 
-/// Claims several newly received events (sorted by the caller, so concurrent
-/// transactions take them in one order): inserts those not stored yet and returns
-/// their (app, id). An id not returned was stored before (or by a concurrent transaction,
-/// which this one waited for): a duplicate.
-pub async fn claim_many(
+/// Which of `rows` (each an app and event id) are stored already: one statement per
+/// app and two hundred ids. Inside a SQLite write transaction the answer is final. On
+/// PostgreSQL a concurrent transaction may still store one of the others; then
+/// [`store_new`] fails, and the caller tries again.
+pub async fn stored_among(
     conn: &mut Conn,
     rows: &[ProviderEventRow],
-) -> Result<Vec<(String, String)>> {
-    let mut claimed = Vec::new();
-    for chunk in rows.chunks(200) {
+) -> Result<std::collections::HashSet<(String, String)>> {
+    let mut stored = std::collections::HashSet::new();
+    for app_rows in rows.chunk_by(|a, b| a.app_id == b.app_id) {
+        let app = &app_rows[0].app_id;
+        for chunk in app_rows.chunks(200) {
+            let mut p = Params::on(conn);
+            let sql = format!(
+                "SELECT app_id, id FROM provider_events WHERE app_id = {} AND id IN ({})",
+                p.one(),
+                p.list(chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind(app);
+            for e in chunk {
+                q = q.bind(&e.id);
+            }
+            stored.extend(q.fetch_all(&mut *conn).await?);
+        }
+    }
+    Ok(stored)
+}
+
+/// Stores events received for the first time, each with what applying it made of it
+/// (its outcome, detail, `attempts` and `processed_at` as given): one insert per
+/// hundred, so each row is written once. Returns how many were stored. The caller
+/// applied them in this transaction after [`stored_among`] found none of them; if fewer
+/// are stored than given, a concurrent transaction (another node, on PostgreSQL) stored
+/// the others first, and the caller must roll back and try again, when they are
+/// duplicates.
+pub async fn store_new(conn: &mut Conn, rows: &[ProviderEventRow]) -> Result<usize> {
+    let mut stored = 0;
+    for chunk in rows.chunks(100) {
         let mut p = Params::on(conn);
         let values: Vec<String> = (0..chunk.len())
-            .map(|_| format!("({}, 'received', 0)", p.list(10)))
+            .map(|_| format!("({})", p.list(14)))
             .collect();
         let sql = format!(
-            "INSERT INTO provider_events (app_id, id, type, created, livemode, object_id, payload, received_count, \
-                 first_received, last_received, outcome, attempts) VALUES {} \
-             ON CONFLICT (app_id, id) DO NOTHING RETURNING app_id, id",
+            "INSERT INTO provider_events ({COLUMNS}) VALUES {} ON CONFLICT (app_id, id) DO NOTHING",
             values.join(", ")
         );
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+        let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
                 .bind(&e.app_id)
@@ -87,11 +113,15 @@ pub async fn claim_many(
                 .bind(&e.payload)
                 .bind(e.received_count)
                 .bind(e.first_received)
-                .bind(e.last_received);
+                .bind(e.last_received)
+                .bind(&e.outcome)
+                .bind(&e.detail)
+                .bind(e.attempts)
+                .bind(e.processed_at);
         }
-        claimed.extend(q.fetch_all(&mut *conn).await?);
+        stored += q.execute(&mut *conn).await?.rows_affected() as usize;
     }
-    Ok(claimed)
+    Ok(stored)
 }
 
 /// Counts `copies` more deliveries of an event already stored.
@@ -111,48 +141,6 @@ pub async fn count_delivery(
     .bind(at)
     .execute(&mut *conn)
     .await?;
-    Ok(())
-}
-
-/// Records what processing made of several events of one app, in one statement per
-/// hundred.
-pub async fn set_outcomes(
-    conn: &mut Conn,
-    app: &str,
-    outcomes: &[(String, &str, String)],
-    at: i64,
-) -> Result<()> {
-    for chunk in outcomes.chunks(100) {
-        // Each id is named three times (two CASEs and the IN list) and bound as often,
-        // so that the placeholders can be positional (see `Params`).
-        let mut p = Params::on(conn);
-        let mut outcome_case = String::from("CASE id");
-        for _ in chunk {
-            outcome_case.push_str(&format!(" WHEN {} THEN {}", p.one(), p.one()));
-        }
-        let mut detail_case = String::from("CASE id");
-        for _ in chunk {
-            detail_case.push_str(&format!(" WHEN {} THEN {}", p.one(), p.one()));
-        }
-        let (processed_at, app_param, ids) = (p.one(), p.one(), p.list(chunk.len()));
-        let sql = format!(
-            "UPDATE provider_events SET outcome = {outcome_case} END, detail = {detail_case} END, \
-                 attempts = attempts + 1, processed_at = {processed_at} \
-             WHERE app_id = {app_param} AND id IN ({ids})"
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, outcome, _) in chunk {
-            q = q.bind(id).bind(*outcome);
-        }
-        for (id, _, detail) in chunk {
-            q = q.bind(id).bind(detail);
-        }
-        q = q.bind(at).bind(app);
-        for (id, _, _) in chunk {
-            q = q.bind(id);
-        }
-        q.execute(&mut *conn).await?;
-    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! arrive at once (the primary key decides which one applies). Events are committed in
 //! groups (`Ingestor`), each acknowledged only once its group is durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use paybridge_core::stripe::event::Event;
@@ -208,10 +208,26 @@ async fn commit_batch(db: &Db, batch: Vec<Job>) {
     }
 }
 
-/// Stores and applies a batch of events in one transaction: claims the new ones,
-/// counts the duplicates, loads the rows they are about in one go, applies them in
-/// arrival order, writes what changed, records each event's outcome.
+/// Applies and stores a batch of events in one transaction (see [`try_batch`]). If
+/// another node stored one of its new events meanwhile, the transaction is rolled back
+/// and the batch tried again, when that event is a duplicate; up to three times.
 async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError> {
+    for _ in 0..3 {
+        if let Some(results) = try_batch(db, batch).await? {
+            return Ok(results);
+        }
+    }
+    Err(StoreError::Conflict(
+        "another node stored the same events, three tries in a row".into(),
+    ))
+}
+
+/// One transaction: finds the batch's events stored before (duplicates, whose
+/// deliveries are counted), loads the rows the new ones are about in one go, applies
+/// them in arrival order, writes what changed, and stores each new event with its
+/// outcome. `None` (the transaction rolled back) if another node stored one of the new
+/// events first.
+async fn try_batch(db: &Db, batch: &[Job]) -> Result<Option<Vec<Ingested>>, StoreError> {
     let ts = now();
     // Copies of one event within the batch: the first stands for all.
     let mut first: HashMap<(&str, &str), usize> = HashMap::new();
@@ -249,20 +265,18 @@ async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError
         .collect();
     rows.sort_by(|a, b| (&a.app_id, &a.id).cmp(&(&b.app_id, &b.id)));
     let mut tx = db.begin().await?;
-    let claimed: HashSet<(String, String)> = provider_events::claim_many(&mut tx, &rows)
-        .await?
-        .into_iter()
-        .collect();
+    let stored = provider_events::stored_among(&mut tx, &rows).await?;
     let mut results = vec![Ingested::Duplicate; batch.len()];
     let mut apps: Vec<&str> = Vec::new();
     for r in &rows {
-        if !claimed.contains(&(r.app_id.clone(), r.id.clone())) {
+        if stored.contains(&(r.app_id.clone(), r.id.clone())) {
             provider_events::count_delivery(&mut tx, &r.app_id, &r.id, r.received_count, ts)
                 .await?;
         } else if !apps.contains(&r.app_id.as_str()) {
             apps.push(&r.app_id);
         }
     }
+    let is_new = |j: &Job| !stored.contains(&(j.app.clone(), j.event.id.clone()));
     let mut uow = UnitOfWork::new();
     for app in &apps {
         let refs: Vec<_> = batch
@@ -273,28 +287,47 @@ async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError
             .collect();
         uow.load_for(&mut tx, app, &refs).await?;
     }
-    let mut outcomes: HashMap<&str, Vec<(String, &'static str, String)>> = HashMap::new();
+    // Each new event's row, by its key, to take what applying it made of it.
+    let mut row_of: HashMap<(&str, &str), usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(n, r)| ((r.app_id.as_str(), r.id.as_str()), n))
+        .collect();
+    let mut outcomes: Vec<(usize, &'static str, String)> = Vec::new();
     for (i, j) in batch.iter().enumerate() {
         let is_first = first.get(&j.key()) == Some(&i);
-        if !is_first || !claimed.contains(&(j.app.clone(), j.event.id.clone())) {
+        if !is_first || !is_new(j) {
             continue;
         }
         let outcome = uow.apply_event(&mut tx, &j.app, &j.event).await?;
         let (name, detail) = outcome.parts();
-        outcomes.entry(j.app.as_str()).or_default().push((
-            j.event.id.clone(),
-            name,
-            detail.to_owned(),
-        ));
+        if let Some(n) = row_of.remove(&j.key()) {
+            outcomes.push((n, name, detail.to_owned()));
+        }
         results[i] = Ingested::Applied(outcome);
     }
     uow.flush(&mut tx).await?;
-    for (app, list) in outcomes {
-        provider_events::set_outcomes(&mut tx, app, &list, ts).await?;
+    // The new events are stored only now, each with its outcome, so each row is
+    // written once (not inserted as `received`, then updated). If another node stored
+    // one of them meanwhile (it waited for that node's commit), this work is dropped.
+    for (n, name, detail) in outcomes {
+        let r = &mut rows[n];
+        r.outcome = name.to_owned();
+        r.detail = Some(detail);
+        r.attempts = 1;
+        r.processed_at = Some(ts);
+    }
+    let new: Vec<ProviderEventRow> = rows
+        .into_iter()
+        .filter(|r| !stored.contains(&(r.app_id.clone(), r.id.clone())))
+        .collect();
+    if provider_events::store_new(&mut tx, &new).await? < new.len() {
+        tx.rollback().await?;
+        return Ok(None);
     }
     tx.commit().await?;
     ledger::count_anomalies(uow.anomalies());
-    Ok(results)
+    Ok(Some(results))
 }
 
 /// Applies stored events that were waiting for their object (or failed) and are due
