@@ -222,11 +222,11 @@ async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError
     ))
 }
 
-/// One transaction: finds the batch's events stored before (duplicates, whose
-/// deliveries are counted), loads the rows the new ones are about in one go, applies
-/// them in arrival order, writes what changed, and stores each new event with its
-/// outcome. `None` (the transaction rolled back) if another node stored one of the new
-/// events first.
+/// One transaction: finds the batch's events stored before (duplicates), loads the rows
+/// the new ones are about in one go, applies them in arrival order, writes what
+/// changed, stores each new event with its outcome, and counts the duplicates'
+/// deliveries. `None` (the transaction rolled back) if another node stored one of the
+/// new events first.
 async fn try_batch(db: &Db, batch: &[Job]) -> Result<Option<Vec<Ingested>>, StoreError> {
     let ts = now();
     // Copies of one event within the batch: the first stands for all.
@@ -269,10 +269,8 @@ async fn try_batch(db: &Db, batch: &[Job]) -> Result<Option<Vec<Ingested>>, Stor
     let mut results = vec![Ingested::Duplicate; batch.len()];
     let mut apps: Vec<&str> = Vec::new();
     for r in &rows {
-        if stored.contains(&(r.app_id.clone(), r.id.clone())) {
-            provider_events::count_delivery(&mut tx, &r.app_id, &r.id, r.received_count, ts)
-                .await?;
-        } else if !apps.contains(&r.app_id.as_str()) {
+        if !stored.contains(&(r.app_id.clone(), r.id.clone())) && !apps.contains(&r.app_id.as_str())
+        {
             apps.push(&r.app_id);
         }
     }
@@ -317,13 +315,20 @@ async fn try_batch(db: &Db, batch: &[Job]) -> Result<Option<Vec<Ingested>>, Stor
         r.attempts = 1;
         r.processed_at = Some(ts);
     }
-    let new: Vec<ProviderEventRow> = rows
+    let (known, new): (Vec<ProviderEventRow>, Vec<ProviderEventRow>) = rows
         .into_iter()
-        .filter(|r| !stored.contains(&(r.app_id.clone(), r.id.clone())))
-        .collect();
+        .partition(|r| stored.contains(&(r.app_id.clone(), r.id.clone())));
     if provider_events::store_new(&mut tx, &new).await? < new.len() {
         tx.rollback().await?;
         return Ok(None);
+    }
+    // The duplicates' deliveries are counted last too: on PostgreSQL every write to
+    // `provider_events` then comes after the payments' locks, inserts before updates,
+    // each in key order, so two nodes' batches cannot wait for each other in a cycle
+    // (a duplicate's row updated before the locks could be what another node's insert
+    // waits for while it holds the payment this batch waits for).
+    for r in &known {
+        provider_events::count_delivery(&mut tx, &r.app_id, &r.id, r.received_count, ts).await?;
     }
     tx.commit().await?;
     ledger::count_anomalies(uow.anomalies());

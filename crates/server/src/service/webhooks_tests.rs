@@ -449,13 +449,15 @@ async fn a_repeat_in_a_batch_is_counted_and_the_new_events_are_applied_once(b: B
 /// moment, each as one batch (in opposite orders), round after round: each event is
 /// applied by one of them and counted as a repeat by the other. Each batch must
 /// succeed as a batch: `apply_batch` is called directly, so a deadlock or a lock
-/// conflict between the two shows as an error, not as the one-by-one fallback.
+/// conflict between the two shows as an error, not as the one-by-one fallback. The
+/// node whose insert finds the other's events rolls back and tries again
+/// (`try_batch`); without that, both would apply them (16 applied, not 8).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_racing_on_the_same_events_apply_each_once() {
     race_two_nodes(|n| format!("app_{n}")).await;
 }
 
-/// The same, with the four payments of one app: each batch claims and locks for one
+/// The same, with the four payments of one app: each batch locks and stores for one
 /// app, the common case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_racing_on_one_apps_events_apply_each_once() {
