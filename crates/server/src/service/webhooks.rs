@@ -266,42 +266,35 @@ async fn try_batch(db: &Db, batch: &[Job]) -> Result<Option<Vec<Ingested>>, Stor
     rows.sort_by(|a, b| (&a.app_id, &a.id).cmp(&(&b.app_id, &b.id)));
     let mut tx = db.begin().await?;
     let stored = provider_events::stored_among(&mut tx, &rows).await?;
-    let mut results = vec![Ingested::Duplicate; batch.len()];
-    let mut apps: Vec<&str> = Vec::new();
-    for r in &rows {
-        if !stored.contains(&(r.app_id.clone(), r.id.clone())) && !apps.contains(&r.app_id.as_str())
-        {
-            apps.push(&r.app_id);
-        }
-    }
-    let is_new = |j: &Job| !stored.contains(&(j.app.clone(), j.event.id.clone()));
-    let mut uow = UnitOfWork::new();
-    for app in &apps {
-        let refs: Vec<_> = batch
-            .iter()
-            .enumerate()
-            .filter(|(i, j)| j.app == *app && first.get(&j.key()) == Some(i))
-            .filter_map(|(_, j)| paybridge_core::stripe::event::read(&j.event).map(|r| r.refs))
-            .collect();
-        uow.load_for(&mut tx, app, &refs).await?;
-    }
-    // Each new event's row, by its key, to take what applying it made of it.
-    let mut row_of: HashMap<(&str, &str), usize> = rows
+    let (known, mut new): (Vec<ProviderEventRow>, Vec<ProviderEventRow>) = rows
+        .into_iter()
+        .partition(|r| stored.contains(&(r.app_id.clone(), r.id.clone())));
+    // Each new event's row, by its key: the event's first copy in the batch takes it
+    // and is applied; later copies, and events stored before, are duplicates.
+    let mut row_of: HashMap<(&str, &str), usize> = new
         .iter()
         .enumerate()
         .map(|(n, r)| ((r.app_id.as_str(), r.id.as_str()), n))
         .collect();
+    let mut uow = UnitOfWork::new();
+    for of_app in new.chunk_by(|a, b| a.app_id == b.app_id) {
+        let app = of_app[0].app_id.as_str();
+        let refs: Vec<_> = batch
+            .iter()
+            .filter(|j| j.app == app && row_of.contains_key(&j.key()))
+            .filter_map(|j| paybridge_core::stripe::event::read(&j.event).map(|r| r.refs))
+            .collect();
+        uow.load_for(&mut tx, app, &refs).await?;
+    }
+    let mut results = vec![Ingested::Duplicate; batch.len()];
     let mut outcomes: Vec<(usize, &'static str, String)> = Vec::new();
     for (i, j) in batch.iter().enumerate() {
-        let is_first = first.get(&j.key()) == Some(&i);
-        if !is_first || !is_new(j) {
+        let Some(n) = row_of.remove(&j.key()) else {
             continue;
-        }
+        };
         let outcome = uow.apply_event(&mut tx, &j.app, &j.event).await?;
         let (name, detail) = outcome.parts();
-        if let Some(n) = row_of.remove(&j.key()) {
-            outcomes.push((n, name, detail.to_owned()));
-        }
+        outcomes.push((n, name, detail.to_owned()));
         results[i] = Ingested::Applied(outcome);
     }
     uow.flush(&mut tx).await?;
@@ -309,15 +302,12 @@ async fn try_batch(db: &Db, batch: &[Job]) -> Result<Option<Vec<Ingested>>, Stor
     // written once (not inserted as `received`, then updated). If another node stored
     // one of them meanwhile (it waited for that node's commit), this work is dropped.
     for (n, name, detail) in outcomes {
-        let r = &mut rows[n];
+        let r = &mut new[n];
         r.outcome = name.to_owned();
         r.detail = Some(detail);
         r.attempts = 1;
         r.processed_at = Some(ts);
     }
-    let (known, new): (Vec<ProviderEventRow>, Vec<ProviderEventRow>) = rows
-        .into_iter()
-        .partition(|r| stored.contains(&(r.app_id.clone(), r.id.clone())));
     if provider_events::store_new(&mut tx, &new).await? < new.len() {
         tx.rollback().await?;
         return Ok(None);
