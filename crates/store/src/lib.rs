@@ -49,6 +49,7 @@ pub fn install_drivers() {
         inline::DRIVER,
     ];
     ONCE.call_once(|| {
+        inline::configure_sqlite();
         sqlx::any::install_drivers(&DRIVERS).expect("sqlx's Any drivers were installed already")
     });
 }

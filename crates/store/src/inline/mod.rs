@@ -79,6 +79,26 @@ pub(crate) const DRIVER: AnyDriver = AnyDriver::without_migrate::<InlineSqlite>(
 /// compiled statement, and its text is a key: at 512 the process was 2.5 MiB larger).
 const STATEMENT_CACHE: usize = 128;
 
+/// Process-wide SQLite settings, made before SQLite's first connection (it takes them
+/// only then; later they fail with `SQLITE_MISUSE` and change nothing).
+///
+/// Memory statistics off (`SQLITE_CONFIG_MEMSTATUS`, as SQLite's own list of
+/// recommended options advises): with them on, every `sqlite3_malloc` and
+/// `sqlite3_free` takes a process-wide mutex to count bytes that nothing here reads.
+pub(crate) fn configure_sqlite() {
+    // SAFETY: `sqlite3_config` with an integer argument, as SQLITE_CONFIG_MEMSTATUS
+    // takes; it only sets a global before SQLite is initialised.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int)
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::debug!(
+            rc,
+            "SQLite was initialised already; its memory statistics stay on"
+        );
+    }
+}
+
 /// A connection, the writer's or a reader's. The `rusqlite` connection is behind a
 /// mutex only so that a statement that waits for the disk can run on the connection's
 /// disk thread; the connection is used by one task at a time, so the mutex is never

@@ -487,3 +487,20 @@ async fn a_commit_after_another_connections_checkpoint_goes_to_the_disk_thread()
     );
     assert!(commit_runs_here(&mut conn).await, "and not the next");
 }
+
+/// SQLite keeps no memory statistics once the drivers are installed (each
+/// `sqlite3_malloc` would otherwise take a process-wide mutex): bytes it allocates are
+/// not counted. (Each test runs in a process of its own under nextest, so this one's
+/// `install_drivers` is the first touch of SQLite.)
+#[tokio::test]
+async fn sqlite_counts_no_memory() {
+    let (_dir, mut stock, mut inline) = both().await;
+    for conn in [&mut stock, &mut inline] {
+        conn.execute("INSERT INTO t (id, n, b) VALUES (hex(randomblob(8)), 1, randomblob(100000))")
+            .await
+            .unwrap();
+    }
+    // SAFETY: reads one of SQLite's counters.
+    let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    assert_eq!(used, 0, "SQLite counted {used} bytes in use");
+}
