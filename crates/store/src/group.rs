@@ -429,6 +429,9 @@ impl Writer {
             // Pipelined: the members are answered once the WAL's fsync covers this
             // commit; the writer goes on to the next group meanwhile.
             (Ok(()), Some(d)) => {
+                if crate::inline::may_wait_here() {
+                    d.sync_here();
+                }
                 let done = group.done;
                 d.when_durable(d.visible(), move |outcome| {
                     done.send_replace(Some(outcome));

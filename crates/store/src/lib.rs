@@ -34,6 +34,7 @@ pub use db::{
     for_update, normalize_url, now, now_ms, sqlite_path, Backend, Conn, Db, DbOptions, Tx,
 };
 pub use group::{GroupCommits, MAX_AGE as GROUP_MAX_AGE, MAX_MEMBERS as GROUP_MAX_MEMBERS};
+pub use inline::this_thread_may_wait_for_disk;
 pub use page::{Created, ListParams, Page};
 pub use read::{answer_durably, spawn_noted, Reader};
 

@@ -351,6 +351,47 @@ mod tests {
         assert!(within(plain).await.is_ok());
     }
 
+    /// On a thread that may wait for the disk (the webhook lane's), the writer's group
+    /// is made durable on that thread: its commit returns while the fsync thread is
+    /// held back, and that fsync covers the commits before it. A commit from any other
+    /// thread waits for the fsync thread.
+    #[tokio::test]
+    async fn a_thread_that_may_wait_makes_its_own_commits_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir, DbOptions::default()).await;
+        db.durability().expect("pipelined by default").pause(true);
+
+        let plain = tokio::spawn(insert(db.clone(), 1));
+        assert!(until_seen(&db, 1).await, "the first group committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!plain.is_finished(), "answered before its fsync");
+
+        let marked = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                crate::this_thread_may_wait_for_disk();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(5), insert(db, 2)).await
+                })
+            })
+        };
+        let r = tokio::task::spawn_blocking(move || marked.join().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, Ok(Ok(()))),
+            "the marked thread's commit waited for the held-back fsync thread: {r:?}"
+        );
+        assert!(
+            within(plain).await.is_ok(),
+            "its fsync covered the commit before it"
+        );
+    }
+
     /// Without pipelining, SQLite syncs inside each COMMIT and nothing here waits.
     #[tokio::test]
     async fn without_pipelining_a_commit_is_durable_when_seen() {

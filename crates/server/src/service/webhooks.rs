@@ -132,6 +132,10 @@ fn spawn_lane(db: Db, rx: mpsc::Receiver<Job>) {
             let Some((db, rx)) = take(&theirs) else {
                 return;
             };
+            // The lane's thread runs nothing else: on SQLite its `BEGIN` and its
+            // commit's fsync run here rather than on the writer's disk and fsync
+            // threads (no wake-up of another thread and back, BENCHMARKS.md).
+            paybridge_store::this_thread_may_wait_for_disk();
             match own_runtime() {
                 Some(rt) => rt.block_on(lane(db, rx)),
                 None => drop(shared.spawn(lane(db, rx))),

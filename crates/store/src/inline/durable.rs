@@ -68,7 +68,7 @@ struct State {
     /// Waiting for commit `.0` to be durable.
     waiters: VecDeque<(u64, Waiter)>,
     closed: bool,
-    /// Tests hold the fsyncs back, to see what waits for them.
+    /// Tests hold the fsync thread back, to see what waits for it.
     paused: bool,
 }
 
@@ -192,6 +192,23 @@ impl Durability {
             .unwrap_or_else(|_| Err(Arc::from("the WAL's fsync thread is gone")))
     }
 
+    /// Makes every commit that has returned durable now, on the calling thread, and
+    /// tells whoever waits for them: for a thread that may wait for the disk
+    /// (`this_thread_may_wait_for_disk`), whose group then waits for no other thread.
+    /// The fsync thread, woken by the same commit, finds it durable and syncs nothing.
+    /// Nothing happens after an fsync failed (`paused` holds back the fsync thread
+    /// only).
+    pub(crate) fn sync_here(&self) {
+        let upto = {
+            let st = lock(&self.shared.state);
+            if st.finished <= st.synced || st.failed.is_some() {
+                return;
+            }
+            st.finished
+        };
+        self.shared.sync_and_tell(upto);
+    }
+
     /// Holds the fsyncs back (tests: what waits for them, and what does not).
     #[cfg(test)]
     pub(crate) fn pause(&self, paused: bool) {
@@ -245,21 +262,7 @@ impl Shared {
             }
             let upto = st.finished;
             drop(st);
-            let synced = self.sync();
-            st = lock(&self.state);
-            match synced {
-                Ok(()) => st.synced = st.synced.max(upto),
-                Err(e) => {
-                    tracing::error!(error = %e,
-                        "fsync of the SQLite WAL failed: no commit can be promised durable from now on");
-                    st.failed = Some(Arc::from(format!("fsync of the WAL failed: {e}")));
-                }
-            }
-            let told = take_due(&mut st);
-            drop(st);
-            for (outcome, tell) in told {
-                tell(outcome);
-            }
+            self.sync_and_tell(upto);
             st = lock(&self.state);
         }
         // Closed: whoever still waits is told (their commits were synced, or the
@@ -293,12 +296,38 @@ fn take_due(st: &mut State) -> Vec<(Outcome, Waiter)> {
 }
 
 impl Shared {
-    /// Flushes the WAL file to the disk. SQLite writes it through its own descriptor;
-    /// an fsync of any descriptor of the file flushes the file. The WAL exists while the
-    /// writer's connection is open (SQLite removes it only when the last connection
-    /// closes), so a missing one is an error, as is a WAL never named.
-    fn sync(&self) -> std::io::Result<()> {
+    /// Makes commit `upto` (one that has returned) and every one before it durable,
+    /// then tells whoever waits for what now is.
+    fn sync_and_tell(&self, upto: u64) {
+        let synced = self.sync(upto);
+        let mut st = lock(&self.state);
+        match synced {
+            Ok(()) => st.synced = st.synced.max(upto),
+            Err(e) => {
+                tracing::error!(error = %e,
+                    "fsync of the SQLite WAL failed: no commit can be promised durable from now on");
+                st.failed = Some(Arc::from(format!("fsync of the WAL failed: {e}")));
+            }
+        }
+        let told = take_due(&mut st);
+        drop(st);
+        for (outcome, tell) in told {
+            tell(outcome);
+        }
+    }
+
+    /// Flushes the WAL file to the disk, unless an fsync on another thread (the fsync
+    /// thread's, or a [`Durability::sync_here`]) has made commit `upto` durable while
+    /// this one waited for it: fsyncs of the file are taken one at a time. SQLite
+    /// writes it through its own descriptor; an fsync of any descriptor of the file
+    /// flushes the file. The WAL exists while the writer's connection is open (SQLite
+    /// removes it only when the last connection closes), so a missing one is an error,
+    /// as is a WAL never named.
+    fn sync(&self, upto: u64) -> std::io::Result<()> {
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+        if lock(&self.state).synced >= upto {
+            return Ok(());
+        }
         let (path, file) = &mut *wal;
         if file.is_none() {
             let path = path
@@ -439,6 +468,37 @@ mod tests {
         drop(d);
         let r = tokio::time::timeout(Duration::from_secs(5), rx).await;
         assert!(matches!(r, Ok(Ok(Ok(())))), "{r:?}");
+    }
+
+    /// A thread that may wait for the disk syncs what has committed itself, and tells
+    /// every waiter whose commit that covers, while the fsync thread is held back.
+    #[tokio::test]
+    async fn sync_here_makes_what_returned_durable_without_the_fsync_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = started(&dir);
+        d.pause(true);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        for n in 1..=2u64 {
+            commit(&d);
+            let told = told.clone();
+            d.when_durable(d.visible(), move |r| {
+                told.lock().unwrap().push((n, r.is_ok()))
+            });
+        }
+        let running = d.begin_commit();
+        let t = told.clone();
+        d.when_durable(d.visible(), move |r| t.lock().unwrap().push((3, r.is_ok())));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            told.lock().unwrap().is_empty(),
+            "the fsync thread is held back"
+        );
+        d.sync_here();
+        assert_eq!(*told.lock().unwrap(), vec![(1, true), (2, true)]);
+        // A commit still running when the fsync began is not covered by it.
+        drop(running);
+        d.sync_here();
+        assert_eq!(told.lock().unwrap().len(), 3);
     }
 
     trait NowOrNever {

@@ -12,7 +12,9 @@
 //! The writer's `BEGIN` could be tried here the same way (it waits only while another
 //! process holds the file's write lock). Measured, it saved about 50 µs per webhook
 //! batch (1.03–1.06× on webhooks) but halved the checkout's groups, since fewer callers
-//! queued behind a quicker `BEGIN`, and its p99 rose (BENCHMARKS.md): not kept.
+//! queued behind a quicker `BEGIN`, and its p99 rose (BENCHMARKS.md): not kept. The
+//! webhook lane's `BEGIN` does run on its caller's thread, because that thread is the
+//! lane's own, not a tokio worker, and may wait (`this_thread_may_wait_for_disk`).
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -99,6 +99,26 @@ pub(crate) fn configure_sqlite() {
     }
 }
 
+thread_local! {
+    static MAY_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as one that may wait for the disk: a thread of its own that
+/// runs one task, not a tokio worker (the webhook ingest lane's, on SQLite). What the
+/// writer would send to its disk thread (a `BEGIN`, a commit that syncs, a checkpoint)
+/// runs on this thread instead, and a group committed on it is made durable on it
+/// ([`Durability::sync_here`]) rather than by the fsync thread. Each of those hand-offs
+/// was a wake-up of another thread and one back, and each wake-up waits for a core:
+/// on a busy machine they were a sixth of a webhook batch.
+pub fn this_thread_may_wait_for_disk() {
+    MAY_WAIT.with(|m| m.set(true));
+}
+
+/// Whether the calling thread was marked by [`this_thread_may_wait_for_disk`].
+pub(crate) fn may_wait_here() -> bool {
+    MAY_WAIT.with(std::cell::Cell::get)
+}
+
 /// A connection, the writer's or a reader's. The `rusqlite` connection is behind a
 /// mutex only so that a statement that waits for the disk can run on the connection's
 /// disk thread; the connection is used by one task at a time, so the mutex is never
@@ -433,7 +453,7 @@ impl InlineConnection {
             let autocommit = g.conn.is_autocommit();
             let kind = g.kind(sql);
             let out = if kind.waits_for_disk(autocommit, g.fast_commits()) {
-                None
+                may_wait_here().then(|| run_as(&mut g, &kind, sql, &args))
             } else if kind.reads {
                 here::without_waiting(&mut g, &kind, sql, &args)
             } else {
