@@ -346,6 +346,15 @@ impl Writer {
             tokio::spawn(async move {
                 let mut g = g;
                 me.commit_group(&mut g).await;
+                drop(g);
+                // On a thread that may wait for the disk (the webhook lane's), the
+                // group is fsynced here, with the writer handed on, rather than by the
+                // fsync thread: no wake-up of that thread and back.
+                if crate::inline::may_wait_here() {
+                    if let Some(d) = &me.durability {
+                        d.sync_here();
+                    }
+                }
             });
         } else {
             drop(g);
@@ -429,9 +438,6 @@ impl Writer {
             // Pipelined: the members are answered once the WAL's fsync covers this
             // commit; the writer goes on to the next group meanwhile.
             (Ok(()), Some(d)) => {
-                if crate::inline::may_wait_here() {
-                    d.sync_here();
-                }
                 let done = group.done;
                 d.when_durable(d.visible(), move |outcome| {
                     done.send_replace(Some(outcome));

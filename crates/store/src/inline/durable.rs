@@ -7,7 +7,10 @@
 //! commit's callers are told once an fsync that began after their `COMMIT` returned has
 //! finished. Meanwhile the writer applies the next group. One fsync covers every commit
 //! before it, so fsyncs group themselves too: the commits that return while one is in
-//! flight wait for the next.
+//! flight wait for the next. A thread that may wait for the disk (the webhook lane's
+//! own, `this_thread_may_wait_for_disk`) fsyncs its group's commit itself
+//! ([`Durability::sync_here`]) instead of waiting for this thread to wake; fsyncs are
+//! taken one at a time either way.
 //!
 //! The price: other connections see a commit when its `COMMIT` returns, up to one fsync
 //! before it is durable. Whatever passes on what a reader saw (an HTTP response, the
@@ -54,6 +57,10 @@ struct Shared {
     others_checkpoint: AtomicU64,
     /// The `others_checkpoint` a commit has followed since (see `commit_followed`).
     followed: AtomicU64,
+    /// Tests: the next fsync fails, and its thread waits this long before it records
+    /// that.
+    #[cfg(test)]
+    fail_next: Mutex<Option<std::time::Duration>>,
 }
 
 #[derive(Default)]
@@ -97,6 +104,8 @@ impl Durability {
             started: AtomicU64::new(0),
             others_checkpoint: AtomicU64::new(0),
             followed: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_next: Mutex::new(None),
         });
         let s = shared.clone();
         std::thread::Builder::new()
@@ -194,8 +203,9 @@ impl Durability {
 
     /// Makes every commit that has returned durable now, on the calling thread, and
     /// tells whoever waits for them: for a thread that may wait for the disk
-    /// (`this_thread_may_wait_for_disk`), whose group then waits for no other thread.
-    /// The fsync thread, woken by the same commit, finds it durable and syncs nothing.
+    /// (`this_thread_may_wait_for_disk`), whose group then waits for no other thread
+    /// to wake. The fsync thread is woken by the same commit all the same; whichever
+    /// of the two takes the WAL second finds the commit durable and skips its fsync.
     /// Nothing happens after an fsync failed (`paused` holds back the fsync thread
     /// only).
     pub(crate) fn sync_here(&self) {
@@ -298,45 +308,69 @@ fn take_due(st: &mut State) -> Vec<(Outcome, Waiter)> {
 impl Shared {
     /// Makes commit `upto` (one that has returned) and every one before it durable,
     /// then tells whoever waits for what now is.
+    ///
+    /// Fsyncs of the WAL are taken one at a time (the `wal` lock), and each one's
+    /// outcome is recorded before the next may begin: after a failed fsync the kernel
+    /// reports the lost pages to one fsync only, so another thread's fsync right after
+    /// it would succeed and must not be taken as making those commits durable. An fsync
+    /// that another thread finished meanwhile, covering `upto`, is not repeated.
     fn sync_and_tell(&self, upto: u64) {
-        let synced = self.sync(upto);
-        let mut st = lock(&self.state);
-        match synced {
-            Ok(()) => st.synced = st.synced.max(upto),
-            Err(e) => {
-                tracing::error!(error = %e,
-                    "fsync of the SQLite WAL failed: no commit can be promised durable from now on");
-                st.failed = Some(Arc::from(format!("fsync of the WAL failed: {e}")));
+        {
+            let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+            let due = {
+                let st = lock(&self.state);
+                st.failed.is_none() && st.synced < upto
+            };
+            if due {
+                let synced = fsync(&mut wal);
+                #[cfg(test)]
+                let synced = self.injected(synced);
+                let mut st = lock(&self.state);
+                match synced {
+                    Ok(()) => st.synced = st.synced.max(upto),
+                    Err(e) => {
+                        tracing::error!(error = %e,
+                            "fsync of the SQLite WAL failed: no commit can be promised durable from now on");
+                        st.failed = Some(Arc::from(format!("fsync of the WAL failed: {e}")));
+                    }
+                }
             }
         }
-        let told = take_due(&mut st);
-        drop(st);
+        let told = take_due(&mut lock(&self.state));
         for (outcome, tell) in told {
             tell(outcome);
         }
     }
+}
 
-    /// Flushes the WAL file to the disk, unless an fsync on another thread (the fsync
-    /// thread's, or a [`Durability::sync_here`]) has made commit `upto` durable while
-    /// this one waited for it: fsyncs of the file are taken one at a time. SQLite
-    /// writes it through its own descriptor; an fsync of any descriptor of the file
-    /// flushes the file. The WAL exists while the writer's connection is open (SQLite
-    /// removes it only when the last connection closes), so a missing one is an error,
-    /// as is a WAL never named.
-    fn sync(&self, upto: u64) -> std::io::Result<()> {
-        let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
-        if lock(&self.state).synced >= upto {
-            return Ok(());
+#[cfg(test)]
+impl Shared {
+    /// An fsync's outcome, or the failure a test asked for (`fail_next`).
+    fn injected(&self, synced: std::io::Result<()>) -> std::io::Result<()> {
+        let wait = self.fail_next.lock().unwrap().take();
+        match wait {
+            Some(wait) => {
+                std::thread::sleep(wait);
+                Err(std::io::Error::other("an fsync failure, injected"))
+            }
+            None => synced,
         }
-        let (path, file) = &mut *wal;
-        if file.is_none() {
-            let path = path
-                .as_ref()
-                .ok_or_else(|| std::io::Error::other("the WAL file was never named"))?;
-            *file = Some(std::fs::File::open(path)?);
-        }
-        file.as_ref().map_or(Ok(()), |f| f.sync_data())
     }
+}
+
+/// Flushes the WAL file to the disk. SQLite writes it through its own descriptor; an
+/// fsync of any descriptor of the file flushes the file. The WAL exists while the
+/// writer's connection is open (SQLite removes it only when the last connection
+/// closes), so a missing one is an error, as is a WAL never named.
+fn fsync(wal: &mut (Option<PathBuf>, Option<std::fs::File>)) -> std::io::Result<()> {
+    let (path, file) = wal;
+    if file.is_none() {
+        let path = path
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the WAL file was never named"))?;
+        *file = Some(std::fs::File::open(path)?);
+    }
+    file.as_ref().map_or(Ok(()), |f| f.sync_data())
 }
 
 /// Durabilities handed from `Db::connect` to the writer's connection it opens (by an id
@@ -499,6 +533,34 @@ mod tests {
         drop(running);
         d.sync_here();
         assert_eq!(told.lock().unwrap().len(), 3);
+    }
+
+    /// A failed fsync is recorded before another thread may fsync: after a failure the
+    /// kernel reports the lost pages to one fsync only, so a `sync_here` that ran right
+    /// after it would succeed, and must not promise those commits durable.
+    #[tokio::test]
+    async fn a_failed_fsync_is_recorded_before_another_thread_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = started(&dir);
+        d.pause(true);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let waiter = |n: u64| {
+            let told = told.clone();
+            move |r: Outcome| told.lock().unwrap().push((n, r.is_ok()))
+        };
+        commit(&d);
+        d.when_durable(d.visible(), waiter(1));
+        // The fsync thread's next fsync fails, and it takes 200 ms to say so.
+        *d.shared.fail_next.lock().unwrap() = Some(Duration::from_millis(200));
+        d.pause(false);
+        std::thread::sleep(Duration::from_millis(50));
+        commit(&d);
+        d.when_durable(d.visible(), waiter(2));
+        d.sync_here();
+        let mut got = told.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, vec![(1, false), (2, false)]);
+        assert!(d.failed());
     }
 
     trait NowOrNever {

@@ -18,7 +18,9 @@
 //! thread of its own), a `COMMIT` only writes the WAL and runs here like any
 //! statement, except while another connection checkpoints and the first after a
 //! checkpoint (it may start the WAL over and sync the new header).
-//! Statements still run in the order they were sent (see `InlineConnection`).
+//! Statements still run in the order they were sent (see `InlineConnection`). A thread
+//! marked by [`this_thread_may_wait_for_disk`] (the webhook lane's own, not a tokio
+//! worker) runs what would go to the disk thread itself, but for checkpoints.
 //!
 //! The readers use it too. A read pays the same two hand-offs on sqlx's driver (16 % of
 //! the server's CPU under checkout load, BENCHMARKS.md), and a statement that only
@@ -104,12 +106,17 @@ thread_local! {
 }
 
 /// Marks the calling thread as one that may wait for the disk: a thread of its own that
-/// runs one task, not a tokio worker (the webhook ingest lane's, on SQLite). What the
-/// writer would send to its disk thread (a `BEGIN`, a commit that syncs, a checkpoint)
-/// runs on this thread instead, and a group committed on it is made durable on it
-/// ([`Durability::sync_here`]) rather than by the fsync thread. Each of those hand-offs
-/// was a wake-up of another thread and one back, and each wake-up waits for a core:
-/// on a busy machine they were a sixth of a webhook batch.
+/// runs one task, not a tokio worker (the webhook ingest lane's, on SQLite). What a
+/// connection of this driver would send to its disk thread runs on this thread instead
+/// (a `BEGIN`, a commit that syncs, such as the first after a checkpoint, a write
+/// outside a transaction), on every such connection used here; only a checkpoint
+/// still goes to the disk thread, so that the group's callers are answered while it
+/// runs. A writer's group committed from this thread is made durable on it, once the
+/// writer has been handed on ([`Durability::sync_here`]), rather than by the fsync
+/// thread. Each of those hand-offs was a wake-up of another thread and one back, and
+/// each wake-up waits for a core: on a busy machine they were a sixth of a webhook
+/// batch. Statements still run in the order they were sent: while a job sent to the
+/// disk thread is pending, the later ones queue behind it as before.
 pub fn this_thread_may_wait_for_disk() {
     MAY_WAIT.with(|m| m.set(true));
 }
@@ -453,7 +460,7 @@ impl InlineConnection {
             let autocommit = g.conn.is_autocommit();
             let kind = g.kind(sql);
             let out = if kind.waits_for_disk(autocommit, g.fast_commits()) {
-                may_wait_here().then(|| run_as(&mut g, &kind, sql, &args))
+                (may_wait_here() && !kind.checkpoints).then(|| run_as(&mut g, &kind, sql, &args))
             } else if kind.reads {
                 here::without_waiting(&mut g, &kind, sql, &args)
             } else {

@@ -490,10 +490,15 @@ async fn a_commit_after_another_connections_checkpoint_goes_to_the_disk_thread()
 
 /// SQLite keeps no memory statistics once the drivers are installed (each
 /// `sqlite3_malloc` would otherwise take a process-wide mutex): bytes it allocates are
-/// not counted. (Each test runs in a process of its own under nextest, so this one's
-/// `install_drivers` is the first touch of SQLite.)
+/// not counted. It needs a process of its own, where this test's `install_drivers` is
+/// SQLite's first use, as under nextest (`scripts/test`); in `cargo test`'s one process
+/// another test may have used SQLite first, and it says so and checks nothing.
 #[tokio::test]
 async fn sqlite_counts_no_memory() {
+    if std::env::var_os("NEXTEST").is_none() {
+        eprintln!("sqlite_counts_no_memory needs a process of its own (nextest): not checked");
+        return;
+    }
     let (_dir, mut stock, mut inline) = both().await;
     for conn in [&mut stock, &mut inline] {
         conn.execute("INSERT INTO t (id, n, b) VALUES (hex(randomblob(8)), 1, randomblob(100000))")
@@ -503,4 +508,74 @@ async fn sqlite_counts_no_memory() {
     // SAFETY: reads one of SQLite's counters.
     let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
     assert_eq!(used, 0, "SQLite counted {used} bytes in use");
+}
+
+/// What a connection does on a thread marked by `this_thread_may_wait_for_disk` (the
+/// webhook lane's) or on another one, with its disk thread held: whether a `BEGIN
+/// IMMEDIATE`, the first `COMMIT` after a checkpoint (a pipelined one that may start
+/// the WAL over) and a checkpoint are answered at once, and whether a `BEGIN` is while
+/// a checkpoint sent to the disk thread is pending.
+fn runs_at_once(marked: bool) -> [bool; 4] {
+    std::thread::spawn(move || {
+        if marked {
+            super::this_thread_may_wait_for_disk();
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (_dir, path) = file("marked");
+            let d = super::Durability::start().unwrap();
+            let mut conn = super::InlineConnection::open(path, Some(d)).await.unwrap();
+            for sql in [
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",
+                "CREATE TABLE t (n BIGINT)",
+            ] {
+                conn.execute(sql).await.unwrap();
+            }
+            async fn at_once(conn: &mut super::InlineConnection, sql: &str) -> bool {
+                let (release, hold) = hold_disk_thread(conn);
+                let mut run = conn.run(sql, Vec::new());
+                let here = (&mut run).now_or_never().map(Result::unwrap).is_some();
+                release.send(()).unwrap();
+                hold.await.unwrap();
+                if !here {
+                    run.await.unwrap();
+                }
+                here
+            }
+            let checkpoint = at_once(&mut conn, "PRAGMA wal_checkpoint(PASSIVE)").await;
+            let begin = at_once(&mut conn, "BEGIN IMMEDIATE").await;
+            conn.execute("INSERT INTO t VALUES (1)").await.unwrap();
+            let commit = at_once(&mut conn, "COMMIT").await;
+            // A checkpoint pending on the held disk thread: the `BEGIN` queues behind it.
+            let (release, hold) = hold_disk_thread(&conn);
+            let mut pending = conn.run("PRAGMA wal_checkpoint(PASSIVE)", Vec::new());
+            assert!((&mut pending).now_or_never().is_none());
+            let mut begin_run = conn.run("BEGIN IMMEDIATE", Vec::new());
+            let behind = (&mut begin_run).now_or_never().is_some();
+            release.send(()).unwrap();
+            hold.await.unwrap();
+            pending.await.unwrap();
+            if !behind {
+                begin_run.await.unwrap();
+            }
+            conn.execute("ROLLBACK").await.unwrap();
+            [begin, commit, checkpoint, behind]
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// On a marked thread the `BEGIN` and the first `COMMIT` after a checkpoint run on the
+/// caller's thread; a checkpoint still goes to the disk thread, and statements queue
+/// behind a job pending there. On any other thread all of them wait for the disk
+/// thread.
+#[test]
+fn a_marked_thread_runs_what_would_wait_for_the_disk_itself() {
+    assert_eq!(runs_at_once(true), [true, true, false, false]);
+    assert_eq!(runs_at_once(false), [false, false, false, false]);
 }
