@@ -31,30 +31,6 @@ const COLUMNS: &str =
     "app_id, id, type, created, livemode, object_id, payload, received_count, first_received, \
     last_received, outcome, detail, attempts, processed_at";
 
-/// Stores a received event, or counts one more delivery of it. Returns the delivery
-/// count: 1 means this is the first time, and the caller applies it.
-pub async fn record(conn: &mut Conn, e: &ProviderEventRow) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO provider_events (app_id, id, type, created, livemode, object_id, payload, received_count, \
-             first_received, last_received, outcome, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, 0) \
-         ON CONFLICT (app_id, id) DO UPDATE SET received_count = provider_events.received_count + 1, \
-             last_received = excluded.last_received \
-         RETURNING received_count",
-    )
-    .bind(&e.app_id)
-    .bind(&e.id)
-    .bind(&e.kind)
-    .bind(e.created)
-    .bind(e.livemode)
-    .bind(&e.object_id)
-    .bind(&e.payload)
-    .bind(e.first_received)
-    .bind(&e.outcome)
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
 /// Which of `rows` (each an app and event id) are stored already: one statement per
 /// app and two hundred ids. Inside a SQLite write transaction the answer is final. On
 /// PostgreSQL a concurrent transaction may still store one of the others; then

@@ -416,12 +416,10 @@ async fn waiting_provider_events_back_off(b: Backend) {
         processed_at: None,
     };
     let mut tx = db.begin().await.unwrap();
-    provider_events::record(&mut tx, &row("evt_old", 100))
+    let stored = provider_events::store_new(&mut tx, &[row("evt_old", 100), row("evt_new", 200)])
         .await
         .unwrap();
-    provider_events::record(&mut tx, &row("evt_new", 200))
-        .await
-        .unwrap();
+    assert_eq!(stored, 2);
     tx.commit().await.unwrap();
     let due = |now: i64| {
         let db = db.clone();
