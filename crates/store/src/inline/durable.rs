@@ -206,16 +206,9 @@ impl Durability {
     /// (`this_thread_may_wait_for_disk`), whose group then waits for no other thread
     /// to wake. The fsync thread is woken by the same commit all the same; whichever
     /// of the two takes the WAL second finds the commit durable and skips its fsync.
-    /// Nothing happens after an fsync failed (`paused` holds back the fsync thread
-    /// only).
+    /// No fsync is made after one failed (`paused` holds back the fsync thread only).
     pub(crate) fn sync_here(&self) {
-        let upto = {
-            let st = lock(&self.shared.state);
-            if st.finished <= st.synced || st.failed.is_some() {
-                return;
-            }
-            st.finished
-        };
+        let upto = lock(&self.shared.state).finished;
         self.shared.sync_and_tell(upto);
     }
 
@@ -415,6 +408,25 @@ mod tests {
         drop(d.begin_commit());
     }
 
+    /// What waiters were told: each waiter's number, and whether it was told durable.
+    #[derive(Clone, Default)]
+    struct Told(Arc<Mutex<Vec<(u64, bool)>>>);
+
+    impl Told {
+        /// A waiter for commit `upto` that notes its outcome as `n`.
+        fn wait_for(&self, d: &Durability, upto: u64, n: u64) {
+            let told = self.0.clone();
+            d.when_durable(upto, move |r| told.lock().unwrap().push((n, r.is_ok())));
+        }
+
+        /// What was told so far, in order of the waiters' numbers.
+        fn sorted(&self) -> Vec<(u64, bool)> {
+            let mut got = self.0.lock().unwrap().clone();
+            got.sort();
+            got
+        }
+    }
+
     #[tokio::test]
     async fn a_commit_is_durable_only_after_an_fsync_that_began_after_it_returned() {
         let dir = tempfile::tempdir().unwrap();
@@ -445,28 +457,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = started(&dir);
         d.pause(true);
-        let told = Arc::new(Mutex::new(Vec::new()));
+        let told = Told::default();
         for n in 1..=3u64 {
             commit(&d);
-            let told = told.clone();
-            d.when_durable(d.visible(), move |r| {
-                told.lock().unwrap().push((n, r.is_ok()))
-            });
+            told.wait_for(&d, d.visible(), n);
         }
         // A reader's watermark older than the last commit.
-        let t = told.clone();
-        d.when_durable(2, move |r| t.lock().unwrap().push((20, r.is_ok())));
-        assert!(told.lock().unwrap().is_empty());
+        told.wait_for(&d, 2, 20);
+        assert!(told.sorted().is_empty());
         d.pause(false);
         for _ in 0..500 {
-            if told.lock().unwrap().len() == 4 {
+            if told.sorted().len() == 4 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let mut got = told.lock().unwrap().clone();
-        got.sort();
-        assert_eq!(got, vec![(1, true), (2, true), (3, true), (20, true)]);
+        assert_eq!(
+            told.sorted(),
+            vec![(1, true), (2, true), (3, true), (20, true)]
+        );
     }
 
     #[tokio::test]
@@ -511,28 +520,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = started(&dir);
         d.pause(true);
-        let told = Arc::new(Mutex::new(Vec::new()));
+        let told = Told::default();
         for n in 1..=2u64 {
             commit(&d);
-            let told = told.clone();
-            d.when_durable(d.visible(), move |r| {
-                told.lock().unwrap().push((n, r.is_ok()))
-            });
+            told.wait_for(&d, d.visible(), n);
         }
         let running = d.begin_commit();
-        let t = told.clone();
-        d.when_durable(d.visible(), move |r| t.lock().unwrap().push((3, r.is_ok())));
+        told.wait_for(&d, d.visible(), 3);
         std::thread::sleep(Duration::from_millis(30));
-        assert!(
-            told.lock().unwrap().is_empty(),
-            "the fsync thread is held back"
-        );
+        assert!(told.sorted().is_empty(), "the fsync thread is held back");
         d.sync_here();
-        assert_eq!(*told.lock().unwrap(), vec![(1, true), (2, true)]);
+        assert_eq!(told.sorted(), vec![(1, true), (2, true)]);
         // A commit still running when the fsync began is not covered by it.
         drop(running);
         d.sync_here();
-        assert_eq!(told.lock().unwrap().len(), 3);
+        assert_eq!(told.sorted(), vec![(1, true), (2, true), (3, true)]);
     }
 
     /// A failed fsync is recorded before another thread may fsync: after a failure the
@@ -543,23 +545,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = started(&dir);
         d.pause(true);
-        let told = Arc::new(Mutex::new(Vec::new()));
-        let waiter = |n: u64| {
-            let told = told.clone();
-            move |r: Outcome| told.lock().unwrap().push((n, r.is_ok()))
-        };
+        let told = Told::default();
         commit(&d);
-        d.when_durable(d.visible(), waiter(1));
+        told.wait_for(&d, d.visible(), 1);
         // The fsync thread's next fsync fails, and it takes 200 ms to say so.
         *d.shared.fail_next.lock().unwrap() = Some(Duration::from_millis(200));
         d.pause(false);
         std::thread::sleep(Duration::from_millis(50));
         commit(&d);
-        d.when_durable(d.visible(), waiter(2));
+        told.wait_for(&d, d.visible(), 2);
         d.sync_here();
-        let mut got = told.lock().unwrap().clone();
-        got.sort();
-        assert_eq!(got, vec![(1, false), (2, false)]);
+        assert_eq!(told.sorted(), vec![(1, false), (2, false)]);
         assert!(d.failed());
     }
 
