@@ -371,6 +371,19 @@ impl Kind {
             || (self.commits && !fast_commit)
             || (autocommit && !self.pragma && !self.reads)
     }
+
+    /// Whether it runs on the disk thread: it may wait for the disk, and the caller's
+    /// thread may not (`here_may_wait`: `this_thread_may_wait_for_disk`), or it is a
+    /// checkpoint, which stays there even then so that the group's callers are answered
+    /// while it runs.
+    fn runs_on_disk_thread(
+        &self,
+        autocommit: bool,
+        fast_commits: bool,
+        here_may_wait: bool,
+    ) -> bool {
+        self.waits_for_disk(autocommit, fast_commits) && (!here_may_wait || self.checkpoints)
+    }
 }
 
 type Results = Vec<Either<AnyQueryResult, AnyRow>>;
@@ -459,8 +472,8 @@ impl InlineConnection {
             let mut g = lock(&inner);
             let autocommit = g.conn.is_autocommit();
             let kind = g.kind(sql);
-            let out = if kind.waits_for_disk(autocommit, g.fast_commits()) {
-                (may_wait_here() && !kind.checkpoints).then(|| run_as(&mut g, &kind, sql, &args))
+            let out = if kind.runs_on_disk_thread(autocommit, g.fast_commits(), may_wait_here()) {
+                None
             } else if kind.reads {
                 here::without_waiting(&mut g, &kind, sql, &args)
             } else {

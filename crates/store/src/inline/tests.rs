@@ -239,6 +239,17 @@ fn what_waits_for_the_disk() {
             "waits: {case}"
         );
         assert_eq!(kind.commits, commits, "commits: {case}");
+        // On a thread that may wait for the disk, only a checkpoint still goes there.
+        assert_eq!(
+            kind.runs_on_disk_thread(autocommit, fast, false),
+            waits,
+            "on the disk thread: {case}"
+        );
+        assert_eq!(
+            kind.runs_on_disk_thread(autocommit, fast, true),
+            waits && sql == CHECKPOINT,
+            "on the disk thread from a marked thread: {case}"
+        );
     }
 }
 
