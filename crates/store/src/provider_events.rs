@@ -62,10 +62,10 @@ pub async fn stored_among(
 /// Stores events received for the first time, each with what applying it made of it
 /// (its outcome, detail, `attempts` and `processed_at` as given): one insert per
 /// hundred, so each row is written once. Returns how many were stored. The caller
-/// applied them in this transaction after [`stored_among`] found none of them; if fewer
-/// are stored than given, a concurrent transaction (another node, on PostgreSQL) stored
-/// the others first, and the caller must roll back and try again, when they are
-/// duplicates.
+/// applied them in this transaction, taking them for new; if fewer are stored than
+/// given, some were stored already (before, or by a concurrent transaction of another
+/// node on PostgreSQL), and the caller must roll back and try again, finding them with
+/// [`stored_among`] first.
 pub async fn store_new(conn: &mut Conn, rows: &[ProviderEventRow]) -> Result<usize> {
     let mut stored = 0;
     for chunk in rows.chunks(100) {
