@@ -710,3 +710,43 @@ async fn a_lane_whose_connection_is_killed_goes_on_with_a_new_one() {
         .expect("count");
     assert_eq!(told, 1, "payment.succeeded told once");
 }
+
+/// On PostgreSQL a stored provider event takes no lock on its app's row (migration
+/// 0021 dropped the foreign key that took one, `FOR KEY SHARE`, in every webhook
+/// batch, and made concurrent batches share it as a multixact). Another transaction
+/// holds the app's row locked `FOR UPDATE`, which conflicts with that lock: an event
+/// about an object paybridge does not know, which only stores the event, is still
+/// stored and answered at once. With the foreign key it waited for that transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_stored_while_its_apps_row_is_locked() {
+    let Some((_t, db)) = open(Backend::Postgres).await else {
+        return;
+    };
+    app_with_payment(&db, "app_l", "pi_l").await;
+    let mut holder = db.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM apps WHERE id = 'app_l' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock the app's row");
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        ingest_batch(
+            &db,
+            vec![(
+                "app_l",
+                intent_event("evt_l", "payment_intent.processing", "pi_elsewhere"),
+            )],
+        ),
+    )
+    .await
+    .expect("stored while another transaction holds the app's row");
+    assert!(
+        matches!(answer[0], Ok(Ingested::Applied(Outcome::Pending(_)))),
+        "{answer:?}"
+    );
+    holder.rollback().await.expect("rollback");
+    let stored = paybridge_store::provider_events::get(db.reader(), "app_l", "evt_l")
+        .await
+        .expect("stored");
+    assert_eq!(stored.outcome, "pending");
+}
