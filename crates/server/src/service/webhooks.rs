@@ -217,12 +217,21 @@ async fn commit_batch(db: &Db, batch: Vec<Job>) {
 /// The first try does not look for events stored before: nearly every event is new,
 /// and storing the new ones finds a repeat anyway (its insert stores nothing). Only a
 /// batch that holds a repeat, of an event stored before or by another node meanwhile,
-/// is rolled back and tried again, this time finding its duplicates first; up to three
-/// tries in all. On PostgreSQL that is one statement and one round trip fewer for
-/// every batch without a repeat (BENCHMARKS.md).
+/// is rolled back and tried again, this time finding its duplicates first. On
+/// PostgreSQL that is one statement and one round trip fewer for every batch without a
+/// repeat (BENCHMARKS.md). A first try that fails is tried again looking first too: a
+/// repeat applied again might be what failed, and it must come out as a duplicate.
+/// Up to three tries look first, each after another node stored one of the events.
 async fn apply_batch(db: &Db, batch: &[Job]) -> Result<Vec<Ingested>, StoreError> {
-    for look_first in [false, true, true] {
-        if let Some(results) = try_batch(db, batch, look_first).await? {
+    match try_batch(db, batch, false).await {
+        Ok(Some(results)) => return Ok(results),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!(error = %e, events = batch.len(), "a batch's first try failed; trying again, looking for repeats first");
+        }
+    }
+    for _ in 0..3 {
+        if let Some(results) = try_batch(db, batch, true).await? {
             return Ok(results);
         }
     }
@@ -372,7 +381,7 @@ pub async fn retry_pending(state: &AppState) -> Result<usize, StoreError> {
 }
 
 async fn retry_rows(state: &AppState, rows: &[ProviderEventRow]) -> Result<usize, StoreError> {
-    let (mut applied, mut anomalies) = (0, 0);
+    let (mut applied, mut anomalies) = (0, Vec::new());
     let mut tx = state.db.begin().await?;
     for row in rows {
         let Ok(ev) = paybridge_core::stripe::event::parse(row.payload.as_bytes()) else {
@@ -383,7 +392,7 @@ async fn retry_rows(state: &AppState, rows: &[ProviderEventRow]) -> Result<usize
             continue;
         }
         let (outcome, found) = ledger::apply_event(&mut tx, &row.app_id, &ev).await?;
-        anomalies += found;
+        anomalies.extend(found);
         let (name, detail) = outcome.parts();
         provider_events::set_outcome(&mut tx, &row.app_id, &row.id, name, Some(detail), now())
             .await?;
@@ -392,7 +401,7 @@ async fn retry_rows(state: &AppState, rows: &[ProviderEventRow]) -> Result<usize
         }
     }
     tx.commit().await?;
-    ledger::count_anomalies(anomalies);
+    ledger::count_anomalies(&anomalies);
     Ok(applied)
 }
 

@@ -13,6 +13,7 @@ use crate::service::ledger::{self, Outcome};
 
 paybridge_testkit::on_both!(
     an_anomaly_is_counted_once_when_its_batch_is_tried_again,
+    an_anomaly_in_a_batch_holding_a_repeat_is_logged_once,
     an_invoice_paid_twice_in_one_batch_tells_the_subscription_once,
     a_repeat_in_a_batch_is_counted_and_the_new_events_are_applied_once,
 );
@@ -158,6 +159,67 @@ async fn an_anomaly_is_counted_once_when_its_batch_is_tried_again(b: Backend) {
         ledger::ANOMALIES.get() - before,
         1,
         "counted once, as committed"
+    );
+}
+
+/// A batch holding a repeat of an event stored before is applied, rolled back when
+/// its insert finds the repeat, and applied again looking first (`apply_batch`). A
+/// fact refused in it is logged once, after the commit that keeps its
+/// `ledger.anomaly` event; logged where it was found, it was told twice.
+async fn an_anomaly_in_a_batch_holding_a_repeat_is_logged_once(b: Backend) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let Some((_t, db)) = open(b).await else {
+        return;
+    };
+    let mine = app_with_payment(&db, "app_x", "pi_x").await;
+    let first = intent_event("evt_first", "payment_intent.processing", "pi_x");
+    let answers = ingest_batch(&db, vec![("app_x", first.clone())]).await;
+    assert!(matches!(answers[0], Ok(Ingested::Applied(_))), "{answers:?}");
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let before = ledger::ANOMALIES.get();
+    let answers = {
+        let _logging = tracing::subscriber::set_default(subscriber);
+        // A refund on a payment that captured nothing: refused by the invariants.
+        ingest_batch(
+            &db,
+            vec![
+                ("app_x", first),
+                ("app_x", refund_event("evt_anomaly", "re_anomaly", "pi_x")),
+            ],
+        )
+        .await
+    };
+    assert_eq!(answers[0], Ok(Ingested::Duplicate));
+    assert!(
+        matches!(answers[1], Ok(Ingested::Applied(Outcome::Rejected(_)))),
+        "{answers:?}"
+    );
+    let stored = paybridge_store::events::count_of(&db, "app_x", "ledger.anomaly", &mine.id)
+        .await
+        .expect("count");
+    assert_eq!(stored, 1, "one ledger.anomaly event committed");
+    assert_eq!(ledger::ANOMALIES.get() - before, 1, "counted once");
+    let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
+    assert_eq!(
+        text.matches("breaks the ledger's invariants").count(),
+        1,
+        "logged once: {text}"
     );
 }
 

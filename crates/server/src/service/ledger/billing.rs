@@ -153,8 +153,7 @@ pub(super) async fn apply_invoice(
                     Some((inv.amount, inv.currency.as_str())),
                     &fact,
                 ) {
-                    let ev = super::anomaly_event(&p, &a, "webhook", &format!("{fact:?}"));
-                    uow.events.push(ev);
+                    uow.refuse(&p, &a, "webhook", &format!("{fact:?}"));
                     return Ok(Outcome::Rejected(a.to_string()));
                 }
                 let before = p.status.clone();

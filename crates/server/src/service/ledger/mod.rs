@@ -114,15 +114,29 @@ pub static ANOMALIES: std::sync::LazyLock<prometheus_client::metrics::counter::C
 /// The type of the event that tells a person about a refused fact.
 const ANOMALY: &str = "ledger.anomaly";
 
-/// Counts `n` anomalies whose transaction has committed.
-pub fn count_anomalies(n: u64) {
-    ANOMALIES.inc_by(n);
+/// A fact refused about a payment, as the log tells it.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    payment: String,
+    code: &'static str,
+    reason: String,
+    source: &'static str,
+}
+
+/// Counts and logs anomalies whose transaction has committed.
+pub fn count_anomalies(refused: &[Refusal]) {
+    for r in refused {
+        tracing::warn!(payment = %r.payment, code = r.code, reason = %r.reason, source = r.source, "a fact breaks the ledger's invariants; not applied");
+    }
+    ANOMALIES.inc_by(refused.len() as u64);
 }
 
 /// The `ledger.anomaly` event for a fact refused about a payment: what was refused and
-/// why, for a person to look at.
-pub fn anomaly_event(p: &PaymentRow, a: &Anomaly, source: &str, fact: &str) -> EventRow {
-    tracing::warn!(payment = %p.id, code = a.code, reason = %a.reason, source, "a fact breaks the ledger's invariants; not applied");
+/// why, for a person to look at. It is logged once its transaction has committed
+/// ([`count_anomalies`]): a webhook batch may be applied, rolled back and applied again
+/// (a repeat among its events), and its log would otherwise tell a refusal twice, or
+/// tell one of an event that turned out to be a repeat.
+fn anomaly_event(p: &PaymentRow, a: &Anomaly, source: &str, fact: &str) -> EventRow {
     event_row(
         &p.app_id,
         ANOMALY,
@@ -189,7 +203,7 @@ pub struct UnitOfWork {
     events: Vec<EventRow>,
     orders: BTreeSet<(String, String)>,
     cards: Vec<(String, SeenCard)>,
-    anomalies: u64,
+    refused: Vec<Refusal>,
 }
 
 impl UnitOfWork {
@@ -229,10 +243,22 @@ impl UnitOfWork {
         self.checkouts.entry(c.id.clone()).or_insert(c);
     }
 
-    /// How many `ledger.anomaly` events `flush` has written: for [`count_anomalies`]
-    /// once the transaction commits.
-    pub fn anomalies(&self) -> u64 {
-        self.anomalies
+    /// The facts refused so far, each told to the app as a `ledger.anomaly` event that
+    /// `flush` writes: for [`count_anomalies`] once the transaction commits.
+    pub fn anomalies(&self) -> &[Refusal] {
+        &self.refused
+    }
+
+    /// Refuses a fact about `p` that breaks the ledger's invariants: it is not applied,
+    /// and a `ledger.anomaly` event tells the app what was refused and why.
+    pub fn refuse(&mut self, p: &PaymentRow, a: &Anomaly, source: &'static str, fact: &str) {
+        self.events.push(anomaly_event(p, a, source, fact));
+        self.refused.push(Refusal {
+            payment: p.id.clone(),
+            code: a.code,
+            reason: a.reason.clone(),
+            source,
+        });
     }
 
     pub fn payment(&self, id: &str) -> Option<&PaymentRow> {
@@ -407,9 +433,8 @@ impl UnitOfWork {
                 .try_for_each(|f| invariants::check_payment_fact(&books(p, &state), None, f))
         });
         if let Err(a) = checked {
-            let fact = format!("{:?}", r.payment);
-            let ev = anomaly_event(p, &a, "webhook", &fact);
-            self.events.push(ev);
+            let (p, fact) = (p.clone(), format!("{:?}", r.payment));
+            self.refuse(&p, &a, "webhook", &fact);
             return Outcome::Rejected(a.to_string());
         }
         if p.provider_payment_intent.is_none() {
@@ -506,7 +531,6 @@ impl UnitOfWork {
         }
         let evs = std::mem::take(&mut self.events);
         events::append_many(conn, &evs).await?;
-        self.anomalies += evs.iter().filter(|e| e.kind == ANOMALY).count() as u64;
         for (app, order) in std::mem::take(&mut self.orders) {
             refresh_order(conn, &app, &order).await?;
         }
@@ -534,8 +558,7 @@ pub async fn apply_payment_facts(
     if let Some((a, f)) = refused {
         // Facts from the provider's answer to our own call (or the reconciler's
         // question): none of them is applied, the provider ids neither.
-        let ev = anomaly_event(before, &a, "provider_answer", &format!("{f:?}"));
-        uow.events.push(ev);
+        uow.refuse(before, &a, "provider_answer", &format!("{f:?}"));
         uow.flush(conn).await?;
         // Counted as written: the callers' transactions hold one payment's answer and
         // are not tried again as a batch (they do not report the count back).
@@ -568,20 +591,20 @@ pub async fn apply_checkout_status(
 }
 
 /// Applies one verified provider event inside the caller's transaction. Returns its
-/// outcome and how many `ledger.anomaly` events it wrote ([`count_anomalies`] once the
-/// transaction commits).
+/// outcome and the facts it refused, each written as a `ledger.anomaly` event
+/// ([`count_anomalies`] once the transaction commits).
 pub async fn apply_event(
     conn: &mut Conn,
     app: &str,
     ev: &Event,
-) -> Result<(Outcome, u64), StoreError> {
+) -> Result<(Outcome, Vec<Refusal>), StoreError> {
     let mut uow = UnitOfWork::new();
     if let Some(r) = event::read(ev) {
         uow.load_for(conn, app, &[r.refs]).await?;
     }
     let outcome = uow.apply_event(conn, app, ev).await?;
     uow.flush(conn).await?;
-    Ok((outcome, uow.anomalies()))
+    Ok((outcome, uow.refused))
 }
 
 /// Re-totals an order from its payments; emits `order.<status>` when its status moves.

@@ -10,7 +10,7 @@ use paybridge_store::{now, payments, Conn, StoreError};
 use paybridge_core::invariants::{self, Anomaly, Books};
 use paybridge_store::payments::PaymentRow;
 
-use super::{anomaly_event, books, event_row, state_of, Outcome, UnitOfWork};
+use super::{books, event_row, state_of, Outcome, UnitOfWork};
 use crate::service::views::RefundView;
 
 impl UnitOfWork {
@@ -106,8 +106,7 @@ impl UnitOfWork {
                     r.id, r.amount, r.currency, rf.amount
                 ),
             };
-            let ev = anomaly_event(&payment, &a, "provider", &format!("{rf:?}"));
-            self.events.push(ev);
+            self.refuse(&payment, &a, "provider", &format!("{rf:?}"));
             if held > 0 {
                 payments::release_refund(conn, app, &pid, held).await?;
                 self.hold_refunding(&pid, -held);
@@ -163,8 +162,7 @@ impl UnitOfWork {
 
     /// Refuses a refund fact that breaks the invariants: not booked, told to the app.
     fn reject(&mut self, p: &PaymentRow, a: &Anomaly, rf: &RefundReading) -> Outcome {
-        let ev = anomaly_event(p, a, "provider", &format!("{rf:?}"));
-        self.events.push(ev);
+        self.refuse(p, a, "provider", &format!("{rf:?}"));
         Outcome::Rejected(a.to_string())
     }
 
