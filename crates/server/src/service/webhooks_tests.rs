@@ -185,7 +185,10 @@ async fn an_anomaly_in_a_batch_holding_a_repeat_is_logged_once(b: Backend) {
     let mine = app_with_payment(&db, "app_x", "pi_x").await;
     let first = intent_event("evt_first", "payment_intent.processing", "pi_x");
     let answers = ingest_batch(&db, vec![("app_x", first.clone())]).await;
-    assert!(matches!(answers[0], Ok(Ingested::Applied(_))), "{answers:?}");
+    assert!(
+        matches!(answers[0], Ok(Ingested::Applied(_))),
+        "{answers:?}"
+    );
     let log = Log::default();
     let writer = log.clone();
     let subscriber = tracing_subscriber::fmt()
