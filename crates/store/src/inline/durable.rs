@@ -408,6 +408,13 @@ mod tests {
         drop(d.begin_commit());
     }
 
+    /// A started durability whose fsync thread is held back.
+    fn paused(dir: &tempfile::TempDir) -> Arc<Durability> {
+        let d = started(dir);
+        d.pause(true);
+        d
+    }
+
     /// What waiters were told: each waiter's number, and whether it was told durable.
     #[derive(Clone, Default)]
     struct Told(Arc<Mutex<Vec<(u64, bool)>>>);
@@ -417,6 +424,12 @@ mod tests {
         fn wait_for(&self, d: &Durability, upto: u64, n: u64) {
             let told = self.0.clone();
             d.when_durable(upto, move |r| told.lock().unwrap().push((n, r.is_ok())));
+        }
+
+        /// A commit, and a waiter for it numbered `n`.
+        fn commit(&self, d: &Durability, n: u64) {
+            commit(d);
+            self.wait_for(d, d.visible(), n);
         }
 
         /// What was told so far, in order of the waiters' numbers.
@@ -430,8 +443,7 @@ mod tests {
     #[tokio::test]
     async fn a_commit_is_durable_only_after_an_fsync_that_began_after_it_returned() {
         let dir = tempfile::tempdir().unwrap();
-        let d = started(&dir);
-        d.pause(true);
+        let d = paused(&dir);
         let running = d.begin_commit();
         let upto = d.visible();
         assert_eq!(upto, 1);
@@ -455,12 +467,10 @@ mod tests {
     #[tokio::test]
     async fn one_fsync_covers_every_commit_before_it_and_tells_each_waiter_once() {
         let dir = tempfile::tempdir().unwrap();
-        let d = started(&dir);
-        d.pause(true);
+        let d = paused(&dir);
         let told = Told::default();
         for n in 1..=3u64 {
-            commit(&d);
-            told.wait_for(&d, d.visible(), n);
+            told.commit(&d, n);
         }
         // A reader's watermark older than the last commit.
         told.wait_for(&d, 2, 20);
@@ -501,8 +511,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_it_tells_whoever_waits_and_ends_the_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let d = started(&dir);
-        d.pause(true);
+        let d = paused(&dir);
         commit(&d);
         let (tx, rx) = tokio::sync::oneshot::channel();
         d.when_durable(d.visible(), move |r| {
@@ -518,12 +527,10 @@ mod tests {
     #[tokio::test]
     async fn sync_here_makes_what_returned_durable_without_the_fsync_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let d = started(&dir);
-        d.pause(true);
+        let d = paused(&dir);
         let told = Told::default();
         for n in 1..=2u64 {
-            commit(&d);
-            told.wait_for(&d, d.visible(), n);
+            told.commit(&d, n);
         }
         let running = d.begin_commit();
         told.wait_for(&d, d.visible(), 3);
@@ -543,17 +550,14 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fsync_is_recorded_before_another_thread_syncs() {
         let dir = tempfile::tempdir().unwrap();
-        let d = started(&dir);
-        d.pause(true);
+        let d = paused(&dir);
         let told = Told::default();
-        commit(&d);
-        told.wait_for(&d, d.visible(), 1);
+        told.commit(&d, 1);
         // The fsync thread's next fsync fails, and it takes 200 ms to say so.
         *d.shared.fail_next.lock().unwrap() = Some(Duration::from_millis(200));
         d.pause(false);
         std::thread::sleep(Duration::from_millis(50));
-        commit(&d);
-        told.wait_for(&d, d.visible(), 2);
+        told.commit(&d, 2);
         d.sync_here();
         assert_eq!(told.sorted(), vec![(1, false), (2, false)]);
         assert!(d.failed());
